@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# One entry point. Sets up .venv from requirements.txt (again only when that file changes),
+# then runs a stage:
+#   bash run.sh [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]   the whole job
+#   bash run.sh test [pytest args]                                               the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PYTHON=${PYTHON:-python3}
+
+setup() {
+    local want have
+    want=$(sha256sum requirements.txt | cut -d' ' -f1)
+    have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
+    if [[ -x "$VENV/bin/python" && "$want" == "$have" ]]; then
+        return
+    fi
+    echo "setting up $VENV from requirements.txt (first run: several minutes) ..." >&2
+    [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    echo "$want" > "$VENV/.requirements.sha256"
+}
+
+setup
+PY="$VENV/bin/python"
+case "${1:-}" in
+    test)
+        shift
+        exec "$PY" -m pytest -q tests "$@"
+        ;;
+    *)
+        exec "$PY" -m src.pipeline "$@"
+        ;;
+esac

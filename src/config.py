@@ -1,0 +1,179 @@
+"""Run configuration: defaults, overlaid by a recipe file, overlaid by `key=value` overrides.
+
+The merged config is a plain dict (saved as `config.yaml` in the run directory) wrapped in
+`Config` for attribute access. Every key must exist in DEFAULTS, so a typo fails loudly
+instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "configs"
+
+DEFAULTS: dict = {
+    # data
+    "data_dir": "input/data",
+    "corrections": "",          # "" (none), a CSV path, or a name of a file in configs/corrections/
+    # folds
+    "n_folds": 5,
+    "folds": "all",             # which folds to train: "all" or e.g. "0" / "0,2"
+    "seed": 42,
+    "age_boundary": 60,         # training-time boundary of the >=60 band; reports always use 60
+    # model
+    "model": "resnet18",
+    "pretrained": "false",      # false | true | path to a state_dict file
+    "drop_rate": 0.0,
+    # input
+    "img_size": "320,240",      # network input H,W (an int means H with W = 3/4 H)
+    "crop_frac": 0.75,          # centre crop keeps this fraction of each side of the photo
+    "hflip": 0.5,               # training-time horizontal flip probability
+    # optimisation
+    "epochs": 10,
+    "batch_size": 64,
+    "lr": 8e-5,
+    "weight_decay": 0.0,
+    "loss": "focal",            # focal | ce | weighted_ce | smooth
+    "focal_gamma": 2.0,
+    "label_smoothing": 0.1,     # used by loss=smooth
+    # inference
+    "tta": "flip",              # none | flip
+    # machine
+    "device": "auto",           # auto | cpu | cuda | cuda:N
+    "amp": True,                # mixed precision on CUDA (ignored on CPU)
+    "channels_last": True,      # on CUDA
+    "num_workers": 2,
+    "threads": 0,               # torch CPU threads; 0 = torch's default
+    "max_images": 0,            # >0: use only this many training persons*7 (quick checks)
+}
+
+
+class ConfigError(ValueError):
+    """A recipe file or override that cannot be applied."""
+
+
+class Config(dict):
+    """A dict whose keys are also attributes (cfg.lr == cfg['lr'])."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError as e:
+            raise AttributeError(key) from e
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    """`seed` -> configs/seed.yaml; an existing path is used as is."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config '{name_or_path}' not found: not a file, and not one of {known}")
+
+
+def _coerce(key: str, raw: str, default):
+    """Turn the text of an override into the type of its default."""
+    if isinstance(default, bool):
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{key}={raw}: expected true/false")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw}: expected an integer") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{key}={raw}: expected a number") from None
+    return raw
+
+
+def _check_keys(source: str, keys) -> None:
+    unknown = sorted(set(keys) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
+
+
+def load_config(recipe: str | None = "seed", overrides: list[str] | None = None) -> Config:
+    cfg = copy.deepcopy(DEFAULTS)
+    if recipe:
+        path = resolve_recipe(recipe)
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of key: value")
+        _check_keys(str(path), loaded)
+        for k, v in loaded.items():
+            cfg[k] = _coerce(k, str(v), DEFAULTS[k]) if not isinstance(v, type(DEFAULTS[k])) else v
+        cfg["recipe"] = path.stem
+    else:
+        cfg["recipe"] = "defaults"
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        k, v = item.split("=", 1)
+        _check_keys("command line", [k])
+        cfg[k] = _coerce(k, v, DEFAULTS[k])
+    validate(cfg)
+    return Config(cfg)
+
+
+def validate(cfg: dict) -> None:
+    if cfg["loss"] not in ("focal", "ce", "weighted_ce", "smooth"):
+        raise ConfigError(f"loss={cfg['loss']}: choose focal, ce, weighted_ce or smooth")
+    if cfg["tta"] not in ("none", "flip"):
+        raise ConfigError(f"tta={cfg['tta']}: choose none or flip")
+    if not 30 < cfg["age_boundary"] <= 60:
+        raise ConfigError(f"age_boundary={cfg['age_boundary']}: must be in 31..60")
+    if cfg["n_folds"] < 2:
+        raise ConfigError("n_folds must be at least 2")
+    if not 0 < cfg["crop_frac"] <= 1:
+        raise ConfigError("crop_frac must be in (0, 1]")
+    image_size(cfg)
+    selected_folds(cfg)
+
+
+def image_size(cfg: dict) -> tuple[int, int]:
+    """Network input (H, W) from `img_size` ("H,W" or H with W = 3/4 H like the 512x384 photos)."""
+    raw = str(cfg["img_size"])
+    try:
+        parts = [int(x) for x in raw.split(",")]
+    except ValueError:
+        raise ConfigError(f"img_size={raw}: expected H or H,W") from None
+    if len(parts) == 1:
+        h = parts[0]
+        return h, max(8, int(round(h * 0.75 / 8)) * 8)
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise ConfigError(f"img_size={raw}: expected H or H,W")
+
+
+def selected_folds(cfg: dict) -> list[int]:
+    raw = str(cfg["folds"]).strip()
+    if raw == "all":
+        return list(range(cfg["n_folds"]))
+    try:
+        folds = sorted({int(x) for x in raw.split(",") if x.strip() != ""})
+    except ValueError:
+        raise ConfigError(f"folds={raw}: expected 'all' or fold numbers like 0,2") from None
+    bad = [f for f in folds if not 0 <= f < cfg["n_folds"]]
+    if bad or not folds:
+        raise ConfigError(f"folds={raw}: fold numbers must be in 0..{cfg['n_folds'] - 1}")
+    return folds
+
+
+def save_config(cfg: dict, path: Path) -> None:
+    path.write_text(yaml.safe_dump(dict(cfg), sort_keys=True))

@@ -1,0 +1,251 @@
+"""Competition layout -> per-image tables, with validation and label corrections.
+
+Layout (under a data dir):
+    train/train.csv                       id,gender,race,age,path
+    train/images/<path>/<shot>.<ext>      shot in mask1..mask5, incorrect_mask, normal
+    eval/info.csv                         ImageID,ans
+    eval/images/<ImageID>
+    eval/answers.csv (optional)           ImageID,ans with the true class
+
+Everything is checked before training starts; all problems are collected and reported
+together (DataError), so a user fixes the data in one pass.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from . import labels as L
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+GENDERS = {"male": 0, "female": 1}
+CORRECTION_COLUMNS = ("id", "gender", "age", "mask_fix", "note")
+MASK_FIXES = ("swap", "incorrect_is_wear")
+
+
+class DataError(ValueError):
+    """Bad input data; the message lists every offending path."""
+
+    def __init__(self, where: str, problems: list[str]):
+        self.problems = problems
+        listing = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in {where}:\n{listing}")
+
+
+def is_hidden(path: Path) -> bool:
+    """AppleDouble `._x` files and other dot-files are junk, never data."""
+    return path.name.startswith(".")
+
+
+def read_image(path) -> np.ndarray:
+    """RGB uint8 array, EXIF orientation applied, any mode (L, RGBA, P, ...) converted."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        return np.asarray(im.convert("RGB"))
+
+
+def image_problem(path: Path) -> str | None:
+    """Why an image can't be used, or None. Decodes the whole stream so truncation shows."""
+    try:
+        if path.stat().st_size == 0:
+            return f"{path}: empty file"
+        with Image.open(path) as im:
+            im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG: fast, still reads it all
+            im.load()
+            if im.width == 0 or im.height == 0:
+                return f"{path}: image has no pixels"
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except Exception as e:  # PIL raises many types for corrupt files
+        return f"{path}: unreadable or truncated image ({type(e).__name__}: {e})"
+    return None
+
+
+def check_images(paths: list[Path], desc: str, workers: int = 4) -> list[str]:
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(tqdm(pool.map(image_problem, paths), total=len(paths), desc=desc,
+                            unit="img", leave=False, mininterval=1.0, disable=None))
+    return [r for r in results if r]
+
+
+def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> pd.DataFrame | None:
+    if not path.is_file():
+        problems.append(f"{path}: missing")
+        return None
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        problems.append(f"{path}: not a readable CSV ({e})")
+        return None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        problems.append(f"{path}: missing column(s) {missing} (has {list(df.columns)})")
+        return None
+    return df
+
+
+def find_shots(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
+    """shot name -> file, plus problems and ignored extra files for one person folder."""
+    found: dict[str, list[Path]] = {}
+    extras = []
+    for f in sorted(folder.iterdir()):
+        if is_hidden(f) or f.is_dir():
+            continue
+        if f.suffix.lower() in IMAGE_EXTS and f.stem in L.SHOT_MASK:
+            found.setdefault(f.stem, []).append(f)
+        else:
+            extras.append(str(f))
+    problems = []
+    for shot in L.SHOTS:
+        files = found.get(shot, [])
+        if not files:
+            problems.append(f"{folder}: no '{shot}' image (.jpg/.jpeg/.png)")
+        elif len(files) > 1:
+            problems.append(f"{folder}: {len(files)} '{shot}' images {[f.name for f in files]}, expected one")
+    return {k: v[0] for k, v in found.items()}, problems, extras
+
+
+def load_corrections(path: Path) -> pd.DataFrame:
+    problems: list[str] = []
+    df = _read_csv(path, ("id",), problems)
+    if df is None:
+        raise DataError(str(path), problems)
+    df = df[[c for c in df.columns if c in CORRECTION_COLUMNS]].copy()
+    for c in CORRECTION_COLUMNS:
+        if c not in df.columns:
+            df[c] = ""
+    df["id"] = df["id"].str.strip()
+    for i, row in df.iterrows():
+        where = f"{path} row {i + 2} (id {row['id']})"
+        if row["gender"] and row["gender"] not in GENDERS:
+            problems.append(f"{where}: gender '{row['gender']}' is not male/female")
+        if row["age"] and not row["age"].strip().isdigit():
+            problems.append(f"{where}: age '{row['age']}' is not a whole number")
+        if row["mask_fix"] and row["mask_fix"] not in MASK_FIXES:
+            problems.append(f"{where}: mask_fix '{row['mask_fix']}' is not one of {MASK_FIXES}")
+    dup = df["id"][df["id"].duplicated()].tolist()
+    if dup:
+        problems.append(f"{path}: id(s) listed more than once {dup}")
+    if problems:
+        raise DataError(str(path), problems)
+    return df
+
+
+def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bool = True) -> pd.DataFrame:
+    """One row per training image: person, gender, age, shot, mask, path, label (true boundary)."""
+    data_dir = Path(data_dir)
+    problems: list[str] = []
+    csv_path = data_dir / "train" / "train.csv"
+    img_root = data_dir / "train" / "images"
+    df = _read_csv(csv_path, ("id", "gender", "age", "path"), problems)
+    if not img_root.is_dir():
+        problems.append(f"{img_root}: missing folder")
+    if df is None or problems:
+        raise DataError(str(data_dir), problems)
+
+    rows = []
+    seen_paths = set()
+    for i, r in enumerate(df.itertuples(index=False)):
+        where = f"{csv_path} row {i + 2}"
+        gender = GENDERS.get(r.gender.strip().lower())
+        if gender is None:
+            problems.append(f"{where}: gender '{r.gender}' is not male/female")
+        if not r.age.strip().isdigit():
+            problems.append(f"{where}: age '{r.age}' is not a whole number")
+        folder = img_root / r.path
+        seen_paths.add(r.path)
+        if not folder.is_dir():
+            problems.append(f"{folder}: folder for train.csv row {i + 2} (id {r.id}) is missing")
+            continue
+        shots, shot_problems, extras = find_shots(folder)
+        problems += shot_problems
+        for e in extras:
+            print(f"warning: ignoring unexpected file {e}")
+        if gender is None or not r.age.strip().isdigit() or shot_problems:
+            continue
+        for shot in L.SHOTS:
+            rows.append(dict(person=r.id, folder=r.path, gender=gender, age=int(r.age),
+                             shot=shot, mask=L.SHOT_MASK[shot], path=str(shots[shot])))
+    dup = df["id"][df["id"].duplicated()].tolist()
+    if dup:
+        problems.append(f"{csv_path}: id(s) listed more than once {dup}")
+    for d in sorted(img_root.iterdir()):
+        if d.is_dir() and not is_hidden(d) and d.name not in seen_paths:
+            problems.append(f"{d}: folder has no row in {csv_path}")
+    if check_pixels and rows:
+        problems += check_images([Path(r["path"]) for r in rows], "checking train images")
+    if problems:
+        raise DataError(str(data_dir), problems)
+
+    table = pd.DataFrame(rows)
+    if corrections:
+        table = apply_corrections(table, load_corrections(Path(corrections)), str(corrections))
+    table["label"] = L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy()))
+    return table.reset_index(drop=True)
+
+
+def apply_corrections(table: pd.DataFrame, corr: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Fix known mislabels at load time; the data on disk is never touched."""
+    table = table.copy()
+    unknown = sorted(set(corr["id"]) - set(table["person"]))
+    if unknown:
+        raise DataError(source, [f"{source}: id {u} is not a person in train.csv" for u in unknown])
+    for row in corr.itertuples(index=False):
+        sel = table["person"] == row.id
+        if row.gender:
+            table.loc[sel, "gender"] = GENDERS[row.gender]
+        if row.age:
+            table.loc[sel, "age"] = int(row.age)
+        if row.mask_fix == "swap":
+            normal = sel & (table["shot"] == "normal")
+            incorrect = sel & (table["shot"] == "incorrect_mask")
+            table.loc[normal, "mask"] = L.SHOT_MASK["incorrect_mask"]
+            table.loc[incorrect, "mask"] = L.SHOT_MASK["normal"]
+        elif row.mask_fix == "incorrect_is_wear":
+            table.loc[sel & (table["shot"] == "incorrect_mask"), "mask"] = 0
+    print(f"applied {len(corr)} correction(s) from {source}")
+    return table
+
+
+def load_eval(data_dir, check_pixels: bool = True) -> pd.DataFrame:
+    """eval/info.csv rows in file order with image paths, plus `true` labels when answers.csv exists."""
+    data_dir = Path(data_dir)
+    problems: list[str] = []
+    info_path = data_dir / "eval" / "info.csv"
+    img_root = data_dir / "eval" / "images"
+    info = _read_csv(info_path, ("ImageID", "ans"), problems)
+    if not img_root.is_dir():
+        problems.append(f"{img_root}: missing folder")
+    if info is None or problems:
+        raise DataError(str(data_dir), problems)
+    info = info[["ImageID"]].copy()
+    dup = info["ImageID"][info["ImageID"].duplicated()].tolist()
+    if dup:
+        problems.append(f"{info_path}: ImageID(s) listed more than once {dup}")
+    info["path"] = [str(img_root / i) for i in info["ImageID"]]
+    missing = [p for p in info["path"] if not Path(p).is_file()]
+    problems += [f"{p}: image listed in {info_path} is missing" for p in missing]
+
+    answers_path = data_dir / "eval" / "answers.csv"
+    if answers_path.exists():
+        ans = _read_csv(answers_path, ("ImageID", "ans"), problems)
+        if ans is not None:
+            lookup = dict(zip(ans["ImageID"], ans["ans"]))
+            absent = [i for i in info["ImageID"] if i not in lookup]
+            if absent:
+                problems.append(f"{answers_path}: no answer for {len(absent)} ImageID(s), e.g. {absent[:5]}")
+            bad = [v for v in lookup.values() if not (v.isdigit() and int(v) < L.N_CLASSES)]
+            if bad:
+                problems.append(f"{answers_path}: answers must be 0..17, found {sorted(set(bad))[:5]}")
+            if not absent and not bad:
+                info["true"] = [int(lookup[i]) for i in info["ImageID"]]
+    if check_pixels and not missing:
+        problems += check_images([Path(p) for p in info["path"]], "checking eval images")
+    if problems:
+        raise DataError(str(data_dir), problems)
+    return info.reset_index(drop=True)

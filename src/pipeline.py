@@ -1,0 +1,145 @@
+"""The whole job: validate data -> folds -> train each fold -> TTA fold ensemble -> report.
+
+    python -m src.pipeline [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]
+
+Everything a run makes goes to output/<run>/. An existing run folder is never written
+over: a new run takes the next free name (<run>-2, <run>-3, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+from .config import ROOT, ConfigError, load_config, save_config, selected_folds
+from .data import DataError, load_eval, load_train
+from .folds import attach_folds, make_folds
+from .infer import ensemble_probs, write_submission
+from .models import WeightsError
+from .report import build_report, plot_confusion
+from .runtime import set_threads
+from .train import fold_paths, train_fold
+
+DEMO_DIR = ROOT / "input" / "demo"
+OUTPUT = ROOT / "output"
+
+
+def new_run_dir(name: str, output: Path = OUTPUT) -> Path:
+    """output/<name>, or the first free output/<name>-N: earlier runs are never overwritten."""
+    output.mkdir(parents=True, exist_ok=True)
+    candidate, n = output / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = output / f"{name}-{n}"
+    candidate.mkdir()
+    if n > 1:
+        print(f"note: {output / name} already exists; this run writes to {candidate}")
+    return candidate
+
+
+def resolve_data(arg: str | None, cfg) -> tuple[Path, bool]:
+    """(data dir, is_demo). --data wins; then the config's data_dir if present; else the demo."""
+    if arg:
+        return Path(arg), False
+    default = Path(cfg.data_dir)
+    if not default.is_absolute():
+        default = ROOT / default
+    if default.exists():
+        return default, False
+    return DEMO_DIR, True
+
+
+def ensure_demo_data() -> None:
+    from .demo_data import generate
+
+    if not (DEMO_DIR / "train" / "train.csv").exists():
+        print(f"no data given and {ROOT / 'input/data'} is absent: generating the demo dataset in {DEMO_DIR}")
+        generate(DEMO_DIR)
+
+
+def corrections_path(value: str) -> Path | None:
+    if not value:
+        return None
+    named = ROOT / "configs" / "corrections" / f"{value}.csv"
+    return named if named.is_file() else Path(value)
+
+
+def run(args) -> dict:
+    recipe = args.config
+    data_dir, demo = resolve_data(args.data, load_config(recipe or "seed", args.overrides))
+    if demo and not recipe:
+        recipe = "demo"
+    cfg = load_config(recipe or "seed", args.overrides)
+    if demo:
+        ensure_demo_data()
+    cfg["data_dir"] = str(data_dir)
+    set_threads(cfg.threads)
+    folds_to_train = selected_folds(cfg)
+
+    t0 = time.perf_counter()
+    print(f"checking {data_dir} ...", flush=True)
+    table = load_train(data_dir, corrections_path(cfg.corrections))
+    eval_table = load_eval(data_dir)
+    print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
+          f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
+    if cfg.max_images:
+        keep = table["person"].drop_duplicates().sample(frac=1, random_state=cfg.seed)
+        keep = set(keep.iloc[: max(cfg.n_folds, cfg.max_images // 7)])
+        table = table[table["person"].isin(keep)].reset_index(drop=True)
+        print(f"max_images={cfg.max_images}: using {len(table)} training images")
+
+    run_dir = new_run_dir(args.name or cfg.recipe)
+    save_config(cfg, run_dir / "config.yaml")
+    folds = make_folds(table, cfg.n_folds, cfg.seed)
+    folds.to_csv(run_dir / "folds.csv", index=False)
+    table = attach_folds(table, folds)
+    print(f"run {run_dir.name}: model {cfg.model}, folds {folds_to_train} of {cfg.n_folds}, "
+          f"{cfg.epochs} epochs, outputs in {run_dir}", flush=True)
+
+    results = []
+    for fold in folds_to_train:
+        results.append(train_fold(cfg, table, fold, run_dir))
+    ckpts = [fold_paths(run_dir, f)["best.pt"] for f in folds_to_train]
+    probs = ensemble_probs(ckpts, eval_table["path"].tolist(), cfg)
+    eval_metrics = write_submission(run_dir, eval_table, probs)
+    if eval_metrics:
+        plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
+                       f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)",
+                       run_dir / "confusion_eval.png")
+    metrics = build_report(run_dir, cfg, folds_to_train, results, eval_metrics)
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    print(f"\nout-of-fold macro-F1 {metrics['oof']['f1']:.4f} (acc {metrics['oof']['acc']:.4f})")
+    if eval_metrics:
+        print(f"eval macro-F1 {eval_metrics['f1']:.4f} (acc {eval_metrics['acc']:.4f}; mask "
+              f"{eval_metrics['mask_f1']:.3f} gender {eval_metrics['gender_f1']:.3f} age {eval_metrics['age_f1']:.3f})")
+    print(f"wrote {run_dir / 'submission.csv'} and {run_dir / 'report.md'} in {metrics['wall_seconds']:.0f} s")
+    return {"run_dir": run_dir, **metrics}
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="run.sh", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="competition-layout data dir (default: input/data, else the demo)")
+    ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file")
+    ap.add_argument("--name", help="run name: output/<name>/ (default: the recipe name)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except (DataError, ConfigError, WeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""report.md + metrics.json + confusion matrix and training-curve PNGs for one run."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from . import labels as L  # noqa: E402
+from .infer import PROB_COLS  # noqa: E402
+from .metrics import confusion, summarize  # noqa: E402
+
+
+def load_oof(run_dir: Path, folds: list[int]) -> pd.DataFrame:
+    parts = [pd.read_csv(run_dir / f"fold{f}_oof.csv") for f in folds if (run_dir / f"fold{f}_oof.csv").exists()]
+    if not parts:
+        raise FileNotFoundError(f"{run_dir}: no fold*_oof.csv files to report on")
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_confusion(y_true, y_pred, title: str, path: Path) -> None:
+    cm = confusion(y_true, y_pred)
+    row = cm.sum(1, keepdims=True)
+    frac = np.divide(cm, row, out=np.zeros_like(cm, dtype=float), where=row > 0)
+    names = [L.class_name(i) for i in range(L.N_CLASSES)]
+    fig, ax = plt.subplots(figsize=(12, 10.5))
+    ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    for i in range(L.N_CLASSES):
+        for j in range(L.N_CLASSES):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if frac[i, j] > 0.5 else "black")
+    ax.set_xticks(range(L.N_CLASSES), [f"{i} {n}" for i, n in enumerate(names)], rotation=90, fontsize=8)
+    ax.set_yticks(range(L.N_CLASSES), [f"{i} {n}" for i, n in enumerate(names)], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (colour: share of the true row)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(logs: dict[int, pd.DataFrame], path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for fold, log in logs.items():
+        axes[0].plot(log["epoch"], log["train_loss"], marker="o", label=f"fold {fold}")
+        axes[1].plot(log["epoch"], log["val_f1"], marker="o", label=f"fold {fold}")
+    axes[0].set_title("training loss")
+    axes[1].set_title("validation macro-F1 (true age boundary)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(x) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[dict] | None = None,
+                 eval_metrics: dict | None = None) -> dict:
+    run_dir = Path(run_dir)
+    oof = load_oof(run_dir, folds)
+    y = oof["label"].to_numpy()
+    probs = oof[PROB_COLS].to_numpy()
+    overall = summarize(y, probs)
+    per_fold = {int(f): summarize(g["label"].to_numpy(), g[PROB_COLS].to_numpy())
+                for f, g in oof.groupby("fold")}
+    logs = {f: pd.read_csv(run_dir / f"fold{f}_log.csv") for f in folds if (run_dir / f"fold{f}_log.csv").exists()}
+
+    plot_confusion(y, probs.argmax(1), f"out-of-fold confusion ({len(y)} images, folds {folds})",
+                   run_dir / "confusion_oof.png")
+    if logs:
+        plot_curves(logs, run_dir / "curves.png")
+
+    metrics = {"run": run_dir.name, "oof": overall, "oof_per_fold": per_fold,
+               "folds": fold_results or [], "eval": eval_metrics}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    lines = [f"# Run `{run_dir.name}`", ""]
+    lines += ["## Scores", "", "| split | images | macro-F1 | accuracy | mask F1 | gender F1 | age F1 |",
+              "|---|---|---|---|---|---|---|"]
+
+    def score_row(name, m):
+        return (f"| {name} | {m['n']} | {m['f1']:.4f} | {m['acc']:.4f} | {m['mask_f1']:.4f} | "
+                f"{m['gender_f1']:.4f} | {m['age_f1']:.4f} |")
+
+    lines.append(score_row("out-of-fold (all trained folds)", overall))
+    for f, m in per_fold.items():
+        lines.append(score_row(f"fold {f}", m))
+    if eval_metrics:
+        lines.append(score_row("eval (fold ensemble + TTA)", eval_metrics))
+    lines += ["", "Sub-task F1 is macro-F1 of the sub-task read off the 18-class prediction. "
+              "Ages are banded at 60 in every score, whatever `age_boundary` training used.", ""]
+    if fold_results:
+        lines += ["## Training", "", "| fold | best epoch | best val F1 | train images/s | train seconds |",
+                  "|---|---|---|---|---|"]
+        for r in fold_results:
+            lines.append(f"| {r['fold']} | {r['best_epoch']} | {r['best_f1']:.4f} | {r['train_img_s']:.1f} | "
+                         f"{r['train_seconds']:.0f} |")
+        lines += ["", "![training curves](curves.png)", ""]
+    lines += ["## Per class (out-of-fold)", "", "| class | name | F1 | support |", "|---|---|---|---|"]
+    for i in range(L.N_CLASSES):
+        lines.append(f"| {i} | {L.class_name(i)} | {overall['per_class_f1'][i]:.4f} | {overall['support'][i]} |")
+    lines += ["", "![out-of-fold confusion matrix](confusion_oof.png)", ""]
+    if (run_dir / "confusion_eval.png").exists():
+        lines += ["![eval confusion matrix](confusion_eval.png)", ""]
+    lines += ["## Config", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=True).rstrip(), "```", ""]
+    (run_dir / "report.md").write_text("\n".join(lines))
+    return metrics
