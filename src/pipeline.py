@@ -27,8 +27,9 @@ DEMO_DIR = ROOT / "input" / "demo"
 OUTPUT = ROOT / "output"
 
 
-def new_run_dir(name: str, output: Path = OUTPUT) -> Path:
+def new_run_dir(name: str, output: Path | None = None) -> Path:
     """output/<name>, or the first free output/<name>-N: earlier runs are never overwritten."""
+    output = output or OUTPUT
     output.mkdir(parents=True, exist_ok=True)
     candidate, n = output / name, 1
     while candidate.exists():

@@ -1,0 +1,26 @@
+import shutil
+
+import pytest
+
+from src.demo_data import generate
+
+# tiny and fast: a few persons, small pictures
+TINY = dict(n_train=12, n_eval=4, size=(48, 64))
+
+
+@pytest.fixture(scope="session")
+def tiny_data_master(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("tiny") / "data", seed=1, **TINY)
+
+
+@pytest.fixture
+def tiny_data(tiny_data_master, tmp_path):
+    """A private copy each test may damage."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_data_master, dst)
+    return dst
+
+
+# config for runs that must finish in seconds
+FAST = ["model=test_efficientnet", "img_size=32,24", "crop_frac=1.0", "epochs=1", "batch_size=16",
+        "n_folds=2", "num_workers=0", "lr=1e-3", "threads=2"]

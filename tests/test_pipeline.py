@@ -1,0 +1,79 @@
+"""A tiny end-to-end run (seconds): folds -> train -> TTA ensemble -> submission -> report."""
+import json
+
+import pandas as pd
+import pytest
+
+from src import pipeline
+from tests.conftest import FAST
+
+
+@pytest.fixture
+def out_dir(tmp_path, monkeypatch):
+    out = tmp_path / "output"
+    monkeypatch.setattr(pipeline, "OUTPUT", out)
+    return out
+
+
+def _run(data, name, *extra):
+    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, *FAST, *extra])
+
+
+def test_end_to_end_writes_valid_submission_and_report(tiny_data, out_dir):
+    assert _run(tiny_data, "tiny") == 0
+    run = out_dir / "tiny"
+    info = pd.read_csv(tiny_data / "eval" / "info.csv")
+    sub = pd.read_csv(run / "submission.csv")
+    assert list(sub.columns) == ["ImageID", "ans"]
+    assert sub["ImageID"].tolist() == info["ImageID"].tolist()  # each once, in info.csv order
+    assert sub["ans"].between(0, 17).all()
+    for f in ("report.md", "metrics.json", "confusion_oof.png", "confusion_eval.png", "curves.png",
+              "config.yaml", "folds.csv", "eval_probs.csv", "fold0_best.pt", "fold0_last.pt",
+              "fold1_oof.csv", "fold1_log.csv"):
+        assert (run / f).is_file(), f
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["oof_per_fold"]) == {"0", "1"}
+    assert 0 <= metrics["oof"]["f1"] <= 1 and metrics["eval"]["n"] == len(info)
+    assert len(metrics["oof"]["per_class_f1"]) == 18
+    report = (run / "report.md").read_text()
+    assert "out-of-fold" in report and "eval (fold ensemble + TTA)" in report and "model: test_efficientnet" in report
+    oof = pd.concat([pd.read_csv(run / f"fold{k}_oof.csv") for k in (0, 1)])
+    folds = pd.read_csv(run / "folds.csv", dtype={"person": str})
+    assert len(oof) == 7 * len(folds)  # every training image predicted exactly once out of fold
+    assert oof["path"].is_unique
+
+
+def test_runs_are_reproducible_and_never_overwritten(tiny_data, out_dir):
+    assert _run(tiny_data, "rep", "folds=0") == 0
+    first = (out_dir / "rep" / "fold0_oof.csv").read_bytes()
+    assert _run(tiny_data, "rep", "folds=0") == 0
+    assert (out_dir / "rep" / "fold0_oof.csv").read_bytes() == first  # untouched
+    again = out_dir / "rep-2" / "fold0_oof.csv"
+    assert again.read_bytes() == first  # same seed, same numbers on CPU
+    assert not (out_dir / "rep" / "fold1_best.pt").exists()  # folds=0 trains fold 0 only
+
+
+def test_training_age_boundary_changes_training_not_scoring(tiny_data, out_dir):
+    assert _run(tiny_data, "b55", "folds=0", "age_boundary=55") == 0
+    oof = pd.read_csv(out_dir / "b55" / "fold0_oof.csv")
+    t = pd.read_csv(tiny_data / "train" / "train.csv", dtype={"id": str}).set_index("path")
+    from src import labels as L
+    ages = oof["path"].map(lambda p: t.loc[p.split("/")[-2], "age"])
+    assert (L.decode(oof["label"])[2] == L.age_band(ages.to_numpy())).all()  # scored with 60
+
+
+def test_bad_data_exits_nonzero_naming_the_path(tiny_data, out_dir, capsys):
+    bad = next((tiny_data / "train" / "images").iterdir()) / "mask1.jpg"
+    if bad.exists():
+        bad.write_bytes(b"")
+    else:
+        bad = next(bad.parent.glob("mask1.*"))
+        bad.write_bytes(b"")
+    assert _run(tiny_data, "bad") == 2
+    assert f"{bad}: empty file" in capsys.readouterr().err
+    assert not (out_dir / "bad").exists()  # nothing written before the data is valid
+
+
+def test_bad_override_exits_nonzero(tiny_data, out_dir, capsys):
+    assert _run(tiny_data, "x", "epochz=1") == 2
+    assert "unknown config key" in capsys.readouterr().err
