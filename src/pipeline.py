@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+import yaml
+
 
 from .config import ROOT, ConfigError, load_config, save_config, selected_folds
 from .data import DataError, load_eval, load_train
@@ -27,9 +30,8 @@ DEMO_DIR = ROOT / "input" / "demo"
 OUTPUT = ROOT / "output"
 
 
-def new_run_dir(name: str, output: Path | None = None) -> Path:
+def new_run_dir(name: str, output: Path) -> Path:
     """output/<name>, or the first free output/<name>-N: earlier runs are never overwritten."""
-    output = output or OUTPUT
     output.mkdir(parents=True, exist_ok=True)
     candidate, n = output / name, 1
     while candidate.exists():
@@ -39,6 +41,32 @@ def new_run_dir(name: str, output: Path | None = None) -> Path:
     if n > 1:
         print(f"note: {output / name} already exists; this run writes to {candidate}")
     return candidate
+
+
+# keys that may differ when an interrupted run is continued (they don't change its numbers)
+RESUME_FREE_KEYS = {"num_workers", "threads", "device"}
+
+
+def resumable(run_dir: Path, cfg) -> bool:
+    """An unfinished run with the same config: the same command continues it."""
+    saved = run_dir / "config.yaml"
+    if not saved.is_file() or (run_dir / "metrics.json").exists():
+        return False
+    old = yaml.safe_load(saved.read_text()) or {}
+    new = yaml.safe_load(yaml.safe_dump(dict(cfg)))
+    return {k: v for k, v in old.items() if k not in RESUME_FREE_KEYS} == \
+        {k: v for k, v in new.items() if k not in RESUME_FREE_KEYS}
+
+
+def open_run_dir(name: str, cfg, output: Path) -> Path:
+    """Continue the unfinished run of the same config, else start a new folder."""
+    n = 1
+    while (candidate := output / (name if n == 1 else f"{name}-{n}")).exists():
+        if resumable(candidate, cfg):
+            print(f"continuing the unfinished run in {candidate}")
+            return candidate
+        n += 1
+    return new_run_dir(name, output)
 
 
 def resolve_data(arg: str | None, cfg) -> tuple[Path, bool]:
@@ -92,10 +120,16 @@ def run(args) -> dict:
         table = table[table["person"].isin(keep)].reset_index(drop=True)
         print(f"max_images={cfg.max_images}: using {len(table)} training images")
 
-    run_dir = new_run_dir(args.name or cfg.recipe)
-    save_config(cfg, run_dir / "config.yaml")
+    run_dir = open_run_dir(args.name or cfg.recipe, cfg, Path(args.output))
     folds = make_folds(table, cfg.n_folds, cfg.seed)
-    folds.to_csv(run_dir / "folds.csv", index=False)
+    if (run_dir / "folds.csv").exists():  # a continued run must keep its folds
+        saved = pd.read_csv(run_dir / "folds.csv", dtype={"person": str})
+        if not saved[["person", "fold"]].equals(folds[["person", "fold"]]):
+            raise DataError(str(run_dir), [f"{run_dir / 'folds.csv'}: the data changed since this run began; "
+                                           f"start a new run (--name)"])
+    else:
+        folds.to_csv(run_dir / "folds.csv", index=False)
+    save_config(cfg, run_dir / "config.yaml")
     table = attach_folds(table, folds)
     print(f"run {run_dir.name}: model {cfg.model}, folds {folds_to_train} of {cfg.n_folds}, "
           f"{cfg.epochs} epochs, outputs in {run_dir}", flush=True)
@@ -128,6 +162,7 @@ def parse_args(argv):
     ap.add_argument("--data", help="competition-layout data dir (default: input/data, else the demo)")
     ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file")
     ap.add_argument("--name", help="run name: output/<name>/ (default: the recipe name)")
+    ap.add_argument("--output", default=str(OUTPUT), help="where run folders go (default: output/)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return ap.parse_args(argv)
 

@@ -1,6 +1,7 @@
 """Train one fold: best/last checkpoints, per-epoch log, out-of-fold probabilities."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from .infer import PROB_COLS, autocast, predict_probs
 from .losses import build_loss
 from .metrics import macro_f1, summarize
 from .models import build_model
-from .runtime import atomic_save, pick_device, seed_everything
+from .runtime import atomic_save, atomic_write_text, pick_device, seed_everything
 from .transforms import build_transform
 
 
@@ -40,13 +41,16 @@ def make_loader(ds, cfg, device, shuffle: bool, seed: int = 0) -> DataLoader:
 
 def fold_paths(run_dir: Path, fold: int) -> dict:
     return {name: run_dir / f"fold{fold}_{name}" for name in
-            ("best.pt", "last.pt", "log.csv", "oof.csv")}
+            ("best.pt", "last.pt", "log.csv", "oof.csv", "result.json")}
 
 
 def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
     """Train on every fold but `fold`, validate on `fold` (true age boundary), save artifacts."""
     device = pick_device(cfg.device)
     files = fold_paths(run_dir, fold)
+    if files["result.json"].exists():
+        print(f"fold {fold}: already finished in {run_dir}, skipping", flush=True)
+        return json.loads(files["result.json"].read_text())
     seed_everything(cfg.seed + fold)
     model, mean, std = build_model(cfg)
     model.to(device)
@@ -73,8 +77,16 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
 
     log_rows, best = [], {"f1": -1.0, "epoch": -1, "probs": None}
-    train_images, train_seconds = 0, 0.0
-    for epoch in range(cfg.epochs):
+    train_images, train_seconds, start = 0, 0.0, 0
+    if files["last.pt"].exists():  # an interrupted run: continue after its last finished epoch
+        ck = torch.load(files["last.pt"], map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        scaler.load_state_dict(ck["scaler"])
+        log_rows, best = ck["log"], ck["best"]
+        train_images, train_seconds, start = ck["train_images"], ck["train_seconds"], ck["epoch"]
+        print(f"fold {fold}: resuming after epoch {start} from {files['last.pt']}", flush=True)
+    for epoch in range(start, cfg.epochs):
         s = epoch_seed(cfg.seed, fold, epoch)
         train_loader.generator.manual_seed(s)
         train_tf.set_random_seed(s)  # used directly when num_workers=0
@@ -123,6 +135,9 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
         if improved:
             best = {"f1": val["f1"], "epoch": epoch + 1, "probs": probs}
             atomic_save(state, files["best.pt"])
+        # last.pt carries everything needed to continue exactly where this epoch ended
+        state.update(optimizer=opt.state_dict(), scaler=scaler.state_dict(), log=log_rows, best=best,
+                     train_images=train_images, train_seconds=train_seconds)
         atomic_save(state, files["last.pt"])
         print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
               f"val F1 {val['f1']:.4f} acc {val['acc']:.4f} (mask {val['mask_f1']:.3f} "
@@ -134,5 +149,7 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
     oof["pred"] = best["probs"].argmax(1)
     oof[PROB_COLS] = best["probs"]
     oof.to_csv(files["oof.csv"], index=False, float_format="%.6f")
-    return {"fold": fold, "best_epoch": best["epoch"], "best_f1": best["f1"],
-            "train_img_s": train_images / max(train_seconds, 1e-9), "train_seconds": train_seconds}
+    result = {"fold": fold, "best_epoch": best["epoch"], "best_f1": best["f1"],
+              "train_img_s": train_images / max(train_seconds, 1e-9), "train_seconds": train_seconds}
+    atomic_write_text(json.dumps(result, indent=2), files["result.json"])  # written last: the fold is done
+    return result

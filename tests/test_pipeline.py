@@ -9,14 +9,14 @@ from tests.conftest import FAST
 
 
 @pytest.fixture
-def out_dir(tmp_path, monkeypatch):
-    out = tmp_path / "output"
-    monkeypatch.setattr(pipeline, "OUTPUT", out)
-    return out
+def out_dir(tmp_path):
+    return tmp_path / "output"
 
 
-def _run(data, name, *extra):
-    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, *FAST, *extra])
+def _run(data, name, *extra, out=None):
+    out = out or data.parent / "output"
+    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, "--output", str(out),
+                          *FAST, *extra])
 
 
 def test_end_to_end_writes_valid_submission_and_report(tiny_data, out_dir):
