@@ -41,6 +41,9 @@ DEFAULTS: dict = {
     "label_smoothing": 0.1,     # used by loss=smooth
     # inference
     "tta": "flip",              # none | flip
+    # data path
+    "cache": True,              # decode+resize+crop once into a memory-mapped uint8 cache
+    "cache_dir": "",            # "" = <output>/cache, shared by all runs
     # machine
     "device": "auto",           # auto | cpu | cuda | cuda:N
     "amp": True,                # mixed precision on CUDA (ignored on CPU)

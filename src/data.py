@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from . import labels as L
+from .runtime import progress
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 GENDERS = {"male": 0, "female": 1}
@@ -68,8 +68,7 @@ def image_problem(path: Path) -> str | None:
 
 def check_images(paths: list[Path], desc: str, workers: int = 4) -> list[str]:
     with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(image_problem, paths), total=len(paths), desc=desc,
-                            unit="img", leave=False, mininterval=1.0, disable=None))
+        results = list(progress(pool.map(image_problem, paths), total=len(paths), desc=desc, unit="img"))
     return [r for r in results if r]
 
 

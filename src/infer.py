@@ -7,16 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import labels as L
 from .config import Config
-from .datasets import FaceDataset
+from .batches import CachedBatches, LoaderBatches
+from .cache import load_or_build
 from .metrics import summarize
 from .models import build_model
-from .runtime import pick_device
-from .transforms import build_transform
+from .runtime import pick_device, progress
+from .transforms import DeviceAugment, build_transform
 
 PROB_COLS = [f"p{i}" for i in range(L.N_CLASSES)]
 
@@ -34,12 +33,15 @@ def autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def predict_probs(model, loader, device, tta: str = "flip", amp: bool = True,
-                  channels_last: bool = False, desc: str = "predict") -> np.ndarray:
+def predict_probs(model, batches, device, tta: str = "flip", amp: bool = True,
+                  channels_last: bool = False, desc: str = "predict", augment=None) -> np.ndarray:
+    """Softmax averaged over TTA views. `augment` finishes uint8 cache batches (None: already normalised)."""
     model.eval()
     out = []
-    for x, _ in tqdm(loader, desc=desc, leave=False, unit="batch", mininterval=1.0, disable=None):
+    for x, _ in progress(batches, desc=desc, unit="batch"):
         x = x.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x, train=False)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
@@ -62,15 +64,21 @@ def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None) -> np.
     """Mean over fold models of each model's TTA-averaged softmax."""
     device = device or pick_device(cfg.device)
     total = None
+    pin = device.type == "cuda"
+    array = load_or_build(paths, cfg, desc="caching eval images") if cfg.cache else None
     for ckpt in ckpts:
         model, mean, std, mcfg = load_fold_model(ckpt, device)
         if device.type == "cuda" and cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        ds = FaceDataset(paths, transform=build_transform(mcfg, mean, std, train=False))
-        loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda")
-        p = predict_probs(model, loader, device, cfg.tta, cfg.amp,
-                          device.type == "cuda" and cfg.channels_last, desc=f"eval {ckpt.stem}")
+        if array is not None:
+            batches = CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin)
+            augment = DeviceAugment(mean, std, 0.0, device)
+        else:
+            batches = LoaderBatches(paths, None, build_transform(mcfg, mean, std, train=False), cfg.batch_size,
+                                    False, cfg.num_workers, pin)
+            augment = None
+        p = predict_probs(model, batches, device, cfg.tta, cfg.amp,
+                          device.type == "cuda" and cfg.channels_last, desc=f"eval {ckpt.stem}", augment=augment)
         total = p if total is None else total + p
     return total / len(ckpts)
 

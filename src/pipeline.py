@@ -44,7 +44,7 @@ def new_run_dir(name: str, output: Path) -> Path:
 
 
 # keys that may differ when an interrupted run is continued (they don't change its numbers)
-RESUME_FREE_KEYS = {"num_workers", "threads", "device"}
+RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir"}
 
 
 def resumable(run_dir: Path, cfg) -> bool:
@@ -105,6 +105,8 @@ def run(args) -> dict:
     if demo:
         ensure_demo_data()
     cfg["data_dir"] = str(data_dir)
+    if not cfg.cache_dir:
+        cfg["cache_dir"] = str(Path(args.output) / "cache")
     set_threads(cfg.threads)
     folds_to_train = selected_folds(cfg)
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import os
+import sys
 import random
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 
 def pick_device(name: str) -> torch.device:
@@ -47,3 +49,9 @@ def atomic_write_text(text: str, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def progress(iterable, **kw):
+    """tqdm that redraws live on a terminal and prints a line every 30 s into a log file."""
+    tty = sys.stderr.isatty()
+    return tqdm(iterable, leave=False, mininterval=1.0 if tty else 30.0, **kw)

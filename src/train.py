@@ -8,17 +8,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from . import labels as L
-from .datasets import FaceDataset, reseed_worker
+from .batches import CachedBatches, LoaderBatches
+from .cache import load_or_build
 from .infer import PROB_COLS, autocast, predict_probs
 from .losses import build_loss
 from .metrics import macro_f1, summarize
 from .models import build_model
-from .runtime import atomic_save, atomic_write_text, pick_device, seed_everything
-from .transforms import build_transform
+from .runtime import atomic_save, atomic_write_text, pick_device, progress, seed_everything
+from .transforms import DeviceAugment, build_transform
 
 
 def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
@@ -31,12 +30,21 @@ def epoch_seed(seed: int, fold: int, epoch: int) -> int:
     return (seed * 1_000_003 + fold * 1_009 + epoch) % 2**31
 
 
-def make_loader(ds, cfg, device, shuffle: bool, seed: int = 0) -> DataLoader:
-    gen = torch.Generator()
-    gen.manual_seed(seed)
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=cfg.num_workers,
-                      pin_memory=device.type == "cuda", drop_last=False, generator=gen,
-                      worker_init_fn=reseed_worker, persistent_workers=False)
+def make_batches(cfg, table, fold, y_train, y_val, mean, std, device):
+    """(train batches, validation batches, device augment or None) for one fold."""
+    in_val = (table["fold"] == fold).to_numpy()
+    pin = device.type == "cuda"
+    if cfg.cache:
+        array = load_or_build(table["path"].tolist(), cfg, desc="caching training images")
+        train = CachedBatches(array, np.flatnonzero(~in_val), y_train, cfg.batch_size, True, pin)
+        val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin)
+        return train, val, DeviceAugment(mean, std, cfg.hflip, device)
+    tr, va = table[~in_val], table[in_val]
+    train = LoaderBatches(tr["path"], y_train, build_transform(cfg, mean, std, train=True), cfg.batch_size,
+                          True, cfg.num_workers, pin)
+    val = LoaderBatches(va["path"], y_val, build_transform(cfg, mean, std, train=False), cfg.batch_size,
+                        False, cfg.num_workers, pin)
+    return train, val, None
 
 
 def fold_paths(run_dir: Path, fold: int) -> dict:
@@ -59,18 +67,15 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
         model = model.to(memory_format=torch.channels_last)
     use_amp = device.type == "cuda" and cfg.amp
 
-    tr = table[table["fold"] != fold].reset_index(drop=True)
+    table = table.reset_index(drop=True)
+    tr = table[table["fold"] != fold]
     va = table[table["fold"] == fold].reset_index(drop=True)
     if len(tr) == 0 or len(va) == 0:
         raise ValueError(f"fold {fold}: empty train ({len(tr)}) or validation ({len(va)}) split")
     y_train = training_labels(tr, cfg.age_boundary)
     y_val = va["label"].to_numpy()  # true boundary: what the competition scores
 
-    train_tf = build_transform(cfg, mean, std, train=True)
-    train_ds = FaceDataset(tr["path"], y_train, train_tf)
-    val_ds = FaceDataset(va["path"], y_val, build_transform(cfg, mean, std, train=False))
-    train_loader = make_loader(train_ds, cfg, device, shuffle=True)
-    val_loader = make_loader(val_ds, cfg, device, shuffle=False)
+    train_batches, val_batches, augment = make_batches(cfg, table, fold, y_train, y_val, mean, std, device)
 
     loss_fn = build_loss(cfg, y_train).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -88,17 +93,19 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
         print(f"fold {fold}: resuming after epoch {start} from {files['last.pt']}", flush=True)
     for epoch in range(start, cfg.epochs):
         s = epoch_seed(cfg.seed, fold, epoch)
-        train_loader.generator.manual_seed(s)
-        train_tf.set_random_seed(s)  # used directly when num_workers=0
+        train_batches.seed(s)
+        if augment is not None:
+            augment.seed(s + 1)
         torch.manual_seed(s)
         model.train()
         t0 = time.perf_counter()
-        losses, preds, trues = [], [], []
-        bar = tqdm(train_loader, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   leave=False, mininterval=1.0, disable=None)
-        for x, y in bar:
+        loss_sum, preds, trues = torch.zeros((), device=device), [], []
+        bar = progress(train_batches, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
+        for i, (x, y) in enumerate(bar):
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
+            if augment is not None:
+                x = augment(x, train=True)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(device, use_amp):
@@ -108,24 +115,28 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            losses.append(loss.item())
-            preds.append(logits.argmax(1).cpu().numpy())
-            trues.append(y.cpu().numpy())
-            bar.set_postfix(loss=f"{np.mean(losses):.4f}",
-                            f1=f"{macro_f1(np.concatenate(trues), np.concatenate(preds)):.3f}")
+            # kept on the device: a .item() per step would stall a GPU
+            loss_sum += loss.detach() * len(y)
+            preds.append(logits.detach().argmax(1))
+            trues.append(y)
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / sum(len(t) for t in trues):.4f}",
+                                f1=f"{macro_f1(torch.cat(trues).cpu(), torch.cat(preds).cpu()):.3f}")
         bar.close()
         epoch_train_s = time.perf_counter() - t0
-        train_images += len(train_ds)
+        n_train = len(train_batches.index) if hasattr(train_batches, "index") else len(train_batches.dataset)
+        train_images += n_train
         train_seconds += epoch_train_s
 
-        probs = predict_probs(model, val_loader, device, cfg.tta, use_amp, cl, desc=f"fold {fold} val")
+        probs = predict_probs(model, val_batches, device, cfg.tta, use_amp, cl, desc=f"fold {fold} val",
+                              augment=augment)
         val = summarize(y_val, probs)
         val_loss = float(-np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-8, 1)).mean())
-        row = dict(epoch=epoch + 1, train_loss=float(np.mean(losses)),
-                   train_f1=macro_f1(np.concatenate(trues), np.concatenate(preds)),
+        trues, preds = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
+        row = dict(epoch=epoch + 1, train_loss=loss_sum.item() / len(trues), train_f1=macro_f1(trues, preds),
                    val_nll=val_loss, val_f1=val["f1"], val_acc=val["acc"], mask_f1=val["mask_f1"],
                    gender_f1=val["gender_f1"], age_f1=val["age_f1"],
-                   train_img_s=len(train_ds) / epoch_train_s, seconds=time.perf_counter() - t0)
+                   train_img_s=n_train / epoch_train_s, seconds=time.perf_counter() - t0)
         log_rows.append(row)
         pd.DataFrame(log_rows).to_csv(files["log.csv"], index=False, float_format="%.5f")
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

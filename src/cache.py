@@ -1,0 +1,79 @@
+"""Decode once: the deterministic part of preprocessing (decode, EXIF, resize, centre crop)
+stored as one uint8 array (N, H, W, 3), memory-mapped from disk and shared by folds and runs.
+
+A cache is named by the image list and the preprocessing settings; it records a fingerprint of
+the files (path, size, modification time). If any file changed since, the cache is stale: it is
+rebuilt, never silently used. A cache is written to a temporary name and renamed when complete,
+so a killed build is never mistaken for a finished one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .config import ROOT, image_size
+from .data import read_image
+from .runtime import progress
+from .transforms import geometry
+
+CACHE_VERSION = 1  # bump when the preprocessing code changes meaning
+
+
+def settings(cfg) -> dict:
+    h, w = image_size(cfg)
+    return {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac}
+
+
+def fingerprint(paths: list[str]) -> str:
+    digest = hashlib.sha1()
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cache_dir(cfg) -> Path:
+    d = Path(cfg.cache_dir or "output/cache")
+    return d if d.is_absolute() else ROOT / d
+
+
+def load_or_build(paths: list[str], cfg, desc: str = "caching images") -> np.ndarray:
+    """The (N, H, W, 3) uint8 array for `paths`, memory-mapped; built first if absent or stale."""
+    paths = [str(Path(p).resolve()) for p in paths]
+    conf = settings(cfg)
+    name = hashlib.sha1(json.dumps([conf, paths]).encode()).hexdigest()[:20]
+    root = cache_dir(cfg)
+    root.mkdir(parents=True, exist_ok=True)
+    array_path, meta_path = root / f"{name}.npy", root / f"{name}.json"
+    current = fingerprint(paths)
+    if array_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") == current:
+            return np.load(array_path, mmap_mode="r")
+        print(f"cache {array_path.name} is stale (images changed since it was built): rebuilding", flush=True)
+    build(paths, cfg, array_path, desc)
+    meta_path.write_text(json.dumps({**conf, "n": len(paths), "fingerprint": current,
+                                     "first": paths[:1]}, indent=1))
+    return np.load(array_path, mmap_mode="r")
+
+
+def build(paths: list[str], cfg, array_path: Path, desc: str) -> None:
+    h, w = image_size(cfg)
+    tmp = array_path.with_name(array_path.name + ".part.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
+    geo = geometry(cfg)
+
+    def work(i):
+        out[i] = geo(image=read_image(paths[i]))["image"]
+
+    workers = max(1, (os.cpu_count() or 2))
+    with ThreadPoolExecutor(workers) as pool:  # PIL decode and cv2 resize release the GIL
+        list(progress(pool.map(work, range(len(paths))), total=len(paths), desc=desc, unit="img"))
+    out.flush()
+    del out
+    os.replace(tmp, array_path)

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from src import cache
+from src.batches import CachedBatches, LoaderBatches
+from src.config import load_config
+from src.data import load_train, read_image
+from src.transforms import DeviceAugment, build_transform, geometry
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config("seed", ["img_size=32,24", "crop_frac=0.8", f"cache_dir={tmp_path / 'c'}"])
+
+
+def _paths(data, n=10):
+    return load_train(data, check_pixels=False)["path"].tolist()[:n]
+
+
+def test_cache_holds_the_geometry_output_and_is_reused(tiny_data, cfg, monkeypatch):
+    paths = _paths(tiny_data)
+    arr = cache.load_or_build(paths, cfg)
+    assert arr.shape == (10, 32, 24, 3) and arr.dtype == np.uint8
+    geo = geometry(cfg)
+    for i in (0, 9):
+        np.testing.assert_array_equal(arr[i], geo(image=read_image(paths[i]))["image"])
+
+    def no_build(*a, **k):
+        raise AssertionError("a valid cache must not be rebuilt")
+
+    monkeypatch.setattr(cache, "build", no_build)
+    again = cache.load_or_build(paths, cfg)
+    np.testing.assert_array_equal(again, arr)
+
+
+def test_changed_image_makes_the_cache_stale(tiny_data, cfg, capsys):
+    paths = _paths(tiny_data)
+    cache.load_or_build(paths, cfg)
+    with open(paths[3], "rb") as f:
+        other = f.read()
+    with open(paths[0], "wb") as f:  # image 0 now shows another photo
+        f.write(other)
+    arr = cache.load_or_build(paths, cfg)
+    assert "stale" in capsys.readouterr().out
+    np.testing.assert_array_equal(arr[0], arr[3])
+
+
+def test_other_settings_get_another_cache(tiny_data, cfg, tmp_path):
+    paths = _paths(tiny_data)
+    a = cache.load_or_build(paths, cfg)
+    b = cache.load_or_build(paths, load_config("seed", ["img_size=16,12", f"cache_dir={tmp_path / 'c'}"]))
+    assert a.shape[1:3] == (32, 24) and b.shape[1:3] == (16, 12)
+    assert len(list((tmp_path / "c").glob("*.npy"))) == 2
+
+
+def test_interrupted_build_leaves_no_usable_cache(tiny_data, cfg, monkeypatch):
+    paths = _paths(tiny_data)
+    real_read = cache.read_image
+
+    def dies(p):
+        if p == paths[5]:
+            raise KeyboardInterrupt
+        return real_read(p)
+
+    monkeypatch.setattr(cache, "read_image", dies)
+    with pytest.raises(KeyboardInterrupt):
+        cache.load_or_build(paths, cfg)
+    assert not list(cache.cache_dir(cfg).glob("*[0-9a-f].npy"))  # only a .part file, if anything
+    monkeypatch.setattr(cache, "read_image", real_read)
+    assert cache.load_or_build(paths, cfg).shape[0] == 10
+
+
+def test_cached_batches_match_the_plain_loader(tiny_data, cfg):
+    paths = _paths(tiny_data, 7)
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    plain = LoaderBatches(paths, None, build_transform(cfg, mean, std, train=False), 4, False, 0, False)
+    cached = CachedBatches(cache.load_or_build(paths, cfg), np.arange(7), None, 4, False, False)
+    aug = DeviceAugment(mean, std, 0.5, "cpu")
+    for (xa, _), (xb, _) in zip(plain, cached):
+        torch.testing.assert_close(xa, aug(xb, train=False), atol=1e-5, rtol=1e-5)
+
+
+def test_device_flip_is_seeded_and_flips_whole_images():
+    x = torch.arange(2 * 3 * 2 * 4, dtype=torch.uint8).view(2, 3, 2, 4).repeat(16, 1, 1, 1)
+    aug = DeviceAugment((0, 0, 0), (1 / 255,) * 3, 0.5, "cpu")
+    aug.seed(3)
+    a = aug(x, train=True)
+    aug.seed(3)
+    assert torch.equal(a, aug(x, train=True))
+    flipped = [torch.equal(a[i], x[i].float().flip(2)) for i in range(len(x))]
+    kept = [torch.equal(a[i], x[i].float()) for i in range(len(x))]
+    assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < len(x)
+    assert torch.equal(aug(x, train=False), x.float())
