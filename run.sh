@@ -3,6 +3,7 @@
 # then runs a stage:
 #   bash run.sh [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]   the whole job
 #   bash run.sh test [pytest args]                                               the test suite
+#   bash run.sh speed [--device cpu|cuda] [--images N] [key=value ...]           the speed benchmark
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,6 +29,10 @@ case "${1:-}" in
     test)
         shift
         exec "$PY" -m pytest -q tests "$@"
+        ;;
+    speed)
+        shift
+        exec "$PY" -m src.speed "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

@@ -47,6 +47,60 @@ def make_batches(cfg, table, fold, y_train, y_val, mean, std, device):
     return train, val, None
 
 
+def model_on_device(cfg, device):
+    """(model, mean, std, channels_last, use_amp): NHWC and mixed precision only on CUDA."""
+    model, mean, std = build_model(cfg)
+    model.to(device)
+    cl = device.type == "cuda" and cfg.channels_last
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    return model, mean, std, cl, device.type == "cuda" and cfg.amp
+
+
+def optimiser(cfg, model, use_amp: bool):
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # bf16 needs no loss scaling; fp16 (older GPUs) does
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    return opt, scaler
+
+
+def run_epoch(model, batches, loss_fn, opt, scaler, device, augment, channels_last: bool, use_amp: bool,
+              desc: str = "train", max_batches: int | None = None) -> dict:
+    """One pass of optimisation over `batches`: mean loss, labels, predictions, images, seconds."""
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum, preds, trues = torch.zeros((), device=device), [], []
+    bar = progress(batches, desc=desc, unit="batch", total=min(len(batches), max_batches or len(batches)))
+    for i, (x, y) in enumerate(bar):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x, train=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, use_amp):
+            logits = model(x)
+            loss = loss_fn(logits, y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        # kept on the device: a .item() per step would stall a GPU
+        loss_sum += loss.detach() * len(y)
+        preds.append(logits.detach().argmax(1))
+        trues.append(y)
+        if i % 20 == 0:
+            bar.set_postfix(loss=f"{loss_sum.item() / sum(len(t) for t in trues):.4f}",
+                            f1=f"{macro_f1(torch.cat(trues).cpu(), torch.cat(preds).cpu()):.3f}")
+    bar.close()
+    trues, preds = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()  # also waits for the GPU
+    loss = loss_sum.item() / max(len(trues), 1)
+    return {"loss": loss, "trues": trues, "preds": preds, "images": len(trues),
+            "seconds": time.perf_counter() - t0}
+
+
 def fold_paths(run_dir: Path, fold: int) -> dict:
     return {name: run_dir / f"fold{fold}_{name}" for name in
             ("best.pt", "last.pt", "log.csv", "oof.csv", "result.json")}
@@ -60,12 +114,7 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
         print(f"fold {fold}: already finished in {run_dir}, skipping", flush=True)
         return json.loads(files["result.json"].read_text())
     seed_everything(cfg.seed + fold)
-    model, mean, std = build_model(cfg)
-    model.to(device)
-    cl = device.type == "cuda" and cfg.channels_last
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
-    use_amp = device.type == "cuda" and cfg.amp
+    model, mean, std, cl, use_amp = model_on_device(cfg, device)
 
     table = table.reset_index(drop=True)
     tr = table[table["fold"] != fold]
@@ -78,8 +127,7 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
     train_batches, val_batches, augment = make_batches(cfg, table, fold, y_train, y_val, mean, std, device)
 
     loss_fn = build_loss(cfg, y_train).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    opt, scaler = optimiser(cfg, model, use_amp)
 
     log_rows, best = [], {"f1": -1.0, "epoch": -1, "probs": None}
     train_images, train_seconds, start = 0, 0.0, 0
@@ -97,34 +145,10 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
         if augment is not None:
             augment.seed(s + 1)
         torch.manual_seed(s)
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum, preds, trues = torch.zeros((), device=device), [], []
-        bar = progress(train_batches, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-        for i, (x, y) in enumerate(bar):
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            if augment is not None:
-                x = augment(x, train=True)
-            if cl:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, use_amp):
-                logits = model(x)
-                loss = loss_fn(logits, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            # kept on the device: a .item() per step would stall a GPU
-            loss_sum += loss.detach() * len(y)
-            preds.append(logits.detach().argmax(1))
-            trues.append(y)
-            if i % 20 == 0:
-                bar.set_postfix(loss=f"{loss_sum.item() / sum(len(t) for t in trues):.4f}",
-                                f1=f"{macro_f1(torch.cat(trues).cpu(), torch.cat(preds).cpu()):.3f}")
-        bar.close()
-        epoch_train_s = time.perf_counter() - t0
-        n_train = len(train_batches.index) if hasattr(train_batches, "index") else len(train_batches.dataset)
+        t_epoch = time.perf_counter()
+        ep = run_epoch(model, train_batches, loss_fn, opt, scaler, device, augment, cl, use_amp,
+                       desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
+        n_train, epoch_train_s = ep["images"], ep["seconds"]
         train_images += n_train
         train_seconds += epoch_train_s
 
@@ -132,11 +156,10 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
                               augment=augment)
         val = summarize(y_val, probs)
         val_loss = float(-np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-8, 1)).mean())
-        trues, preds = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()
-        row = dict(epoch=epoch + 1, train_loss=loss_sum.item() / len(trues), train_f1=macro_f1(trues, preds),
+        row = dict(epoch=epoch + 1, train_loss=ep["loss"], train_f1=macro_f1(ep["trues"], ep["preds"]),
                    val_nll=val_loss, val_f1=val["f1"], val_acc=val["acc"], mask_f1=val["mask_f1"],
                    gender_f1=val["gender_f1"], age_f1=val["age_f1"],
-                   train_img_s=n_train / epoch_train_s, seconds=time.perf_counter() - t0)
+                   train_img_s=n_train / epoch_train_s, seconds=time.perf_counter() - t_epoch)
         log_rows.append(row)
         pd.DataFrame(log_rows).to_csv(files["log.csv"], index=False, float_format="%.5f")
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},

@@ -1,0 +1,157 @@
+"""Speed benchmark: where does training time go?
+
+    bash run.sh speed [--device cpu|cuda] [--data DIR] [--images N] [key=value ...]
+
+Measures, on the same N photos and the same config (default: the seed recipe):
+  loader, naive     decode + resize/crop + flip + normalise per image (DataLoader, num_workers)
+  loader, cached    slices of the decoded uint8 cache + flip/normalise on the device
+  model only        forward + backward + Adam step on random tensors already on the device
+  training          the real training loop (cached batches) over the same photos
+and prints images/second with the ratios cached/naive and training/model-only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .batches import CachedBatches, LoaderBatches
+from .cache import load_or_build
+from .config import ROOT, image_size, load_config
+from .data import load_train
+from .losses import build_loss
+from .runtime import pick_device, set_threads
+from .train import model_on_device, optimiser, run_epoch
+from .transforms import DeviceAugment, build_transform
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_loader(batches, device, augment=None) -> float:
+    """images/s of producing ready-to-use batches on the device."""
+    n, t0 = 0, time.perf_counter()
+    for x, _ in batches:
+        x = x.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x, train=True)
+        n += len(x)
+    _sync(device)
+    return n / (time.perf_counter() - t0)
+
+
+def time_model(cfg, device, n_images: int) -> float:
+    model, _, _, cl, use_amp = model_on_device(cfg, device)
+    opt, scaler = optimiser(cfg, model, use_amp)
+    h, w = image_size(cfg)
+    x = torch.randn(cfg.batch_size, 3, h, w, device=device)
+    y = torch.randint(0, 18, (cfg.batch_size,), device=device)
+    n_batches = max(2, n_images // cfg.batch_size)
+
+    class Repeat:  # the same batch over and over: no data path at all
+        def __len__(self):
+            return n_batches
+
+        def __iter__(self):
+            return iter([(x, y)] * n_batches)
+
+    loss_fn = build_loss(cfg, np.arange(18))
+    run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, use_amp, desc="warm-up", max_batches=2)
+    ep = run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, use_amp, desc="model only")
+    return ep["images"] / ep["seconds"]
+
+
+def time_training(cfg, device, array, labels) -> float:
+    model, mean, std, cl, use_amp = model_on_device(cfg, device)
+    opt, scaler = optimiser(cfg, model, use_amp)
+    augment = DeviceAugment(mean, std, cfg.hflip, device)
+    batches = CachedBatches(array, np.arange(len(labels)), labels, cfg.batch_size, True, device.type == "cuda")
+    loss_fn = build_loss(cfg, labels).to(device)
+    run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, use_amp, desc="warm-up", max_batches=2)
+    ep = run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, use_amp, desc="training")
+    return ep["images"] / ep["seconds"]
+
+
+def default_data() -> Path:
+    """The stand-in if built, else a full-resolution (384x512) synthetic set made once."""
+    standin = ROOT / "input" / "standin"
+    if (standin / "train" / "train.csv").exists():
+        return standin
+    full = ROOT / "input" / "demo_full"
+    if not (full / "train" / "train.csv").exists():
+        from .demo_data import generate
+        print(f"generating full-size synthetic photos in {full}")
+        generate(full, n_train=150, n_eval=5, size=(384, 512))
+    return full
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh speed", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--config", default="seed")
+    ap.add_argument("--images", type=int, default=512, help="photos per measurement")
+    ap.add_argument("--out", type=Path, default=ROOT / "output" / "speed", help="folder for the result files")
+    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = load_config(args.config, args.overrides + [f"device={args.device}"])
+    if not cfg.cache_dir:
+        cfg["cache_dir"] = str(ROOT / "output" / "cache")
+    set_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    data = args.data or default_data()
+    table = load_train(data, check_pixels=False)
+    table = table.sample(n=min(args.images, len(table)), random_state=0).reset_index(drop=True)
+    paths, labels = table["path"].tolist(), table["label"].to_numpy()
+    h, w = image_size(cfg)
+    print(f"speed: {cfg.model} at {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos from {data}, "
+          f"device {device}, {torch.get_num_threads()} CPU threads, {cfg.num_workers} loader workers", flush=True)
+
+    _, mean, std, _, _ = model_on_device(cfg, torch.device("cpu"))
+    naive = LoaderBatches(paths, labels, build_transform(cfg, mean, std, train=True), cfg.batch_size, True,
+                          cfg.num_workers, device.type == "cuda")
+    naive.seed(0)
+    r = {}
+    r["loader_naive"] = time_loader(naive, device)
+    t0 = time.perf_counter()
+    array = load_or_build(paths, cfg, desc="building the cache")
+    r["cache_build_s"] = time.perf_counter() - t0
+    cached = CachedBatches(array, np.arange(len(paths)), labels, cfg.batch_size, True, device.type == "cuda")
+    time_loader(cached, device, DeviceAugment(mean, std, cfg.hflip, device))  # page the memmap in
+    r["loader_cached"] = time_loader(cached, device, DeviceAugment(mean, std, cfg.hflip, device))
+    r["model_only"] = time_model(cfg, device, len(paths))
+    r["training"] = time_training(cfg, device, array, labels)
+    r["cached_over_naive"] = r["loader_cached"] / r["loader_naive"]
+    r["training_over_model"] = r["training"] / r["model_only"]
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
+    lines = [f"| measurement | images/s |", "|---|---|",
+             f"| loader, naive (decode per image, {cfg.num_workers} workers) | {r['loader_naive']:.1f} |",
+             f"| loader, cached (uint8 cache + on-device flip/normalise) | {r['loader_cached']:.1f} |",
+             f"| model only (fwd+bwd+step, random tensors) | {r['model_only']:.1f} |",
+             f"| training (real loop, cached batches) | {r['training']:.1f} |",
+             f"| **cached ÷ naive loader** | **{r['cached_over_naive']:.1f}×** |",
+             f"| **training ÷ model-only** | **{r['training_over_model']:.2f}** |"]
+    header = (f"{cfg.model} {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos, {device_name}; "
+              f"cache built in {r['cache_build_s']:.1f} s")
+    print("\n" + header + "\n\n" + "\n".join(lines))
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"
+    (args.out / f"{stem}.md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
+    (args.out / f"{stem}.json").write_text(json.dumps({**r, "device": device_name, "model": cfg.model,
+                                                        "img_size": [h, w], "batch_size": cfg.batch_size,
+                                                        "images": len(paths), "data": str(data)}, indent=2))
+    print(f"\nwrote {args.out / stem}.md/.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,16 @@
+import json
+
+from src import speed
+
+
+def test_speed_benchmark_writes_its_table(tiny_data, tmp_path):
+    out = tmp_path / "speed"
+    assert speed.main(["--data", str(tiny_data), "--images", "40", "--out", str(out), "model=test_efficientnet",
+                       "img_size=32,24", "batch_size=8", "num_workers=0", f"cache_dir={tmp_path / 'c'}"]) == 0
+    (res,) = out.glob("speed-cpu-*.json")
+    r = json.loads(res.read_text())
+    for k in ("loader_naive", "loader_cached", "model_only", "training"):
+        assert r[k] > 0
+    assert abs(r["cached_over_naive"] - r["loader_cached"] / r["loader_naive"]) < 1e-9
+    assert r["images"] == 40
+    assert "training ÷ model-only" in next(out.glob("speed-cpu-*.md")).read_text()
