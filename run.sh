@@ -4,6 +4,8 @@
 #   bash run.sh [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]   the whole job
 #   bash run.sh test [pytest args]                                               the test suite
 #   bash run.sh speed [--device cpu|cuda] [--images N] [key=value ...]           the speed benchmark
+#   bash run.sh predict --run RUN [--out FILE] [--engine auto|torch|onnx] PATH... classify any photos
+#   bash run.sh export --run RUN                                                 the ensemble as ONNX
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -33,6 +35,13 @@ case "${1:-}" in
     speed)
         shift
         exec "$PY" -m src.speed "$@"
+        ;;
+    predict)
+        shift
+        exec "$PY" -m src.predict "$@"
+        ;;
+    export)
+        exec "$PY" -m src.predict "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

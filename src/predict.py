@@ -1,0 +1,253 @@
+"""Classify any photos with a run's fold ensemble; export the ensemble as one ONNX file.
+
+    bash run.sh predict --run RUN [--out FILE] [--engine auto|torch|onnx] [--bench] PATH...
+    bash run.sh export --run RUN
+
+PATH may be image files or folders (searched recursively; hidden files skipped). Any size,
+JPEG/PNG/..., EXIF-rotated, grey or RGBA: all become RGB. One CSV row per image: path, class,
+mask / gender / age names, the 18 probabilities; a file that can't be read gets a row with
+its error instead of stopping the batch. `--engine auto` uses RUN/ensemble.onnx with
+onnxruntime when both are there, else PyTorch. `--bench` times both engines on the same
+images and checks that their outputs agree.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from . import labels as L
+from .config import ROOT
+from .data import read_image
+from .infer import PROB_COLS, load_fold_model, tta_views
+from .runtime import progress
+from .transforms import build_transform
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+ONNX_NAME = "ensemble.onnx"
+
+
+class Ensemble(nn.Module):
+    """Mean softmax over fold models and TTA views: the same numbers as the pipeline's eval."""
+
+    def __init__(self, models, tta: str):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.tta = tta
+
+    def forward(self, x):
+        probs = [torch.softmax(m(v), dim=1) for m in self.models for v in tta_views(x, self.tta)]
+        return torch.stack(probs).mean(0)
+
+
+def resolve_run(run: str) -> Path:
+    p = Path(run)
+    for candidate in (p, ROOT / "output" / run):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"--run {run}: no run folder with a config.yaml (looked in {p} and output/{run})")
+
+
+def finished_checkpoints(run_dir: Path) -> list[Path]:
+    ckpts = [run_dir / f"fold{p.name[4:-12]}_best.pt" for p in sorted(run_dir.glob("fold*_result.json"))]
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir}: no finished fold (fold*_result.json) to predict with")
+    return ckpts
+
+
+def load_ensemble(run_dir: Path):
+    """(Ensemble in eval mode on CPU, preprocessing transform)."""
+    models, transform, tta = [], None, "flip"
+    for ck in finished_checkpoints(run_dir):
+        model, mean, std, cfg = load_fold_model(ck, torch.device("cpu"))
+        models.append(model.eval())
+        transform = build_transform(cfg, mean, std, train=False)
+        tta = cfg.tta
+    return Ensemble(models, tta).eval(), transform
+
+
+def collect_images(paths: list[str]) -> list[Path]:
+    out = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        else:
+            out.append(p)  # named explicitly: tried whatever it is, so a bad file gets an error row
+    return out
+
+
+def preprocess(paths: list[Path], transform) -> tuple[np.ndarray, list[str | None]]:
+    """Float batch (N, 3, H, W) of the readable images; errors[i] is None or why image i failed."""
+    arrays, errors = [], []
+    for p in paths:
+        try:
+            img = transform(image=read_image(p))["image"]
+            arrays.append(img.transpose(2, 0, 1))
+            errors.append(None)
+        except Exception as e:  # keep going: one bad file must not stop the batch
+            errors.append(f"{type(e).__name__}: {e}" if not isinstance(e, FileNotFoundError) else "file not found")
+    x = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, 3, 1, 1), np.float32)
+    return x, errors
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, ensemble):
+        self.ensemble = ensemble
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.ensemble(torch.from_numpy(x)).numpy()
+
+
+class OnnxEngine:
+    name = "onnxruntime"
+
+    def __init__(self, path: Path):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input: x})[0]
+
+
+def export_onnx(run_dir: Path) -> Path:
+    ensemble, transform = load_ensemble(run_dir)
+    h, w = transform.transforms[1].height, transform.transforms[1].width  # the centre crop
+    example = torch.zeros(2, 3, h, w)
+    out = run_dir / ONNX_NAME
+    tmp = run_dir / (ONNX_NAME + ".part")
+    torch.onnx.export(ensemble, (example,), str(tmp), input_names=["image"], output_names=["probs"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False,
+                      verbose=False)
+    tmp.replace(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input 'image' (batch, 3, {h}, {w}) normalised, "
+          f"output 'probs' (batch, 18)")
+    return out
+
+
+def pick_engine(run_dir: Path, ensemble, choice: str):
+    onnx_path = run_dir / ONNX_NAME
+    if choice in ("auto", "onnx"):
+        try:
+            import onnxruntime  # noqa: F401
+            have_ort = True
+        except ImportError:
+            have_ort = False
+        if onnx_path.exists() and have_ort:
+            return OnnxEngine(onnx_path)
+        if choice == "onnx":
+            raise FileNotFoundError(f"--engine onnx needs {onnx_path} (bash run.sh export --run ...) "
+                                    f"and the onnxruntime package")
+    return TorchEngine(ensemble)
+
+
+def predict(run_dir: Path, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:
+    ensemble, transform = load_ensemble(run_dir)
+    engine = pick_engine(run_dir, ensemble, engine_choice)
+    print(f"predicting {len(paths)} image(s) with {len(ensemble.models)} fold model(s) via {engine.name}",
+          file=sys.stderr)
+    rows = []
+    starts = range(0, len(paths), batch_size)
+    for start in progress(starts, desc="predict", unit="batch", total=len(starts)):
+        chunk = paths[start:start + batch_size]
+        x, errors = preprocess(chunk, transform)
+        probs = iter(engine(x)) if len(x) else iter(())
+        for p, err in zip(chunk, errors):
+            row = {"path": str(p)}
+            if err is None:
+                pr = next(probs)
+                c = int(pr.argmax())
+                m, g, a = (int(v) for v in L.decode(c))
+                row.update({"class": c, "mask": L.MASK_NAMES[m], "gender": L.GENDER_NAMES[g], "age": L.AGE_NAMES[a],
+                            **{k: float(v) for k, v in zip(PROB_COLS, pr)}, "error": ""})
+            else:
+                row.update({"class": "", "mask": "", "gender": "", "age": "", "error": err})
+            rows.append(row)
+    columns = ["path", "class", "mask", "gender", "age", *PROB_COLS, "error"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bench(run_dir: Path, paths: list[Path], batch_size: int, repeats: int = 3) -> dict:
+    """images/s of PyTorch eager vs onnxruntime on the same preprocessed batches."""
+    ensemble, transform = load_ensemble(run_dir)
+    if not (run_dir / ONNX_NAME).exists():
+        export_onnx(run_dir)
+    x, errors = preprocess(paths, transform)
+    batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
+    engines = [TorchEngine(ensemble), OnnxEngine(run_dir / ONNX_NAME)]
+    result, outputs = {"images": len(x), "batch_size": batch_size, "folds": len(ensemble.models)}, {}
+    for eng in engines:
+        eng(batches[0])  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = np.concatenate([eng(b) for b in batches])
+            best = min(best, time.perf_counter() - t0)
+        outputs[eng.name] = out
+        result[f"{eng.name}_img_s"] = len(x) / best
+    result["speedup"] = result["onnxruntime_img_s"] / result["torch_img_s"]
+    result["max_abs_diff"] = float(np.abs(outputs["torch"] - outputs["onnxruntime"]).max())
+    return result
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["export"]:
+        ap = argparse.ArgumentParser(prog="run.sh export")
+        ap.add_argument("--run", required=True)
+        a = ap.parse_args(argv[1:])
+        export_onnx(resolve_run(a.run))
+        return 0
+    ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run name under output/ or a run folder")
+    ap.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    ap.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--bench", action="store_true", help="time PyTorch vs onnxruntime on these images")
+    ap.add_argument("paths", nargs="+")
+    a = ap.parse_args(argv)
+    try:
+        run_dir = resolve_run(a.run)
+        paths = collect_images(a.paths)
+        if a.bench:
+            r = bench(run_dir, paths, a.batch_size)
+            print(f"{r['images']} images, batch {r['batch_size']}, {r['folds']} fold model(s), "
+                  f"{torch.get_num_threads()} CPU threads:\n"
+                  f"  PyTorch eager  {r['torch_img_s']:.1f} img/s\n  onnxruntime    {r['onnxruntime_img_s']:.1f} img/s\n"
+                  f"  speed-up {r['speedup']:.2f}x, max |difference| {r['max_abs_diff']:.2e}")
+            return 0
+        df = predict(run_dir, paths, a.engine, a.batch_size)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.out:
+        if a.out.exists():
+            print(f"error: {a.out} exists; choose another --out (nothing is overwritten)", file=sys.stderr)
+            return 2
+        df.to_csv(a.out, index=False, float_format="%.6f")
+        print(f"wrote {len(df)} row(s) to {a.out}", file=sys.stderr)
+    else:
+        df.to_csv(sys.stdout, index=False, float_format="%.6f")
+    bad = int((df["error"] != "").sum())
+    if bad:
+        print(f"{bad} image(s) could not be read; see the 'error' column", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The predictor on a folder of awkward photos, and the ONNX export agreeing with PyTorch."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from src import pipeline, predict
+from tests.conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_data_master, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict_runs")
+    assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "p", "--output", str(out),
+                          *FAST]) == 0
+    return out / "p"
+
+
+@pytest.fixture
+def photos(tmp_path, tiny_data_master):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    src = Image.open(next((tiny_data_master / "eval" / "images").iterdir())).convert("RGB")
+    src.resize((300, 400)).save(d / "plain.jpg")
+    rgba = src.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(d / "alpha.png")
+    src.convert("L").save(d / "sub" / "grey.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src.rotate(90, expand=True).save(d / "rotated.jpg", exif=exif)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (d / "._plain.jpg").write_bytes(b"junk")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_predict_folder_of_mixed_photos(run_dir, photos):
+    df = predict.predict(run_dir, predict.collect_images([str(photos)]), "torch")
+    names = {p.split("/")[-1]: r for p, r in zip(df["path"], df.to_dict("records"))}
+    assert set(names) == {"plain.jpg", "alpha.png", "grey.jpg", "rotated.jpg", "broken.jpg"}
+    assert names["broken.jpg"]["error"] and names["broken.jpg"]["class"] == ""
+    good = df[df["error"] == ""]
+    assert len(good) == 4
+    probs = good[predict.PROB_COLS].to_numpy(dtype=float)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert (good["class"].astype(int) == probs.argmax(1)).all()
+    assert set(good["mask"]) <= {"wear", "incorrect", "not_worn"}
+
+
+def test_rotated_photo_predicted_like_the_upright_one(run_dir, photos, tiny_data_master):
+    src = next((tiny_data_master / "eval" / "images").iterdir())
+    Image.open(src).convert("RGB").save(photos / "upright.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.open(src).convert("RGB").rotate(90, expand=True).save(photos / "turned.jpg", exif=exif, quality=95)
+    df = predict.predict(run_dir, [photos / "upright.jpg", photos / "turned.jpg"], "torch")
+    a, b = df[predict.PROB_COLS].to_numpy(dtype=float)
+    np.testing.assert_allclose(a, b, atol=0.02)
+
+
+def test_onnx_export_matches_torch(run_dir, photos):
+    paths = predict.collect_images([str(photos)])
+    ref = predict.predict(run_dir, paths, "torch")
+    predict.export_onnx(run_dir)
+    got = predict.predict(run_dir, paths, "onnx")
+    ok = ref["error"] == ""
+    diff = np.abs(ref.loc[ok, predict.PROB_COLS].to_numpy(float) - got.loc[ok, predict.PROB_COLS].to_numpy(float))
+    assert diff.max() < 1e-4
+    assert (got["error"] != "").sum() == 1
+
+
+def test_cli_writes_csv_and_never_overwrites(run_dir, photos, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    assert predict.main(["--run", str(run_dir), "--out", str(out), "--engine", "torch", str(photos)]) == 0
+    df = pd.read_csv(out)
+    assert len(df) == 5 and "p17" in df.columns
+    assert predict.main(["--run", str(run_dir), "--out", str(out), str(photos)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_unknown_run_is_a_clear_error(tmp_path, capsys):
+    assert predict.main(["--run", str(tmp_path / "nope"), str(tmp_path)]) == 2
+    assert "no run folder" in capsys.readouterr().err
