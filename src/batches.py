@@ -6,8 +6,11 @@ Both yield (x, y) batches and reseed per epoch, so an epoch is a pure function o
   x is already normalised.
 - `CachedBatches`: slices of the decoded uint8 cache; x is uint8 and `DeviceAugment`
   finishes it on the training device.
+Under DDP each rank takes its shard of every global batch (see `batch_positions`).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -16,21 +19,62 @@ from torch.utils.data import DataLoader
 from .datasets import FaceDataset, reseed_worker
 
 
+def batch_positions(n: int, batch_size: int, order: np.ndarray, rank: int = 0, world: int = 1) -> list[np.ndarray]:
+    """This rank's batches as positions into the sample list.
+
+    Global batch k is order[k*B:(k+1)*B] whatever the number of ranks, so N ranks together see
+    what one process sees. With N > 1 it is cut into N equal shards; the order is padded by
+    wrapping around so that every rank runs the same number of steps (DDP needs that).
+    """
+    if world == 1:
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    per_rank = max(1, math.ceil(batch_size / world))
+    step = per_rank * world
+    total = math.ceil(n / step) * step
+    padded = np.resize(order, total)  # repeats from the start
+    return [padded[i + rank * per_rank: i + (rank + 1) * per_rank] for i in range(0, total, step)]
+
+
+class _Positions:
+    """Re-iterable batch sampler drawing a new order per epoch from its own generator."""
+
+    def __init__(self, n, batch_size, shuffle, rank, world):
+        self.n, self.batch_size, self.shuffle, self.rank, self.world = n, batch_size, shuffle, rank, world
+        self.generator = torch.Generator()
+
+    def batches(self) -> list[np.ndarray]:
+        order = torch.randperm(self.n, generator=self.generator).numpy() if self.shuffle else np.arange(self.n)
+        return batch_positions(self.n, self.batch_size, order, self.rank, self.world)
+
+    def __iter__(self):
+        return iter([b.tolist() for b in self.batches()])
+
+    def __len__(self):
+        return len(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world))
+
+
 class LoaderBatches:
     normalised = True
 
-    def __init__(self, paths, labels, transform, batch_size, shuffle, num_workers, pin):
+    def __init__(self, paths, labels, transform, batch_size, shuffle, num_workers, pin, rank=0, world=1):
         self.dataset = FaceDataset(paths, labels, transform)
         self.transform = transform
-        self.loader = DataLoader(self.dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+        self.positions = _Positions(len(self.dataset), batch_size, shuffle, rank, world)
+        self.loader = DataLoader(self.dataset, batch_sampler=self.positions, num_workers=num_workers,
                                  pin_memory=pin, generator=torch.Generator(), worker_init_fn=reseed_worker)
 
     def seed(self, s: int) -> None:
+        self.positions.generator.manual_seed(s)
         self.loader.generator.manual_seed(s)
         self.transform.set_random_seed(s)  # used directly when num_workers=0
 
+    def order(self) -> np.ndarray:
+        """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
+        assert not self.positions.shuffle, "the order of shuffled batches is drawn per epoch"
+        return np.concatenate(self.positions.batches()) if len(self.positions) else np.zeros(0, int)
+
     def __len__(self):
-        return len(self.loader)
+        return len(self.positions)
 
     def __iter__(self):
         return iter(self.loader)
@@ -39,28 +83,29 @@ class LoaderBatches:
 class CachedBatches:
     normalised = False
 
-    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin):
+    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1):
         self.array = array
         self.index = np.asarray(index)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.batch_size, self.shuffle, self.pin = batch_size, shuffle, pin
-        self.generator = torch.Generator()
+        self.pin = pin
+        self.positions = _Positions(len(self.index), batch_size, shuffle, rank, world)
 
     def seed(self, s: int) -> None:
-        self.generator.manual_seed(s)
+        self.positions.generator.manual_seed(s)
+
+    def order(self) -> np.ndarray:
+        """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
+        assert not self.positions.shuffle, "the order of shuffled batches is drawn per epoch"
+        return np.concatenate(self.positions.batches()) if len(self.positions) else np.zeros(0, int)
 
     def __len__(self):
-        return (len(self.index) + self.batch_size - 1) // self.batch_size
+        return len(self.positions)
 
     def __iter__(self):
-        order = torch.randperm(len(self.index), generator=self.generator).numpy() if self.shuffle \
-            else np.arange(len(self.index))
-        for start in range(0, len(order), self.batch_size):
-            pos = order[start:start + self.batch_size]
+        for pos in self.positions.batches():
             rows = self.index[pos]
-            sorted_rows = np.sort(rows)  # memmap reads in file order are faster
-            block = self.array[sorted_rows]
-            block = block[np.searchsorted(sorted_rows, rows)]
+            sorted_rows, inverse = np.unique(rows, return_inverse=True)  # memmap reads in file order are faster
+            block = self.array[sorted_rows][inverse]
             x = torch.from_numpy(np.ascontiguousarray(block)).permute(0, 3, 1, 2)
             y = torch.from_numpy(self.labels[pos]) if self.labels is not None else torch.full((len(pos),), -1)
             yield (x.pin_memory() if self.pin else x), y

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +18,7 @@ import pandas as pd
 import yaml
 
 
+from . import distributed as dist
 from .config import ROOT, ConfigError, load_config, save_config, selected_folds
 from .data import DataError, load_eval, load_train
 from .folds import attach_folds, make_folds
@@ -105,6 +107,9 @@ def run(args) -> dict:
     if demo:
         ensure_demo_data()
     cfg["data_dir"] = str(data_dir)
+    cfg["device"] = dist.init(cfg.device)  # under torchrun: this rank's GPU (or cpu + gloo)
+    if not dist.is_main():
+        sys.stdout = open(os.devnull, "w")  # one rank speaks; errors still reach stderr
     if not cfg.cache_dir:
         cfg["cache_dir"] = str(Path(args.output) / "cache")
     set_threads(cfg.threads)
@@ -122,16 +127,18 @@ def run(args) -> dict:
         table = table[table["person"].isin(keep)].reset_index(drop=True)
         print(f"max_images={cfg.max_images}: using {len(table)} training images")
 
-    run_dir = open_run_dir(args.name or cfg.recipe, cfg, Path(args.output))
+    run_dir = Path(dist.broadcast(str(open_run_dir(args.name or cfg.recipe, cfg, Path(args.output)))
+                                  if dist.is_main() else None))
     folds = make_folds(table, cfg.n_folds, cfg.seed)
-    if (run_dir / "folds.csv").exists():  # a continued run must keep its folds
-        saved = pd.read_csv(run_dir / "folds.csv", dtype={"person": str})
-        if not saved[["person", "fold"]].equals(folds[["person", "fold"]]):
-            raise DataError(str(run_dir), [f"{run_dir / 'folds.csv'}: the data changed since this run began; "
-                                           f"start a new run (--name)"])
-    else:
-        folds.to_csv(run_dir / "folds.csv", index=False)
-    save_config(cfg, run_dir / "config.yaml")
+    if dist.is_main():
+        if (run_dir / "folds.csv").exists():  # a continued run must keep its folds
+            saved = pd.read_csv(run_dir / "folds.csv", dtype={"person": str})
+            if not saved[["person", "fold"]].equals(folds[["person", "fold"]]):
+                raise DataError(str(run_dir), [f"{run_dir / 'folds.csv'}: the data changed since this run "
+                                               f"began; start a new run (--name)"])
+        else:
+            folds.to_csv(run_dir / "folds.csv", index=False)
+        save_config(cfg, run_dir / "config.yaml")
     table = attach_folds(table, folds)
     print(f"run {run_dir.name}: model {cfg.model}, folds {folds_to_train} of {cfg.n_folds}, "
           f"{cfg.epochs} epochs, outputs in {run_dir}", flush=True)
@@ -139,6 +146,10 @@ def run(args) -> dict:
     results = []
     for fold in folds_to_train:
         results.append(train_fold(cfg, table, fold, run_dir))
+    main_rank = dist.is_main()
+    dist.shutdown()
+    if not main_rank:
+        return {"run_dir": run_dir}  # rank 0 alone predicts and reports
     ckpts = [fold_paths(run_dir, f)["best.pt"] for f in folds_to_train]
     probs = ensemble_probs(ckpts, eval_table["path"].tolist(), cfg)
     eval_metrics = write_submission(run_dir, eval_table, probs)

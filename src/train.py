@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import distributed as dist
 from . import labels as L
 from .batches import CachedBatches, LoaderBatches
 from .cache import load_or_build
@@ -31,20 +32,44 @@ def epoch_seed(seed: int, fold: int, epoch: int) -> int:
 
 
 def make_batches(cfg, table, fold, y_train, y_val, mean, std, device):
-    """(train batches, validation batches, device augment or None) for one fold."""
+    """(train batches, validation batches, device augment or None) for one fold (this rank's shard)."""
     in_val = (table["fold"] == fold).to_numpy()
     pin = device.type == "cuda"
+    shard = dict(rank=dist.rank(), world=dist.world_size())
     if cfg.cache:
-        array = load_or_build(table["path"].tolist(), cfg, desc="caching training images")
-        train = CachedBatches(array, np.flatnonzero(~in_val), y_train, cfg.batch_size, True, pin)
-        val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin)
+        if dist.is_main():
+            load_or_build(table["path"].tolist(), cfg, desc="caching training images")
+        dist.barrier()  # one rank builds, the others wait and read it
+        array = load_or_build(table["path"].tolist(), cfg)
+        train = CachedBatches(array, np.flatnonzero(~in_val), y_train, cfg.batch_size, True, pin, **shard)
+        val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
         return train, val, DeviceAugment(mean, std, cfg.hflip, device)
     tr, va = table[~in_val], table[in_val]
     train = LoaderBatches(tr["path"], y_train, build_transform(cfg, mean, std, train=True), cfg.batch_size,
-                          True, cfg.num_workers, pin)
+                          True, cfg.num_workers, pin, **shard)
     val = LoaderBatches(va["path"], y_val, build_transform(cfg, mean, std, train=False), cfg.batch_size,
-                        False, cfg.num_workers, pin)
+                        False, cfg.num_workers, pin, **shard)
     return train, val, None
+
+
+def gather_probs(batches, probs: np.ndarray, n: int) -> np.ndarray:
+    """Every rank's shard of predictions put back in sample order (padding duplicates dropped)."""
+    if not dist.enabled():
+        return probs
+    full = np.zeros((n, probs.shape[1]), dtype=probs.dtype)
+    for order, part in dist.all_gather((batches.order(), probs)):
+        full[order] = part
+    return full
+
+
+def gather_epoch(ep: dict) -> dict:
+    """Training loss / labels / predictions summed over ranks."""
+    if not dist.enabled():
+        return ep
+    parts = dist.all_gather((ep["loss"] * ep["images"], ep["images"], ep["trues"], ep["preds"]))
+    images = sum(p[1] for p in parts)
+    return {**ep, "loss": sum(p[0] for p in parts) / max(images, 1), "images": images,
+            "trues": np.concatenate([p[2] for p in parts]), "preds": np.concatenate([p[3] for p in parts])}
 
 
 def model_on_device(cfg, device):
@@ -113,8 +138,12 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
     if files["result.json"].exists():
         print(f"fold {fold}: already finished in {run_dir}, skipping", flush=True)
         return json.loads(files["result.json"].read_text())
-    seed_everything(cfg.seed + fold)
+    seed_everything(cfg.seed + fold)  # same on every rank: identical initial weights
     model, mean, std, cl, use_amp = model_on_device(cfg, device)
+    net = model
+    if dist.enabled():
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
     table = table.reset_index(drop=True)
     tr = table[table["fold"] != fold]
@@ -146,14 +175,15 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
             augment.seed(s + 1)
         torch.manual_seed(s)
         t_epoch = time.perf_counter()
-        ep = run_epoch(model, train_batches, loss_fn, opt, scaler, device, augment, cl, use_amp,
-                       desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
+        ep = gather_epoch(run_epoch(net, train_batches, loss_fn, opt, scaler, device, augment, cl, use_amp,
+                                    desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}"))
         n_train, epoch_train_s = ep["images"], ep["seconds"]
         train_images += n_train
         train_seconds += epoch_train_s
 
         probs = predict_probs(model, val_batches, device, cfg.tta, use_amp, cl, desc=f"fold {fold} val",
                               augment=augment)
+        probs = gather_probs(val_batches, probs, len(y_val))
         val = summarize(y_val, probs)
         val_loss = float(-np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-8, 1)).mean())
         row = dict(epoch=epoch + 1, train_loss=ep["loss"], train_f1=macro_f1(ep["trues"], ep["preds"]),
@@ -161,13 +191,16 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
                    gender_f1=val["gender_f1"], age_f1=val["age_f1"],
                    train_img_s=n_train / epoch_train_s, seconds=time.perf_counter() - t_epoch)
         log_rows.append(row)
+        improved = val["f1"] > best["f1"]
+        if improved:
+            best = {"f1": val["f1"], "epoch": epoch + 1, "probs": probs}
+        if not dist.is_main():
+            continue  # every rank took the same decisions; rank 0 alone writes
         pd.DataFrame(log_rows).to_csv(files["log.csv"], index=False, float_format="%.5f")
         state = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                  "epoch": epoch + 1, "val_f1": val["f1"], "config": dict(cfg), "mean": mean, "std": std,
                  "fold": fold}
-        improved = val["f1"] > best["f1"]
         if improved:
-            best = {"f1": val["f1"], "epoch": epoch + 1, "probs": probs}
             atomic_save(state, files["best.pt"])
         # last.pt carries everything needed to continue exactly where this epoch ended
         state.update(optimizer=opt.state_dict(), scaler=scaler.state_dict(), log=log_rows, best=best,
@@ -178,12 +211,16 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
               f"gender {val['gender_f1']:.3f} age {val['age_f1']:.3f}) "
               f"{row['train_img_s']:.1f} img/s{'  *best' if improved else ''}", flush=True)
 
+    result = {"fold": fold, "best_epoch": best["epoch"], "best_f1": best["f1"],
+              "train_img_s": train_images / max(train_seconds, 1e-9), "train_seconds": train_seconds}
+    if not dist.is_main():
+        dist.barrier()
+        return result
     oof = va[["person", "shot", "path", "label"]].copy()
     oof.insert(0, "fold", fold)
     oof["pred"] = best["probs"].argmax(1)
     oof[PROB_COLS] = best["probs"]
     oof.to_csv(files["oof.csv"], index=False, float_format="%.6f")
-    result = {"fold": fold, "best_epoch": best["epoch"], "best_f1": best["f1"],
-              "train_img_s": train_images / max(train_seconds, 1e-9), "train_seconds": train_seconds}
     atomic_write_text(json.dumps(result, indent=2), files["result.json"])  # written last: the fold is done
+    dist.barrier()
     return result
