@@ -49,6 +49,7 @@ DEFAULTS: dict = {
     "amp": True,                # mixed precision on CUDA (ignored on CPU)
     "channels_last": True,      # on CUDA
     "num_workers": 2,
+    "parallel_folds": 0,        # >1: train that many folds at once, one per visible GPU (or CPU process)
     "threads": 0,               # torch CPU threads; 0 = torch's default
     "max_images": 0,            # >0: use only this many training persons*7 (quick checks)
 }
@@ -106,7 +107,7 @@ def _coerce(key: str, raw: str, default):
 
 
 def _check_keys(source: str, keys) -> None:
-    unknown = sorted(set(keys) - set(DEFAULTS))
+    unknown = sorted(set(keys) - set(DEFAULTS) - {"recipe"})  # a saved run config names its recipe
     if unknown:
         raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
 
@@ -119,9 +120,10 @@ def load_config(recipe: str | None = "seed", overrides: list[str] | None = None)
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of key: value")
         _check_keys(str(path), loaded)
+        name = loaded.pop("recipe", None) or path.stem  # a saved run config keeps its recipe's name
         for k, v in loaded.items():
             cfg[k] = _coerce(k, str(v), DEFAULTS[k]) if not isinstance(v, type(DEFAULTS[k])) else v
-        cfg["recipe"] = path.stem
+        cfg["recipe"] = name
     else:
         cfg["recipe"] = "defaults"
     for item in overrides or []:

@@ -127,8 +127,11 @@ def run(args) -> dict:
         table = table[table["person"].isin(keep)].reset_index(drop=True)
         print(f"max_images={cfg.max_images}: using {len(table)} training images")
 
-    run_dir = Path(dist.broadcast(str(open_run_dir(args.name or cfg.recipe, cfg, Path(args.output)))
-                                  if dist.is_main() else None))
+    if args.train_only:  # a worker of parallel_folds: the parent made the run folder
+        run_dir = Path(args.train_only)
+    else:
+        run_dir = Path(dist.broadcast(str(open_run_dir(args.name or cfg.recipe, cfg, Path(args.output)))
+                                      if dist.is_main() else None))
     folds = make_folds(table, cfg.n_folds, cfg.seed)
     if dist.is_main():
         if (run_dir / "folds.csv").exists():  # a continued run must keep its folds
@@ -138,18 +141,21 @@ def run(args) -> dict:
                                                f"began; start a new run (--name)"])
         else:
             folds.to_csv(run_dir / "folds.csv", index=False)
-        save_config(cfg, run_dir / "config.yaml")
+        if not args.train_only:
+            save_config(cfg, run_dir / "config.yaml")
     table = attach_folds(table, folds)
     print(f"run {run_dir.name}: model {cfg.model}, folds {folds_to_train} of {cfg.n_folds}, "
           f"{cfg.epochs} epochs, outputs in {run_dir}", flush=True)
 
+    if cfg.parallel_folds > 1 and len(folds_to_train) > 1 and not dist.enabled() and not args.train_only:
+        train_folds_in_parallel(args, cfg, folds_to_train, run_dir)
     results = []
-    for fold in folds_to_train:
+    for fold in folds_to_train:  # folds finished by parallel workers (or an earlier try) are skipped
         results.append(train_fold(cfg, table, fold, run_dir))
     main_rank = dist.is_main()
     dist.shutdown()
-    if not main_rank:
-        return {"run_dir": run_dir}  # rank 0 alone predicts and reports
+    if not main_rank or args.train_only:
+        return {"run_dir": run_dir}  # rank 0 / the parent alone predicts and reports
     ckpts = [fold_paths(run_dir, f)["best.pt"] for f in folds_to_train]
     probs = ensemble_probs(ckpts, eval_table["path"].tolist(), cfg)
     eval_metrics = write_submission(run_dir, eval_table, probs)
@@ -169,6 +175,38 @@ def run(args) -> dict:
     return {"run_dir": run_dir, **metrics}
 
 
+class WorkerError(RuntimeError):
+    pass
+
+
+def train_folds_in_parallel(args, cfg, folds: list[int], run_dir: Path) -> None:
+    """Spread folds over workers, one per visible GPU (CPU processes without one), then wait."""
+    import subprocess
+
+    import torch
+
+    n_gpu = torch.cuda.device_count() if str(cfg.device) != "cpu" else 0
+    n = min(cfg.parallel_folds, len(folds), n_gpu or cfg.parallel_folds)
+    groups = [folds[i::n] for i in range(n)]
+    print(f"training folds {groups} in {n} parallel worker(s){' on GPUs 0..' + str(n - 1) if n_gpu else ''}",
+          flush=True)
+    procs = []
+    for i, group in enumerate(groups):
+        env = dict(os.environ)
+        overrides = [f"folds={','.join(map(str, group))}", "parallel_folds=0"]  # the rest: the saved config
+        if n_gpu:
+            env["CUDA_VISIBLE_DEVICES"] = str(i)
+            overrides.append("device=cuda")
+        else:
+            overrides += ["device=cpu", f"threads={max(1, (os.cpu_count() or 2) // n)}"]
+        cmd = [sys.executable, "-m", "src.pipeline", "--data", cfg.data_dir, "--output", args.output,
+               "--train-only", str(run_dir), "--config", str(run_dir / "config.yaml")] + overrides
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env))
+    failed = [g for g, p in zip(groups, procs) if p.wait() != 0]
+    if failed:
+        raise WorkerError(f"parallel workers for folds {failed} failed; rerun the same command to continue")
+
+
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog="run.sh", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,6 +214,7 @@ def parse_args(argv):
     ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file")
     ap.add_argument("--name", help="run name: output/<name>/ (default: the recipe name)")
     ap.add_argument("--output", default=str(OUTPUT), help="where run folders go (default: output/)")
+    ap.add_argument("--train-only", help=argparse.SUPPRESS)  # internal: a parallel_folds worker
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return ap.parse_args(argv)
 
@@ -184,7 +223,7 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run(args)
-    except (DataError, ConfigError, WeightsError) as e:
+    except (DataError, ConfigError, WeightsError, WorkerError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -77,3 +77,15 @@ def test_bad_data_exits_nonzero_naming_the_path(tiny_data, out_dir, capsys):
 def test_bad_override_exits_nonzero(tiny_data, out_dir, capsys):
     assert _run(tiny_data, "x", "epochz=1") == 2
     assert "unknown config key" in capsys.readouterr().err
+
+
+def test_parallel_folds_match_sequential_training(tiny_data, out_dir):
+    assert _run(tiny_data, "seq") == 0
+    assert _run(tiny_data, "par", "parallel_folds=2") == 0
+    for k in (0, 1):
+        a = pd.read_csv(out_dir / "seq" / f"fold{k}_oof.csv")
+        b = pd.read_csv(out_dir / "par" / f"fold{k}_oof.csv")
+        cols = [f"p{i}" for i in range(18)]
+        assert (a[cols] - b[cols]).abs().to_numpy().max() < 1e-3
+    assert (out_dir / "par" / "submission.csv").exists()
+    assert "parallel_folds: 2" in (out_dir / "par" / "config.yaml").read_text()
