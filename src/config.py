@@ -31,6 +31,8 @@ DEFAULTS: dict = {
     "img_size": "320,240",      # network input H,W (an int means H with W = 3/4 H)
     "crop_frac": 0.75,          # centre crop keeps this fraction of each side of the photo
     "hflip": 0.5,               # training-time horizontal flip probability
+    "shift_px": 0,              # training-time random shift of up to this many pixels (crop jitter)
+    "color_jitter": 0.0,        # training-time brightness and contrast factors in 1 +- this
     # optimisation
     "epochs": 10,
     "batch_size": 64,

@@ -71,7 +71,7 @@ def time_model(cfg, device, n_images: int) -> float:
 def time_training(cfg, device, array, labels) -> float:
     model, mean, std, cl, use_amp = model_on_device(cfg, device)
     opt, scaler = optimiser(cfg, model, use_amp)
-    augment = DeviceAugment(mean, std, cfg.hflip, device)
+    augment = DeviceAugment.from_config(cfg, mean, std, device)
     batches = CachedBatches(array, np.arange(len(labels)), labels, cfg.batch_size, True, device.type == "cuda")
     loss_fn = build_loss(cfg, labels).to(device)
     run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, use_amp, desc="warm-up", max_batches=2)
@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     array = load_or_build(paths, cfg, desc="building the cache")
     r["cache_build_s"] = time.perf_counter() - t0
     cached = CachedBatches(array, np.arange(len(paths)), labels, cfg.batch_size, True, device.type == "cuda")
-    time_loader(cached, device, DeviceAugment(mean, std, cfg.hflip, device))  # page the memmap in
-    r["loader_cached"] = time_loader(cached, device, DeviceAugment(mean, std, cfg.hflip, device))
+    time_loader(cached, device, DeviceAugment.from_config(cfg, mean, std, device))  # page the memmap in
+    r["loader_cached"] = time_loader(cached, device, DeviceAugment.from_config(cfg, mean, std, device))
     r["model_only"] = time_model(cfg, device, len(paths))
     r["training"] = time_training(cfg, device, array, labels)
     r["cached_over_naive"] = r["loader_cached"] / r["loader_naive"]

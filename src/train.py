@@ -43,7 +43,7 @@ def make_batches(cfg, table, fold, y_train, y_val, mean, std, device):
         array = load_or_build(table["path"].tolist(), cfg)
         train = CachedBatches(array, np.flatnonzero(~in_val), y_train, cfg.batch_size, True, pin, **shard)
         val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
-        return train, val, DeviceAugment(mean, std, cfg.hflip, device)
+        return train, val, DeviceAugment.from_config(cfg, mean, std, device)
     tr, va = table[~in_val], table[in_val]
     train = LoaderBatches(tr["path"], y_train, build_transform(cfg, mean, std, train=True), cfg.batch_size,
                           True, cfg.num_workers, pin, **shard)

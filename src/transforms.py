@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import albumentations as A
 import torch
+import torch.nn.functional as F
 
 from .config import image_size
 
@@ -26,22 +27,55 @@ def build_transform(cfg, mean, std, train: bool) -> A.Compose:
     steps = geometry_steps(cfg)
     if train and cfg.hflip > 0:
         steps.append(A.HorizontalFlip(p=cfg.hflip))
+    if train and cfg.shift_px > 0:
+        j = cfg.shift_px
+        steps.append(A.Affine(translate_px={"x": (-j, j), "y": (-j, j)}, border_mode=1, p=1.0))  # replicate edge
+    if train and cfg.color_jitter > 0:
+        c = cfg.color_jitter
+        steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=0, hue=0, p=1.0))
     steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=255.0))
     return A.Compose(steps)
 
 
 class DeviceAugment:
-    """uint8 NCHW batch -> normalised float batch, with random flips when training.
+    """uint8 NCHW batch -> normalised float batch, with random flip / shift / colour when training.
 
-    Runs wherever the batch is (the GPU when one is used); flips are drawn from a CPU
+    Runs wherever the batch is (the GPU when one is used); the random draws come from a CPU
     generator so they are reproducible for a given seed on any device.
     """
 
-    def __init__(self, mean, std, hflip: float, device):
+    def __init__(self, mean, std, hflip: float, device, shift_px: int = 0, color_jitter: float = 0.0):
         self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=device).view(1, 3, 1, 1) * 255
-        self.hflip = hflip
+        self.hflip, self.shift_px, self.color_jitter = hflip, shift_px, color_jitter
         self.generator = torch.Generator()
+
+    @classmethod
+    def from_config(cls, cfg, mean, std, device):
+        return cls(mean, std, cfg.hflip, device, cfg.shift_px, cfg.color_jitter)
+
+    def _uniform(self, n: int, lo: float, hi: float, device) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(n, generator=self.generator)).to(device)
+
+    def _shift(self, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        j = self.shift_px
+        dx = torch.randint(-j, j + 1, (n,), generator=self.generator).float()
+        dy = torch.randint(-j, j + 1, (n,), generator=self.generator).float()
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = 1
+        theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / w, -2 * dy / h
+        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
+
+    def _colour(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.color_jitter
+        n = x.shape[0]
+        bright = self._uniform(n, 1 - c, 1 + c, x.device).view(-1, 1, 1, 1)
+        contrast = self._uniform(n, 1 - c, 1 + c, x.device).view(-1, 1, 1, 1)
+        x = x * bright
+        grey = x.mean(dim=(1, 2, 3), keepdim=True)
+        return ((x - grey) * contrast + grey).clamp(0, 255)
 
     def seed(self, s: int) -> None:
         self.generator.manual_seed(s)
@@ -51,4 +85,8 @@ class DeviceAugment:
         if train and self.hflip > 0:
             flip = (torch.rand(x.shape[0], generator=self.generator) < self.hflip).to(x.device)
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+        if train and self.shift_px > 0:
+            x = self._shift(x)
+        if train and self.color_jitter > 0:
+            x = self._colour(x)
         return (x - self.mean) / self.std

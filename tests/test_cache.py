@@ -92,3 +92,17 @@ def test_device_flip_is_seeded_and_flips_whole_images():
     kept = [torch.equal(a[i], x[i].float()) for i in range(len(x))]
     assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < len(x)
     assert torch.equal(aug(x, train=False), x.float())
+
+
+def test_device_shift_moves_content_and_colour_keeps_range():
+    x = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    x[:, :, 3:5, 3:5] = 200  # a bright square in the middle
+    aug = DeviceAugment((0, 0, 0), (1 / 255,) * 3, 0.0, "cpu", shift_px=2)
+    aug.seed(0)
+    out = aug(x, train=True)
+    assert torch.allclose(out.sum(dim=(1, 2, 3)), x.float().sum(dim=(1, 2, 3)))  # shifted, not lost
+    assert any(not torch.equal(out[i], x[i].float()) for i in range(4))
+    col = DeviceAugment((0, 0, 0), (1 / 255,) * 3, 0.0, "cpu", color_jitter=0.4)
+    col.seed(0)
+    y = col(torch.randint(0, 256, (6, 3, 5, 5), dtype=torch.uint8), train=True)
+    assert y.min() >= 0 and y.max() <= 255
