@@ -35,15 +35,31 @@ def batch_positions(n: int, batch_size: int, order: np.ndarray, rank: int = 0, w
     return [padded[i + rank * per_rank: i + (rank + 1) * per_rank] for i in range(0, total, step)]
 
 
-class _Positions:
-    """Re-iterable batch sampler drawing a new order per epoch from its own generator."""
+def balanced_weights(labels: np.ndarray) -> torch.Tensor:
+    """Sampling weight 1/count(class): every class is drawn equally often."""
+    counts = np.bincount(labels)
+    return torch.tensor(1.0 / counts[labels], dtype=torch.double)
 
-    def __init__(self, n, batch_size, shuffle, rank, world):
+
+class _Positions:
+    """Re-iterable batch sampler drawing a new order per epoch from its own generator.
+
+    With `weights`, an epoch draws n samples with replacement in proportion to them
+    (the class-balanced sampler); otherwise it is a permutation.
+    """
+
+    def __init__(self, n, batch_size, shuffle, rank, world, weights=None):
         self.n, self.batch_size, self.shuffle, self.rank, self.world = n, batch_size, shuffle, rank, world
+        self.weights = weights
         self.generator = torch.Generator()
 
     def batches(self) -> list[np.ndarray]:
-        order = torch.randperm(self.n, generator=self.generator).numpy() if self.shuffle else np.arange(self.n)
+        if not self.shuffle:
+            order = np.arange(self.n)
+        elif self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=self.generator).numpy()
+        else:
+            order = torch.randperm(self.n, generator=self.generator).numpy()
         return batch_positions(self.n, self.batch_size, order, self.rank, self.world)
 
     def __iter__(self):
@@ -56,10 +72,11 @@ class _Positions:
 class LoaderBatches:
     normalised = True
 
-    def __init__(self, paths, labels, transform, batch_size, shuffle, num_workers, pin, rank=0, world=1):
+    def __init__(self, paths, labels, transform, batch_size, shuffle, num_workers, pin, rank=0, world=1,
+                 weights=None):
         self.dataset = FaceDataset(paths, labels, transform)
         self.transform = transform
-        self.positions = _Positions(len(self.dataset), batch_size, shuffle, rank, world)
+        self.positions = _Positions(len(self.dataset), batch_size, shuffle, rank, world, weights)
         self.loader = DataLoader(self.dataset, batch_sampler=self.positions, num_workers=num_workers,
                                  pin_memory=pin, generator=torch.Generator(), worker_init_fn=reseed_worker)
 
@@ -83,12 +100,12 @@ class LoaderBatches:
 class CachedBatches:
     normalised = False
 
-    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1):
+    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1, weights=None):
         self.array = array
         self.index = np.asarray(index)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.pin = pin
-        self.positions = _Positions(len(self.index), batch_size, shuffle, rank, world)
+        self.positions = _Positions(len(self.index), batch_size, shuffle, rank, world, weights)
 
     def seed(self, s: int) -> None:
         self.positions.generator.manual_seed(s)

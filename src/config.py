@@ -23,10 +23,15 @@ DEFAULTS: dict = {
     "folds": "all",             # which folds to train: "all" or e.g. "0" / "0,2"
     "seed": 42,
     "age_boundary": 60,         # training-time boundary of the >=60 band; reports always use 60
+    "drop_ages": "",            # e.g. "57-59": persons of these ages are left out of training
+    "sampler": "random",        # random | balanced (each class drawn equally often, with replacement)
+    "cutmix": 0.0,              # probability that a batch is made of left+right halves of two faces
     # model
     "model": "resnet18",
     "pretrained": "false",      # false | true | path to a state_dict file
     "drop_rate": 0.0,
+    "head": "single",           # single: one 18-way head | multi: mask/gender/age heads, product of probabilities
+    "task_weights": "1,1,1",    # multi head: loss weights of mask, gender, age
     # input
     "img_size": "320,240",      # network input H,W (an int means H with W = 3/4 H)
     "crop_frac": 0.75,          # centre crop keeps this fraction of each side of the photo
@@ -38,7 +43,7 @@ DEFAULTS: dict = {
     "batch_size": 64,
     "lr": 8e-5,
     "weight_decay": 0.0,
-    "loss": "focal",            # focal | ce | weighted_ce | smooth
+    "loss": "focal",            # focal | ce | weighted_ce | smooth | f1 (soft macro-F1) | focal_f1 (their sum)
     "focal_gamma": 2.0,
     "label_smoothing": 0.1,     # used by loss=smooth
     # inference
@@ -139,8 +144,16 @@ def load_config(recipe: str | None = "seed", overrides: list[str] | None = None)
 
 
 def validate(cfg: dict) -> None:
-    if cfg["loss"] not in ("focal", "ce", "weighted_ce", "smooth"):
-        raise ConfigError(f"loss={cfg['loss']}: choose focal, ce, weighted_ce or smooth")
+    if cfg["loss"] not in LOSSES:
+        raise ConfigError(f"loss={cfg['loss']}: choose one of {', '.join(LOSSES)}")
+    if cfg["head"] not in ("single", "multi"):
+        raise ConfigError(f"head={cfg['head']}: choose single or multi")
+    task_weights(cfg)
+    if cfg["sampler"] not in ("random", "balanced"):
+        raise ConfigError(f"sampler={cfg['sampler']}: choose random or balanced")
+    drop_ages(cfg)
+    if not 0 <= cfg["cutmix"] <= 1:
+        raise ConfigError("cutmix must be a probability in [0, 1]")
     if cfg["tta"] not in ("none", "flip"):
         raise ConfigError(f"tta={cfg['tta']}: choose none or flip")
     if not 30 < cfg["age_boundary"] <= 60:
@@ -151,6 +164,33 @@ def validate(cfg: dict) -> None:
         raise ConfigError("crop_frac must be in (0, 1]")
     image_size(cfg)
     selected_folds(cfg)
+
+
+LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
+
+
+def task_weights(cfg: dict) -> tuple[float, float, float]:
+    try:
+        w = tuple(float(x) for x in str(cfg["task_weights"]).split(","))
+    except ValueError:
+        w = ()
+    if len(w) != 3 or min(w) < 0:
+        raise ConfigError(f"task_weights={cfg['task_weights']}: expected three non-negative numbers mask,gender,age")
+    return w
+
+
+def drop_ages(cfg: dict) -> tuple[int, int] | None:
+    """`drop_ages=57-59`: leave persons of these ages out of training (never out of validation)."""
+    raw = str(cfg["drop_ages"]).strip()
+    if not raw:
+        return None
+    try:
+        lo, hi = (int(x) for x in raw.split("-"))
+    except ValueError:
+        raise ConfigError(f"drop_ages={raw}: expected a range like 57-59") from None
+    if lo > hi:
+        raise ConfigError(f"drop_ages={raw}: the range is empty")
+    return lo, hi
 
 
 def image_size(cfg: dict) -> tuple[int, int]:

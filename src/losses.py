@@ -1,4 +1,4 @@
-"""Training losses for the 18-way head."""
+"""Training losses. All take (N, C) logits or log-probabilities and (N,) class targets."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .labels import N_CLASSES
+from . import labels as L
+from .config import task_weights
 
 
 class FocalLoss(nn.Module):
@@ -26,21 +27,84 @@ class FocalLoss(nn.Module):
         return loss.mean()
 
 
-def inverse_frequency_weights(labels: np.ndarray) -> torch.Tensor:
+class SoftF1Loss(nn.Module):
+    """1 - macro-F1 computed with probabilities instead of hard counts (differentiable).
+
+    Classes absent from the batch in both truth and prediction mass contribute little, as with
+    sklearn's macro-F1 over present classes.
+    """
+
+    def __init__(self, eps: float = 1e-7):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = F.softmax(logits.float(), dim=1)
+        t = F.one_hot(target, p.shape[1]).float()
+        tp = (p * t).sum(0)
+        fp = (p * (1 - t)).sum(0)
+        fn = ((1 - p) * t).sum(0)
+        f1 = 2 * tp / (2 * tp + fp + fn + self.eps)
+        present = (t.sum(0) > 0) | (p.sum(0) > 0.5)
+        return 1 - f1[present].mean()
+
+
+class SumOfLosses(nn.Module):
+    def __init__(self, *losses):
+        super().__init__()
+        self.losses = nn.ModuleList(losses)
+
+    def forward(self, logits, target):
+        return sum(loss(logits, target) for loss in self.losses)
+
+
+class MultiTaskLoss(nn.Module):
+    """Weighted sum of one loss per head, for the product-of-heads model.
+
+    The model returns 18 joint log-probabilities; each head's log-probabilities are recovered
+    exactly by marginalising (logsumexp over the other two sub-tasks).
+    """
+
+    def __init__(self, mask_loss, gender_loss, age_loss, weights):
+        super().__init__()
+        self.heads = nn.ModuleList([mask_loss, gender_loss, age_loss])
+        self.weights = weights
+
+    def forward(self, joint: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        lp = joint.float().view(-1, 3, 2, 3)
+        marginals = (lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3)), lp.logsumexp(dim=(1, 2)))
+        targets = (target // 6, (target // 3) % 2, target % 3)  # labels.decode, kept on the device
+        return sum(w * loss(m, t) for w, loss, m, t in zip(self.weights, self.heads, marginals, targets) if w)
+
+
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int = L.N_CLASSES) -> torch.Tensor:
     """Class weights ~ 1/count, normalised to mean 1 over present classes (absent classes get 0)."""
-    counts = np.bincount(labels, minlength=N_CLASSES).astype(float)
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)
     w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
     w = w / w[counts > 0].mean()
     return torch.tensor(w, dtype=torch.float32)
 
 
-def build_loss(cfg, train_labels: np.ndarray) -> nn.Module:
-    if cfg.loss == "focal":
+def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
+    name = cfg.loss
+    if name == "focal":
         return FocalLoss(cfg.focal_gamma)
-    if cfg.loss == "ce":
+    if name == "ce":
         return nn.CrossEntropyLoss()
-    if cfg.loss == "weighted_ce":
-        return nn.CrossEntropyLoss(weight=inverse_frequency_weights(train_labels))
-    if cfg.loss == "smooth":
+    if name == "weighted_ce":
+        return nn.CrossEntropyLoss(weight=inverse_frequency_weights(labels, n_classes))
+    if name == "smooth":
         return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    raise ValueError(f"unknown loss {cfg.loss}")
+    if name == "f1":
+        return SoftF1Loss()
+    if name == "focal_f1":
+        return SumOfLosses(FocalLoss(cfg.focal_gamma), SoftF1Loss())
+    raise ValueError(f"unknown loss {name}")
+
+
+def build_loss(cfg, train_labels: np.ndarray) -> nn.Module:
+    if cfg.head == "multi":
+        m, g, a = L.decode(np.asarray(train_labels))
+        return MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),
+                             task_weights(cfg))
+    return single_loss(cfg, train_labels, L.N_CLASSES)

