@@ -6,6 +6,7 @@
 #   bash run.sh speed [--device cpu|cuda] [--images N] [key=value ...]           the speed benchmark
 #   bash run.sh predict --run RUN [--out FILE] [--engine auto|torch|onnx] PATH... classify any photos
 #   bash run.sh export --run RUN                                                 the ensemble as ONNX
+#   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -42,6 +43,10 @@ case "${1:-}" in
         ;;
     export)
         exec "$PY" -m src.predict "$@"
+        ;;
+    audit)
+        shift
+        exec "$PY" -m src.audit "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

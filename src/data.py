@@ -72,12 +72,12 @@ def check_images(paths: list[Path], desc: str, workers: int = 4) -> list[str]:
     return [r for r in results if r]
 
 
-def _read_csv(path: Path, required: tuple[str, ...], problems: list[str]) -> pd.DataFrame | None:
+def _read_csv(path: Path, required: tuple[str, ...], problems: list[str], comments: bool = False) -> pd.DataFrame | None:
     if not path.is_file():
         problems.append(f"{path}: missing")
         return None
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#" if comments else None)
     except Exception as e:
         problems.append(f"{path}: not a readable CSV ({e})")
         return None
@@ -111,7 +111,7 @@ def find_shots(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
 
 def load_corrections(path: Path) -> pd.DataFrame:
     problems: list[str] = []
-    df = _read_csv(path, ("id",), problems)
+    df = _read_csv(path, ("id",), problems, comments=True)  # '#' lines document where fixes came from
     if df is None:
         raise DataError(str(path), problems)
     df = df[[c for c in df.columns if c in CORRECTION_COLUMNS]].copy()

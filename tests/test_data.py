@@ -156,3 +156,18 @@ def test_bad_corrections_rejected(tiny_data, tmp_path):
     with pytest.raises(DataError) as ei:
         load_train(tiny_data, corr)
     assert "gender 'x'" in str(ei.value) and "mask_fix 'flip'" in str(ei.value)
+
+
+def test_shipped_competition_corrections_parse_and_are_opt_in():
+    from src.config import DEFAULTS
+    from src.data import load_corrections
+    from src.pipeline import corrections_path
+    assert DEFAULTS["corrections"] == ""  # never applied unless asked for
+    path = corrections_path("competition")
+    assert path.name == "competition.csv" and path.is_file()
+    c = load_corrections(path)
+    assert (c["mask_fix"] == "swap").sum() == 3 and (c["mask_fix"] == "incorrect_is_wear").sum() == 2
+    assert (c["gender"] == "male").sum() == 19 and (c["gender"] == "female").sum() == 4
+    assert c.set_index("id").loc["004348", "age"] == "60"
+    assert "000725" not in set(c["id"])  # disputed: left alone
+    assert c["note"].str.len().gt(0).all()
