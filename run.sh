@@ -7,6 +7,7 @@
 #   bash run.sh predict --run RUN [--out FILE] [--engine auto|torch|onnx] PATH... classify any photos
 #   bash run.sh export --run RUN                                                 the ensemble as ONNX
 #   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
+#   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -47,6 +48,10 @@ case "${1:-}" in
     audit)
         shift
         exec "$PY" -m src.audit "$@"
+        ;;
+    bench)
+        shift
+        exec "$PY" -m src.bench "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

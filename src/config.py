@@ -42,6 +42,7 @@ DEFAULTS: dict = {
     "epochs": 10,
     "batch_size": 64,
     "lr": 8e-5,
+    "scheduler": "none",        # none | cosine (per-epoch cosine decay from lr towards 0)
     "weight_decay": 0.0,
     "loss": "focal",            # focal | ce | weighted_ce | smooth | f1 (soft macro-F1) | focal_f1 (their sum)
     "focal_gamma": 2.0,
@@ -146,6 +147,8 @@ def load_config(recipe: str | None = "seed", overrides: list[str] | None = None)
 def validate(cfg: dict) -> None:
     if cfg["loss"] not in LOSSES:
         raise ConfigError(f"loss={cfg['loss']}: choose one of {', '.join(LOSSES)}")
+    if cfg["scheduler"] not in ("none", "cosine"):
+        raise ConfigError(f"scheduler={cfg['scheduler']}: choose none or cosine")
     if cfg["head"] not in ("single", "multi"):
         raise ConfigError(f"head={cfg['head']}: choose single or multi")
     task_weights(cfg)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from .transforms import DeviceAugment, build_transform
 def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
     """Labels the model is trained on: the seed recipe moves the old band's boundary (e.g. 55)."""
     return L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy(), age_boundary))
+
+
+def epoch_lr(cfg, epoch: int) -> float:
+    if cfg.scheduler == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -219,6 +226,8 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
             augment.seed(s + 1)
         mixer.seed(s + 2)
         torch.manual_seed(s)
+        for group in opt.param_groups:  # a function of the epoch alone, so a resumed run gets the same
+            group["lr"] = epoch_lr(cfg, epoch)
         t_epoch = time.perf_counter()
         ep = gather_epoch(run_epoch(net, train_batches, loss_fn, opt, scaler, device, augment, cl, use_amp,
                                     desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", mixer=mixer))

@@ -55,3 +55,10 @@ def test_training_labels_use_the_training_boundary():
     t = pd.DataFrame({"mask": [0, 0], "gender": [1, 1], "age": [56, 60]})
     assert training_labels(t, 55).tolist() == [int(L.encode(0, 1, 2))] * 2
     assert training_labels(t, 60).tolist() == [int(L.encode(0, 1, 1)), int(L.encode(0, 1, 2))]
+
+
+def test_cosine_schedule_by_epoch():
+    from src.train import epoch_lr
+    cfg = load_config("seed", ["lr=1.0", "epochs=4", "scheduler=cosine"])
+    assert [round(epoch_lr(cfg, e), 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
+    assert epoch_lr(load_config("seed", ["lr=0.3"]), 3) == 0.3

@@ -1,0 +1,107 @@
+"""Quality benchmark: train each recipe under the same protocol, on the same folds, one table.
+
+    bash run.sh bench [--data DIR] [--protocol cpu|gpu] [--recipes seed,recommended] [--name NAME]
+
+Protocols (overrides applied on top of every recipe, so only the recipe's ingredients differ):
+  cpu   offline-pretrained tf_efficientnet_lite0, 128x96 input, fold 0 only, 3 epochs
+        (about 20 minutes per recipe on 2 cores with the stand-in)
+  gpu   the recipe's own model, input size and epochs, all 5 folds, fold ensemble on eval
+Each recipe's run is output/bench/NAME/<recipe>/ (its own submission.csv, report.md);
+the table goes to output/bench/NAME/results.md and results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .config import ROOT, ConfigError, resolve_recipe
+from .pipeline import main as pipeline_main
+
+PROTOCOLS = {
+    "cpu": ["model=tf_efficientnet_lite0", "pretrained=true", "img_size=128", "epochs=3", "folds=0",
+            "batch_size=64"],
+    "gpu": ["folds=all", "n_folds=5"],
+}
+
+
+def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    ev = m.get("eval") or {}
+    folds = m.get("folds") or []
+    return {"recipe": recipe, "run": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
+            "oof_f1": m["oof"]["f1"], "eval_f1": ev.get("f1"), "eval_acc": ev.get("acc"),
+            "mask_f1": ev.get("mask_f1", m["oof"]["mask_f1"]), "gender_f1": ev.get("gender_f1", m["oof"]["gender_f1"]),
+            "age_f1": ev.get("age_f1", m["oof"]["age_f1"]),
+            "train_img_s": sum(f["train_img_s"] for f in folds) / max(len(folds), 1), "wall_s": wall}
+
+
+def table(rows: list[dict], baseline: str) -> str:
+    base = next((r for r in rows if r["recipe"] == baseline), rows[0])
+
+    def fmt(v):
+        return "–" if v is None else f"{v:.4f}"
+
+    lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] +
+             " | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        delta = None if r["eval_f1"] is None or base["eval_f1"] is None else r["eval_f1"] - base["eval_f1"]
+        lines.append(f"| {r['recipe']} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | "
+                     f"{'–' if delta is None else f'{delta:+.4f}'} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
+                     f"{fmt(r['age_f1'])} | {r['train_img_s']:.1f} | {r['wall_s'] / 60:.1f} min |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="competition-layout data (default: input/standin, else input/data)")
+    ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
+    ap.add_argument("--recipes", default="seed,recommended", help="comma-separated; the first is the baseline")
+    ap.add_argument("--name", help="bench name (default: <protocol>-<timestamp>)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
+    try:
+        for r in recipes:
+            resolve_recipe(r)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data = a.data
+    if not data:
+        data = next((str(d) for d in (ROOT / "input" / "standin", ROOT / "input" / "data")
+                     if (d / "train" / "train.csv").exists()), None)
+        if data is None:
+            print("error: no --data, and neither input/standin nor input/data exists", file=sys.stderr)
+            return 2
+    name = a.name or f"{a.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = ROOT / "output" / "bench" / name
+    if out.exists() and (out / "results.json").exists():
+        print(f"error: {out} already holds a finished bench; choose another --name", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for recipe in recipes:
+        print(f"\n=== bench {name}: recipe {recipe} ({a.protocol} protocol) ===", flush=True)
+        t0 = time.perf_counter()
+        # same --name and --output: an interrupted bench continues its unfinished runs
+        code = pipeline_main(["--data", data, "--config", recipe, "--name", recipe, "--output", str(out),
+                              *PROTOCOLS[a.protocol], *a.overrides])
+        if code != 0:
+            return code
+        rows.append(row_for(out / recipe, recipe, time.perf_counter() - t0))
+        text = table(rows, recipes[0])
+        (out / "results.md").write_text(
+            f"# bench {name}\n\nprotocol `{a.protocol}` ({' '.join(PROTOCOLS[a.protocol] + a.overrides)}), "
+            f"data `{data}`\n\n{text}\n")
+    (out / "results.json").write_text(json.dumps({"protocol": a.protocol, "data": data, "overrides": a.overrides,
+                                                  "rows": rows}, indent=2))
+    print(f"\n{text}\n\nwrote {out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

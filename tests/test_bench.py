@@ -1,0 +1,24 @@
+import json
+
+from src import bench
+from tests.conftest import FAST
+
+
+def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
+    assert bench.main(["--data", str(tiny_data), "--recipes", "seed,recommended", "--name", "t",
+                       *[o for o in FAST if not o.startswith("n_folds")], "n_folds=2", "cache=false"]) == 0
+    out = tmp_path / "output" / "bench" / "t"
+    res = json.loads((out / "results.json").read_text())
+    assert [r["recipe"] for r in res["rows"]] == ["seed", "recommended"]
+    for r in res["rows"]:
+        assert (out / r["recipe"] / "submission.csv").exists()
+        assert 0 <= r["eval_f1"] <= 1
+    md = (out / "results.md").read_text()
+    assert "Δ eval vs seed" in md and "| recommended |" in md
+    assert bench.main(["--data", str(tiny_data), "--name", "t"]) == 2  # a finished bench is never overwritten
+
+
+def test_unknown_recipe_is_refused(tiny_data):
+    assert bench.main(["--data", str(tiny_data), "--recipes", "seed,nope"]) == 2
