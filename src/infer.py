@@ -68,7 +68,7 @@ def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None) -> np.
     array = load_or_build(paths, cfg, desc="caching eval images") if cfg.cache else None
     for ckpt in ckpts:
         model, mean, std, mcfg = load_fold_model(ckpt, device)
-        if device.type == "cuda" and cfg.channels_last:
+        if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         if array is not None:
             batches = CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin)
@@ -77,8 +77,8 @@ def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None) -> np.
             batches = LoaderBatches(paths, None, build_transform(mcfg, mean, std, train=False), cfg.batch_size,
                                     False, cfg.num_workers, pin)
             augment = None
-        p = predict_probs(model, batches, device, cfg.tta, cfg.amp,
-                          device.type == "cuda" and cfg.channels_last, desc=f"eval {ckpt.stem}", augment=augment)
+        p = predict_probs(model, batches, device, cfg.tta, cfg.amp, bool(cfg.channels_last),
+                          desc=f"eval {ckpt.stem}", augment=augment)
         total = p if total is None else total + p
     return total / len(ckpts)
 

@@ -52,6 +52,8 @@ def time_model(cfg, device, n_images: int) -> float:
     opt, scaler = optimiser(cfg, model, use_amp)
     h, w = image_size(cfg)
     x = torch.randn(cfg.batch_size, 3, h, w, device=device)
+    if cl:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 18, (cfg.batch_size,), device=device)
     n_batches = max(2, n_images // cfg.batch_size)
 

@@ -81,12 +81,14 @@ class DeviceAugment:
         self.generator.manual_seed(s)
 
     def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = x.float()
+        x = x.float()  # a fresh tensor: the in-place steps below never touch the cache
         if train and self.hflip > 0:
-            flip = (torch.rand(x.shape[0], generator=self.generator) < self.hflip).to(x.device)
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+            flip = torch.rand(x.shape[0], generator=self.generator) < self.hflip
+            idx = flip.nonzero().flatten().to(x.device)
+            if len(idx):
+                x[idx] = x[idx].flip(3)  # only the flipped images are copied
         if train and self.shift_px > 0:
             x = self._shift(x)
         if train and self.color_jitter > 0:
             x = self._colour(x)
-        return (x - self.mean) / self.std
+        return x.sub_(self.mean).div_(self.std)
