@@ -16,7 +16,7 @@ PYTHON=${PYTHON:-python3}
 
 setup() {
     local want have
-    want=$(sha256sum requirements.txt | cut -d' ' -f1)
+    want=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)
     have=$(cat "$VENV/.requirements.sha256" 2>/dev/null || true)
     if [[ -x "$VENV/bin/python" && "$want" == "$have" ]]; then
         return
@@ -24,6 +24,7 @@ setup() {
     echo "setting up $VENV from requirements.txt (first run: several minutes) ..." >&2
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
     echo "$want" > "$VENV/.requirements.sha256"
 }
 

@@ -72,10 +72,10 @@ class _Positions:
 class LoaderBatches:
     normalised = True
 
-    def __init__(self, paths, labels, transform, batch_size, shuffle, num_workers, pin, rank=0, world=1,
+    def __init__(self, paths, labels, geometry, augment, batch_size, shuffle, num_workers, pin, rank=0, world=1,
                  weights=None):
-        self.dataset = FaceDataset(paths, labels, transform)
-        self.transform = transform
+        self.dataset = FaceDataset(paths, labels, geometry, augment)
+        self.augment = augment
         self.positions = _Positions(len(self.dataset), batch_size, shuffle, rank, world, weights)
         self.loader = DataLoader(self.dataset, batch_sampler=self.positions, num_workers=num_workers,
                                  pin_memory=pin, generator=torch.Generator(), worker_init_fn=reseed_worker)
@@ -83,7 +83,7 @@ class LoaderBatches:
     def seed(self, s: int) -> None:
         self.positions.generator.manual_seed(s)
         self.loader.generator.manual_seed(s)
-        self.transform.set_random_seed(s)  # used directly when num_workers=0
+        self.augment.set_random_seed(s)  # used directly when num_workers=0
 
     def order(self) -> np.ndarray:
         """Positions in the order this rank yields them (prediction batches only: no shuffling)."""

@@ -17,16 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from .config import ROOT, image_size
-from .data import read_image
+from .faces import DETECT_SIDE, MIN_PROB
 from .runtime import progress
-from .transforms import geometry
+from .transforms import Geometry
 
 CACHE_VERSION = 1  # bump when the preprocessing code changes meaning
 
 
 def settings(cfg) -> dict:
     h, w = image_size(cfg)
-    return {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac}
+    conf = {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac, "crop": cfg.crop}
+    if cfg.crop == "face":  # boxes follow from the file contents and these detector settings
+        conf.update(face_margin=cfg.face_margin, detect_side=DETECT_SIDE, min_prob=MIN_PROB)
+    return conf
 
 
 def fingerprint(paths: list[str]) -> str:
@@ -42,7 +45,7 @@ def cache_dir(cfg) -> Path:
     return d if d.is_absolute() else ROOT / d
 
 
-def load_or_build(paths: list[str], cfg, desc: str = "caching images") -> np.ndarray:
+def load_or_build(paths: list[str], cfg, desc: str = "caching images", boxes: dict | None = None) -> np.ndarray:
     """The (N, H, W, 3) uint8 array for `paths`, memory-mapped; built first if absent or stale."""
     paths = [str(Path(p).resolve()) for p in paths]
     conf = settings(cfg)
@@ -56,20 +59,22 @@ def load_or_build(paths: list[str], cfg, desc: str = "caching images") -> np.nda
         if meta.get("fingerprint") == current:
             return np.load(array_path, mmap_mode="r")
         print(f"cache {array_path.name} is stale (images changed since it was built): rebuilding", flush=True)
-    build(paths, cfg, array_path, desc)
+    build(paths, cfg, array_path, desc, boxes)
     meta_path.write_text(json.dumps({**conf, "n": len(paths), "fingerprint": current,
                                      "first": paths[:1]}, indent=1))
     return np.load(array_path, mmap_mode="r")
 
 
-def build(paths: list[str], cfg, array_path: Path, desc: str) -> None:
+def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None = None) -> None:
     h, w = image_size(cfg)
     tmp = array_path.with_name(array_path.name + ".part.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
-    geo = geometry(cfg)
+    if boxes is not None:  # boxes are keyed by the paths as given; the cache uses resolved paths
+        boxes = {str(Path(p).resolve()): b for p, b in boxes.items()}
+    geo = Geometry(cfg, boxes)
 
     def work(i):
-        out[i] = geo(image=read_image(paths[i]))["image"]
+        out[i] = geo(paths[i])
 
     workers = max(1, (os.cpu_count() or 2))
     with ThreadPoolExecutor(workers) as pool:  # PIL decode and cv2 resize release the GIL

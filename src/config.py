@@ -35,6 +35,8 @@ DEFAULTS: dict = {
     # input
     "img_size": "320,240",      # network input H,W (an int means H with W = 3/4 H)
     "crop_frac": 0.75,          # centre crop keeps this fraction of each side of the photo
+    "crop": "center",           # center | face (MTCNN box + face_margin; centre crop where no face is found)
+    "face_margin": 0.3,         # face crop: grow the box by this fraction of its size on every side
     "hflip": 0.5,               # training-time horizontal flip probability
     "shift_px": 0,              # training-time random shift of up to this many pixels (crop jitter)
     "color_jitter": 0.0,        # training-time brightness and contrast factors in 1 +- this
@@ -149,6 +151,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"loss={cfg['loss']}: choose one of {', '.join(LOSSES)}")
     if cfg["scheduler"] not in ("none", "cosine"):
         raise ConfigError(f"scheduler={cfg['scheduler']}: choose none or cosine")
+    if cfg["crop"] not in ("center", "face"):
+        raise ConfigError(f"crop={cfg['crop']}: choose center or face")
     if cfg["head"] not in ("single", "multi"):
         raise ConfigError(f"head={cfg['head']}: choose single or multi")
     task_weights(cfg)

@@ -1,24 +1,21 @@
-"""Image datasets: decode (EXIF-aware) -> albumentations -> CHW float tensor."""
+"""Image dataset: Geometry (decode + crop + resize) -> albumentations augment -> CHW float tensor."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .data import read_image
-
-
 class FaceDataset(Dataset):
-    def __init__(self, paths, labels=None, transform=None):
+    def __init__(self, paths, labels, geometry, augment):
         self.paths = list(paths)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.transform = transform
+        self.geometry, self.augment = geometry, augment
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        img = self.transform(image=read_image(self.paths[i]))["image"]
+        img = self.augment(image=self.geometry(self.paths[i]))["image"]
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         y = -1 if self.labels is None else int(self.labels[i])
         return x, y
@@ -34,5 +31,4 @@ def reseed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     ds = info.dataset
-    if getattr(ds, "transform", None) is not None:
-        ds.transform.set_random_seed(seed)
+    ds.augment.set_random_seed(seed)

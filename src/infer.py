@@ -15,7 +15,7 @@ from .cache import load_or_build
 from .metrics import summarize
 from .models import build_model
 from .runtime import pick_device, progress
-from .transforms import DeviceAugment, build_transform
+from .transforms import DeviceAugment, Geometry, build_augment
 
 PROB_COLS = [f"p{i}" for i in range(L.N_CLASSES)]
 
@@ -60,12 +60,12 @@ def load_fold_model(ckpt_path: Path, device: torch.device):
     return model.to(device), ckpt["mean"], ckpt["std"], cfg
 
 
-def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None) -> np.ndarray:
+def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None, boxes: dict | None = None) -> np.ndarray:
     """Mean over fold models of each model's TTA-averaged softmax."""
     device = device or pick_device(cfg.device)
     total = None
     pin = device.type == "cuda"
-    array = load_or_build(paths, cfg, desc="caching eval images") if cfg.cache else None
+    array = load_or_build(paths, cfg, desc="caching eval images", boxes=boxes) if cfg.cache else None
     for ckpt in ckpts:
         model, mean, std, mcfg = load_fold_model(ckpt, device)
         if cfg.channels_last:
@@ -74,8 +74,8 @@ def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None) -> np.
             batches = CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin)
             augment = DeviceAugment(mean, std, 0.0, device)
         else:
-            batches = LoaderBatches(paths, None, build_transform(mcfg, mean, std, train=False), cfg.batch_size,
-                                    False, cfg.num_workers, pin)
+            batches = LoaderBatches(paths, None, Geometry(mcfg, boxes), build_augment(mcfg, mean, std, train=False),
+                                    cfg.batch_size, False, cfg.num_workers, pin)
             augment = None
         p = predict_probs(model, batches, device, cfg.tta, cfg.amp, bool(cfg.channels_last),
                           desc=f"eval {ckpt.stem}", augment=augment)

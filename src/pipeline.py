@@ -20,7 +20,9 @@ import yaml
 
 from . import distributed as dist
 from .config import ROOT, ConfigError, load_config, save_config, selected_folds
+from .cache import cache_dir
 from .data import DataError, load_eval, load_train
+from .faces import face_boxes
 from .folds import attach_folds, make_folds
 from .infer import ensemble_probs, write_submission
 from .models import WeightsError
@@ -149,21 +151,22 @@ def run(args) -> dict:
 
     if cfg.parallel_folds > 1 and len(folds_to_train) > 1 and not dist.enabled() and not args.train_only:
         train_folds_in_parallel(args, cfg, folds_to_train, run_dir)
+    boxes, face_stats = detect_faces(cfg, table, eval_table)
     results = []
     for fold in folds_to_train:  # folds finished by parallel workers (or an earlier try) are skipped
-        results.append(train_fold(cfg, table, fold, run_dir))
+        results.append(train_fold(cfg, table, fold, run_dir, boxes))
     main_rank = dist.is_main()
     dist.shutdown()
     if not main_rank or args.train_only:
         return {"run_dir": run_dir}  # rank 0 / the parent alone predicts and reports
     ckpts = [fold_paths(run_dir, f)["best.pt"] for f in folds_to_train]
-    probs = ensemble_probs(ckpts, eval_table["path"].tolist(), cfg)
+    probs = ensemble_probs(ckpts, eval_table["path"].tolist(), cfg, boxes=boxes)
     eval_metrics = write_submission(run_dir, eval_table, probs)
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)",
                        run_dir / "confusion_eval.png")
-    metrics = build_report(run_dir, cfg, folds_to_train, results, eval_metrics)
+    metrics = build_report(run_dir, cfg, folds_to_train, results, eval_metrics, face_stats)
     metrics["wall_seconds"] = time.perf_counter() - t0
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
@@ -177,6 +180,22 @@ def run(args) -> dict:
 
 class WorkerError(RuntimeError):
     pass
+
+
+def detect_faces(cfg, table, eval_table) -> tuple[dict | None, dict | None]:
+    """crop=face: boxes for every train and eval photo (cached by content), and fallback counts."""
+    if cfg.crop != "face":
+        return None, None
+    train_paths, eval_paths = table["path"].tolist(), eval_table["path"].tolist()
+    if dist.is_main():
+        face_boxes(train_paths + eval_paths, cache_dir(cfg))
+    dist.barrier()  # rank 0 detects; the others read its cache
+    boxes = face_boxes(train_paths + eval_paths, cache_dir(cfg))
+    stats = {"train_photos": len(train_paths), "train_fallbacks": sum(boxes[p] is None for p in train_paths),
+             "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths)}
+    print(f"face crops: no face found in {stats['train_fallbacks']} of {stats['train_photos']} training and "
+          f"{stats['eval_fallbacks']} of {stats['eval_photos']} eval photos (centre crop used for those)", flush=True)
+    return boxes, stats
 
 
 def train_folds_in_parallel(args, cfg, folds: list[int], run_dir: Path) -> None:

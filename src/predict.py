@@ -24,10 +24,12 @@ import torch.nn as nn
 
 from . import labels as L
 from .config import ROOT
-from .data import read_image
+from .cache import cache_dir
+from .config import image_size
+from .faces import face_boxes
 from .infer import PROB_COLS, load_fold_model, tta_views
 from .runtime import progress
-from .transforms import build_transform
+from .transforms import Geometry, build_augment
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 ONNX_NAME = "ensemble.onnx"
@@ -61,15 +63,41 @@ def finished_checkpoints(run_dir: Path) -> list[Path]:
     return ckpts
 
 
+class Preprocess:
+    """paths -> (float batch of the readable ones, per-path error or None), as the run trained."""
+
+    def __init__(self, cfg, mean, std):
+        self.cfg = cfg
+        self.size = image_size(cfg)
+        self.augment = build_augment(cfg, mean, std, train=False)
+
+    def __call__(self, paths: list[Path]) -> tuple[np.ndarray, list[str | None]]:
+        boxes = None
+        if self.cfg.crop == "face":  # new photos are detected (and cached) like the training ones
+            boxes = face_boxes([str(p) for p in paths], cache_dir(self.cfg))
+        geometry = Geometry(self.cfg, boxes)
+        arrays, errors = [], []
+        for p in paths:
+            try:
+                arrays.append(self.augment(image=geometry(str(p)))["image"].transpose(2, 0, 1))
+                errors.append(None)
+            except FileNotFoundError:
+                errors.append("file not found")
+            except Exception as e:  # keep going: one bad file must not stop the batch
+                errors.append(f"{type(e).__name__}: {e}")
+        x = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, 3, *self.size), np.float32)
+        return x, errors
+
+
 def load_ensemble(run_dir: Path):
-    """(Ensemble in eval mode on CPU, preprocessing transform)."""
-    models, transform, tta = [], None, "flip"
+    """(Ensemble in eval mode on CPU, Preprocess)."""
+    models, prep, tta = [], None, "flip"
     for ck in finished_checkpoints(run_dir):
         model, mean, std, cfg = load_fold_model(ck, torch.device("cpu"))
         models.append(model.eval())
-        transform = build_transform(cfg, mean, std, train=False)
+        prep = Preprocess(cfg, mean, std)
         tta = cfg.tta
-    return Ensemble(models, tta).eval(), transform
+    return Ensemble(models, tta).eval(), prep
 
 
 def collect_images(paths: list[str]) -> list[Path]:
@@ -82,20 +110,6 @@ def collect_images(paths: list[str]) -> list[Path]:
         else:
             out.append(p)  # named explicitly: tried whatever it is, so a bad file gets an error row
     return out
-
-
-def preprocess(paths: list[Path], transform) -> tuple[np.ndarray, list[str | None]]:
-    """Float batch (N, 3, H, W) of the readable images; errors[i] is None or why image i failed."""
-    arrays, errors = [], []
-    for p in paths:
-        try:
-            img = transform(image=read_image(p))["image"]
-            arrays.append(img.transpose(2, 0, 1))
-            errors.append(None)
-        except Exception as e:  # keep going: one bad file must not stop the batch
-            errors.append(f"{type(e).__name__}: {e}" if not isinstance(e, FileNotFoundError) else "file not found")
-    x = np.stack(arrays).astype(np.float32) if arrays else np.zeros((0, 3, 1, 1), np.float32)
-    return x, errors
 
 
 class TorchEngine:
@@ -125,8 +139,8 @@ class OnnxEngine:
 
 
 def export_onnx(run_dir: Path) -> Path:
-    ensemble, transform = load_ensemble(run_dir)
-    h, w = transform.transforms[1].height, transform.transforms[1].width  # the centre crop
+    ensemble, prep = load_ensemble(run_dir)
+    h, w = prep.size
     example = torch.zeros(2, 3, h, w)
     out = run_dir / ONNX_NAME
     tmp = run_dir / (ONNX_NAME + ".part")
@@ -156,7 +170,7 @@ def pick_engine(run_dir: Path, ensemble, choice: str):
 
 
 def predict(run_dir: Path, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:
-    ensemble, transform = load_ensemble(run_dir)
+    ensemble, prep = load_ensemble(run_dir)
     engine = pick_engine(run_dir, ensemble, engine_choice)
     print(f"predicting {len(paths)} image(s) with {len(ensemble.models)} fold model(s) via {engine.name}",
           file=sys.stderr)
@@ -164,7 +178,7 @@ def predict(run_dir: Path, paths: list[Path], engine_choice: str = "auto", batch
     starts = range(0, len(paths), batch_size)
     for start in progress(starts, desc="predict", unit="batch", total=len(starts)):
         chunk = paths[start:start + batch_size]
-        x, errors = preprocess(chunk, transform)
+        x, errors = prep(chunk)
         probs = iter(engine(x)) if len(x) else iter(())
         for p, err in zip(chunk, errors):
             row = {"path": str(p)}
@@ -183,10 +197,10 @@ def predict(run_dir: Path, paths: list[Path], engine_choice: str = "auto", batch
 
 def bench(run_dir: Path, paths: list[Path], batch_size: int, repeats: int = 3) -> dict:
     """images/s of PyTorch eager vs onnxruntime on the same preprocessed batches."""
-    ensemble, transform = load_ensemble(run_dir)
+    ensemble, prep = load_ensemble(run_dir)
     if not (run_dir / ONNX_NAME).exists():
         export_onnx(run_dir)
-    x, errors = preprocess(paths, transform)
+    x, errors = prep(paths)
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
     engines = [TorchEngine(ensemble), OnnxEngine(run_dir / ONNX_NAME)]
     result, outputs = {"images": len(x), "batch_size": batch_size, "folds": len(ensemble.models)}, {}

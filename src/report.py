@@ -67,7 +67,7 @@ def _fmt(x) -> str:
 
 
 def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[dict] | None = None,
-                 eval_metrics: dict | None = None) -> dict:
+                 eval_metrics: dict | None = None, face_stats: dict | None = None) -> dict:
     run_dir = Path(run_dir)
     oof = load_oof(run_dir, folds)
     y = oof["label"].to_numpy()
@@ -83,7 +83,7 @@ def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[
         plot_curves(logs, run_dir / "curves.png")
 
     metrics = {"run": run_dir.name, "oof": overall, "oof_per_fold": per_fold,
-               "folds": fold_results or [], "eval": eval_metrics}
+               "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     lines = [f"# Run `{run_dir.name}`", ""]
@@ -101,6 +101,11 @@ def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[
         lines.append(score_row("eval (fold ensemble + TTA)", eval_metrics))
     lines += ["", "Sub-task F1 is macro-F1 of the sub-task read off the 18-class prediction. "
               "Ages are banded at 60 in every score, whatever `age_boundary` training used.", ""]
+    if face_stats:
+        lines += ["## Face crops", "",
+                  f"No face found (centre crop used instead) in {face_stats['train_fallbacks']} of "
+                  f"{face_stats['train_photos']} training photos and {face_stats['eval_fallbacks']} of "
+                  f"{face_stats['eval_photos']} eval photos.", ""]
     if fold_results:
         lines += ["## Training", "", "| fold | best epoch | best val F1 | train images/s | train seconds |",
                   "|---|---|---|---|---|"]

@@ -27,7 +27,7 @@ from .data import load_train
 from .losses import build_loss
 from .runtime import pick_device, set_threads
 from .train import model_on_device, optimiser, run_epoch
-from .transforms import DeviceAugment, build_transform
+from .transforms import DeviceAugment, Geometry, build_augment
 
 
 def _sync(device):
@@ -118,8 +118,8 @@ def main(argv=None) -> int:
           f"device {device}, {torch.get_num_threads()} CPU threads, {cfg.num_workers} loader workers", flush=True)
 
     _, mean, std, _, _ = model_on_device(cfg, torch.device("cpu"))
-    naive = LoaderBatches(paths, labels, build_transform(cfg, mean, std, train=True), cfg.batch_size, True,
-                          cfg.num_workers, device.type == "cuda")
+    naive = LoaderBatches(paths, labels, Geometry(cfg), build_augment(cfg, mean, std, train=True), cfg.batch_size,
+                          True, cfg.num_workers, device.type == "cuda")
     naive.seed(0)
     r = {}
     r["loader_naive"] = time_loader(naive, device)

@@ -20,7 +20,7 @@ from .losses import build_loss
 from .metrics import macro_f1, summarize
 from .models import build_model
 from .runtime import atomic_save, atomic_write_text, pick_device, progress, seed_everything
-from .transforms import DeviceAugment, build_transform
+from .transforms import DeviceAugment, Geometry, build_augment
 
 
 def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
@@ -49,24 +49,25 @@ def split_masks(cfg, table: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.nda
     return in_train, in_val
 
 
-def make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std, device):
+def make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std, device, boxes=None):
     """(train batches, validation batches, device augment or None) for one fold (this rank's shard)."""
     pin = device.type == "cuda"
     shard = dict(rank=dist.rank(), world=dist.world_size())
     weights = balanced_weights(y_train) if cfg.sampler == "balanced" else None
     if cfg.cache:
         if dist.is_main():
-            load_or_build(table["path"].tolist(), cfg, desc="caching training images")
+            load_or_build(table["path"].tolist(), cfg, desc="caching training images", boxes=boxes)
         dist.barrier()  # one rank builds, the others wait and read it
-        array = load_or_build(table["path"].tolist(), cfg)
+        array = load_or_build(table["path"].tolist(), cfg, boxes=boxes)
         train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
                               weights=weights)
         val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
         return train, val, DeviceAugment.from_config(cfg, mean, std, device)
     tr, va = table[in_train], table[in_val]
-    train = LoaderBatches(tr["path"], y_train, build_transform(cfg, mean, std, train=True), cfg.batch_size,
+    geo = Geometry(cfg, boxes)
+    train = LoaderBatches(tr["path"], y_train, geo, build_augment(cfg, mean, std, train=True), cfg.batch_size,
                           True, cfg.num_workers, pin, **shard, weights=weights)
-    val = LoaderBatches(va["path"], y_val, build_transform(cfg, mean, std, train=False), cfg.batch_size,
+    val = LoaderBatches(va["path"], y_val, geo, build_augment(cfg, mean, std, train=False), cfg.batch_size,
                         False, cfg.num_workers, pin, **shard)
     return train, val, None
 
@@ -180,7 +181,7 @@ def fold_paths(run_dir: Path, fold: int) -> dict:
             ("best.pt", "last.pt", "log.csv", "oof.csv", "result.json")}
 
 
-def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
+def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path, boxes: dict | None = None) -> dict:
     """Train on every fold but `fold`, validate on `fold` (true age boundary), save artifacts."""
     device = pick_device(cfg.device)
     files = fold_paths(run_dir, fold)
@@ -204,7 +205,7 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path) -> dict:
     y_val = va["label"].to_numpy()  # true boundary: what the competition scores
 
     train_batches, val_batches, augment = make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std,
-                                                       device)
+                                                       device, boxes)
     mixer = HalfCutMix(cfg.cutmix)
 
     loss_fn = build_loss(cfg, y_train).to(device)

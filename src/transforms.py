@@ -1,16 +1,21 @@
-"""Preprocessing: resize so a centre crop keeps `crop_frac` of the photo, then flip + normalise.
+"""Preprocessing in two parts.
 
-Two equivalent routes: `build_transform` (albumentations per image, the plain loader) and
-`geometry` + `DeviceAugment` (decode/resize/crop once into the cache, then flip and normalise
-whole uint8 batches on the training device).
+`Geometry` (deterministic): decode the photo, then either crop around its face and resize
+(crop=face) or resize so a centre crop keeps `crop_frac` of the photo (crop=center, and the
+fallback when no face was found). Its uint8 output is what the cache stores.
+Random + normalise: `build_augment` (albumentations per image, the plain loader) or
+`DeviceAugment` (whole uint8 batches on the training device, the cached loader).
 """
 from __future__ import annotations
 
 import albumentations as A
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .config import image_size
+from .data import read_image
+from .faces import face_window
 
 
 def geometry_steps(cfg) -> list:
@@ -23,8 +28,37 @@ def geometry(cfg) -> A.Compose:
     return A.Compose(geometry_steps(cfg))
 
 
+class Geometry:
+    """path -> uint8 (H, W, 3): the face crop when a box is known for the photo, else the centre crop."""
+
+    def __init__(self, cfg, boxes: dict | None = None):
+        self.h, self.w = image_size(cfg)
+        self.centre = geometry(cfg)
+        self.resize = A.Resize(self.h, self.w)
+        self.boxes = boxes if cfg.crop == "face" else None
+        self.margin = cfg.face_margin
+
+    def __call__(self, path) -> np.ndarray:
+        img = read_image(path)
+        box = self.boxes.get(str(path)) if self.boxes is not None else None
+        if box is None:
+            return self.centre(image=img)["image"]
+        x1, y1, x2, y2 = face_window(box, img.shape[0], img.shape[1], self.h, self.w, self.margin)
+        return self.resize(image=img[y1:y2, x1:x2])["image"]
+
+
 def build_transform(cfg, mean, std, train: bool) -> A.Compose:
-    steps = geometry_steps(cfg)
+    """Centre geometry + augment + normalise in one albumentations pipeline (for arrays)."""
+    return A.Compose(geometry_steps(cfg) + augment_steps(cfg, mean, std, train))
+
+
+def build_augment(cfg, mean, std, train: bool) -> A.Compose:
+    """The random part + normalise, applied after `Geometry`."""
+    return A.Compose(augment_steps(cfg, mean, std, train))
+
+
+def augment_steps(cfg, mean, std, train: bool) -> list:
+    steps = []
     if train and cfg.hflip > 0:
         steps.append(A.HorizontalFlip(p=cfg.hflip))
     if train and cfg.shift_px > 0:
@@ -34,7 +68,7 @@ def build_transform(cfg, mean, std, train: bool) -> A.Compose:
         c = cfg.color_jitter
         steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=0, hue=0, p=1.0))
     steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=255.0))
-    return A.Compose(steps)
+    return steps
 
 
 class DeviceAugment:

@@ -20,7 +20,7 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("bad, words", [
     (["epoch=3"], "unknown config key"),
     (["epochs=three"], "expected an integer"),
-    (["loss=hinge"], "choose focal"),
+    (["loss=hinge"], "choose one of focal"),
     (["folds=7"], "0..4"),
     (["img_size=a,b"], "expected H or H,W"),
     (["epochs"], "key=value"),

@@ -9,7 +9,7 @@ from src.config import load_config
 from src.infer import ensemble_probs, predict_probs, write_submission
 from src.models import build_model
 from src.runtime import atomic_save
-from src.transforms import build_transform
+from src.transforms import Geometry, build_augment
 from src.datasets import FaceDataset
 
 
@@ -61,7 +61,7 @@ def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
         ck = tmp_path / f"fold{k}_best.pt"
         atomic_save({"model": model.state_dict(), "config": dict(cfg), "mean": mean, "std": std}, ck)
         ckpts.append(ck)
-        ds = FaceDataset(paths, transform=build_transform(cfg, mean, std, train=False))
+        ds = FaceDataset(paths, None, Geometry(cfg), build_augment(cfg, mean, std, train=False))
         x = torch.stack([ds[i][0] for i in range(len(ds))])
         model.eval()
         with torch.no_grad():

@@ -96,3 +96,13 @@ def test_quality_options_run_end_to_end(tiny_data, out_dir):
                 "drop_ages=57-59", "shift_px=2", "color_jitter=0.2") == 0
     sub = pd.read_csv(out_dir / "opts" / "submission.csv")
     assert sub["ans"].between(0, 17).all()
+
+
+def test_face_crop_run_counts_fallbacks(tiny_data, out_dir):
+    assert _run(tiny_data, "faces", "folds=0", "crop=face") == 0
+    m = json.loads((out_dir / "faces" / "metrics.json").read_text())
+    fc = m["face_crops"]
+    assert fc["train_photos"] == 84 and fc["eval_photos"] == 28
+    assert 0 <= fc["train_fallbacks"] <= fc["train_photos"]
+    assert "## Face crops" in (out_dir / "faces" / "report.md").read_text()
+    assert (out_dir / "cache" / "faces.csv").exists()
