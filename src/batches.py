@@ -69,7 +69,29 @@ class _Positions:
         return len(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world))
 
 
-class LoaderBatches:
+class _Batches:
+    """What both sources share: per-epoch seeding, length, and the sample order of predictions."""
+
+    positions: _Positions
+
+    def seed(self, s: int) -> None:
+        self.positions.generator.manual_seed(s)
+
+    def _arrange(self, pos: np.ndarray) -> np.ndarray:
+        """The order of samples inside one batch (a hook)."""
+        return pos
+
+    def order(self) -> np.ndarray:
+        """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
+        assert not self.positions.shuffle, "the order of shuffled batches is drawn per epoch"
+        batches = [self._arrange(p) for p in self.positions.batches()]
+        return np.concatenate(batches) if batches else np.zeros(0, int)
+
+    def __len__(self):
+        return len(self.positions)
+
+
+class LoaderBatches(_Batches):
     normalised = True
 
     def __init__(self, paths, labels, geometry, augment, batch_size, shuffle, num_workers, pin, rank=0, world=1,
@@ -81,23 +103,15 @@ class LoaderBatches:
                                  pin_memory=pin, generator=torch.Generator(), worker_init_fn=reseed_worker)
 
     def seed(self, s: int) -> None:
-        self.positions.generator.manual_seed(s)
+        super().seed(s)
         self.loader.generator.manual_seed(s)
         self.augment.set_random_seed(s)  # used directly when num_workers=0
-
-    def order(self) -> np.ndarray:
-        """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
-        assert not self.positions.shuffle, "the order of shuffled batches is drawn per epoch"
-        return np.concatenate(self.positions.batches()) if len(self.positions) else np.zeros(0, int)
-
-    def __len__(self):
-        return len(self.positions)
 
     def __iter__(self):
         return iter(self.loader)
 
 
-class CachedBatches:
+class CachedBatches(_Batches):
     normalised = False
 
     def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1, weights=None):
@@ -107,21 +121,13 @@ class CachedBatches:
         self.pin = pin
         self.positions = _Positions(len(self.index), batch_size, shuffle, rank, world, weights)
 
-    def seed(self, s: int) -> None:
-        self.positions.generator.manual_seed(s)
-
-    def order(self) -> np.ndarray:
-        """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
-        assert not self.positions.shuffle, "the order of shuffled batches is drawn per epoch"
-        return np.concatenate(self.positions.batches()) if len(self.positions) else np.zeros(0, int)
-
-    def __len__(self):
-        return len(self.positions)
+    def _arrange(self, pos: np.ndarray) -> np.ndarray:
+        # within a batch the order is free: read the memmap in file order, in one gather
+        return pos[np.argsort(self.index[pos], kind="stable")]
 
     def __iter__(self):
         for pos in self.positions.batches():
-            # within a batch the order is free: read the memmap in file order, in one gather
-            pos = pos[np.argsort(self.index[pos], kind="stable")]
+            pos = self._arrange(pos)
             x = torch.from_numpy(self.array[self.index[pos]]).permute(0, 3, 1, 2)  # NHWC memory = channels_last
             y = torch.from_numpy(self.labels[pos]) if self.labels is not None else torch.full((len(pos),), -1)
             yield (x.pin_memory() if self.pin else x), y

@@ -46,3 +46,14 @@ def test_two_gloo_processes_match_one(tiny_data, tmp_path):
     ma = json.loads((tmp_path / "single" / "metrics.json").read_text())
     mb = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert abs(ma["eval"]["f1"] - mb["eval"]["f1"]) < 0.02
+
+
+def test_prediction_order_matches_what_each_rank_yields():
+    from src.batches import CachedBatches
+    arr = np.arange(7, dtype=np.uint8).reshape(7, 1, 1, 1).repeat(3, axis=3)
+    index = np.array([6, 2, 4, 0, 5, 1, 3])  # not sorted: batches get rearranged for file order
+    for rank in range(2):
+        b = CachedBatches(arr, index, np.arange(7), 3, False, False, rank=rank, world=2)
+        yielded = np.concatenate([y.numpy() for _, y in b])
+        assert yielded.tolist() == b.order().tolist()  # labels are positions here
+        assert [int(x[0, 0, 0]) for xb, _ in b for x in xb] == index[b.order()].tolist()
