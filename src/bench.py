@@ -2,12 +2,17 @@
 
     bash run.sh bench [--data DIR] [--protocol cpu|gpu] [--recipes seed,recommended] [--name NAME]
 
+A recipe is a config name, optionally with changes: `recommended+crop=face` or
+`seed+loss=ce+lr=3e-4` — one-line ablations of single ingredients.
+
 Protocols (overrides applied on top of every recipe, so only the recipe's ingredients differ):
   cpu   offline-pretrained tf_efficientnet_lite0, 128x96 input, fold 0 only, 3 epochs
         (about 20 minutes per recipe on 2 cores with the stand-in)
   gpu   the recipe's own model, input size and epochs, all 5 folds, fold ensemble on eval
 Each recipe's run is output/bench/NAME/<recipe>/ (its own submission.csv, report.md);
-the table goes to output/bench/NAME/results.md and results.json.
+the table goes to output/bench/NAME/results.md and results.json. Running a bench NAME again
+(same protocol) reuses its finished recipes, continues an interrupted one, and trains recipes
+added to --recipes: the table then covers them all.
 """
 from __future__ import annotations
 
@@ -25,6 +30,12 @@ PROTOCOLS = {
             "batch_size=64"],
     "gpu": ["folds=all", "n_folds=5"],
 }
+
+
+def recipe_parts(spec: str) -> tuple[str, list[str]]:
+    """'recommended+crop=face+lr=1e-3' -> ('recommended', ['crop=face', 'lr=1e-3'])."""
+    base, *changes = spec.split("+")
+    return base, changes
 
 
 def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
@@ -66,7 +77,7 @@ def main(argv=None) -> int:
     recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
     try:
         for r in recipes:
-            resolve_recipe(r)
+            resolve_recipe(recipe_parts(r)[0])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -79,17 +90,26 @@ def main(argv=None) -> int:
             return 2
     name = a.name or f"{a.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = ROOT / "output" / "bench" / name
-    if out.exists() and (out / "results.json").exists():
-        print(f"error: {out} already holds a finished bench; choose another --name", file=sys.stderr)
-        return 2
+    if (out / "results.json").exists():
+        earlier = json.loads((out / "results.json").read_text())
+        if (earlier["protocol"], earlier["overrides"], earlier["data"]) != (a.protocol, a.overrides, data):
+            print(f"error: bench {out} was run with protocol {earlier['protocol']} {earlier['overrides']} on "
+                  f"{earlier['data']}; use another --name for a different protocol", file=sys.stderr)
+            return 2
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for recipe in recipes:
+        if (out / recipe / "metrics.json").exists():  # finished earlier under this bench: reuse it
+            wall = json.loads((out / recipe / "metrics.json").read_text()).get("wall_seconds", 0.0)
+            print(f"bench {name}: recipe {recipe} already finished in {out / recipe}, reusing it", flush=True)
+            rows.append(row_for(out / recipe, recipe, wall))
+            continue
         print(f"\n=== bench {name}: recipe {recipe} ({a.protocol} protocol) ===", flush=True)
         t0 = time.perf_counter()
         # same --name and --output: an interrupted bench continues its unfinished runs
-        code = pipeline_main(["--data", data, "--config", recipe, "--name", recipe, "--output", str(out),
-                              *PROTOCOLS[a.protocol], *a.overrides])
+        base, changes = recipe_parts(recipe)
+        code = pipeline_main(["--data", data, "--config", base, "--name", recipe, "--output", str(out),
+                              *PROTOCOLS[a.protocol], *a.overrides, *changes])
         if code != 0:
             return code
         rows.append(row_for(out / recipe, recipe, time.perf_counter() - t0))

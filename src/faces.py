@@ -118,3 +118,28 @@ def face_window(box: tuple, img_h: int, img_w: int, out_h: int, out_w: int, marg
 
 def fallback_count(boxes: dict[str, tuple | None]) -> int:
     return sum(b is None for b in boxes.values())
+
+
+def main(argv=None) -> int:
+    """Detect the faces of a dataset ahead of training: python -m src.faces --data DIR --cache DIR."""
+    import argparse
+    import sys
+
+    import torch
+
+    from .data import load_eval, load_train
+
+    ap = argparse.ArgumentParser(prog="python -m src.faces", description=main.__doc__)
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--cache", required=True, help="cache folder (a run's cache_dir)")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    torch.set_num_threads(a.threads)
+    paths = load_train(a.data, check_pixels=False)["path"].tolist() + load_eval(a.data, check_pixels=False)["path"].tolist()
+    boxes = face_boxes(paths, Path(a.cache))
+    print(f"{len(paths)} photos, no face found in {fallback_count(boxes)}; boxes in {box_cache_path(Path(a.cache))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

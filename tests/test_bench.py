@@ -17,8 +17,22 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
         assert 0 <= r["eval_f1"] <= 1
     md = (out / "results.md").read_text()
     assert "Δ eval vs seed" in md and "| recommended |" in md
-    assert bench.main(["--data", str(tiny_data), "--name", "t"]) == 2  # a finished bench is never overwritten
+    seed_run = (out / "seed" / "fold0_best.pt").stat().st_mtime_ns
+    # the same bench again with one more recipe: finished recipes are reused, not retrained
+    assert bench.main(["--data", str(tiny_data), "--recipes", "seed,recommended,seed+loss=ce", "--name", "t",
+                       *[o for o in FAST if not o.startswith("n_folds")], "n_folds=2", "cache=false"]) == 0
+    assert (out / "seed" / "fold0_best.pt").stat().st_mtime_ns == seed_run
+    assert not (out / "seed-2").exists()
+    assert [r["recipe"] for r in json.loads((out / "results.json").read_text())["rows"]] == \
+        ["seed", "recommended", "seed+loss=ce"]
+    assert "loss: ce" in (out / "seed+loss=ce" / "config.yaml").read_text()
+    assert bench.main(["--data", str(tiny_data), "--name", "t", "--protocol", "gpu"]) == 2  # other protocol
 
 
 def test_unknown_recipe_is_refused(tiny_data):
     assert bench.main(["--data", str(tiny_data), "--recipes", "seed,nope"]) == 2
+
+
+def test_recipe_specs_with_changes():
+    assert bench.recipe_parts("recommended+crop=face+lr=1e-3") == ("recommended", ["crop=face", "lr=1e-3"])
+    assert bench.recipe_parts("seed") == ("seed", [])
