@@ -2,8 +2,10 @@
 
     python -m src.pipeline [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]
 
-Everything a run makes goes to output/<run>/. An existing run folder is never written
-over: a new run takes the next free name (<run>-2, <run>-3, ...).
+Everything a run makes goes to output/<run>/. A finished run folder is never written over:
+a new run takes the next free name (<run>-2, <run>-3, ...). An unfinished run with the same
+config is continued: finished folds are skipped, the interrupted fold resumes after its last
+finished epoch.
 """
 from __future__ import annotations
 
@@ -16,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-
 
 from . import distributed as dist
 from .config import ROOT, ConfigError, load_config, save_config, selected_folds
@@ -48,7 +49,7 @@ def new_run_dir(name: str, output: Path) -> Path:
 
 
 # keys that may differ when an interrupted run is continued (they don't change its numbers)
-RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir"}
+RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_folds"}
 
 
 def resumable(run_dir: Path, cfg) -> bool:
