@@ -57,11 +57,11 @@ DEFAULTS: dict = {
     # machine
     "device": "auto",           # auto | cpu | cuda | cuda:N
     "amp": True,                # mixed precision on CUDA (ignored on CPU)
-    "channels_last": True,      # on CUDA
+    "channels_last": True,      # NHWC memory layout (faster on GPUs and on oneDNN CPUs)
     "num_workers": 2,
     "parallel_folds": 0,        # >1: train that many folds at once, one per visible GPU (or CPU process)
     "threads": 0,               # torch CPU threads; 0 = torch's default
-    "max_images": 0,            # >0: use only this many training persons*7 (quick checks)
+    "max_images": 0,            # >0: train on about this many photos (whole persons, random; quick checks)
 }
 
 
