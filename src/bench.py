@@ -22,7 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ROOT, ConfigError, resolve_recipe
+import yaml
+
+from .config import ROOT, ConfigError, load_config, resolve_recipe
+from .pipeline import RESUME_FREE_KEYS
 from .pipeline import main as pipeline_main
 
 PROTOCOLS = {
@@ -36,6 +39,14 @@ def recipe_parts(spec: str) -> tuple[str, list[str]]:
     """'recommended+crop=face+lr=1e-3' -> ('recommended', ['crop=face', 'lr=1e-3'])."""
     base, *changes = spec.split("+")
     return base, changes
+
+
+def same_config(run_dir: Path, recipe: str, overrides: list[str], data: str) -> bool:
+    """Would this recipe, run now, use the config the finished run used?"""
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    now = yaml.safe_load(yaml.safe_dump(dict(load_config(recipe, overrides))))
+    ignore = RESUME_FREE_KEYS | {"data_dir", "recipe"}
+    return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in now.items() if k not in ignore}
 
 
 def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
@@ -99,7 +110,12 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for recipe in recipes:
+        base, changes = recipe_parts(recipe)
         if (out / recipe / "metrics.json").exists():  # finished earlier under this bench: reuse it
+            if not same_config(out / recipe, base, [*PROTOCOLS[a.protocol], *a.overrides, *changes], data):
+                print(f"error: recipe {recipe} has changed since bench {name} ran it ({out / recipe}); "
+                      f"use another --name", file=sys.stderr)
+                return 2
             wall = json.loads((out / recipe / "metrics.json").read_text()).get("wall_seconds", 0.0)
             print(f"bench {name}: recipe {recipe} already finished in {out / recipe}, reusing it", flush=True)
             rows.append(row_for(out / recipe, recipe, wall))
@@ -107,7 +123,6 @@ def main(argv=None) -> int:
         print(f"\n=== bench {name}: recipe {recipe} ({a.protocol} protocol) ===", flush=True)
         t0 = time.perf_counter()
         # same --name and --output: an interrupted bench continues its unfinished runs
-        base, changes = recipe_parts(recipe)
         code = pipeline_main(["--data", data, "--config", base, "--name", recipe, "--output", str(out),
                               *PROTOCOLS[a.protocol], *a.overrides, *changes])
         if code != 0:

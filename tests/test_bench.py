@@ -36,3 +36,14 @@ def test_unknown_recipe_is_refused(tiny_data):
 def test_recipe_specs_with_changes():
     assert bench.recipe_parts("recommended+crop=face+lr=1e-3") == ("recommended", ["crop=face", "lr=1e-3"])
     assert bench.recipe_parts("seed") == ("seed", [])
+
+
+def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
+    args = ["--data", str(tiny_data), "--recipes", "seed+epochs=1", "--name", "c",
+            *[o for o in FAST if not o.startswith(("n_folds", "epochs"))], "n_folds=2", "cache=false"]
+    assert bench.main(args) == 0
+    run = tmp_path / "output" / "bench" / "c" / "seed+epochs=1"
+    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"], str(tiny_data))
+    assert not bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=2"], str(tiny_data))
