@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import ROOT, ConfigError, load_config, resolve_recipe
+from .config import DEFAULTS, ROOT, ConfigError, load_config, resolve_recipe
 from .pipeline import RESUME_FREE_KEYS
 from .pipeline import main as pipeline_main
 
@@ -43,7 +43,7 @@ def recipe_parts(spec: str) -> tuple[str, list[str]]:
 
 def same_config(run_dir: Path, recipe: str, overrides: list[str], data: str) -> bool:
     """Would this recipe, run now, use the config the finished run used?"""
-    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved = {**DEFAULTS, **yaml.safe_load((run_dir / "config.yaml").read_text())}  # keys added since: defaults
     now = yaml.safe_load(yaml.safe_dump(dict(load_config(recipe, overrides))))
     ignore = RESUME_FREE_KEYS | {"data_dir", "recipe"}
     return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in now.items() if k not in ignore}

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from . import distributed as dist
-from .config import ROOT, ConfigError, load_config, save_config, selected_folds
+from .config import DEFAULTS, ROOT, ConfigError, load_config, save_config, selected_folds
 from .cache import cache_dir
 from .data import DataError, load_eval, load_train
 from .faces import face_boxes
@@ -57,7 +57,7 @@ def resumable(run_dir: Path, cfg) -> bool:
     saved = run_dir / "config.yaml"
     if not saved.is_file() or (run_dir / "metrics.json").exists():
         return False
-    old = yaml.safe_load(saved.read_text()) or {}
+    old = {**DEFAULTS, **(yaml.safe_load(saved.read_text()) or {})}  # keys added since the run began: defaults
     new = yaml.safe_load(yaml.safe_dump(dict(cfg)))
     return {k: v for k, v in old.items() if k not in RESUME_FREE_KEYS} == \
         {k: v for k, v in new.items() if k not in RESUME_FREE_KEYS}

@@ -47,3 +47,7 @@ def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatc
     run = tmp_path / "output" / "bench" / "c" / "seed+epochs=1"
     assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"], str(tiny_data))
     assert not bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=2"], str(tiny_data))
+    # a run made before a key existed still counts as the same recipe (the key has its default)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text("\n".join(l for l in text.splitlines() if not l.startswith("scheduler:")))
+    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"], str(tiny_data))
