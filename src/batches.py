@@ -92,8 +92,6 @@ class _Batches:
 
 
 class LoaderBatches(_Batches):
-    normalised = True
-
     def __init__(self, paths, labels, geometry, augment, batch_size, shuffle, num_workers, pin, rank=0, world=1,
                  weights=None):
         self.dataset = FaceDataset(paths, labels, geometry, augment)
@@ -112,8 +110,6 @@ class LoaderBatches(_Batches):
 
 
 class CachedBatches(_Batches):
-    normalised = False
-
     def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1, weights=None):
         self.array = array
         self.index = np.asarray(index)

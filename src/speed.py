@@ -107,8 +107,6 @@ def main(argv=None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     cfg = load_config(args.config, args.overrides + [f"device={args.device}"])
-    if not cfg.cache_dir:
-        cfg["cache_dir"] = str(ROOT / "output" / "cache")
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = args.data or default_data()

@@ -18,14 +18,10 @@ from .data import read_image
 from .faces import face_window
 
 
-def geometry_steps(cfg) -> list:
-    h, w = image_size(cfg)
-    # resizing first makes the crop a fraction of the photo, whatever its resolution
-    return [A.Resize(round(h / cfg.crop_frac), round(w / cfg.crop_frac)), A.CenterCrop(h, w)]
-
-
 def geometry(cfg) -> A.Compose:
-    return A.Compose(geometry_steps(cfg))
+    """The centre crop: resizing first makes the crop a fraction of the photo, whatever its resolution."""
+    h, w = image_size(cfg)
+    return A.Compose([A.Resize(round(h / cfg.crop_frac), round(w / cfg.crop_frac)), A.CenterCrop(h, w)])
 
 
 class Geometry:
@@ -47,17 +43,8 @@ class Geometry:
         return self.resize(image=img[y1:y2, x1:x2])["image"]
 
 
-def build_transform(cfg, mean, std, train: bool) -> A.Compose:
-    """Centre geometry + augment + normalise in one albumentations pipeline (for arrays)."""
-    return A.Compose(geometry_steps(cfg) + augment_steps(cfg, mean, std, train))
-
-
 def build_augment(cfg, mean, std, train: bool) -> A.Compose:
     """The random part + normalise, applied after `Geometry`."""
-    return A.Compose(augment_steps(cfg, mean, std, train))
-
-
-def augment_steps(cfg, mean, std, train: bool) -> list:
     steps = []
     if train and cfg.hflip > 0:
         steps.append(A.HorizontalFlip(p=cfg.hflip))
@@ -68,7 +55,7 @@ def augment_steps(cfg, mean, std, train: bool) -> list:
         c = cfg.color_jitter
         steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=0, hue=0, p=1.0))
     steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=255.0))
-    return steps
+    return A.Compose(steps)
 
 
 class DeviceAugment:
