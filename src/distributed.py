@@ -48,6 +48,14 @@ def barrier() -> None:
         dist.barrier()
 
 
+def main_first(fn):
+    """fn() on rank 0, then on the other ranks once rank 0 is done (it builds a shared cache they
+    then read). Each rank calls fn() exactly once; without DDP that is a plain call."""
+    result = fn() if is_main() else None
+    barrier()
+    return result if is_main() else fn()
+
+
 def all_gather(obj) -> list:
     """[obj of rank 0, obj of rank 1, ...]; [obj] without DDP."""
     if not dist.is_initialized():

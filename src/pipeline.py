@@ -29,7 +29,7 @@ from .infer import ensemble_probs, write_submission
 from .models import WeightsError
 from .report import build_report, plot_confusion
 from .runtime import set_threads
-from .train import fold_paths, train_fold
+from .train import fold_paths, train_fold, training_cache
 
 DEMO_DIR = ROOT / "input" / "demo"
 OUTPUT = ROOT / "output"
@@ -150,9 +150,11 @@ def run(args) -> dict:
     print(f"run {run_dir.name}: model {cfg.model}, folds {folds_to_train} of {cfg.n_folds}, "
           f"{cfg.epochs} epochs, outputs in {run_dir}", flush=True)
 
-    if cfg.parallel_folds > 1 and len(folds_to_train) > 1 and not dist.enabled() and not args.train_only:
-        train_folds_in_parallel(args, cfg, folds_to_train, run_dir)
     boxes, face_stats = detect_faces(cfg, table, eval_table)
+    if cfg.parallel_folds > 1 and len(folds_to_train) > 1 and not dist.enabled() and not args.train_only:
+        if cfg.cache:  # built once here; the workers read it instead of racing to build it each
+            training_cache(cfg, table, boxes)
+        train_folds_in_parallel(args, cfg, folds_to_train, run_dir)
     results = []
     for fold in folds_to_train:  # folds finished by parallel workers (or an earlier try) are skipped
         results.append(train_fold(cfg, table, fold, run_dir, boxes))
@@ -188,10 +190,7 @@ def detect_faces(cfg, table, eval_table) -> tuple[dict | None, dict | None]:
     if cfg.crop != "face":
         return None, None
     train_paths, eval_paths = table["path"].tolist(), eval_table["path"].tolist()
-    if dist.is_main():
-        face_boxes(train_paths + eval_paths, cache_dir(cfg))
-    dist.barrier()  # rank 0 detects; the others read its cache
-    boxes = face_boxes(train_paths + eval_paths, cache_dir(cfg))
+    boxes = dist.main_first(lambda: face_boxes(train_paths + eval_paths, cache_dir(cfg)))  # others read its cache
     stats = {"train_photos": len(train_paths), "train_fallbacks": sum(boxes[p] is None for p in train_paths),
              "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths)}
     print(f"face crops: no face found in {stats['train_fallbacks']} of {stats['train_photos']} training and "

@@ -55,10 +55,7 @@ def make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std, device
     shard = dict(rank=dist.rank(), world=dist.world_size())
     weights = balanced_weights(y_train) if cfg.sampler == "balanced" else None
     if cfg.cache:
-        if dist.is_main():
-            load_or_build(table["path"].tolist(), cfg, desc="caching training images", boxes=boxes)
-        dist.barrier()  # one rank builds, the others wait and read it
-        array = load_or_build(table["path"].tolist(), cfg, boxes=boxes)
+        array = dist.main_first(lambda: training_cache(cfg, table, boxes))
         train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
                               weights=weights)
         val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
@@ -70,6 +67,11 @@ def make_batches(cfg, table, in_train, in_val, y_train, y_val, mean, std, device
     val = LoaderBatches(va["path"], y_val, geo, build_augment(cfg, mean, std, train=False), cfg.batch_size,
                         False, cfg.num_workers, pin, **shard)
     return train, val, None
+
+
+def training_cache(cfg, table: pd.DataFrame, boxes: dict | None = None) -> np.ndarray:
+    """The decoded cache of every training photo (all folds share it)."""
+    return load_or_build(table["path"].tolist(), cfg, desc="caching training images", boxes=boxes)
 
 
 def gather_probs(batches, probs: np.ndarray, n: int) -> np.ndarray:
