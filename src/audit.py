@@ -24,6 +24,7 @@ import pandas as pd
 from . import labels as L
 from .infer import PROB_COLS
 from .predict import resolve_run
+from .runtime import first_free
 
 BAND_AGE = {0: 25, 1: 45, 2: 60}  # an age inside each band, used when suggesting a fix
 NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}
@@ -105,15 +106,6 @@ def score_against_noise(cands: pd.DataFrame, audited: set[str], noise: pd.DataFr
     return pd.DataFrame(rows)
 
 
-def free_path(path: Path) -> Path:
-    n = 1
-    candidate = path
-    while candidate.exists():
-        n += 1
-        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
-    return candidate
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh audit", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,7 +126,7 @@ def main(argv=None) -> int:
     oof = pd.concat([pd.read_csv(p, dtype={"person": str}) for p in parts], ignore_index=True)
     scores = person_scores(oof)
     cands = candidates(scores, a.threshold)
-    out = free_path(run_dir / "audit.csv")
+    out = first_free(run_dir, "audit", ".csv")  # an earlier, maybe reviewed, audit is kept
     as_corrections(cands).to_csv(out, index=False, float_format="%.4f")
     print(f"audited {len(scores)} persons from {len(parts)} fold(s): {len(cands)} candidate(s) "
           f"({', '.join(f'{k} {n}' for k, n in cands['kind'].value_counts().items()) or 'none'}) -> {out}")

@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from .data import read_image
-from .runtime import progress
+from .runtime import atomic_write_text, progress
 
 DETECT_SIDE = 256  # detection runs on a copy whose longer side is this: 4x faster, same boxes
 MIN_PROB = 0.90
@@ -75,9 +75,7 @@ def save_box_cache(cache_dir: Path, boxes: dict[str, tuple | None]) -> None:
     path = box_cache_path(cache_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [(k, *(v if v is not None else (np.nan,) * 5)) for k, v in boxes.items()]
-    tmp = path.with_name(path.name + ".tmp")
-    pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(tmp, index=False, float_format="%.2f")
-    os.replace(tmp, path)
+    atomic_write_text(pd.DataFrame(rows, columns=BOX_COLUMNS).to_csv(index=False, float_format="%.2f"), path)
 
 
 def face_boxes(paths: list[str], cache_dir: Path, detector=None, save_every: int = 500) -> dict[str, tuple | None]:

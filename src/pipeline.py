@@ -28,7 +28,7 @@ from .folds import attach_folds, make_folds
 from .infer import ensemble_probs, write_submission
 from .models import WeightsError
 from .report import build_report, plot_confusion
-from .runtime import set_threads
+from .runtime import first_free, set_threads
 from .train import fold_paths, train_fold, training_cache
 
 DEMO_DIR = ROOT / "input" / "demo"
@@ -38,12 +38,9 @@ OUTPUT = ROOT / "output"
 def new_run_dir(name: str, output: Path) -> Path:
     """output/<name>, or the first free output/<name>-N: earlier runs are never overwritten."""
     output.mkdir(parents=True, exist_ok=True)
-    candidate, n = output / name, 1
-    while candidate.exists():
-        n += 1
-        candidate = output / f"{name}-{n}"
+    candidate = first_free(output, name)
     candidate.mkdir()
-    if n > 1:
+    if candidate.name != name:
         print(f"note: {output / name} already exists; this run writes to {candidate}")
     return candidate
 

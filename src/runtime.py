@@ -31,6 +31,15 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+def first_free(folder: Path, stem: str, suffix: str = "") -> Path:
+    """folder/stem+suffix, or the first of folder/stem-2+suffix, -3, ... that does not exist."""
+    candidate, n = folder / f"{stem}{suffix}", 1
+    while candidate.exists():
+        n += 1
+        candidate = folder / f"{stem}-{n}{suffix}"
+    return candidate
+
+
 def atomic_save(obj, path: Path) -> None:
     """torch.save via a temp file + rename, so a kill never leaves a half-written checkpoint."""
     path = Path(path)
