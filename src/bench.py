@@ -61,19 +61,70 @@ def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
 
 
 def table(rows: list[dict], baseline: str) -> str:
-    base = next((r for r in rows if r["recipe"] == baseline), rows[0])
+    """Markdown table; each one-line ablation is also compared with the recipe it changes."""
+    by_name = {r["recipe"]: r for r in rows}
+    base = by_name.get(baseline, rows[0])
 
     def fmt(v):
         return "–" if v is None else f"{v:.4f}"
 
-    lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] +
-             " | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    def delta(r, ref):
+        if ref is None or r is ref or r["eval_f1"] is None or ref["eval_f1"] is None:
+            return "–"
+        return f"{r['eval_f1'] - ref['eval_f1']:+.4f}"
+
+    lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] + " | Δ eval vs its base"
+             " | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        delta = None if r["eval_f1"] is None or base["eval_f1"] is None else r["eval_f1"] - base["eval_f1"]
-        lines.append(f"| {r['recipe']} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | "
-                     f"{'–' if delta is None else f'{delta:+.4f}'} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
+        parent = by_name.get(recipe_parts(r["recipe"])[0])
+        lines.append(f"| {r['recipe']} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base)} | "
+                     f"{delta(r, parent)} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
                      f"{fmt(r['age_f1'])} | {r['train_img_s']:.1f} | {r['wall_s'] / 60:.1f} min |")
     return "\n".join(lines)
+
+
+def plot(rows: list[dict], baseline: str, path: Path) -> None:
+    """Bar chart of each recipe's macro-F1 (eval where answers exist, else OOF) and its three tasks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    use_eval = all(r["eval_f1"] is not None for r in rows)
+    scores = [r["eval_f1"] if use_eval else r["oof_f1"] for r in rows]
+    names = [r["recipe"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.45 * len(rows) + 1.6), sharey=True,
+                             gridspec_kw={"width_ratios": [2, 3]})
+    y = range(len(rows))
+    axes[0].barh(y, scores, color=["tab:grey" if n == baseline else "tab:blue" for n in names])
+    base = next((s for n, s in zip(names, scores) if n == baseline), None)
+    if base is not None:
+        axes[0].axvline(base, color="k", lw=0.8, ls="--")
+    for i, s in enumerate(scores):
+        axes[0].text(s, i, f" {s:.3f}", va="center", fontsize=8)
+    axes[0].set_xlabel(("eval" if use_eval else "OOF") + " macro-F1 (18 classes)")
+    axes[0].set_xlim(0, min(1.0, max(scores) * 1.2))
+    for k, (key, label) in enumerate([("mask_f1", "mask"), ("gender_f1", "gender"), ("age_f1", "age")]):
+        axes[1].barh([i + (k - 1) * 0.27 for i in y], [r[key] for r in rows], height=0.27, label=label)
+    axes[1].set_xlabel("task macro-F1")
+    axes[1].set_xlim(0.4, 1.0)
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[0].set_yticks(list(y), names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_results(out: Path, name: str, protocol: str, overrides: list[str], data: str, rows: list[dict],
+                  baseline: str) -> str:
+    """results.md + results.png, rewritten after every recipe so a long bench shows its progress."""
+    text = table(rows, baseline)
+    plot(rows, baseline, out / "results.png")
+    (out / "results.md").write_text(
+        f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
+        f"data `{data}`\n\n{text}\n\n![results](results.png)\n")
+    return text
 
 
 def main(argv=None) -> int:
@@ -128,10 +179,8 @@ def main(argv=None) -> int:
         if code != 0:
             return code
         rows.append(row_for(out / recipe, recipe, time.perf_counter() - t0))
-        text = table(rows, recipes[0])
-        (out / "results.md").write_text(
-            f"# bench {name}\n\nprotocol `{a.protocol}` ({' '.join(PROTOCOLS[a.protocol] + a.overrides)}), "
-            f"data `{data}`\n\n{text}\n")
+        write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
+    text = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
     (out / "results.json").write_text(json.dumps({"protocol": a.protocol, "data": data, "overrides": a.overrides,
                                                   "rows": rows}, indent=2))
     print(f"\n{text}\n\nwrote {out / 'results.md'}")

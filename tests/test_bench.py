@@ -26,6 +26,14 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
     assert [r["recipe"] for r in json.loads((out / "results.json").read_text())["rows"]] == \
         ["seed", "recommended", "seed+loss=ce"]
     assert "loss: ce" in (out / "seed+loss=ce" / "config.yaml").read_text()
+    # the one-line ablation is also compared with the recipe it changes; the chart is drawn
+    rows = {r["recipe"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    change = rows["seed+loss=ce"]["eval_f1"] - rows["seed"]["eval_f1"]
+    ablation_line = next(l for l in (out / "results.md").read_text().splitlines() if l.startswith("| seed+loss=ce |"))
+    assert ablation_line.split(" | ")[4] == f"{change:+.4f}"
+    rec_line = next(l for l in (out / "results.md").read_text().splitlines() if l.startswith("| recommended |"))
+    assert rec_line.split(" | ")[4] == "–" and rec_line.split(" | ")[3] != "–"  # its own base: no delta
+    assert (out / "results.png").stat().st_size > 10_000
     assert bench.main(["--data", str(tiny_data), "--name", "t", "--protocol", "gpu"]) == 2  # other protocol
 
 
