@@ -107,7 +107,8 @@ def plot(rows: list[dict], baseline: str, path: Path) -> None:
     for k, (key, label) in enumerate([("mask_f1", "mask"), ("gender_f1", "gender"), ("age_f1", "age")]):
         axes[1].barh([i + (k - 1) * 0.27 for i in y], [r[key] for r in rows], height=0.27, label=label)
     axes[1].set_xlabel("task macro-F1")
-    axes[1].set_xlim(0.4, 1.0)
+    lowest = min(r[k] for r in rows for k in ("mask_f1", "gender_f1", "age_f1"))
+    axes[1].set_xlim(min(0.4, int(lowest * 10) / 10), 1.0)  # zoomed in, but every bar visible
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     axes[0].set_yticks(list(y), names, fontsize=8)
     axes[0].invert_yaxis()
