@@ -22,9 +22,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 from .config import DEFAULTS, ROOT, ConfigError, load_config, resolve_recipe
+from .infer import PROB_COLS
+from .metrics import paired_bootstrap
 from .pipeline import RESUME_FREE_KEYS
 from .pipeline import main as pipeline_main
 
@@ -60,6 +64,29 @@ def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
             "train_img_s": sum(f["train_img_s"] for f in folds) / max(len(folds), 1), "wall_s": wall}
 
 
+def eval_predictions(run_dir: Path, data: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(true class, predicted class) per eval photo, sorted by ImageID; None without answers."""
+    answers, probs = Path(data) / "eval" / "answers.csv", run_dir / "eval_probs.csv"
+    if not (answers.is_file() and probs.is_file()):
+        return None
+    both = pd.read_csv(probs).merge(pd.read_csv(answers), on="ImageID", validate="one_to_one").sort_values("ImageID")
+    return both["ans"].to_numpy(), both[PROB_COLS].to_numpy().argmax(1)
+
+
+def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> None:
+    """95 % intervals of each row's eval-F1 difference from the baseline and from its base recipe.
+
+    A paired bootstrap over eval photos: both recipes are scored on the same resamples, so the
+    interval shows whether a difference is larger than the luck of which photos were drawn.
+    """
+    preds = {r["recipe"]: eval_predictions(out / r["recipe"], data) for r in rows}
+    for r in rows:
+        for key, ref in (("ci_vs_baseline", baseline), ("ci_vs_base", recipe_parts(r["recipe"])[0])):
+            if ref != r["recipe"] and preds.get(ref) is not None and preds[r["recipe"]] is not None:
+                (y, ref_pred), (_, pred) = preds[ref], preds[r["recipe"]]
+                r[key] = list(paired_bootstrap(y, ref_pred, pred)[1:])
+
+
 def table(rows: list[dict], baseline: str) -> str:
     """Markdown table; each one-line ablation is also compared with the recipe it changes."""
     by_name = {r["recipe"]: r for r in rows}
@@ -68,17 +95,18 @@ def table(rows: list[dict], baseline: str) -> str:
     def fmt(v):
         return "–" if v is None else f"{v:.4f}"
 
-    def delta(r, ref):
+    def delta(r, ref, ci_key):
         if ref is None or r is ref or r["eval_f1"] is None or ref["eval_f1"] is None:
             return "–"
-        return f"{r['eval_f1'] - ref['eval_f1']:+.4f}"
+        ci = r.get(ci_key)
+        return f"{r['eval_f1'] - ref['eval_f1']:+.4f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
 
-    lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] + " | Δ eval vs its base"
-             " | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] + " [95 % CI] | Δ eval vs its base"
+             " [95 % CI] | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         parent = by_name.get(recipe_parts(r["recipe"])[0])
-        lines.append(f"| {r['recipe']} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base)} | "
-                     f"{delta(r, parent)} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
+        lines.append(f"| {r['recipe']} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base, 'ci_vs_baseline')} | "
+                     f"{delta(r, parent, 'ci_vs_base')} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
                      f"{fmt(r['age_f1'])} | {r['train_img_s']:.1f} | {r['wall_s'] / 60:.1f} min |")
     return "\n".join(lines)
 
@@ -120,11 +148,13 @@ def plot(rows: list[dict], baseline: str, path: Path) -> None:
 def write_results(out: Path, name: str, protocol: str, overrides: list[str], data: str, rows: list[dict],
                   baseline: str) -> str:
     """results.md + results.png, rewritten after every recipe so a long bench shows its progress."""
+    add_intervals(rows, out, data, baseline)
     text = table(rows, baseline)
     plot(rows, baseline, out / "results.png")
     (out / "results.md").write_text(
         f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
-        f"data `{data}`\n\n{text}\n\n![results](results.png)\n")
+        f"data `{data}`\n\n{text}\n\n[95 % CI]: paired bootstrap over eval photos (1,000 resamples). The 7 photos "
+        f"of a person are not independent, so read it as the least uncertainty there is.\n\n![results](results.png)\n")
     return text
 
 

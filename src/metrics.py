@@ -1,4 +1,5 @@
-"""Scores: 18-class macro-F1 / accuracy, per-sub-task macro-F1, per-class F1 and support."""
+"""Scores: 18-class macro-F1 / accuracy, per-sub-task macro-F1, per-class F1 and support,
+and a paired bootstrap for the difference between two predictors on the same photos."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,3 +37,28 @@ def summarize(y_true, probs: np.ndarray) -> dict:
 
 def confusion(y_true, y_pred) -> np.ndarray:
     return confusion_matrix(y_true, y_pred, labels=range(L.N_CLASSES))
+
+
+def weighted_macro_f1(y_true, y_pred, weights: np.ndarray, n_classes: int = L.N_CLASSES) -> np.ndarray:
+    """Macro-F1 of each row of `weights` (how often each photo is counted: a bootstrap resample).
+
+    Same convention as `macro_f1`: classes absent from both truth and prediction are left out.
+    """
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    eye = np.eye(n_classes)
+    hit = (y_true == y_pred)[:, None] * eye[y_true]          # photo -> its class, when right
+    tp = weights @ hit
+    fp = weights @ eye[y_pred] - tp
+    fn = weights @ eye[y_true] - tp
+    denom = 2 * tp + fp + fn
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(denom), where=denom > 0)
+    return f1.sum(1) / np.maximum((denom > 0).sum(1), 1)
+
+
+def paired_bootstrap(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """(macro-F1 of b minus a, and its 2.5 / 97.5 % bootstrap quantiles), resampling photos."""
+    n = len(y_true)
+    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    diff = weighted_macro_f1(y_true, pred_b, weights) - weighted_macro_f1(y_true, pred_a, weights)
+    point = macro_f1(y_true, pred_b) - macro_f1(y_true, pred_a)
+    return float(point), float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))

@@ -30,7 +30,10 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
     rows = {r["recipe"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     change = rows["seed+loss=ce"]["eval_f1"] - rows["seed"]["eval_f1"]
     ablation_line = next(l for l in (out / "results.md").read_text().splitlines() if l.startswith("| seed+loss=ce |"))
-    assert ablation_line.split(" | ")[4] == f"{change:+.4f}"
+    cell = ablation_line.split(" | ")[4]
+    assert cell.startswith(f"{change:+.4f} [")  # with its bootstrap interval, which holds the difference
+    lo, hi = rows["seed+loss=ce"]["ci_vs_base"]
+    assert lo <= round(change, 4) <= hi and cell.endswith(f"[{lo:+.3f}, {hi:+.3f}]")
     rec_line = next(l for l in (out / "results.md").read_text().splitlines() if l.startswith("| recommended |"))
     assert rec_line.split(" | ")[4] == "–" and rec_line.split(" | ")[3] != "–"  # its own base: no delta
     assert (out / "results.png").stat().st_size > 10_000
