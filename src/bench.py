@@ -190,7 +190,7 @@ def main(argv=None) -> int:
                   f"{earlier['data']}; use another --name for a different protocol", file=sys.stderr)
             return 2
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, text, written = [], "", 0
     for recipe in recipes:
         base, changes = recipe_parts(recipe)
         if (out / recipe / "metrics.json").exists():  # finished earlier under this bench: reuse it
@@ -210,8 +210,9 @@ def main(argv=None) -> int:
         if code != 0:
             return code
         rows.append(row_for(out / recipe, recipe, time.perf_counter() - t0))
-        write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
-    text = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
+        text, written = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0]), len(rows)
+    if written < len(rows):  # reused recipes after the last trained one (or only reused ones)
+        text = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
     (out / "results.json").write_text(json.dumps({"protocol": a.protocol, "data": data, "overrides": a.overrides,
                                                   "rows": rows}, indent=2))
     print(f"\n{text}\n\nwrote {out / 'results.md'}")

@@ -37,6 +37,11 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
     rec_line = next(l for l in (out / "results.md").read_text().splitlines() if l.startswith("| recommended |"))
     assert rec_line.split(" | ")[4] == "–" and rec_line.split(" | ")[3] != "–"  # its own base: no delta
     assert (out / "results.png").stat().st_size > 10_000
+    # only finished recipes: nothing trains, and the table is rewritten for exactly these
+    assert bench.main(["--data", str(tiny_data), "--recipes", "seed+loss=ce,seed", "--name", "t",
+                       *[o for o in FAST if not o.startswith("n_folds")], "n_folds=2", "cache=false"]) == 0
+    listed = [l.split(" | ")[0][2:] for l in (out / "results.md").read_text().splitlines() if l.startswith("| seed")]
+    assert listed == ["seed+loss=ce", "seed"]
     assert bench.main(["--data", str(tiny_data), "--name", "t", "--protocol", "gpu"]) == 2  # other protocol
 
 
