@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from .config import DEFAULTS, ROOT, ConfigError, load_config, resolve_recipe
+from .config import ROOT, ConfigError, load_config, matches_saved, resolve_recipe
 from .infer import PROB_COLS
 from .metrics import paired_bootstrap
 from .pipeline import RESUME_FREE_KEYS
@@ -47,10 +46,8 @@ def recipe_parts(spec: str) -> tuple[str, list[str]]:
 
 def same_config(run_dir: Path, recipe: str, overrides: list[str], data: str) -> bool:
     """Would this recipe, run now, use the config the finished run used?"""
-    saved = {**DEFAULTS, **yaml.safe_load((run_dir / "config.yaml").read_text())}  # keys added since: defaults
-    now = yaml.safe_load(yaml.safe_dump(dict(load_config(recipe, overrides))))
-    ignore = RESUME_FREE_KEYS | {"data_dir", "recipe"}
-    return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in now.items() if k not in ignore}
+    return matches_saved(run_dir / "config.yaml", load_config(recipe, overrides),
+                         RESUME_FREE_KEYS | {"data_dir", "recipe"})
 
 
 def row_for(run_dir: Path, recipe: str, wall: float) -> dict:

@@ -231,3 +231,14 @@ def selected_folds(cfg: dict) -> list[int]:
 
 def save_config(cfg: dict, path: Path) -> None:
     path.write_text(yaml.safe_dump(dict(cfg), sort_keys=True))
+
+
+def matches_saved(path: Path, cfg: dict, ignore: set[str]) -> bool:
+    """Does `cfg` equal the config saved at `path`, apart from the `ignore` keys?
+
+    Keys added to DEFAULTS since the file was written count at their defaults, so an old run
+    still matches the config that reproduces it.
+    """
+    saved = {**DEFAULTS, **(yaml.safe_load(Path(path).read_text()) or {})}
+    now = yaml.safe_load(yaml.safe_dump(dict(cfg)))  # the same types the file holds
+    return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in now.items() if k not in ignore}

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from . import distributed as dist
-from .config import DEFAULTS, ROOT, ConfigError, load_config, save_config, selected_folds
+from .config import ROOT, ConfigError, load_config, matches_saved, save_config, selected_folds
 from .cache import cache_dir
 from .data import DataError, load_eval, load_train
 from .faces import face_boxes
@@ -54,10 +53,7 @@ def resumable(run_dir: Path, cfg) -> bool:
     saved = run_dir / "config.yaml"
     if not saved.is_file() or (run_dir / "metrics.json").exists():
         return False
-    old = {**DEFAULTS, **(yaml.safe_load(saved.read_text()) or {})}  # keys added since the run began: defaults
-    new = yaml.safe_load(yaml.safe_dump(dict(cfg)))
-    return {k: v for k, v in old.items() if k not in RESUME_FREE_KEYS} == \
-        {k: v for k, v in new.items() if k not in RESUME_FREE_KEYS}
+    return matches_saved(saved, cfg, RESUME_FREE_KEYS)
 
 
 def open_run_dir(name: str, cfg, output: Path) -> Path:
