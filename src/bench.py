@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ROOT, ConfigError, load_config, matches_saved, resolve_recipe
+from .data import load_eval
 from .infer import PROB_COLS
 from .metrics import paired_bootstrap
 from .pipeline import RESUME_FREE_KEYS
@@ -61,13 +62,13 @@ def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
             "train_img_s": sum(f["train_img_s"] for f in folds) / max(len(folds), 1), "wall_s": wall}
 
 
-def eval_predictions(run_dir: Path, data: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(true class, predicted class) per eval photo, sorted by ImageID; None without answers."""
-    answers, probs = Path(data) / "eval" / "answers.csv", run_dir / "eval_probs.csv"
-    if not (answers.is_file() and probs.is_file()):
+def eval_predictions(run_dir: Path, truth: pd.DataFrame) -> np.ndarray | None:
+    """The run's predicted class per eval photo, in `truth`'s order; None if it has no eval_probs.csv."""
+    probs = run_dir / "eval_probs.csv"
+    if not probs.is_file():
         return None
-    both = pd.read_csv(probs).merge(pd.read_csv(answers), on="ImageID", validate="one_to_one").sort_values("ImageID")
-    return both["ans"].to_numpy(), both[PROB_COLS].to_numpy().argmax(1)
+    both = truth[["ImageID"]].merge(pd.read_csv(probs), on="ImageID", how="left", validate="one_to_one")
+    return both[PROB_COLS].to_numpy().argmax(1)
 
 
 def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> None:
@@ -76,12 +77,14 @@ def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> None
     A paired bootstrap over eval photos: both recipes are scored on the same resamples, so the
     interval shows whether a difference is larger than the luck of which photos were drawn.
     """
-    preds = {r["recipe"]: eval_predictions(out / r["recipe"], data) for r in rows}
+    truth = load_eval(data, check_pixels=False).sort_values("ImageID")  # a fixed order: reproducible resamples
+    if "true" not in truth:  # no eval/answers.csv: no eval scores to compare
+        return
+    preds = {r["recipe"]: eval_predictions(out / r["recipe"], truth) for r in rows}
     for r in rows:
         for key, ref in (("ci_vs_baseline", baseline), ("ci_vs_base", recipe_parts(r["recipe"])[0])):
             if ref != r["recipe"] and preds.get(ref) is not None and preds[r["recipe"]] is not None:
-                (y, ref_pred), (_, pred) = preds[ref], preds[r["recipe"]]
-                r[key] = list(paired_bootstrap(y, ref_pred, pred)[1:])
+                r[key] = list(paired_bootstrap(truth["true"].to_numpy(), preds[ref], preds[r["recipe"]])[1:])
 
 
 def table(rows: list[dict], baseline: str) -> str:
