@@ -5,9 +5,14 @@
 A recipe is a config name, optionally with changes: `recommended+crop=face` or
 `seed+loss=ce+lr=3e-4` — one-line ablations of single ingredients.
 
+`reference` is the parity row: the independent implementation of the seed recipe
+(`--reference`, default ../shared/reference/seedref.py) at the protocol's settings, the yardstick
+`seed` must at least match (see src/reference.py).
+
 Protocols (overrides applied on top of every recipe, so only the recipe's ingredients differ):
-  cpu   offline-pretrained tf_efficientnet_lite0, 128x96 input, fold 0 only, 3 epochs
-        (about 20 minutes per recipe on 2 cores with the stand-in)
+  cpu   offline-pretrained tf_efficientnet_lite0, 400x300 centre crop of the photo -> 149x112,
+        batch 32, fold 0 only, 3 epochs: the reference's own settings
+        (about 25 minutes per recipe on 2 cores with the stand-in)
   gpu   the recipe's own model, input size and epochs, all 5 folds, fold ensemble on eval
 Each recipe's run is output/bench/NAME/<recipe>/ (its own submission.csv, report.md);
 the table goes to output/bench/NAME/results.md and results.json. Running a bench NAME again
@@ -31,10 +36,11 @@ from .infer import PROB_COLS
 from .metrics import paired_bootstrap
 from .pipeline import RESUME_FREE_KEYS
 from .pipeline import main as pipeline_main
+from . import reference
 
 PROTOCOLS = {
-    "cpu": ["model=tf_efficientnet_lite0", "pretrained=true", "img_size=128", "epochs=3", "folds=0",
-            "batch_size=64"],
+    "cpu": ["model=tf_efficientnet_lite0", "pretrained=true", "img_size=149,112", "crop_frac=0.78125", "epochs=3",
+            "folds=0", "batch_size=32"],
     "gpu": ["folds=all", "n_folds=5"],
 }
 
@@ -51,8 +57,9 @@ def same_config(run_dir: Path, recipe: str, overrides: list[str], data: str) -> 
                          RESUME_FREE_KEYS | {"data_dir", "recipe"})
 
 
-def row_for(run_dir: Path, recipe: str, wall: float) -> dict:
+def row_for(run_dir: Path, recipe: str) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
+    wall = m.get("wall_seconds", 0.0)
     ev = m.get("eval") or {}
     folds = m.get("folds") or []
     return {"recipe": recipe, "run": str(run_dir.relative_to(ROOT)) if run_dir.is_relative_to(ROOT) else str(run_dir),
@@ -158,6 +165,34 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
     return text
 
 
+TRAINED, REUSED = 0, -1  # what run_recipe / run_reference did; any other value is an exit code
+
+
+def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list[str], data: str) -> int:
+    """Train one recipe into out/<recipe>, or reuse it when it finished earlier with the same config."""
+    base, changes = recipe_parts(recipe)
+    if (out / recipe / "metrics.json").exists():  # finished earlier under this bench: reuse it
+        if not same_config(out / recipe, base, [*overrides, *changes], data):
+            print(f"error: recipe {recipe} has changed since bench {name} ran it ({out / recipe}); "
+                  f"use another --name", file=sys.stderr)
+            return 2
+        print(f"bench {name}: recipe {recipe} already finished in {out / recipe}, reusing it", flush=True)
+        return REUSED
+    print(f"\n=== bench {name}: recipe {recipe} ({protocol} protocol) ===", flush=True)
+    # same --name and --output: an interrupted bench continues its unfinished runs
+    return pipeline_main(["--data", data, "--config", base, "--name", recipe, "--output", str(out),
+                          *overrides, *changes])
+
+
+def run_reference(script: Path, out: Path, name: str, protocol: str, overrides: list[str], data: str) -> int:
+    """The parity row: the yardstick script at the protocol's settings (see src/reference.py)."""
+    reused = (out / reference.NAME / "metrics.json").exists()  # reference.run checks its settings are the same
+    if not reused:
+        print(f"\n=== bench {name}: the reference {script} ({protocol} protocol) ===", flush=True)
+    code = reference.run(script, out / reference.NAME, overrides, data)
+    return code or (REUSED if reused else TRAINED)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -165,12 +200,15 @@ def main(argv=None) -> int:
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
     ap.add_argument("--recipes", default="seed,recommended", help="comma-separated; the first is the baseline")
     ap.add_argument("--name", help="bench name (default: <protocol>-<timestamp>)")
+    ap.add_argument("--reference", type=Path, default=reference.DEFAULT_SCRIPT,
+                    help="the yardstick script run for the recipe 'reference' (default: %(default)s)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
     try:
         for r in recipes:
-            resolve_recipe(recipe_parts(r)[0])
+            if r != reference.NAME:
+                resolve_recipe(recipe_parts(r)[0])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -192,25 +230,16 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows, text, written = [], "", 0
     for recipe in recipes:
-        base, changes = recipe_parts(recipe)
-        if (out / recipe / "metrics.json").exists():  # finished earlier under this bench: reuse it
-            if not same_config(out / recipe, base, [*PROTOCOLS[a.protocol], *a.overrides, *changes], data):
-                print(f"error: recipe {recipe} has changed since bench {name} ran it ({out / recipe}); "
-                      f"use another --name", file=sys.stderr)
-                return 2
-            wall = json.loads((out / recipe / "metrics.json").read_text()).get("wall_seconds", 0.0)
-            print(f"bench {name}: recipe {recipe} already finished in {out / recipe}, reusing it", flush=True)
-            rows.append(row_for(out / recipe, recipe, wall))
-            continue
-        print(f"\n=== bench {name}: recipe {recipe} ({a.protocol} protocol) ===", flush=True)
-        t0 = time.perf_counter()
-        # same --name and --output: an interrupted bench continues its unfinished runs
-        code = pipeline_main(["--data", data, "--config", base, "--name", recipe, "--output", str(out),
-                              *PROTOCOLS[a.protocol], *a.overrides, *changes])
-        if code != 0:
+        overrides = [*PROTOCOLS[a.protocol], *a.overrides]
+        if recipe == reference.NAME:
+            code = run_reference(a.reference, out, name, a.protocol, overrides, data)
+        else:
+            code = run_recipe(out, name, recipe, a.protocol, overrides, data)
+        if code not in (TRAINED, REUSED):
             return code
-        rows.append(row_for(out / recipe, recipe, time.perf_counter() - t0))
-        text, written = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0]), len(rows)
+        rows.append(row_for(out / recipe, recipe))
+        if code == TRAINED:
+            text, written = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0]), len(rows)
     if written < len(rows):  # reused recipes after the last trained one (or only reused ones)
         text = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
     (out / "results.json").write_text(json.dumps({"protocol": a.protocol, "data": data, "overrides": a.overrides,

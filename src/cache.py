@@ -21,12 +21,13 @@ from .faces import DETECT_SIDE, MIN_PROB
 from .runtime import progress
 from .transforms import Geometry
 
-CACHE_VERSION = 1  # bump when the preprocessing code changes meaning
+CACHE_VERSION = 2  # bump when the preprocessing code changes meaning (2: crop first, then one resize)
 
 
 def settings(cfg) -> dict:
     h, w = image_size(cfg)
-    conf = {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac, "crop": cfg.crop}
+    conf = {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac, "crop": cfg.crop,
+            "resize": cfg.resize}
     if cfg.crop == "face":  # boxes follow from the file contents and these detector settings
         conf.update(face_margin=cfg.face_margin, detect_side=DETECT_SIDE, min_prob=MIN_PROB)
     return conf
@@ -77,7 +78,7 @@ def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None
         out[i] = geo(paths[i])
 
     workers = max(1, (os.cpu_count() or 2))
-    with ThreadPoolExecutor(workers) as pool:  # PIL decode and cv2 resize release the GIL
+    with ThreadPoolExecutor(workers) as pool:  # PIL decode and resize (and cv2) release the GIL
         list(progress(pool.map(work, range(len(paths))), total=len(paths), desc=desc, unit="img"))
     out.flush()
     del out

@@ -30,11 +30,13 @@ DEFAULTS: dict = {
     "model": "resnet18",
     "pretrained": "false",      # false | true | path to a state_dict file
     "drop_rate": 0.0,
+    "head_init": "torch",       # torch: PyTorch's default Linear init of the classifier | timm: the model's own
     "head": "single",           # single: one 18-way head | multi: mask/gender/age heads, product of probabilities
     "task_weights": "1,1,1",    # multi head: loss weights of mask, gender, age
     # input
     "img_size": "320,240",      # network input H,W (an int means H with W = 3/4 H)
     "crop_frac": 0.75,          # centre crop keeps this fraction of each side of the photo
+    "resize": "antialias",      # antialias: bilinear over the whole footprint (PIL) | plain: OpenCV bilinear
     "crop": "center",           # center | face (MTCNN box + face_margin; centre crop where no face is found)
     "face_margin": 0.3,         # face crop: grow the box by this fraction of its size on every side
     "hflip": 0.5,               # training-time horizontal flip probability
@@ -63,6 +65,11 @@ DEFAULTS: dict = {
     "threads": 0,               # torch CPU threads; 0 = torch's default
     "max_images": 0,            # >0: train on about this many photos (whole persons, random; quick checks)
 }
+
+
+# What a run saved before a key existed actually did, where that differs from today's default:
+# such a run must not count as made with the new default (bench reuse, resume).
+LEGACY = {"head_init": "timm", "resize": "plain"}
 
 
 class ConfigError(ValueError):
@@ -153,6 +160,10 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"scheduler={cfg['scheduler']}: choose none or cosine")
     if cfg["crop"] not in ("center", "face"):
         raise ConfigError(f"crop={cfg['crop']}: choose center or face")
+    if cfg["head_init"] not in ("torch", "timm"):
+        raise ConfigError(f"head_init={cfg['head_init']}: choose torch or timm")
+    if cfg["resize"] not in ("antialias", "plain"):
+        raise ConfigError(f"resize={cfg['resize']}: choose antialias or plain")
     if cfg["head"] not in ("single", "multi"):
         raise ConfigError(f"head={cfg['head']}: choose single or multi")
     task_weights(cfg)
@@ -233,12 +244,14 @@ def save_config(cfg: dict, path: Path) -> None:
     path.write_text(yaml.safe_dump(dict(cfg), sort_keys=True))
 
 
-def matches_saved(path: Path, cfg: dict, ignore: set[str]) -> bool:
-    """Does `cfg` equal the config saved at `path`, apart from the `ignore` keys?
+def completed(saved: dict) -> Config:
+    """A config saved by an older version with every key: the keys added since then take the
+    value the code then used (LEGACY, else the default), so the run is reproduced as it was made."""
+    return Config({**DEFAULTS, **LEGACY, **saved})
 
-    Keys added to DEFAULTS since the file was written count at their defaults, so an old run
-    still matches the config that reproduces it.
-    """
-    saved = {**DEFAULTS, **(yaml.safe_load(Path(path).read_text()) or {})}
+
+def matches_saved(path: Path, cfg: dict, ignore: set[str]) -> bool:
+    """Does `cfg` equal the config saved at `path`, apart from the `ignore` keys?"""
+    saved = completed(yaml.safe_load(Path(path).read_text()) or {})
     now = yaml.safe_load(yaml.safe_dump(dict(cfg)))  # the same types the file holds
     return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in now.items() if k not in ignore}

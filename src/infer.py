@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from . import labels as L
-from .config import DEFAULTS, Config
+from .config import completed
 from .batches import CachedBatches, LoaderBatches
 from .cache import load_or_build
 from .metrics import summarize
@@ -53,7 +53,7 @@ def predict_probs(model, batches, device, tta: str = "flip", amp: bool = True,
 def load_fold_model(ckpt_path: Path, device: torch.device):
     """Rebuild the architecture from the checkpoint's config, then load its weights."""
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    cfg = Config({**DEFAULTS, **ckpt["config"]})  # keys added since the run was made get their defaults
+    cfg = completed(ckpt["config"])  # an older run is preprocessed the way it was trained
     cfg["pretrained"] = "false"  # the checkpoint carries all weights
     model, _, _ = build_model(cfg)
     model.load_state_dict(ckpt["model"])

@@ -1,36 +1,56 @@
 """Preprocessing in two parts.
 
-`Geometry` (deterministic): decode the photo, then either crop around its face and resize
-(crop=face) or resize so a centre crop keeps `crop_frac` of the photo (crop=center, and the
-fallback when no face was found). Its uint8 output is what the cache stores.
+`Geometry` (deterministic): decode the photo, cut a window of it (around its face for crop=face,
+else the centre `crop_frac` of each side, also the fallback when no face was found) and resize
+that once with `resize` (antialiased by default). Its uint8 output is what the cache stores.
 Random + normalise: `build_augment` (albumentations per image, the plain loader) or
 `DeviceAugment` (whole uint8 batches on the training device, the cached loader).
 """
 from __future__ import annotations
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from .config import image_size
 from .data import read_image
 from .faces import face_window
 
 
-def geometry(cfg) -> A.Compose:
-    """The centre crop: resizing first makes the crop a fraction of the photo, whatever its resolution."""
-    h, w = image_size(cfg)
-    return A.Compose([A.Resize(round(h / cfg.crop_frac), round(w / cfg.crop_frac)), A.CenterCrop(h, w)])
+def resize(img: np.ndarray, h: int, w: int, how: str = "antialias") -> np.ndarray:
+    """The one resize of the project: every photo (training, eval, predict, face crops) is made
+    (h, w) here.
+
+    `antialias`: PIL's bilinear filter, whose footprint grows with the downscale factor, so every
+    source pixel counts (what the reference implementation and torchvision do). `plain`: OpenCV
+    bilinear, which samples 2x2 pixels per output pixel and aliases hair and skin texture on the
+    2.7-4x downscales used here (what the pipeline did before; LEGACY for older runs).
+    """
+    if img.shape[:2] == (h, w):
+        return img
+    if how == "plain":
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
+
+
+def centre_window(img_h: int, img_w: int, crop_frac: float) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) of the centre crop keeping `crop_frac` of each side (400x300 of 512x384 at 0.78125)."""
+    ch, cw = max(1, round(img_h * crop_frac)), max(1, round(img_w * crop_frac))
+    y1, x1 = (img_h - ch) // 2, (img_w - cw) // 2
+    return x1, y1, x1 + cw, y1 + ch
 
 
 class Geometry:
-    """path -> uint8 (H, W, 3): the face crop when a box is known for the photo, else the centre crop."""
+    """path -> uint8 (H, W, 3): a window of the photo (the face crop when a box is known for it, else
+    the centre crop), cut in the photo's own pixels and then resized once."""
 
     def __init__(self, cfg, boxes: dict | None = None):
         self.h, self.w = image_size(cfg)
-        self.centre = geometry(cfg)
-        self.resize = A.Resize(self.h, self.w)
+        self.how = cfg.resize
+        self.crop_frac = cfg.crop_frac
         self.boxes = boxes if cfg.crop == "face" else None
         self.margin = cfg.face_margin
 
@@ -38,9 +58,10 @@ class Geometry:
         img = read_image(path)
         box = self.boxes.get(str(path)) if self.boxes is not None else None
         if box is None:
-            return self.centre(image=img)["image"]
-        x1, y1, x2, y2 = face_window(box, img.shape[0], img.shape[1], self.h, self.w, self.margin)
-        return self.resize(image=img[y1:y2, x1:x2])["image"]
+            x1, y1, x2, y2 = centre_window(img.shape[0], img.shape[1], self.crop_frac)
+        else:
+            x1, y1, x2, y2 = face_window(box, img.shape[0], img.shape[1], self.h, self.w, self.margin)
+        return resize(np.ascontiguousarray(img[y1:y2, x1:x2]), self.h, self.w, self.how)
 
 
 def build_augment(cfg, mean, std, train: bool) -> A.Compose:

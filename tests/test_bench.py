@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from src import bench
 from tests.conftest import FAST
 
@@ -67,3 +69,71 @@ def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatc
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text("\n".join(l for l in text.splitlines() if not l.startswith("scheduler:")))
     assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"], str(tiny_data))
+
+
+FAKE_REFERENCE = '''
+import argparse, csv, json, sys
+import numpy as np
+ap = argparse.ArgumentParser()
+for k in ("--data", "--eval", "--model", "--weights", "--size", "--crop", "--epochs", "--bs", "--lr", "--old",
+          "--seed", "--out"):
+    ap.add_argument(k)
+a = ap.parse_args()
+rows = list(csv.DictReader(open(a.eval + "/answers.csv")))
+probs = np.full((len(rows), 18), 0.01)
+for i, r in enumerate(rows):  # right on every photo but the first
+    probs[i, (int(r["ans"]) + (i == 0)) % 18] = 0.9
+np.save(a.out[:-len(".json")] + ".eval_probs.npy", probs)
+json.dump({"log": [{"epoch": 1, "loss": 1.0, "val_f1": 0.5, "train_img_s": 10.0}], "args": sys.argv[1:]},
+          open(a.out, "w"))
+'''
+
+
+def test_reference_row_runs_the_yardstick_at_the_protocols_settings(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["model=tf_efficientnet_lite0", "pretrained=true", "folds=0",
+                                                 "img_size=32,24", "crop_frac=0.5", "epochs=2", "batch_size=16"])
+    script = tmp_path / "ref.py"
+    script.write_text(FAKE_REFERENCE)
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
+                       "--reference", str(script)]) == 0
+    run = tmp_path / "output" / "bench" / "p" / "reference"
+    args = json.loads((run / "seedref.json").read_text())["args"]
+    opts = dict(zip(args[::2], args[1::2]))
+    assert (opts["--size"], opts["--crop"], opts["--epochs"], opts["--bs"]) == ("32x24", "32x24", "2", "16")
+    assert (opts["--lr"], opts["--old"], opts["--model"]) == ("8e-05", "55", "tf_efficientnet_lite0")  # the seed's
+    row = json.loads((tmp_path / "output" / "bench" / "p" / "results.json").read_text())["rows"][0]
+    assert row["recipe"] == "reference" and row["oof_f1"] == 0.5
+    assert 0.8 < row["eval_f1"] < 1.0 and row["eval_acc"] == 1 - 1 / 28  # one of the 28 eval photos wrong
+    assert "| reference |" in (tmp_path / "output" / "bench" / "p" / "results.md").read_text()
+    # rerun: reused; other settings under the same name: refused; a missing script: a clear error
+    mtime = (run / "seedref.json").stat().st_mtime_ns
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
+                       "--reference", str(script)]) == 0
+    assert (run / "seedref.json").stat().st_mtime_ns == mtime
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p", "--reference",
+                       str(script), "epochs=3"]) == 2
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "q",
+                       "--reference", str(tmp_path / "none.py")]) == 2
+
+
+def test_reference_row_needs_offline_lite_weights(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    script = tmp_path / "ref.py"
+    script.write_text(FAKE_REFERENCE)
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "g", "--protocol", "gpu",
+                       "--reference", str(script)]) == 2
+    assert "pretrained=true" in capsys.readouterr().err
+
+
+def test_the_real_yardstick_script_runs_through_the_bench(tiny_data, tmp_path, monkeypatch):
+    """The shared seedref.py itself (when this checkout has it beside it), on tiny data."""
+    from src import reference
+    if not reference.DEFAULT_SCRIPT.is_file():
+        pytest.skip(f"{reference.DEFAULT_SCRIPT} is not beside this checkout")
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["model=tf_efficientnet_lite0", "pretrained=true", "folds=0",
+                                                 "img_size=32,24", "crop_frac=0.8", "epochs=1", "batch_size=32"])
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "r"]) == 0
+    row = json.loads((tmp_path / "output" / "bench" / "r" / "results.json").read_text())["rows"][0]
+    assert 0 <= row["eval_f1"] <= 1 and row["train_img_s"] > 0

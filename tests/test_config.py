@@ -50,3 +50,20 @@ def test_image_size_forms():
     assert image_size({"img_size": 128}) == (128, 96)
     assert selected_folds({"folds": "all", "n_folds": 3}) == [0, 1, 2]
     assert selected_folds({"folds": "2,0", "n_folds": 3}) == [0, 2]
+
+
+def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_path):
+    from src.config import completed, matches_saved, save_config
+    cfg = load_config("seed")
+    assert (cfg.head_init, cfg.resize) == ("torch", "antialias")  # today's defaults
+    old = {k: v for k, v in cfg.items() if k not in ("head_init", "resize")}
+    assert (completed(old).head_init, completed(old).resize) == ("timm", "plain")
+    save_config(old, tmp_path / "config.yaml")
+    assert not matches_saved(tmp_path / "config.yaml", cfg, set())  # trained otherwise: not the same run
+    assert matches_saved(tmp_path / "config.yaml", load_config("seed", ["head_init=timm", "resize=plain"]), set())
+
+
+@pytest.mark.parametrize("bad", ["head_init=goog", "resize=nearest"])
+def test_head_init_and_resize_are_checked(bad):
+    with pytest.raises(ConfigError, match=bad.split("=")[0]):
+        load_config("seed", [bad])

@@ -5,7 +5,7 @@ import pytest
 
 from src import faces
 from src.config import load_config
-from src.transforms import Geometry, geometry
+from src.transforms import Geometry, resize
 from src.data import read_image, load_train
 
 
@@ -51,14 +51,18 @@ def test_no_face_falls_back_to_the_centre_crop(tiny_data, tmp_path):
     cfg = load_config("seed", ["img_size=32,24", "crop=face", "face_margin=0.2"])
     boxes = {paths[0]: None, paths[1]: (8.0, 10.0, 40.0, 50.0, 0.99)}
     geo = Geometry(cfg, boxes)
-    np.testing.assert_array_equal(geo(paths[0]), geometry(cfg)(image=read_image(paths[0]))["image"])
+    centre_only = Geometry(cfg)  # no boxes at all: the centre crop
+    np.testing.assert_array_equal(geo(paths[0]), centre_only(paths[0]))
     cropped = geo(paths[1])
     assert cropped.shape == (32, 24, 3)
-    assert not np.array_equal(cropped, geometry(cfg)(image=read_image(paths[1]))["image"])
+    assert not np.array_equal(cropped, centre_only(paths[1]))
+    # the face window, cut from the photo and resized like every other photo
+    x1, y1, x2, y2 = faces.face_window(boxes[paths[1]], 64, 48, 32, 24, 0.2)
+    np.testing.assert_array_equal(cropped, resize(read_image(paths[1])[y1:y2, x1:x2].copy(), 32, 24))
     assert faces.fallback_count(boxes) == 1
     # crop=center ignores boxes entirely
     centre = Geometry(load_config("seed", ["img_size=32,24"]), boxes)
-    np.testing.assert_array_equal(centre(paths[1]), geometry(cfg)(image=read_image(paths[1]))["image"])
+    np.testing.assert_array_equal(centre(paths[1]), centre_only(paths[1]))
 
 
 def test_real_mtcnn_runs_offline():

@@ -99,3 +99,50 @@ def test_multi_task_loss_is_the_weighted_sum_of_head_losses():
     hand = 1.0 * f(lm, m) + 0.5 * f(lg, g) + 2.0 * f(la, a)
     got = MultiTaskLoss(FocalLoss(2.0), FocalLoss(2.0), FocalLoss(2.0), (1.0, 0.5, 2.0))(joint, target)
     torch.testing.assert_close(got, hand)
+
+
+# one tiny model of each family the pipeline offers (all have a Linear classifier in timm)
+FAMILIES = ["test_efficientnet", "test_resnet", "test_convnext", "test_vit", "mobilenetv3_small_050"]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("head", ["single", "multi"])
+def test_fresh_head_has_pytorchs_default_linear_init(name, head):
+    torch.manual_seed(0)
+    model, _, _ = build_model(load_config("seed", [f"model={name}", f"head={head}"]))
+    backbone = model.backbone if head == "multi" else model
+    (fc,) = models.classifier_layers(backbone)
+    bound = fc.in_features ** -0.5  # nn.Linear's default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
+    assert fc.weight.abs().max() <= bound and fc.bias.abs().max() <= bound
+    assert abs(fc.weight.std().item() - bound / 3 ** 0.5) < 0.1 * bound / 3 ** 0.5  # uniform over the range
+
+
+def test_timm_head_init_stays_available_and_is_larger_for_efficientnet():
+    torch.manual_seed(0)
+    model, _, _ = build_model(load_config("seed", ["model=test_efficientnet", "head_init=timm"]))
+    (fc,) = models.classifier_layers(model)
+    assert fc.weight.abs().max() > 2 * fc.in_features ** -0.5  # "goog": U(+-1/sqrt(classes))
+
+
+def test_pretrained_lite0_starts_with_small_logits():
+    """The reason for the default init: ImageNet features into a goog-initialised head give logits
+    ~7x larger (std ~2), which Adam at 8e-5 takes epochs to undo."""
+    torch.manual_seed(0)
+    x = (torch.rand(8, 3, 149, 112) - 0.5) / 0.5
+    stds = {}
+    for init in ("torch", "timm"):
+        model, _, _ = build_model(load_config("seed", ["model=tf_efficientnet_lite0", "pretrained=true",
+                                                        f"head_init={init}"]))
+        with torch.no_grad():
+            stds[init] = model.eval()(x).std().item()
+    assert stds["torch"] < 0.6 and stds["timm"] > 3 * stds["torch"]
+
+
+def test_a_weights_file_with_a_trained_head_keeps_it(tmp_path):
+    torch.manual_seed(0)
+    src, _, _ = build_model(load_config("seed", ["model=test_resnet"]))
+    with torch.no_grad():
+        src.fc.weight.fill_(0.5)
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst, _, _ = build_model(load_config("seed", ["model=test_resnet", f"pretrained={tmp_path / 'w.pt'}"]))
+    assert torch.equal(dst.fc.weight, src.fc.weight)
