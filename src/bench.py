@@ -158,10 +158,14 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
     add_intervals(rows, out, data, baseline)
     text = table(rows, baseline)
     plot(rows, baseline, out / "results.png")
+    notes = ("\n\n`reference`: the independent implementation of the seed recipe (src/reference.py); its OOF "
+             "column is its last epoch's validation macro-F1 on its own 4:1 person split, its task F1s are on eval."
+             if any(r["recipe"] == reference.NAME for r in rows) else "")
     (out / "results.md").write_text(
         f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
         f"data `{data}`\n\n{text}\n\n[95 % CI]: paired bootstrap over eval photos (1,000 resamples). The 7 photos "
-        f"of a person are not independent, so read it as the least uncertainty there is.\n\n![results](results.png)\n")
+        f"of a person are not independent, so read it as the least uncertainty there is.{notes}"
+        f"\n\n![results](results.png)\n")
     return text
 
 

@@ -105,7 +105,8 @@ def test_reference_row_runs_the_yardstick_at_the_protocols_settings(tiny_data, t
     row = json.loads((tmp_path / "output" / "bench" / "p" / "results.json").read_text())["rows"][0]
     assert row["recipe"] == "reference" and row["oof_f1"] == 0.5
     assert 0.8 < row["eval_f1"] < 1.0 and row["eval_acc"] == 1 - 1 / 28  # one of the 28 eval photos wrong
-    assert "| reference |" in (tmp_path / "output" / "bench" / "p" / "results.md").read_text()
+    md = (tmp_path / "output" / "bench" / "p" / "results.md").read_text()
+    assert "| reference |" in md and "its own 4:1 person split" in md
     # rerun: reused; other settings under the same name: refused; a missing script: a clear error
     mtime = (run / "seedref.json").stat().st_mtime_ns
     assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
