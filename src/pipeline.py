@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import distributed as dist
 from .config import ROOT, ConfigError, load_config, matches_saved, save_config, selected_folds
@@ -25,9 +26,9 @@ from .data import DataError, load_eval, load_train
 from .faces import face_boxes
 from .folds import attach_folds, make_folds
 from .infer import ensemble_probs, write_submission
-from .models import WeightsError
+from .weights import WeightsError, resolve
 from .report import build_report, plot_confusion
-from .runtime import first_free, set_threads
+from .runtime import OutOfMemory, first_free, out_of_memory_advice, set_threads
 from .train import fold_paths, train_fold, training_cache
 
 DEMO_DIR = ROOT / "input" / "demo"
@@ -100,6 +101,8 @@ def run(args) -> dict:
     if demo and not recipe:
         recipe = "demo"
     cfg = load_config(recipe or "seed", args.overrides)
+    # found (or refused) before the data is read: a missing download must not cost a validation pass
+    cfg["weights"] = resolve(cfg.model, cfg.pretrained).record()
     if demo:
         ensure_demo_data()
     cfg["data_dir"] = str(data_dir)
@@ -143,6 +146,13 @@ def run(args) -> dict:
     print(f"run {run_dir.name}: model {cfg.model}, folds {folds_to_train} of {cfg.n_folds}, "
           f"{cfg.epochs} epochs, outputs in {run_dir}", flush=True)
 
+    try:
+        return train_predict_report(args, cfg, table, eval_table, folds_to_train, run_dir, t0)
+    except torch.OutOfMemoryError:
+        raise out_of_memory_advice(cfg, run_dir) from None
+
+
+def train_predict_report(args, cfg, table, eval_table, folds_to_train, run_dir, t0) -> dict:
     boxes, face_stats = detect_faces(cfg, table, eval_table)
     if cfg.parallel_folds > 1 and len(folds_to_train) > 1 and not dist.enabled() and not args.train_only:
         if cfg.cache:  # built once here; the workers read it instead of racing to build it each
@@ -235,7 +245,7 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         run(args)
-    except (DataError, ConfigError, WeightsError, WorkerError) as e:
+    except (DataError, ConfigError, WeightsError, WorkerError, OutOfMemory) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

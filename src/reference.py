@@ -23,7 +23,7 @@ from .config import ROOT, ConfigError, image_size, load_config, selected_folds
 from .data import load_eval, read_image
 from .infer import PROB_COLS
 from .metrics import summarize
-from .models import OFFLINE_WEIGHTS, offline_weights_file
+from .weights import OFFLINE_WEIGHTS, package_file
 
 NAME = "reference"
 DEFAULT_SCRIPT = ROOT.parent / "shared" / "reference" / "seedref.py"
@@ -47,7 +47,7 @@ def script_args(overrides: list[str], data: str) -> list[str]:
     ph, pw = read_image(first).shape[:2]
     h, w = image_size(cfg)
     return ["--data", str(data), "--eval", str(Path(data) / "eval"), "--model", cfg.model,
-            "--weights", str(offline_weights_file(cfg.model)), "--size", f"{h}x{w}",
+            "--weights", str(package_file(cfg.model)), "--size", f"{h}x{w}",
             "--crop", f"{round(ph * cfg.crop_frac)}x{round(pw * cfg.crop_frac)}", "--epochs", str(cfg.epochs),
             "--bs", str(cfg.batch_size), "--lr", str(cfg.lr), "--old", str(cfg.age_boundary), "--seed", str(cfg.seed)]
 

@@ -86,7 +86,8 @@ def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[
                "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    lines = [f"# Run `{run_dir.name}`", ""]
+    lines = [f"# Run `{run_dir.name}`", "", f"Model `{cfg['model']}`, initial weights: {cfg.get('weights', 'not recorded')}",
+             ""]
     lines += ["## Scores", "", "| split | images | macro-F1 | accuracy | mask F1 | gender F1 | age F1 |",
               "|---|---|---|---|---|---|---|"]
 
@@ -107,11 +108,15 @@ def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[
                   f"{face_stats['train_photos']} training photos and {face_stats['eval_fallbacks']} of "
                   f"{face_stats['eval_photos']} eval photos.", ""]
     if fold_results:
-        lines += ["## Training", "", "| fold | best epoch | best val F1 | train images/s | train seconds |",
-                  "|---|---|---|---|---|"]
+        lines += ["## Training", "", "| fold | best epoch | best val F1 | train images/s | train seconds | "
+                  "peak host RAM | peak GPU memory |", "|---|---|---|---|---|---|---|"]
+
+        def gib(v):
+            return "–" if v is None else f"{v:.2f} GiB"
+
         for r in fold_results:
             lines.append(f"| {r['fold']} | {r['best_epoch']} | {r['best_f1']:.4f} | {r['train_img_s']:.1f} | "
-                         f"{r['train_seconds']:.0f} |")
+                         f"{r['train_seconds']:.0f} | {gib(r.get('peak_host_gib'))} | {gib(r.get('peak_gpu_gib'))} |")
         lines += ["", "![training curves](curves.png)", ""]
     lines += ["## Per class (out-of-fold)", "", "| class | name | F1 | support |", "|---|---|---|---|"]
     for i in range(L.N_CLASSES):

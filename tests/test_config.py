@@ -6,7 +6,8 @@ from src.config import ConfigError, image_size, load_config, selected_folds
 def test_seed_recipe_is_the_default():
     cfg = load_config()
     assert cfg.recipe == "seed"
-    assert (cfg.model, cfg.loss, cfg.lr, cfg.epochs, cfg.age_boundary) == ("resnet18", "focal", 8e-5, 10, 55)
+    assert (cfg.model, cfg.loss, cfg.lr, cfg.epochs, cfg.age_boundary) == ("resnet18.tv_in1k", "focal", 8e-5, 10, 55)
+    assert cfg.pretrained == "true"  # ImageNet weights, as the seed team trained
 
 
 def test_overrides_are_typed():

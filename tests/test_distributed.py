@@ -12,7 +12,7 @@ from src.batches import batch_positions
 ROOT = Path(__file__).resolve().parent.parent
 # GroupNorm model, no flips: nothing couples samples inside a batch, so 2 ranks x 7 images
 # must reproduce 1 process x 14 images up to float summation order
-CFG = ["model=test_efficientnet_gn", "img_size=32,24", "crop_frac=1.0", "epochs=2", "batch_size=14",
+CFG = ["model=test_efficientnet_gn", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=2", "batch_size=14",
        "n_folds=2", "folds=0", "num_workers=0", "lr=1e-3", "hflip=0", "threads=1"]
 
 

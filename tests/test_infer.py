@@ -48,7 +48,7 @@ def test_flip_tta_equals_hand_computation():
 
 @pytest.mark.parametrize("cache", ["false", "true"])
 def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
-    cfg = load_config("seed", ["model=test_efficientnet", "img_size=32,24", "num_workers=0", "batch_size=5",
+    cfg = load_config("seed", ["pretrained=false", "model=test_efficientnet", "img_size=32,24", "num_workers=0", "batch_size=5",
                                f"cache={cache}", f"cache_dir={tmp_path / 'cache'}"])
     paths = pd.read_csv(tiny_data / "eval" / "info.csv")["ImageID"].map(
         lambda i: str(tiny_data / "eval" / "images" / i)).tolist()[:7]

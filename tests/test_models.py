@@ -2,19 +2,19 @@ import pytest
 import timm
 import torch
 
-from src import models
+from src import models, weights
 from src.config import load_config
 from src.models import WeightsError, build_model, load_in_order
 
 
 def test_head_has_18_classes():
-    model, mean, std = build_model(load_config("seed", ["model=test_efficientnet"]))
+    model, mean, std = build_model(load_config("seed", ["pretrained=false", "model=test_efficientnet"]))
     assert model.eval()(torch.zeros(1, 3, 32, 24)).shape == (1, 18)
     assert len(mean) == 3 and len(std) == 3
 
 
 def test_local_weights_file_loads(tmp_path):
-    cfg = load_config("seed", ["model=test_efficientnet"])
+    cfg = load_config("seed", ["pretrained=false", "model=test_efficientnet"])
     torch.manual_seed(0)
     src, _, _ = build_model(cfg)
     torch.save({"model": src.state_dict()}, tmp_path / "w.pt")
@@ -49,29 +49,14 @@ def test_load_in_order_rejects_wrong_architecture():
 def test_offline_lite0_weights_load():
     cfg = load_config("seed", ["model=tf_efficientnet_lite0", "pretrained=true"])
     model, mean, std = build_model(cfg)
-    packaged = torch.load(models.offline_weights_file("tf_efficientnet_lite0"), weights_only=True)
+    packaged = torch.load(weights.package_file("tf_efficientnet_lite0"), weights_only=True)
     assert torch.equal(model.conv_stem.weight, next(iter(packaged.values())))
     assert mean == std == (0.5, 0.5, 0.5)
 
 
-def test_hub_failure_names_offline_options(monkeypatch):
-    real = timm.create_model
-
-    def no_network(name, pretrained=False, **kw):
-        if pretrained:
-            raise OSError("network unreachable")
-        return real(name, pretrained=False, **kw)
-
-    monkeypatch.setattr(models.timm, "create_model", no_network)
-    with pytest.raises(WeightsError) as ei:
-        build_model(load_config("seed", ["model=test_resnet", "pretrained=true"]))
-    msg = str(ei.value)
-    assert "could not download" in msg and "tf_efficientnet_lite0" in msg and "pretrained=<path" in msg
-
-
 def test_multi_head_probabilities_are_the_product_of_the_heads():
     torch.manual_seed(0)
-    model, _, _ = build_model(load_config("seed", ["model=test_efficientnet", "head=multi"]))
+    model, _, _ = build_model(load_config("seed", ["pretrained=false", "model=test_efficientnet", "head=multi"]))
     model.eval()
     x = torch.randn(3, 3, 32, 24)
     with torch.no_grad():
@@ -109,7 +94,7 @@ FAMILIES = ["test_efficientnet", "test_resnet", "test_convnext", "test_vit", "mo
 @pytest.mark.parametrize("head", ["single", "multi"])
 def test_fresh_head_has_pytorchs_default_linear_init(name, head):
     torch.manual_seed(0)
-    model, _, _ = build_model(load_config("seed", [f"model={name}", f"head={head}"]))
+    model, _, _ = build_model(load_config("seed", ["pretrained=false", f"model={name}", f"head={head}"]))
     backbone = model.backbone if head == "multi" else model
     (fc,) = models.classifier_layers(backbone)
     bound = fc.in_features ** -0.5  # nn.Linear's default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
@@ -119,7 +104,7 @@ def test_fresh_head_has_pytorchs_default_linear_init(name, head):
 
 def test_timm_head_init_stays_available_and_is_larger_for_efficientnet():
     torch.manual_seed(0)
-    model, _, _ = build_model(load_config("seed", ["model=test_efficientnet", "head_init=timm"]))
+    model, _, _ = build_model(load_config("seed", ["pretrained=false", "model=test_efficientnet", "head_init=timm"]))
     (fc,) = models.classifier_layers(model)
     assert fc.weight.abs().max() > 2 * fc.in_features ** -0.5  # "goog": U(+-1/sqrt(classes))
 
@@ -140,7 +125,7 @@ def test_pretrained_lite0_starts_with_small_logits():
 
 def test_a_weights_file_with_a_trained_head_keeps_it(tmp_path):
     torch.manual_seed(0)
-    src, _, _ = build_model(load_config("seed", ["model=test_resnet"]))
+    src, _, _ = build_model(load_config("seed", ["pretrained=false", "model=test_resnet"]))
     with torch.no_grad():
         src.fc.weight.fill_(0.5)
     torch.save(src.state_dict(), tmp_path / "w.pt")

