@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
-import sys
 import random
+import resource
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,32 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device={name} but torch sees no CUDA GPU; use device=cpu")
     return torch.device(name)
+
+
+def peak_memory_gib(device: torch.device) -> dict:
+    """Peak resident host memory of this process (Linux reports KiB) and peak GPU memory torch allocated."""
+    host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    gpu = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    return {"peak_host_gib": round(host, 2), "peak_gpu_gib": None if gpu is None else round(gpu, 2)}
+
+
+class OutOfMemory(RuntimeError):
+    """A CUDA out-of-memory error, told as what to change."""
+
+
+def out_of_memory_advice(cfg, run_dir) -> OutOfMemory:
+    from .config import image_size
+
+    h, w = image_size(cfg)
+    gpu = "the GPU"
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        gpu = f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    return OutOfMemory(
+        f"CUDA ran out of memory: {cfg.model} at img_size={h},{w} with batch_size={cfg.batch_size} does not fit on "
+        f"{gpu}. Lower batch_size (e.g. batch_size={max(1, cfg.batch_size // 2)}) or img_size, which starts a new "
+        f"run since the numbers change; or free the GPU (another process?) and rerun the same command: {run_dir} "
+        f"then continues after its last finished epoch.")
 
 
 def seed_everything(seed: int) -> None:

@@ -27,7 +27,7 @@ from .cache import load_or_build
 from .config import ROOT, image_size, load_config
 from .data import load_train
 from .losses import build_loss
-from .runtime import pick_device, set_threads
+from .runtime import peak_memory_gib, pick_device, set_threads
 from .train import model_on_device, optimiser, run_epoch
 from .transforms import DeviceAugment, Geometry, build_augment
 
@@ -106,7 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "output" / "speed", help="folder for the result files")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = load_config(args.config, args.overrides + [f"device={args.device}"])
+    # the weights' values don't change the speed: random ones spare an offline machine the download
+    cfg = load_config(args.config, ["pretrained=false", *args.overrides, f"device={args.device}"])
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
     data = args.data or default_data()
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
     r["loader_cached_augmented"] = time_loader(cached, device, DeviceAugment.from_config(cfg, mean, std, device))
     r["model_only"] = time_model(cfg, device, len(paths))
     r["training"] = time_training(cfg, device, array, labels)
+    r.update(peak_memory_gib(device))
     r["cached_over_naive"] = r["loader_cached"] / r["loader_naive"]
     r["training_over_model"] = r["training"] / r["model_only"]
 
@@ -145,8 +147,9 @@ def main(argv=None) -> int:
              f"| **cached ÷ naive loader** (data path) | **{r['cached_over_naive']:.1f}×** |",
              f"| cached + augment ÷ naive loader | {r['loader_cached_augmented'] / r['loader_naive']:.1f}× |",
              f"| **training ÷ model-only** | **{r['training_over_model']:.2f}** |"]
+    gpu = "" if r["peak_gpu_gib"] is None else f", peak GPU memory {r['peak_gpu_gib']:.2f} GiB"
     header = (f"{cfg.model} {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos, {device_name}; "
-              f"cache built in {r['cache_build_s']:.1f} s")
+              f"cache built in {r['cache_build_s']:.1f} s; peak host RAM {r['peak_host_gib']:.2f} GiB{gpu}")
     print("\n" + header + "\n\n" + "\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"

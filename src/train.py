@@ -19,7 +19,7 @@ from .config import drop_ages
 from .losses import build_loss
 from .metrics import macro_f1, summarize
 from .models import build_model
-from .runtime import atomic_save, atomic_write_text, pick_device, progress, seed_everything
+from .runtime import atomic_save, atomic_write_text, peak_memory_gib, pick_device, progress, seed_everything
 from .transforms import DeviceAugment, Geometry, build_augment
 
 
@@ -191,6 +191,8 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path, boxes: dict |
         print(f"fold {fold}: already finished in {run_dir}, skipping", flush=True)
         return json.loads(files["result.json"].read_text())
     seed_everything(cfg.seed + fold)  # same on every rank: identical initial weights
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # each fold's own peak
     model, mean, std, cl, use_amp = model_on_device(cfg, device)
     net = model
     if dist.enabled():
@@ -270,7 +272,8 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path, boxes: dict |
               f"{row['train_img_s']:.1f} img/s{'  *best' if improved else ''}", flush=True)
 
     result = {"fold": fold, "best_epoch": best["epoch"], "best_f1": best["f1"],
-              "train_img_s": train_images / max(train_seconds, 1e-9), "train_seconds": train_seconds}
+              "train_img_s": train_images / max(train_seconds, 1e-9), "train_seconds": train_seconds,
+              **peak_memory_gib(device)}
     if not dist.is_main():
         dist.barrier()
         return result

@@ -106,3 +106,29 @@ def test_face_crop_run_counts_fallbacks(tiny_data, out_dir):
     assert 0 <= fc["train_fallbacks"] <= fc["train_photos"]
     assert "## Face crops" in (out_dir / "faces" / "report.md").read_text()
     assert (out_dir / "cache" / "faces.csv").exists()
+
+
+def test_out_of_memory_names_what_to_lower_and_the_run_continues(tiny_data, out_dir, monkeypatch, capsys):
+    import torch
+
+    real = pipeline.train_fold
+
+    def oom_in_fold_1(cfg, table, fold, run_dir, boxes=None):
+        if fold == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(cfg, table, fold, run_dir, boxes)
+
+    monkeypatch.setattr(pipeline, "train_fold", oom_in_fold_1)
+    assert _run(tiny_data, "oom") == 2
+    err = capsys.readouterr().err
+    assert "ran out of memory" in err and "batch_size=16" in err and "img_size=32,24" in err
+    assert "batch_size=8" in err and "Traceback" not in err
+    run = out_dir / "oom"
+    assert (run / "fold0_result.json").exists() and not (run / "fold1_result.json").exists()
+    first = (run / "fold0_best.pt").stat().st_mtime_ns
+    monkeypatch.setattr(pipeline, "train_fold", real)
+    assert _run(tiny_data, "oom") == 0  # the same command continues the run: fold 0 is not trained again
+    assert (run / "fold0_best.pt").stat().st_mtime_ns == first and (run / "fold1_result.json").exists()
+    assert not (out_dir / "oom-2").exists()
+    report = (run / "report.md").read_text()
+    assert "peak host RAM" in report and " GiB | – |" in report  # host memory measured; no GPU here

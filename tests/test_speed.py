@@ -14,3 +14,5 @@ def test_speed_benchmark_writes_its_table(tiny_data, tmp_path):
     assert abs(r["cached_over_naive"] - r["loader_cached"] / r["loader_naive"]) < 1e-9
     assert r["images"] == 40
     assert "training ÷ model-only" in next(out.glob("speed-cpu-*.md")).read_text()
+    assert r["peak_host_gib"] > 0.1 and r["peak_gpu_gib"] is None  # a CPU run: no GPU figure
+    assert "peak host RAM" in next(out.glob("speed-cpu-*.md")).read_text()
