@@ -9,6 +9,7 @@
 #   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
 #   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
+#   bash run.sh gpucheck [--out DIR] [--only CHECKS]                             the GPU path end to end
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -58,6 +59,10 @@ case "${1:-}" in
     weights)
         shift
         exec "$PY" -m src.weights "$@"
+        ;;
+    gpucheck)
+        shift
+        exec "$PY" -m src.gpucheck "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

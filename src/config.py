@@ -59,6 +59,7 @@ DEFAULTS: dict = {
     # machine
     "device": "auto",           # auto | cpu | cuda | cuda:N
     "amp": True,                # mixed precision on CUDA (ignored on CPU)
+    "amp_dtype": "auto",        # auto (bf16 where the GPU has it, else fp16 + loss scaling) | bf16 | fp16
     "channels_last": True,      # NHWC memory layout (faster on GPUs and on oneDNN CPUs)
     "num_workers": 2,
     "parallel_folds": 0,        # >1: train that many folds at once, one per visible GPU (or CPU process)
@@ -168,6 +169,8 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"crop={cfg['crop']}: choose center or face")
     if cfg["head_init"] not in ("torch", "timm"):
         raise ConfigError(f"head_init={cfg['head_init']}: choose torch or timm")
+    if cfg["amp_dtype"] not in ("auto", "bf16", "fp16"):
+        raise ConfigError(f"amp_dtype={cfg['amp_dtype']}: choose auto, bf16 or fp16")
     if cfg["resize"] not in ("antialias", "plain"):
         raise ConfigError(f"resize={cfg['resize']}: choose antialias or plain")
     if cfg["head"] not in ("single", "multi"):

@@ -25,15 +25,25 @@ def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
     return [x, torch.flip(x, dims=[3])] if tta == "flip" else [x]
 
 
-def autocast(device: torch.device, enabled: bool):
-    if device.type == "cuda" and enabled:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype on CUDA (None: full precision, always on the CPU).
+
+    amp_dtype=auto takes bf16 where the GPU has it (no loss scaling needed), else fp16."""
+    if device.type != "cuda" or not cfg.amp:
+        return None
+    if cfg.amp_dtype == "fp16" or (cfg.amp_dtype == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
 
 
 @torch.no_grad()
-def predict_probs(model, batches, device, tta: str = "flip", amp: bool = True,
+def predict_probs(model, batches, device, tta: str = "flip", amp: torch.dtype | None = None,
                   channels_last: bool = False, desc: str = "predict", augment=None) -> np.ndarray:
     """Softmax averaged over TTA views. `augment` finishes uint8 cache batches (None: already normalised)."""
     model.eval()
@@ -77,7 +87,7 @@ def ensemble_probs(ckpts: list[Path], paths: list[str], cfg, device=None, boxes:
             batches = LoaderBatches(paths, None, Geometry(mcfg, boxes), build_augment(mcfg, mean, std, train=False),
                                     cfg.batch_size, False, cfg.num_workers, pin)
             augment = None
-        p = predict_probs(model, batches, device, cfg.tta, cfg.amp, bool(cfg.channels_last),
+        p = predict_probs(model, batches, device, cfg.tta, amp_dtype(cfg, device), bool(cfg.channels_last),
                           desc=f"eval {ckpt.stem}", augment=augment)
         total = p if total is None else total + p
     return total / len(ckpts)

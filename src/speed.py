@@ -50,8 +50,8 @@ def time_loader(batches, device, augment=None) -> float:
 
 
 def time_model(cfg, device, n_images: int) -> float:
-    model, _, _, cl, use_amp = model_on_device(cfg, device)
-    opt, scaler = optimiser(cfg, model, use_amp)
+    model, _, _, cl, amp = model_on_device(cfg, device)
+    opt, scaler = optimiser(cfg, model, amp)
     h, w = image_size(cfg)
     x = torch.randn(cfg.batch_size, 3, h, w, device=device)
     if cl:
@@ -67,19 +67,19 @@ def time_model(cfg, device, n_images: int) -> float:
             return iter([(x, y)] * n_batches)
 
     loss_fn = build_loss(cfg, np.arange(18))
-    run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, use_amp, desc="warm-up", max_batches=2)
-    ep = run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, use_amp, desc="model only")
+    run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, amp, desc="warm-up", max_batches=2)
+    ep = run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, amp, desc="model only")
     return ep["images"] / ep["seconds"]
 
 
 def time_training(cfg, device, array, labels) -> float:
-    model, mean, std, cl, use_amp = model_on_device(cfg, device)
-    opt, scaler = optimiser(cfg, model, use_amp)
+    model, mean, std, cl, amp = model_on_device(cfg, device)
+    opt, scaler = optimiser(cfg, model, amp)
     augment = DeviceAugment.from_config(cfg, mean, std, device)
     batches = CachedBatches(array, np.arange(len(labels)), labels, cfg.batch_size, True, device.type == "cuda")
     loss_fn = build_loss(cfg, labels).to(device)
-    run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, use_amp, desc="warm-up", max_batches=2)
-    ep = run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, use_amp, desc="training")
+    run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, amp, desc="warm-up", max_batches=2)
+    ep = run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, amp, desc="training")
     return ep["images"] / ep["seconds"]
 
 

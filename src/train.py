@@ -14,7 +14,7 @@ from . import distributed as dist
 from . import labels as L
 from .batches import CachedBatches, LoaderBatches, balanced_weights
 from .cache import load_or_build
-from .infer import PROB_COLS, autocast, predict_probs
+from .infer import PROB_COLS, amp_dtype, autocast, predict_probs
 from .config import drop_ages
 from .losses import build_loss
 from .metrics import macro_f1, summarize
@@ -95,20 +95,20 @@ def gather_epoch(ep: dict) -> dict:
 
 
 def model_on_device(cfg, device):
-    """(model, mean, std, channels_last, use_amp): NHWC (faster on GPUs and oneDNN CPUs alike),
-    mixed precision on CUDA only."""
+    """(model, mean, std, channels_last, amp): NHWC (faster on GPUs and oneDNN CPUs alike), and the
+    mixed-precision dtype (CUDA only; None = full precision)."""
     model, mean, std = build_model(cfg)
     model.to(device)
     cl = bool(cfg.channels_last)
     if cl:
         model = model.to(memory_format=torch.channels_last)
-    return model, mean, std, cl, device.type == "cuda" and cfg.amp
+    return model, mean, std, cl, amp_dtype(cfg, device)
 
 
-def optimiser(cfg, model, use_amp: bool):
+def optimiser(cfg, model, amp: torch.dtype | None):
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # bf16 needs no loss scaling; fp16 (older GPUs) does
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not torch.cuda.is_bf16_supported())
+    # bf16 needs no loss scaling; fp16 does (its small gradients would underflow)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     return opt, scaler
 
 
@@ -136,7 +136,7 @@ class HalfCutMix:
         return mixed, y, y[perm], half / x.shape[3]
 
 
-def run_epoch(model, batches, loss_fn, opt, scaler, device, augment, channels_last: bool, use_amp: bool,
+def run_epoch(model, batches, loss_fn, opt, scaler, device, augment, channels_last: bool, amp: torch.dtype | None,
               desc: str = "train", max_batches: int | None = None, mixer: HalfCutMix | None = None) -> dict:
     """One pass of optimisation over `batches`: mean loss, labels, predictions, images, seconds."""
     model.train()
@@ -155,7 +155,7 @@ def run_epoch(model, batches, loss_fn, opt, scaler, device, augment, channels_la
             x, y, y_right, lam = mixer(x, y)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, use_amp):
+        with autocast(device, amp):
             logits = model(x)
             loss = loss_fn(logits, y)
             if y_right is not None:
@@ -193,7 +193,7 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path, boxes: dict |
     seed_everything(cfg.seed + fold)  # same on every rank: identical initial weights
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)  # each fold's own peak
-    model, mean, std, cl, use_amp = model_on_device(cfg, device)
+    model, mean, std, cl, amp = model_on_device(cfg, device)
     net = model
     if dist.enabled():
         net = torch.nn.parallel.DistributedDataParallel(
@@ -213,7 +213,7 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path, boxes: dict |
     mixer = HalfCutMix(cfg.cutmix)
 
     loss_fn = build_loss(cfg, y_train).to(device)
-    opt, scaler = optimiser(cfg, model, use_amp)
+    opt, scaler = optimiser(cfg, model, amp)
 
     log_rows, best = [], {"f1": -1.0, "epoch": -1, "probs": None}
     train_images, train_seconds, start = 0, 0.0, 0
@@ -235,13 +235,13 @@ def train_fold(cfg, table: pd.DataFrame, fold: int, run_dir: Path, boxes: dict |
         for group in opt.param_groups:  # a function of the epoch alone, so a resumed run gets the same
             group["lr"] = epoch_lr(cfg, epoch)
         t_epoch = time.perf_counter()
-        ep = gather_epoch(run_epoch(net, train_batches, loss_fn, opt, scaler, device, augment, cl, use_amp,
+        ep = gather_epoch(run_epoch(net, train_batches, loss_fn, opt, scaler, device, augment, cl, amp,
                                     desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}", mixer=mixer))
         n_train, epoch_train_s = ep["images"], ep["seconds"]
         train_images += n_train
         train_seconds += epoch_train_s
 
-        probs = predict_probs(model, val_batches, device, cfg.tta, use_amp, cl, desc=f"fold {fold} val",
+        probs = predict_probs(model, val_batches, device, cfg.tta, amp, cl, desc=f"fold {fold} val",
                               augment=augment)
         probs = gather_probs(val_batches, probs, len(y_val))
         val = summarize(y_val, probs)

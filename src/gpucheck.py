@@ -1,0 +1,201 @@
+"""The GPU path end to end, on the demo data: one command for the first GPU machine.
+
+    bash run.sh gpucheck [--out DIR] [--only NAME,...] [--epochs N]
+
+Each check runs the real pipeline (as its own process, the way a user runs it) on the synthetic
+demo data, and passes or fails on a stated condition:
+  fp32      amp=false, one fold: the full-precision yardstick for the next two
+  bf16      mixed precision (bf16), channels-last, the cached data path with flip/normalise on the
+            GPU: finite losses, eval macro-F1 within 0.1 of fp32
+  fp16      amp_dtype=fp16 with the gradient scaler: the same condition
+  resume    the bf16 run killed with SIGKILL once its first epoch is saved, then the same command:
+            it continues (not restarts) and ends within 0.02 eval F1 of the uninterrupted run
+            (GPU kernels are not bit-deterministic)
+  torchrun  DistributedDataParallel with NCCL on every visible GPU (torchrun --nproc_per_node=N)
+  parallel  parallel_folds over the visible GPUs, all folds
+  onnx      the bf16 run exported to ONNX: onnxruntime and PyTorch agree within 1e-4
+  speed     `bash run.sh speed --device cuda` on the demo photos
+One table is printed; DIR/summary.json holds the GPU's name, peak GPU memory, images/s and every
+check's result. Without CUDA it refuses at once (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .config import ROOT
+
+CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
+F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model
+RESUME_TOLERANCE = 0.02
+
+
+def pipeline_cmd(data: Path, out: Path, name: str, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "src.pipeline", "--data", str(data), "--config", "demo", "--output", str(out),
+            "--name", name, "device=cuda", *overrides]
+
+
+def run_metrics(out: Path, name: str) -> dict:
+    """What a finished run measured: eval F1, loss finiteness, img/s, peak GPU memory."""
+    m = json.loads((out / name / "metrics.json").read_text())
+    logs = [pd.read_csv(p) for p in sorted((out / name).glob("fold*_log.csv"))]
+    losses = [v for log in logs for v in log["train_loss"]]
+    return {"eval_f1": m["eval"]["f1"], "finite_loss": all(math.isfinite(v) for v in losses),
+            "img_s": sum(f["train_img_s"] for f in m["folds"]) / len(m["folds"]),
+            "peak_gpu_gib": max((f.get("peak_gpu_gib") or 0) for f in m["folds"])}
+
+
+def check_precision(data, out, name, base, *overrides) -> dict:
+    subprocess.run(pipeline_cmd(data, out, name, *overrides), check=True, cwd=ROOT)
+    r = run_metrics(out, name)
+    if base is None:
+        return {**r, "ok": r["finite_loss"], "detail": f"eval F1 {r['eval_f1']:.3f}"}
+    gap = abs(r["eval_f1"] - base["eval_f1"])
+    return {**r, "ok": r["finite_loss"] and gap <= F1_TOLERANCE,
+            "detail": f"eval F1 {r['eval_f1']:.3f} vs fp32 {base['eval_f1']:.3f} (|diff| {gap:.3f} <= {F1_TOLERANCE})"}
+
+
+def check_resume(data, out, overrides, uninterrupted) -> dict:
+    cmd = pipeline_cmd(data, out, "resume", *overrides)
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
+    last = out / "resume" / "fold0_last.pt"
+    while proc.poll() is None and not last.exists():
+        time.sleep(0.2)
+    killed = proc.poll() is None
+    if killed:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    sys.stdout.write(again.stdout)
+    if again.returncode != 0:
+        return {"ok": False, "detail": f"the rerun failed ({again.returncode}): {again.stderr[-300:]}"}
+    r = run_metrics(out, "resume")
+    resumed = "resuming after epoch" in again.stdout or "continuing the unfinished run" in again.stdout
+    gap = abs(r["eval_f1"] - uninterrupted["eval_f1"])
+    return {**r, "ok": killed and resumed and gap <= RESUME_TOLERANCE,
+            "detail": f"killed mid-fold: {killed}, continued: {resumed}, eval F1 {r['eval_f1']:.3f} vs "
+                      f"{uninterrupted['eval_f1']:.3f} uninterrupted"}
+
+
+def check_torchrun(data, out, overrides, gpus: int) -> dict:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={gpus}", "-m", "src.pipeline",
+           *pipeline_cmd(data, out, "torchrun", *overrides)[3:]]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    r = run_metrics(out, "torchrun")
+    return {**r, "ok": r["finite_loss"], "detail": f"NCCL on {gpus} GPU(s), eval F1 {r['eval_f1']:.3f}"}
+
+
+def check_parallel(data, out, overrides, gpus: int) -> dict:
+    rest = [o for o in overrides if not o.startswith("folds=")]
+    subprocess.run(pipeline_cmd(data, out, "parallel", *rest, "folds=all", f"parallel_folds={max(2, gpus)}"),
+                   check=True, cwd=ROOT)
+    r = run_metrics(out, "parallel")
+    return {**r, "ok": r["finite_loss"], "detail": f"all folds over {gpus} GPU(s), eval F1 {r['eval_f1']:.3f}"}
+
+
+def check_onnx(data, out) -> dict:
+    from .data import load_eval
+    from .predict import bench
+
+    paths = [Path(p) for p in load_eval(data, check_pixels=False)["path"]]
+    r = bench(out / "bf16", paths, batch_size=32)
+    return {"ok": r["max_abs_diff"] <= 1e-4, "detail": f"onnxruntime vs PyTorch: max |diff| {r['max_abs_diff']:.1e}, "
+                                                        f"{r['speedup']:.1f}x on the CPU"}
+
+
+def check_speed(data, out) -> dict:
+    subprocess.run([sys.executable, "-m", "src.speed", "--device", "cuda", "--data", str(data), "--out",
+                    str(out / "speed")], check=True, cwd=ROOT)
+    r = json.loads(max((out / "speed").glob("speed-cuda-*.json")).read_text())
+    return {"ok": r["training"] > 0, "img_s": r["training"], "peak_gpu_gib": r.get("peak_gpu_gib"),
+            "detail": f"training {r['training']:.0f} img/s, model only {r['model_only']:.0f} img/s"}
+
+
+def table(results: dict) -> str:
+    lines = ["| check | result | detail | img/s | peak GPU memory |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        img_s = f"{r['img_s']:.0f}" if r.get("img_s") else "–"
+        mem = f"{r['peak_gpu_gib']:.2f} GiB" if r.get("peak_gpu_gib") else "–"
+        lines.append(f"| {name} | {'ok' if r['ok'] else 'FAILED'} | {r['detail']} | {img_s} | {mem} |")
+    return "\n".join(lines)
+
+
+def write_summary(out: Path, gpu: str, results: dict) -> dict:
+    summary = {"gpu": gpu, "ok": all(r["ok"] for r in results.values()),
+               "peak_gpu_gib": max([r.get("peak_gpu_gib") or 0 for r in results.values()] or [0]),
+               "checks": results}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.md").write_text(f"# gpucheck on {gpu}\n\n{table(results)}\n")
+    return summary
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "output" / "gpucheck")
+    ap.add_argument("--only", default=",".join(CHECKS), help="comma-separated subset of the checks")
+    ap.add_argument("--epochs", type=int, default=6, help="epochs of each demo run")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    only = [c.strip() for c in a.only.split(",") if c.strip()]
+    unknown = sorted(set(only) - set(CHECKS))
+    if unknown:
+        print(f"error: unknown check(s) {unknown}; choose from {', '.join(CHECKS)}", file=sys.stderr)
+        return 2
+    import torch
+
+    if not torch.cuda.is_available():
+        print("error: gpucheck needs a CUDA GPU, and torch sees none (torch.cuda.is_available() is False)",
+              file=sys.stderr)
+        return 2
+    if (a.out / "summary.json").exists():
+        print(f"error: {a.out} holds an earlier gpucheck; pass another --out", file=sys.stderr)
+        return 2
+    gpus, gpu = torch.cuda.device_count(), torch.cuda.get_device_name(0)
+    from .demo_data import generate
+
+    data = a.out / "data"
+    if not (data / "train" / "train.csv").exists():
+        generate(data)
+    runs = a.out / "runs"
+    common = [f"epochs={a.epochs}", "folds=0", "num_workers=4"]
+    results: dict = {}
+
+    def attempt(name, fn, *args):
+        if name not in only:
+            return
+        t0 = time.perf_counter()
+        try:
+            results[name] = fn(*args)
+        except Exception as e:  # one failing check must not hide the others
+            results[name] = {"ok": False, "detail": f"{type(e).__name__}: {str(e)[-300:]}"}
+        results[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"gpucheck {name}: {'ok' if results[name]['ok'] else 'FAILED'} - {results[name]['detail']}", flush=True)
+
+    attempt("fp32", check_precision, data, runs, "fp32", None, *common, "amp=false")
+    base = results.get("fp32") if results.get("fp32", {}).get("eval_f1") is not None else None
+    attempt("bf16", check_precision, data, runs, "bf16", base, *common, "amp=true", "amp_dtype=bf16")
+    attempt("fp16", check_precision, data, runs, "fp16", base, *common, "amp=true", "amp_dtype=fp16")
+    if "bf16" in results and results["bf16"].get("eval_f1") is not None:
+        attempt("resume", check_resume, data, runs, [*common, "amp=true", "amp_dtype=bf16"], results["bf16"])
+    attempt("torchrun", check_torchrun, data, runs, [*common, "amp=true"], gpus)
+    attempt("parallel", check_parallel, data, runs, [*common, "amp=true"], gpus)
+    if (runs / "bf16" / "fold0_result.json").exists():
+        attempt("onnx", check_onnx, data, runs)
+    attempt("speed", check_speed, data, runs)
+    summary = write_summary(a.out, gpu, results)
+    print(f"\ngpucheck on {gpu} ({gpus} visible)\n\n{table(results)}\n\nwrote {a.out / 'summary.json'}")
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
