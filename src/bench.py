@@ -7,7 +7,7 @@ A recipe is a config name, optionally with changes: `recommended+crop=face` or
 
 `reference` is the parity row: the independent implementation of the seed recipe
 (`--reference`, default ../shared/reference/seedref.py) at the protocol's settings, the yardstick
-`seed` must at least match (see src/reference.py).
+`seed` must at least match (see src/reference.py); `reference+seed=1` is its run with another seed.
 
 Protocols (overrides applied on top of every recipe, so only the recipe's ingredients differ):
   cpu   offline-pretrained tf_efficientnet_lite0, 400x300 centre crop of the photo -> 149x112,
@@ -160,7 +160,7 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
     plot(rows, baseline, out / "results.png")
     notes = ("\n\n`reference`: the independent implementation of the seed recipe (src/reference.py); its OOF "
              "column is its last epoch's validation macro-F1 on its own 4:1 person split, its task F1s are on eval."
-             if any(r["recipe"] == reference.NAME for r in rows) else "")
+             if any(recipe_parts(r["recipe"])[0] == reference.NAME for r in rows) else "")
     (out / "results.md").write_text(
         f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
         f"data `{data}`\n\n{text}\n\n[95 % CI]: paired bootstrap over eval photos (1,000 resamples). The 7 photos "
@@ -188,12 +188,14 @@ def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list
                           *overrides, *changes])
 
 
-def run_reference(script: Path, out: Path, name: str, protocol: str, overrides: list[str], data: str) -> int:
-    """The parity row: the yardstick script at the protocol's settings (see src/reference.py)."""
-    reused = (out / reference.NAME / "metrics.json").exists()  # reference.run checks its settings are the same
+def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str, overrides: list[str],
+                  data: str) -> int:
+    """The parity row: the yardstick script at the protocol's settings (see src/reference.py);
+    `reference+seed=1` changes what the script can change (seed, epochs, lr, ...)."""
+    reused = (out / recipe / "metrics.json").exists()  # reference.run checks its settings are the same
     if not reused:
-        print(f"\n=== bench {name}: the reference {script} ({protocol} protocol) ===", flush=True)
-    code = reference.run(script, out / reference.NAME, overrides, data)
+        print(f"\n=== bench {name}: the reference {script} as {recipe} ({protocol} protocol) ===", flush=True)
+    code = reference.run(script, out / recipe, [*overrides, *recipe_parts(recipe)[1]], data)
     return code or (REUSED if reused else TRAINED)
 
 
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
     recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
     try:
         for r in recipes:
-            if r != reference.NAME:
+            if recipe_parts(r)[0] != reference.NAME:
                 resolve_recipe(recipe_parts(r)[0])
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -235,8 +237,8 @@ def main(argv=None) -> int:
     rows, text, written = [], "", 0
     for recipe in recipes:
         overrides = [*PROTOCOLS[a.protocol], *a.overrides]
-        if recipe == reference.NAME:
-            code = run_reference(a.reference, out, name, a.protocol, overrides, data)
+        if recipe_parts(recipe)[0] == reference.NAME:
+            code = run_reference(a.reference, out, name, recipe, a.protocol, overrides, data)
         else:
             code = run_recipe(out, name, recipe, a.protocol, overrides, data)
         if code not in (TRAINED, REUSED):

@@ -26,6 +26,10 @@ from .metrics import summarize
 from .weights import OFFLINE_WEIGHTS, package_file
 
 NAME = "reference"
+# settings the script has an argument for, and those that don't change what it computes
+SCRIPT_KEYS = {"model", "pretrained", "img_size", "crop_frac", "epochs", "batch_size", "lr", "age_boundary", "seed",
+               "folds", "n_folds", "num_workers", "threads", "device", "cache", "cache_dir", "parallel_folds", "amp",
+               "amp_dtype", "channels_last", "data_dir"}
 DEFAULT_SCRIPT = ROOT.parent / "shared" / "reference" / "seedref.py"
 
 
@@ -36,6 +40,10 @@ def script_args(overrides: list[str], data: str) -> list[str]:
     the protocol must ask for exactly that; the crop is crop_frac of the data's photo size.
     """
     cfg = load_config("seed", overrides)
+    seed_recipe = load_config("seed")
+    unsupported = sorted(k for k in cfg if k not in SCRIPT_KEYS and cfg[k] != seed_recipe.get(k))
+    if unsupported:
+        raise ConfigError(f"the reference script cannot change {unsupported}; it takes {sorted(SCRIPT_KEYS)}")
     if cfg.model not in OFFLINE_WEIGHTS or str(cfg.pretrained).lower() not in ("true", "1", "yes"):
         raise ConfigError(f"the reference row needs pretrained=true and one of {sorted(OFFLINE_WEIGHTS)} "
                           f"(got model={cfg.model} pretrained={cfg.pretrained}): use --protocol cpu")

@@ -116,6 +116,15 @@ def test_reference_row_runs_the_yardstick_at_the_protocols_settings(tiny_data, t
                        str(script), "epochs=3"]) == 2
     assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "q",
                        "--reference", str(tmp_path / "none.py")]) == 2
+    # another seed of the reference: its own row, compared with the reference; a change it can't make: refused
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference,reference+seed=7", "--name", "p",
+                       "--reference", str(script)]) == 0
+    args = json.loads((run.parent / "reference+seed=7" / "seedref.json").read_text())["args"]
+    assert dict(zip(args[::2], args[1::2]))["--seed"] == "7"
+    line = next(l for l in (run.parent / "results.md").read_text().splitlines() if l.startswith("| reference+seed=7"))
+    assert line.split(" | ")[4].startswith("+0.0000 [")  # same fake predictions: no difference from reference
+    assert bench.main(["--data", str(tiny_data), "--recipes", "reference+loss=ce", "--name", "p2",
+                       "--reference", str(script)]) == 2
 
 
 def test_reference_row_needs_offline_lite_weights(tiny_data, tmp_path, monkeypatch, capsys):
