@@ -46,7 +46,11 @@ class Weights:
     source: str  # none | file | package | hub-cache | download
     tag: str  # the model with its pretrained tag, e.g. resnet18.tv_in1k
     path: str = ""
-    sha256: str = ""
+
+    @property
+    def sha256(self) -> str:
+        """Hashed when asked for (the run's record, the weights command), not on every model build."""
+        return file_sha256(self.path) if self.path else ""
 
     def record(self) -> str:
         """What a run writes down: enough to know it was trained from exactly these weights."""
@@ -63,7 +67,7 @@ def wants_pretrained(value) -> bool | None:
     return None
 
 
-def sha256(path) -> str:
+def file_sha256(path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -128,7 +132,7 @@ def from_hub(tag: str, download: bool, tried: list[str]) -> Weights | None:
     for name in names:
         cached = hf.try_to_load_from_cache(repo, name)
         if isinstance(cached, str):
-            return Weights("hub-cache", tag, cached, sha256(cached))
+            return Weights("hub-cache", tag, cached)
     tried.append(f"the hub cache ({repo}: {', '.join(names)} not there)")
     if not download:
         return None
@@ -139,7 +143,7 @@ def from_hub(tag: str, download: bool, tried: list[str]) -> Weights | None:
     for name in names:
         try:
             path = hf.hf_hub_download(repo, name)
-            return Weights("download", tag, path, sha256(path))
+            return Weights("download", tag, path)
         except Exception as e:  # a missing file, a network error: try the next name, then report
             errors.append(f"{name}: {type(e).__name__}")
     tried.append(f"downloading from the Hugging Face hub ({repo}): {'; '.join(errors)}")
@@ -155,13 +159,13 @@ def resolve(model: str, pretrained, download: bool = True) -> Weights:
         path = Path(str(pretrained))
         if not path.is_file():
             raise WeightsError(f"pretrained={path}: no such file")
-        return Weights("file", model, str(path), sha256(path))
+        return Weights("file", model, str(path))
     tag = model_tag(model)  # an unknown model or tag fails here, before any search
     tried: list[str] = []
     if model in OFFLINE_WEIGHTS:
         try:
             path = package_file(model)
-            return Weights("package", model, str(path), sha256(path))
+            return Weights("package", model, str(path))
         except WeightsError as e:
             tried.append(f"the offline package: {e}")
     try:
@@ -205,7 +209,7 @@ def main(argv=None) -> int:
             torch.save(state, tmp)
             os.replace(tmp, target)
         print(f"{name}: {w.tag} from {w.source} ({w.path}), {len(state)} tensors, source sha256 {w.sha256}\n"
-              f"  -> {target} (sha256 {sha256(target)}); use pretrained={target}")
+              f"  -> {target} (sha256 {file_sha256(target)}); use pretrained={target}")
     return code
 
 

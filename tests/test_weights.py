@@ -54,7 +54,7 @@ def test_order_file_then_package_then_cache_then_download(tmp_path, monkeypatch,
                                                                            else None))
     w = resolve("test_resnet", "true")
     assert (w.source, w.path, w.tag) == ("hub-cache", str(path), "test_resnet.r160_in1k")
-    assert w.sha256 == weights.sha256(path) and asked[0][0] == "timm/test_resnet.r160_in1k"
+    assert w.sha256 == weights.file_sha256(path) and asked[0][0] == "timm/test_resnet.r160_in1k"
     # not in the cache, and the hub answers: downloaded (the hub client caches it itself)
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
     monkeypatch.setattr(weights, "hub_reachable", lambda timeout=5.0: True)
@@ -129,7 +129,7 @@ def test_a_run_records_its_weights(tiny_data, tmp_path, monkeypatch, offline, hu
                           *FAST, "model=test_resnet", f"pretrained={path}", "folds=0"])
     assert code == 0
     run = tmp_path / "out" / "r"
-    record = f"test_resnet sha256:{weights.sha256(path)} (file)"
+    record = f"test_resnet sha256:{weights.file_sha256(path)} (file)"
     assert yaml.safe_load((run / "config.yaml").read_text())["weights"] == record
     assert torch.load(run / "fold0_best.pt", weights_only=False)["config"]["weights"] == record
     assert record in (run / "report.md").read_text()
