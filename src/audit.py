@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from . import labels as L
-from .infer import PROB_COLS
-from .predict import resolve_run
-from .runtime import first_free
+from .labels import PROB_COLS
+from .run_dir import find_run
 
 BAND_AGE = {0: 25, 1: 45, 2: 60}  # an age inside each band, used when suggesting a fix
 NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}
@@ -107,7 +106,7 @@ def score_against_noise(cands: pd.DataFrame, audited: set[str], noise: pd.DataFr
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh audit", description=__doc__,
+    ap = argparse.ArgumentParser(prog="run.sh audit", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
     ap.add_argument("--noise-log", type=Path, help="CSV id,noise of injected label noise (stand-in builder)")
@@ -115,20 +114,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=0.5)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        run_dir = resolve_run(a.run)
+        run = find_run(a.run)
+        oof = run.load_oof()
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    parts = sorted(run_dir.glob("fold*_oof.csv"))
-    if not parts:
-        print(f"error: {run_dir} has no out-of-fold predictions (fold*_oof.csv)", file=sys.stderr)
-        return 2
-    oof = pd.concat([pd.read_csv(p, dtype={"person": str}) for p in parts], ignore_index=True)
     scores = person_scores(oof)
     cands = candidates(scores, a.threshold)
-    out = first_free(run_dir, "audit", ".csv")  # an earlier, maybe reviewed, audit is kept
+    out = run.new_audit_file()
     as_corrections(cands).to_csv(out, index=False, float_format="%.4f")
-    print(f"audited {len(scores)} persons from {len(parts)} fold(s): {len(cands)} candidate(s) "
+    print(f"audited {len(scores)} persons from {oof['fold'].nunique()} fold(s): {len(cands)} candidate(s) "
           f"({', '.join(f'{k} {n}' for k, n in cands['kind'].value_counts().items()) or 'none'}) -> {out}")
     if a.noise_log:
         table = score_against_noise(cands, set(scores["id"]), pd.read_csv(a.noise_log, dtype=str), a.top)

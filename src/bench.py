@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ROOT, ConfigError, load_config, matches_saved, resolve_recipe
-from .data import load_eval
-from .infer import PROB_COLS
-from .metrics import paired_bootstrap
-from .pipeline import RESUME_FREE_KEYS
-from .pipeline import main as pipeline_main
 from . import reference
+from .config import DEFAULTS, ROOT, ConfigError, load_config, matches_saved, resolve_recipe
+from .data import find_data, load_eval
+from .labels import PROB_COLS
+from .metrics import paired_bootstrap
+from .pipeline import USER_ERRORS, run_job
+from .run_dir import RESUME_FREE_KEYS, RunDir
+from .submission import read_eval_probs
 
 PROTOCOLS = {
     "cpu": ["model=tf_efficientnet_lite0", "pretrained=true", "img_size=149,112", "crop_frac=0.78125", "epochs=3",
@@ -51,14 +52,15 @@ def recipe_parts(spec: str) -> tuple[str, list[str]]:
     return base, changes
 
 
-def same_config(run_dir: Path, recipe: str, overrides: list[str], data: str) -> bool:
+def same_config(run: RunDir, recipe: str, overrides: list[str]) -> bool:
     """Would this recipe, run now, use the config the finished run used?"""
-    return matches_saved(run_dir / "config.yaml", load_config(recipe, overrides),
-                         RESUME_FREE_KEYS | {"data_dir", "recipe", "weights"})
+    return matches_saved(run.config, load_config(recipe, overrides),
+                         RESUME_FREE_KEYS | {"data_dir", "data", "recipe", "weights"})
 
 
-def row_for(run_dir: Path, recipe: str) -> dict:
-    m = json.loads((run_dir / "metrics.json").read_text())
+def row_for(run: RunDir, recipe: str) -> dict:
+    m = run.read_metrics()
+    run_dir = run.path
     wall = m.get("wall_seconds", 0.0)
     ev = m.get("eval") or {}
     folds = m.get("folds") or []
@@ -69,12 +71,12 @@ def row_for(run_dir: Path, recipe: str) -> dict:
             "train_img_s": sum(f["train_img_s"] for f in folds) / max(len(folds), 1), "wall_s": wall}
 
 
-def eval_predictions(run_dir: Path, truth: pd.DataFrame) -> np.ndarray | None:
-    """The run's predicted class per eval photo, in `truth`'s order; None if it has no eval_probs.csv."""
-    probs = run_dir / "eval_probs.csv"
-    if not probs.is_file():
+def eval_predictions(run: RunDir, truth: pd.DataFrame) -> np.ndarray | None:
+    """The run's predicted class per eval photo, in `truth`'s order; None if it has no eval probabilities."""
+    probs = read_eval_probs(run)
+    if probs is None:
         return None
-    both = truth[["ImageID"]].merge(pd.read_csv(probs), on="ImageID", how="left", validate="one_to_one")
+    both = truth[["ImageID"]].merge(probs, on="ImageID", how="left", validate="one_to_one")
     return both[PROB_COLS].to_numpy().argmax(1)
 
 
@@ -87,7 +89,7 @@ def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> None
     truth = load_eval(data, check_pixels=False).sort_values("ImageID")  # a fixed order: reproducible resamples
     if "true" not in truth:  # no eval/answers.csv: no eval scores to compare
         return
-    preds = {r["recipe"]: eval_predictions(out / r["recipe"], truth) for r in rows}
+    preds = {r["recipe"]: eval_predictions(RunDir(out / r["recipe"]), truth) for r in rows}
     for r in rows:
         for key, ref in (("ci_vs_baseline", baseline), ("ci_vs_base", recipe_parts(r["recipe"])[0])):
             if ref != r["recipe"] and preds.get(ref) is not None and preds[r["recipe"]] is not None:
@@ -175,24 +177,28 @@ TRAINED, REUSED = 0, -1  # what run_recipe / run_reference did; any other value 
 def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list[str], data: str) -> int:
     """Train one recipe into out/<recipe>, or reuse it when it finished earlier with the same config."""
     base, changes = recipe_parts(recipe)
-    if (out / recipe / "metrics.json").exists():  # finished earlier under this bench: reuse it
-        if not same_config(out / recipe, base, [*overrides, *changes], data):
-            print(f"error: recipe {recipe} has changed since bench {name} ran it ({out / recipe}); "
+    run = RunDir(out / recipe)
+    if run.finished():  # finished earlier under this bench: reuse it
+        if not same_config(run, base, [*overrides, *changes]):
+            print(f"error: recipe {recipe} has changed since bench {name} ran it ({run}); "
                   f"use another --name", file=sys.stderr)
             return 2
-        print(f"bench {name}: recipe {recipe} already finished in {out / recipe}, reusing it", flush=True)
+        print(f"bench {name}: recipe {recipe} already finished in {run}, reusing it", flush=True)
         return REUSED
     print(f"\n=== bench {name}: recipe {recipe} ({protocol} protocol) ===", flush=True)
-    # same --name and --output: an interrupted bench continues its unfinished runs
-    return pipeline_main(["--data", data, "--config", base, "--name", recipe, "--output", str(out),
-                          *overrides, *changes])
+    try:  # same name and output: an interrupted bench continues its unfinished runs
+        run_job(data, base, [*overrides, *changes], recipe, out)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return TRAINED
 
 
 def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str, overrides: list[str],
                   data: str) -> int:
     """The parity row: the yardstick script at the protocol's settings (see src/reference.py);
     `reference+seed=1` changes what the script can change (seed, epochs, lr, ...)."""
-    reused = (out / recipe / "metrics.json").exists()  # reference.run checks its settings are the same
+    reused = RunDir(out / recipe).finished()  # reference.run checks its settings are the same
     if not reused:
         print(f"\n=== bench {name}: the reference {script} as {recipe} ({protocol} protocol) ===", flush=True)
     code = reference.run(script, out / recipe, [*overrides, *recipe_parts(recipe)[1]], data)
@@ -200,9 +206,9 @@ def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="competition-layout data (default: input/standin, else input/data)")
+    ap.add_argument("--data", help="competition-layout data (default: input/data, else input/standin)")
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
     ap.add_argument("--recipes", default="seed,recommended", help="comma-separated; the first is the baseline")
     ap.add_argument("--name", help="bench name (default: <protocol>-<timestamp>)")
@@ -218,13 +224,11 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    data = a.data
-    if not data:
-        data = next((str(d) for d in (ROOT / "input" / "standin", ROOT / "input" / "data")
-                     if (d / "train" / "train.csv").exists()), None)
-        if data is None:
-            print("error: no --data, and neither input/standin nor input/data exists", file=sys.stderr)
-            return 2
+    found = find_data(a.data, DEFAULTS["data_dir"])
+    if found is None:
+        print("error: no --data, and neither input/data nor input/standin exists", file=sys.stderr)
+        return 2
+    data = str(found)
     name = a.name or f"{a.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = ROOT / "output" / "bench" / name
     if (out / "results.json").exists():
@@ -243,7 +247,7 @@ def main(argv=None) -> int:
             code = run_recipe(out, name, recipe, a.protocol, overrides, data)
         if code not in (TRAINED, REUSED):
             return code
-        rows.append(row_for(out / recipe, recipe))
+        rows.append(row_for(RunDir(out / recipe), recipe))
         if code == TRAINED:
             text, written = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0]), len(rows)
     if written < len(rows):  # reused recipes after the last trained one (or only reused ones)

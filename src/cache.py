@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ROOT, image_size
+from .config import ROOT
 from .faces import DETECT_SIDE, MIN_PROB
 from .runtime import progress
 from .transforms import Geometry
@@ -25,7 +25,7 @@ CACHE_VERSION = 2  # bump when the preprocessing code changes meaning (2: crop f
 
 
 def settings(cfg) -> dict:
-    h, w = image_size(cfg)
+    h, w = cfg.img_size
     conf = {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac, "crop": cfg.crop,
             "resize": cfg.resize}
     if cfg.crop == "face":  # boxes follow from the file contents and these detector settings
@@ -41,17 +41,19 @@ def fingerprint(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
-def cache_dir(cfg) -> Path:
-    d = Path(cfg.cache_dir or "output/cache")
+def cache_root(setting: str, output: Path) -> Path:
+    """Where caches go: the `cache_dir` setting, or <output>/cache when it is empty."""
+    d = Path(setting) if setting else Path(output) / "cache"
     return d if d.is_absolute() else ROOT / d
 
 
-def load_or_build(paths: list[str], cfg, desc: str = "caching images", boxes: dict | None = None) -> np.ndarray:
-    """The (N, H, W, 3) uint8 array for `paths`, memory-mapped; built first if absent or stale."""
+def load_or_build(paths: list[str], cfg, root: Path, desc: str = "caching images",
+                  boxes: dict | None = None) -> np.ndarray:
+    """The (N, H, W, 3) uint8 array for `paths` in the folder `root`, memory-mapped; built first if
+    absent or stale."""
     paths = [str(Path(p).resolve()) for p in paths]
     conf = settings(cfg)
     name = hashlib.sha1(json.dumps([conf, paths]).encode()).hexdigest()[:20]
-    root = cache_dir(cfg)
     root.mkdir(parents=True, exist_ok=True)
     array_path, meta_path = root / f"{name}.npy", root / f"{name}.json"
     current = fingerprint(paths)
@@ -67,7 +69,7 @@ def load_or_build(paths: list[str], cfg, desc: str = "caching images", boxes: di
 
 
 def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None = None) -> None:
-    h, w = image_size(cfg)
+    h, w = cfg.img_size
     tmp = array_path.with_name(array_path.name + ".part.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
     if boxes is not None:  # boxes are keyed by the paths as given; the cache uses resolved paths

@@ -1,97 +1,297 @@
 """Run configuration: defaults, overlaid by a recipe file, overlaid by `key=value` overrides.
 
-The merged config is a plain dict (saved as `config.yaml` in the run directory) wrapped in
-`Config` for attribute access. Every key must exist in DEFAULTS, so a typo fails loudly
-instead of being silently ignored.
+Parsed once, here: `load_config` turns the text of every key into its real type (image size as
+an (H, W) pair, folds as a tuple of fold numbers, task weights as floats, ...), checks it against
+the table KEYS and returns a frozen `Config`. Nothing else parses config text. Every key must
+exist in KEYS, so a typo fails loudly instead of being silently ignored. `Config.saved()` is the
+text form written to `config.yaml`; loading that file gives the same Config back.
 """
 from __future__ import annotations
 
-import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable
 
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = ROOT / "configs"
 
-DEFAULTS: dict = {
-    # data
-    "data_dir": "input/data",
-    "corrections": "",          # "" (none), a CSV path, or a name of a file in configs/corrections/
-    # folds
-    "n_folds": 5,
-    "folds": "all",             # which folds to train: "all" or e.g. "0" / "0,2"
-    "seed": 42,
-    "age_boundary": 60,         # training-time boundary of the >=60 band; reports always use 60
-    "drop_ages": "",            # e.g. "57-59": persons of these ages are left out of training
-    "sampler": "random",        # random | balanced (each class drawn equally often, with replacement)
-    "cutmix": 0.0,              # probability that a batch is made of left+right halves of two faces
-    # model
-    "model": "resnet18",
-    "pretrained": "false",      # false | true | path to a state_dict file
-    "drop_rate": 0.0,
-    "head_init": "torch",       # torch: PyTorch's default Linear init of the classifier | timm: the model's own
-    "head": "single",           # single: one 18-way head | multi: mask/gender/age heads, product of probabilities
-    "task_weights": "1,1,1",    # multi head: loss weights of mask, gender, age
-    # input
-    "img_size": "320,240",      # network input H,W (an int means H with W = 3/4 H)
-    "crop_frac": 0.75,          # centre crop keeps this fraction of each side of the photo
-    "resize": "antialias",      # antialias: bilinear over the whole footprint (PIL) | plain: OpenCV bilinear
-    "crop": "center",           # center | face (MTCNN box + face_margin; centre crop where no face is found)
-    "face_margin": 0.3,         # face crop: grow the box by this fraction of its size on every side
-    "hflip": 0.5,               # training-time horizontal flip probability
-    "shift_px": 0,              # training-time random shift of up to this many pixels (crop jitter)
-    "color_jitter": 0.0,        # training-time brightness and contrast factors in 1 +- this
-    # optimisation
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 8e-5,
-    "scheduler": "none",        # none | cosine (per-epoch cosine decay from lr towards 0)
-    "weight_decay": 0.0,
-    "loss": "focal",            # focal | ce | weighted_ce | smooth | f1 (soft macro-F1) | focal_f1 (their sum)
-    "focal_gamma": 2.0,
-    "label_smoothing": 0.1,     # used by loss=smooth
-    # inference
-    "tta": "flip",              # none | flip
-    # data path
-    "cache": True,              # decode+resize+crop once into a memory-mapped uint8 cache
-    "cache_dir": "",            # "" = <output>/cache, shared by all runs
-    # machine
-    "device": "auto",           # auto | cpu | cuda | cuda:N
-    "amp": True,                # mixed precision on CUDA (ignored on CPU)
-    "amp_dtype": "auto",        # auto (bf16 where the GPU has it, else fp16 + loss scaling) | bf16 | fp16
-    "channels_last": True,      # NHWC memory layout (faster on GPUs and on oneDNN CPUs)
-    "num_workers": 2,
-    "parallel_folds": 0,        # >1: train that many folds at once, one per visible GPU (or CPU process)
-    "threads": 0,               # torch CPU threads; 0 = torch's default
-    "max_images": 0,            # >0: train on about this many photos (whole persons, random; quick checks)
-}
-
-
-# What a run saved before a key existed actually did, where that differs from today's default:
-# such a run must not count as made with the new default (bench reuse, resume).
-LEGACY = {"head_init": "timm", "resize": "plain"}
-
-
-# Keys a saved run config holds besides settings: what the run was made from, written by the pipeline.
-RECORDS = {"recipe", "weights"}  # the recipe's name; the initial weights (tag, sha256, source)
-
 
 class ConfigError(ValueError):
     """A recipe file or override that cannot be applied."""
 
 
-class Config(dict):
-    """A dict whose keys are also attributes (cfg.lr == cfg['lr'])."""
+# ---- parsers: text (or a YAML scalar) -> typed value; each also accepts its own output ----------
+
+def boolean(raw) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    low = str(raw).lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable:
+    def parse(raw) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        try:
+            v = int(str(raw))
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ValueError(f"must be in {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+        return v
+    return parse
+
+
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable:
+    def parse(raw) -> float:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        try:
+            v = float(str(raw))
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise ValueError(f"must be {'>' if lo_open else '>='} {lo:g}")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be <= {hi:g}")
+        return v
+    return parse
+
+
+def choice(*options: str) -> Callable:
+    def parse(raw) -> str:
+        v = str(raw)
+        if v not in options:
+            raise ValueError(f"choose one of {', '.join(options)}")
+        return v
+    return parse
+
+
+def text(raw) -> str:
+    return "" if raw is None else str(raw)
+
+
+def image_size(raw) -> tuple[int, int]:
+    """(H, W) from "H,W", or H alone with W = 3/4 H like the 512x384 photos."""
+    parts = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
+    try:
+        sizes = [int(x) for x in parts]
+    except ValueError:
+        raise ValueError("expected H or H,W") from None
+    if len(sizes) == 1:
+        sizes = [sizes[0], max(8, int(round(sizes[0] * 0.75 / 8)) * 8)]
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ValueError("expected H or H,W (positive)")
+    return sizes[0], sizes[1]
+
+
+def fold_list(raw) -> tuple[int, ...] | str:
+    """'all' or sorted fold numbers; checked against n_folds in `_cross_checks`."""
+    if isinstance(raw, (tuple, list)):
+        return tuple(sorted({int(x) for x in raw}))
+    if str(raw).strip() == "all":
+        return "all"
+    try:
+        folds = tuple(sorted({int(x) for x in str(raw).split(",") if x.strip() != ""}))
+    except ValueError:
+        raise ValueError("expected 'all' or fold numbers like 0,2") from None
+    if not folds:
+        raise ValueError("expected 'all' or fold numbers like 0,2")
+    return folds
+
+
+def task_weights(raw) -> tuple[float, float, float]:
+    parts = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
+    try:
+        w = tuple(float(x) for x in parts)
+    except ValueError:
+        w = ()
+    if len(w) != 3 or min(w) < 0:
+        raise ValueError("expected three non-negative numbers mask,gender,age")
+    return w
+
+
+def age_range(raw) -> tuple[int, int] | None:
+    """`57-59`: persons of these ages are left out of training (never out of validation)."""
+    if raw is None or isinstance(raw, (tuple, list)):
+        return None if not raw else (int(raw[0]), int(raw[1]))
+    s = str(raw).strip()
+    if not s:
+        return None
+    try:
+        lo, hi = (int(x) for x in s.split("-"))
+    except ValueError:
+        raise ValueError("expected a range like 57-59") from None
+    if lo > hi:
+        raise ValueError("the range is empty")
+    return lo, hi
+
+
+def weights_spec(raw) -> str:
+    """false | true | a path: normalised text (weights.resolve finds the file)."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    return str(raw)
+
+
+def _joined(values, fmt="{}") -> str:
+    return ",".join(fmt.format(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any                                   # as a recipe file writes it
+    parse: Callable                                # text -> typed value; ValueError says what is wrong
+    dump: Callable = lambda v: v                   # typed value -> what config.yaml holds
+    doc: str = ""
+
+
+KEYS: dict[str, Key] = {
+    # data
+    "data_dir": Key("input/data", text, doc="competition-layout data (--data wins)"),
+    "corrections": Key("", text, doc="'' (none), a CSV path, or a name of a file in configs/corrections/"),
+    # folds
+    "n_folds": Key(5, integer(2)),
+    "folds": Key("all", fold_list, lambda v: v if v == "all" else _joined(v),
+                 doc="which folds to train: all or e.g. 0 / 0,2"),
+    "split": Key("stratified", choice("stratified", "iterative"),
+                 doc="stratified: StratifiedKFold over gender x age band | iterative: also balance the ages "
+                     "next to the training-time boundary (iterative-stratification)"),
+    "seed": Key(42, integer()),
+    "age_boundary": Key(60, integer(31, 60), doc="training-time boundary of the >=60 band; reports always use 60"),
+    "drop_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
+                     doc="e.g. 57-59: persons of these ages are left out of training"),
+    "sampler": Key("random", choice("random", "balanced"),
+                   doc="balanced: each class drawn equally often, with replacement"),
+    "cutmix": Key(0.0, number(0, 1), doc="probability that a batch is made of left+right halves of two faces"),
+    # model
+    "model": Key("resnet18", text),
+    "pretrained": Key("false", weights_spec, doc="false | true | path to a state_dict file"),
+    "drop_rate": Key(0.0, number(0, 1)),
+    "head_init": Key("torch", choice("torch", "timm"),
+                     doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),
+    "head": Key("single", choice("single", "multi"),
+                doc="single: one 18-way head | multi: mask/gender/age heads, product of probabilities"),
+    "task_weights": Key("1,1,1", task_weights, lambda v: _joined(v, "{:g}"),
+                        doc="multi head: loss weights of mask, gender, age"),
+    # input
+    "img_size": Key("320,240", image_size, _joined, doc="network input H,W (an int means H with W = 3/4 H)"),
+    "crop_frac": Key(0.75, number(0, 1, lo_open=True), doc="centre crop keeps this fraction of each side"),
+    "resize": Key("antialias", choice("antialias", "plain"),
+                  doc="antialias: bilinear over the whole footprint (PIL) | plain: OpenCV bilinear"),
+    "crop": Key("center", choice("center", "face"),
+                doc="center | face (MTCNN box + face_margin; centre crop where no face is found)"),
+    "face_margin": Key(0.3, number(0)),
+    "hflip": Key(0.5, number(0, 1)),
+    "shift_px": Key(0, integer(0)),
+    "color_jitter": Key(0.0, number(0, 1)),
+    # optimisation
+    "epochs": Key(10, integer(1)),
+    "batch_size": Key(64, integer(1)),
+    "lr": Key(8e-5, number(0, lo_open=True)),
+    "scheduler": Key("none", choice("none", "cosine"), doc="cosine: per-epoch cosine decay from lr towards 0"),
+    "weight_decay": Key(0.0, number(0)),
+    "loss": Key("focal", choice("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")),
+    "focal_gamma": Key(2.0, number(0)),
+    "label_smoothing": Key(0.1, number(0, 1)),
+    # inference
+    "tta": Key("flip", choice("none", "flip")),
+    # data path
+    "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
+    "cache_dir": Key("", text, doc="'' = <output>/cache, shared by all runs"),
+    # machine
+    "device": Key("auto", text, doc="auto | cpu | cuda | cuda:N"),
+    "amp": Key(True, boolean, doc="mixed precision on CUDA (ignored on CPU)"),
+    "amp_dtype": Key("auto", choice("auto", "bf16", "fp16")),
+    "channels_last": Key(True, boolean),
+    "num_workers": Key(2, integer(0)),
+    "parallel_folds": Key(0, integer(0)),
+    "threads": Key(0, integer(0)),
+    "max_images": Key(0, integer(0)),
+}
+
+DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
+LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
+
+# What a run saved before a key existed actually did, where that differs from today's default:
+# such a run must not count as made with the new default (bench reuse, resume).
+LEGACY = {"head_init": "timm", "resize": "plain"}
+
+# Keys a saved run config holds besides settings: what the run was made from, written by the pipeline.
+RECORDS = ("recipe", "weights", "data")  # the recipe's name; initial weights (tag, sha256, source); data folder
+
+
+class Config(Mapping):
+    """Typed, frozen settings of a run (cfg.lr == cfg['lr']) plus its records; `replace` makes a new one."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping):
+        object.__setattr__(self, "_values", MappingProxyType(dict(values)))
 
     def __getattr__(self, key):
         try:
-            return self[key]
-        except KeyError as e:
-            raise AttributeError(key) from e
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
 
     def __setattr__(self, key, value):
-        self[key] = value
+        raise AttributeError(f"a Config is frozen: use cfg.replace({key}=...)")
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __repr__(self):
+        return f"Config({dict(self._values)})"
+
+    def replace(self, **changes) -> Config:
+        return _build({**self._values, **changes}, {k: "replace" for k in changes})
+
+    def saved(self) -> dict:
+        """The text form config.yaml holds (records included when set)."""
+        out = {k: KEYS[k].dump(self._values[k]) for k in KEYS}
+        out.update({k: self._values[k] for k in RECORDS if self._values.get(k) is not None})
+        return out
+
+
+def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
+    """Parse every key once; errors name where the bad value came from."""
+    values = {}
+    for k, key in KEYS.items():
+        try:
+            values[k] = key.parse(raw[k])
+        except ValueError as e:
+            where = sources.get(k, "defaults")
+            raise ConfigError(f"{where}: {k}={raw[k]}: {e}") from None
+    for k in RECORDS:
+        values[k] = raw.get(k)
+    _cross_checks(values, sources)
+    return Config(values)
+
+
+def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
+    """Checks of one key against another: the folds against n_folds."""
+    n = values["n_folds"]
+    if values["folds"] == "all":
+        values["folds"] = tuple(range(n))
+    elif any(not 0 <= f < n for f in values["folds"]):
+        raise ConfigError(f"{sources.get('folds', 'defaults')}: folds={_joined(values['folds'])}: fold numbers "
+                          f"must be in 0..{n - 1} (n_folds={n})")
 
 
 def resolve_recipe(name_or_path: str) -> Path:
@@ -106,161 +306,61 @@ def resolve_recipe(name_or_path: str) -> Path:
     raise ConfigError(f"config '{name_or_path}' not found: not a file, and not one of {known}")
 
 
-def _coerce(key: str, raw: str, default):
-    """Turn the text of an override into the type of its default."""
-    if isinstance(default, bool):
-        low = raw.lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key}={raw}: expected true/false")
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{key}={raw}: expected an integer") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{key}={raw}: expected a number") from None
-    return raw
-
-
 def _check_keys(source: str, keys, records: bool = False) -> None:
-    unknown = sorted(set(keys) - set(DEFAULTS) - (RECORDS if records else set()))
+    unknown = sorted(set(keys) - set(KEYS) - (set(RECORDS) if records else set()))
     if unknown:
-        raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(DEFAULTS)}")
+        raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(KEYS)}")
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value")
+    return loaded
 
 
 def load_config(recipe: str | None = "seed", overrides: list[str] | None = None) -> Config:
-    cfg = copy.deepcopy(DEFAULTS)
+    raw, sources = dict(DEFAULTS), {}
     if recipe:
         path = resolve_recipe(recipe)
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of key: value")
+        loaded = read_yaml(path)
         _check_keys(str(path), loaded, records=True)  # a saved run config holds its records too
-        name = loaded.pop("recipe", None) or path.stem  # a saved run config keeps its recipe's name
-        if "weights" in loaded:
-            cfg["weights"] = loaded.pop("weights")
-        for k, v in loaded.items():
-            cfg[k] = _coerce(k, str(v), DEFAULTS[k]) if not isinstance(v, type(DEFAULTS[k])) else v
-        cfg["recipe"] = name
+        raw.update(loaded)
+        sources.update({k: str(path) for k in loaded})
+        raw["recipe"] = loaded.get("recipe") or path.stem  # a saved run config keeps its recipe's name
     else:
-        cfg["recipe"] = "defaults"
+        raw["recipe"] = "defaults"
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         k, v = item.split("=", 1)
         _check_keys("command line", [k])
-        cfg[k] = _coerce(k, v, DEFAULTS[k])
-    validate(cfg)
-    return Config(cfg)
+        raw[k] = v
+        sources[k] = "command line"
+    return _build(raw, sources)
 
 
-def validate(cfg: dict) -> None:
-    if cfg["loss"] not in LOSSES:
-        raise ConfigError(f"loss={cfg['loss']}: choose one of {', '.join(LOSSES)}")
-    if cfg["scheduler"] not in ("none", "cosine"):
-        raise ConfigError(f"scheduler={cfg['scheduler']}: choose none or cosine")
-    if cfg["crop"] not in ("center", "face"):
-        raise ConfigError(f"crop={cfg['crop']}: choose center or face")
-    if cfg["head_init"] not in ("torch", "timm"):
-        raise ConfigError(f"head_init={cfg['head_init']}: choose torch or timm")
-    if cfg["amp_dtype"] not in ("auto", "bf16", "fp16"):
-        raise ConfigError(f"amp_dtype={cfg['amp_dtype']}: choose auto, bf16 or fp16")
-    if cfg["resize"] not in ("antialias", "plain"):
-        raise ConfigError(f"resize={cfg['resize']}: choose antialias or plain")
-    if cfg["head"] not in ("single", "multi"):
-        raise ConfigError(f"head={cfg['head']}: choose single or multi")
-    task_weights(cfg)
-    if cfg["sampler"] not in ("random", "balanced"):
-        raise ConfigError(f"sampler={cfg['sampler']}: choose random or balanced")
-    drop_ages(cfg)
-    if not 0 <= cfg["cutmix"] <= 1:
-        raise ConfigError("cutmix must be a probability in [0, 1]")
-    if cfg["tta"] not in ("none", "flip"):
-        raise ConfigError(f"tta={cfg['tta']}: choose none or flip")
-    if not 30 < cfg["age_boundary"] <= 60:
-        raise ConfigError(f"age_boundary={cfg['age_boundary']}: must be in 31..60")
-    if cfg["n_folds"] < 2:
-        raise ConfigError("n_folds must be at least 2")
-    if not 0 < cfg["crop_frac"] <= 1:
-        raise ConfigError("crop_frac must be in (0, 1]")
-    image_size(cfg)
-    selected_folds(cfg)
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.saved(), sort_keys=True))
 
 
-LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
+def completed(saved: Mapping) -> Config:
+    """A config saved by an older version: the keys added since then take the value the code then
+    used (LEGACY, else the default), so the run is reproduced as it was made."""
+    raw = {**DEFAULTS, **LEGACY, **saved}
+    if not raw.get("data"):
+        raw["data"] = saved.get("data_dir")  # older runs wrote the data folder they used into data_dir
+    return _build(raw, {k: "saved config" for k in saved})
 
 
-def task_weights(cfg: dict) -> tuple[float, float, float]:
-    try:
-        w = tuple(float(x) for x in str(cfg["task_weights"]).split(","))
-    except ValueError:
-        w = ()
-    if len(w) != 3 or min(w) < 0:
-        raise ConfigError(f"task_weights={cfg['task_weights']}: expected three non-negative numbers mask,gender,age")
-    return w
+def load_saved(path: Path) -> Config:
+    return completed(read_yaml(path))
 
 
-def drop_ages(cfg: dict) -> tuple[int, int] | None:
-    """`drop_ages=57-59`: leave persons of these ages out of training (never out of validation)."""
-    raw = str(cfg["drop_ages"]).strip()
-    if not raw:
-        return None
-    try:
-        lo, hi = (int(x) for x in raw.split("-"))
-    except ValueError:
-        raise ConfigError(f"drop_ages={raw}: expected a range like 57-59") from None
-    if lo > hi:
-        raise ConfigError(f"drop_ages={raw}: the range is empty")
-    return lo, hi
-
-
-def image_size(cfg: dict) -> tuple[int, int]:
-    """Network input (H, W) from `img_size` ("H,W" or H with W = 3/4 H like the 512x384 photos)."""
-    raw = str(cfg["img_size"])
-    try:
-        parts = [int(x) for x in raw.split(",")]
-    except ValueError:
-        raise ConfigError(f"img_size={raw}: expected H or H,W") from None
-    if len(parts) == 1:
-        h = parts[0]
-        return h, max(8, int(round(h * 0.75 / 8)) * 8)
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise ConfigError(f"img_size={raw}: expected H or H,W")
-
-
-def selected_folds(cfg: dict) -> list[int]:
-    raw = str(cfg["folds"]).strip()
-    if raw == "all":
-        return list(range(cfg["n_folds"]))
-    try:
-        folds = sorted({int(x) for x in raw.split(",") if x.strip() != ""})
-    except ValueError:
-        raise ConfigError(f"folds={raw}: expected 'all' or fold numbers like 0,2") from None
-    bad = [f for f in folds if not 0 <= f < cfg["n_folds"]]
-    if bad or not folds:
-        raise ConfigError(f"folds={raw}: fold numbers must be in 0..{cfg['n_folds'] - 1}")
-    return folds
-
-
-def save_config(cfg: dict, path: Path) -> None:
-    path.write_text(yaml.safe_dump(dict(cfg), sort_keys=True))
-
-
-def completed(saved: dict) -> Config:
-    """A config saved by an older version with every key: the keys added since then take the
-    value the code then used (LEGACY, else the default), so the run is reproduced as it was made."""
-    return Config({**DEFAULTS, **LEGACY, **saved})
-
-
-def matches_saved(path: Path, cfg: dict, ignore: set[str]) -> bool:
+def matches_saved(path: Path, cfg: Config, ignore: set[str]) -> bool:
     """Does `cfg` equal the config saved at `path`, apart from the `ignore` keys?"""
-    saved = completed(yaml.safe_load(Path(path).read_text()) or {})
-    now = yaml.safe_load(yaml.safe_dump(dict(cfg)))  # the same types the file holds
-    return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in now.items() if k not in ignore}
+    saved = load_saved(path)
+    return all(saved[k] == cfg[k] for k in (*KEYS, *RECORDS) if k not in ignore)

@@ -20,12 +20,29 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from . import labels as L
+from .config import ROOT
 from .runtime import progress
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 GENDERS = {"male": 0, "female": 1}
 CORRECTION_COLUMNS = ("id", "gender", "age", "mask_fix", "note")
 MASK_FIXES = ("swap", "incorrect_is_wear")
+
+
+STANDIN = ROOT / "input" / "standin"
+
+
+def find_data(given: str | Path | None, configured: str) -> Path | None:
+    """The one rule every stage uses for its data folder: --data when given; else the config's
+    `data_dir` (input/data) when that folder exists (checked like any data, so a broken one is
+    reported, not passed over); else the stand-in (input/standin) when built; else None, and the
+    stage says what it does then (the pipeline: the demo data)."""
+    if given:
+        return Path(given)
+    default = Path(configured) if Path(configured).is_absolute() else ROOT / configured
+    if default.exists():
+        return default
+    return STANDIN if (STANDIN / "train" / "train.csv").exists() else None
 
 
 class DataError(ValueError):

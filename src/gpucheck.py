@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import ROOT
+from .run_dir import RunDir
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model
@@ -46,8 +47,9 @@ def pipeline_cmd(data: Path, out: Path, name: str, *overrides: str) -> list[str]
 
 def run_metrics(out: Path, name: str) -> dict:
     """What a finished run measured: eval F1, loss finiteness, img/s, peak GPU memory."""
-    m = json.loads((out / name / "metrics.json").read_text())
-    logs = [pd.read_csv(p) for p in sorted((out / name).glob("fold*_log.csv"))]
+    run = RunDir(out / name)
+    m = run.read_metrics()
+    logs = [pd.read_csv(run.fold(f["fold"]).log) for f in m["folds"]]
     losses = [v for log in logs for v in log["train_loss"]]
     return {"eval_f1": m["eval"]["f1"], "finite_loss": all(math.isfinite(v) for v in losses),
             "img_s": sum(f["train_img_s"] for f in m["folds"]) / len(m["folds"]),
@@ -70,7 +72,7 @@ def check_resume(data, out, overrides) -> dict:
     whole = run_metrics(out, "resume-whole")
     cmd = pipeline_cmd(data, out, "resume", *overrides)
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
-    last = out / "resume" / "fold0_last.pt"
+    last = RunDir(out / "resume").fold(0).last
     while proc.poll() is None and not last.exists():
         time.sleep(0.01)  # a demo epoch takes well under a second on a GPU
     killed = proc.poll() is None
@@ -108,10 +110,10 @@ def check_parallel(data, out, overrides, gpus: int) -> dict:
 
 def check_onnx(data, out) -> dict:
     from .data import load_eval
-    from .predict import bench
+    from .predict import compare_engines
 
     paths = [Path(p) for p in load_eval(data, check_pixels=False)["path"]]
-    r = bench(out / "bf16", paths, batch_size=32)
+    r = compare_engines(RunDir(out / "bf16"), paths, batch_size=32)
     return {"ok": r["max_abs_diff"] <= 1e-4, "detail": f"onnxruntime vs PyTorch: max |diff| {r['max_abs_diff']:.1e}, "
                                                         f"{r['speedup']:.1f}x on the CPU"}
 
@@ -144,7 +146,7 @@ def write_summary(out: Path, gpu: str, results: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__,
+    ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "output" / "gpucheck")
     ap.add_argument("--only", default=",".join(CHECKS), help="comma-separated subset of the checks")
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
     attempt("resume", check_resume, data, runs, [*resume, "amp=true", "amp_dtype=bf16"])
     attempt("torchrun", check_torchrun, data, runs, [*common, "amp=true"], gpus)
     attempt("parallel", check_parallel, data, runs, [*common, "amp=true"], gpus)
-    if (runs / "bf16" / "fold0_result.json").exists():
+    if RunDir(runs / "bf16").fold(0).finished():
         attempt("onnx", check_onnx, data, runs)
     attempt("speed", check_speed, data, runs, a.device)
     summary = write_summary(a.out, gpu, results)

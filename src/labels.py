@@ -17,6 +17,9 @@ SHOT_MASK = {
 }
 SHOTS = tuple(SHOT_MASK)
 
+# the columns of the 18 class probabilities in every probabilities CSV (OOF, eval, predict)
+PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
+
 
 def age_band(age, boundary: int = TRUE_AGE_BOUNDARY):
     """0: <30, 1: 30..boundary-1, 2: >=boundary. Works on scalars and arrays."""

@@ -7,7 +7,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import labels as L
-from .config import task_weights
 
 
 class FocalLoss(nn.Module):
@@ -106,5 +105,5 @@ def build_loss(cfg, train_labels: np.ndarray) -> nn.Module:
     if cfg.head == "multi":
         m, g, a = L.decode(np.asarray(train_labels))
         return MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),
-                             task_weights(cfg))
+                             cfg.task_weights)
     return single_loss(cfg, train_labels, L.N_CLASSES)

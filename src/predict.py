@@ -20,61 +20,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn as nn
 
 from . import labels as L
-from .config import ROOT
-from .cache import cache_dir
-from .config import image_size
+from .cache import cache_root
+from .ensemble import EnsembleGraph, FoldModel, ensemble_probs, load_fold_model
 from .faces import face_boxes
-from .infer import PROB_COLS, load_fold_model, tta_views
+from .labels import PROB_COLS
+from .run_dir import OUTPUT, RunDir, find_run
 from .runtime import progress
 from .transforms import Geometry, build_augment
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-ONNX_NAME = "ensemble.onnx"
-
-
-class Ensemble(nn.Module):
-    """Mean softmax over fold models and TTA views: the same numbers as the pipeline's eval."""
-
-    def __init__(self, models, tta: str):
-        super().__init__()
-        self.models = nn.ModuleList(models)
-        self.tta = tta
-
-    def forward(self, x):
-        probs = [torch.softmax(m(v), dim=1) for m in self.models for v in tta_views(x, self.tta)]
-        return torch.stack(probs).mean(0)
-
-
-def resolve_run(run: str) -> Path:
-    p = Path(run)
-    for candidate in (p, ROOT / "output" / run):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"--run {run}: no run folder with a config.yaml (looked in {p} and output/{run})")
-
-
-def finished_checkpoints(run_dir: Path) -> list[Path]:
-    ckpts = [run_dir / f"fold{p.name[4:-12]}_best.pt" for p in sorted(run_dir.glob("fold*_result.json"))]
-    if not ckpts:
-        raise FileNotFoundError(f"{run_dir}: no finished fold (fold*_result.json) to predict with")
-    return ckpts
 
 
 class Preprocess:
     """paths -> (float batch of the readable ones, per-path error or None), as the run trained."""
 
-    def __init__(self, cfg, mean, std):
-        self.cfg = cfg
-        self.size = image_size(cfg)
-        self.augment = build_augment(cfg, mean, std, train=False)
+    def __init__(self, fm: FoldModel):
+        self.cfg = fm.cfg
+        self.size = fm.cfg.img_size
+        self.augment = build_augment(fm.cfg, fm.mean, fm.std, train=False)
 
     def __call__(self, paths: list[Path]) -> tuple[np.ndarray, list[str | None]]:
         boxes = None
         if self.cfg.crop == "face":  # new photos are detected (and cached) like the training ones
-            boxes = face_boxes([str(p) for p in paths], cache_dir(self.cfg))
+            boxes = face_boxes([str(p) for p in paths], cache_root(self.cfg.cache_dir, OUTPUT))
         geometry = Geometry(self.cfg, boxes)
         arrays, errors = [], []
         for p in paths:
@@ -89,15 +59,10 @@ class Preprocess:
         return x, errors
 
 
-def load_ensemble(run_dir: Path):
-    """(Ensemble in eval mode on CPU, Preprocess)."""
-    models, prep, tta = [], None, "flip"
-    for ck in finished_checkpoints(run_dir):
-        model, mean, std, cfg = load_fold_model(ck, torch.device("cpu"))
-        models.append(model.eval())
-        prep = Preprocess(cfg, mean, std)
-        tta = cfg.tta
-    return Ensemble(models, tta).eval(), prep
+def load_ensemble(run: RunDir) -> tuple[list[FoldModel], Preprocess]:
+    """(every finished fold's model on the CPU, channels-last: oneDNN's fast layout; the preprocessing)."""
+    models = [load_fold_model(ck, torch.device("cpu"), channels_last=True) for ck in run.best_checkpoints()]
+    return models, Preprocess(models[0])
 
 
 def collect_images(paths: list[str]) -> list[Path]:
@@ -113,14 +78,16 @@ def collect_images(paths: list[str]) -> list[Path]:
 
 
 class TorchEngine:
+    """The pipeline's own inference path (`ensemble.ensemble_probs`) on preprocessed batches."""
     name = "torch"
 
-    def __init__(self, ensemble):
-        self.ensemble = ensemble.to(memory_format=torch.channels_last)  # oneDNN's fast layout
+    def __init__(self, models: list[FoldModel]):
+        self.models = models
 
-    @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.ensemble(torch.from_numpy(x).contiguous(memory_format=torch.channels_last)).numpy()
+        batch = [(torch.from_numpy(x), None)]
+        return ensemble_probs(self.models, lambda fm: (batch, None), torch.device("cpu"), self.models[0].cfg.tta,
+                              None, True, show=False)
 
 
 class OnnxEngine:
@@ -138,13 +105,14 @@ class OnnxEngine:
         return self.session.run(None, {self.input: x})[0]
 
 
-def export_onnx(run_dir: Path) -> Path:
-    ensemble, prep = load_ensemble(run_dir)
+def export_onnx(run: RunDir) -> Path:
+    models, prep = load_ensemble(run)
+    graph = EnsembleGraph([fm.model for fm in models], models[0].cfg.tta).eval()
     h, w = prep.size
     example = torch.zeros(2, 3, h, w)
-    out = run_dir / ONNX_NAME
-    tmp = run_dir / (ONNX_NAME + ".part")
-    torch.onnx.export(ensemble, (example,), str(tmp), input_names=["image"], output_names=["probs"],
+    out = run.onnx
+    tmp = out.with_name(out.name + ".part")
+    torch.onnx.export(graph, (example,), str(tmp), input_names=["image"], output_names=["probs"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False,
                       verbose=False)
     tmp.replace(out)
@@ -153,8 +121,8 @@ def export_onnx(run_dir: Path) -> Path:
     return out
 
 
-def pick_engine(run_dir: Path, ensemble, choice: str):
-    onnx_path = run_dir / ONNX_NAME
+def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
+    onnx_path = run.onnx
     if choice in ("auto", "onnx"):
         try:
             import onnxruntime  # noqa: F401
@@ -166,13 +134,13 @@ def pick_engine(run_dir: Path, ensemble, choice: str):
         if choice == "onnx":
             raise FileNotFoundError(f"--engine onnx needs {onnx_path} (bash run.sh export --run ...) "
                                     f"and the onnxruntime package")
-    return TorchEngine(ensemble)
+    return TorchEngine(models)
 
 
-def predict(run_dir: Path, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:
-    ensemble, prep = load_ensemble(run_dir)
-    engine = pick_engine(run_dir, ensemble, engine_choice)
-    print(f"predicting {len(paths)} image(s) with {len(ensemble.models)} fold model(s) via {engine.name}",
+def predict(run: RunDir, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:
+    models, prep = load_ensemble(run)
+    engine = pick_engine(run, models, engine_choice)
+    print(f"predicting {len(paths)} image(s) with {len(models)} fold model(s) via {engine.name}",
           file=sys.stderr)
     rows = []
     starts = range(0, len(paths), batch_size)
@@ -195,15 +163,16 @@ def predict(run_dir: Path, paths: list[Path], engine_choice: str = "auto", batch
     return pd.DataFrame(rows, columns=columns)
 
 
-def bench(run_dir: Path, paths: list[Path], batch_size: int, repeats: int = 3) -> dict:
-    """images/s of PyTorch eager vs onnxruntime on the same preprocessed batches."""
-    ensemble, prep = load_ensemble(run_dir)
-    if not (run_dir / ONNX_NAME).exists():
-        export_onnx(run_dir)
+def compare_engines(run: RunDir, paths: list[Path], batch_size: int, repeats: int = 3) -> dict:
+    """images/s of PyTorch eager vs onnxruntime on the same preprocessed batches, and how far apart
+    their outputs are."""
+    models, prep = load_ensemble(run)
+    if not run.onnx.exists():
+        export_onnx(run)
     x, errors = prep(paths)
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
-    engines = [TorchEngine(ensemble), OnnxEngine(run_dir / ONNX_NAME)]
-    result, outputs = {"images": len(x), "batch_size": batch_size, "folds": len(ensemble.models)}, {}
+    engines = [TorchEngine(models), OnnxEngine(run.onnx)]
+    result, outputs = {"images": len(x), "batch_size": batch_size, "folds": len(models)}, {}
     for eng in engines:
         eng(batches[0])  # warm-up
         best = float("inf")
@@ -221,12 +190,12 @@ def bench(run_dir: Path, paths: list[Path], batch_size: int, repeats: int = 3) -
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
-        ap = argparse.ArgumentParser(prog="run.sh export")
+        ap = argparse.ArgumentParser(prog="run.sh export", allow_abbrev=False)
         ap.add_argument("--run", required=True)
         a = ap.parse_args(argv[1:])
-        export_onnx(resolve_run(a.run))
+        export_onnx(find_run(a.run))
         return 0
-    ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__,
+    ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run name under output/ or a run folder")
     ap.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
@@ -236,16 +205,16 @@ def main(argv=None) -> int:
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args(argv)
     try:
-        run_dir = resolve_run(a.run)
+        run = find_run(a.run)
         paths = collect_images(a.paths)
         if a.bench:
-            r = bench(run_dir, paths, a.batch_size)
+            r = compare_engines(run, paths, a.batch_size)
             print(f"{r['images']} images, batch {r['batch_size']}, {r['folds']} fold model(s), "
                   f"{torch.get_num_threads()} CPU threads:\n"
                   f"  PyTorch eager  {r['torch_img_s']:.1f} img/s\n  onnxruntime    {r['onnxruntime_img_s']:.1f} img/s\n"
                   f"  speed-up {r['speedup']:.2f}x, max |difference| {r['max_abs_diff']:.2e}")
             return 0
-        df = predict(run_dir, paths, a.engine, a.batch_size)
+        df = predict(run, paths, a.engine, a.batch_size)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

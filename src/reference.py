@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import ROOT, ConfigError, image_size, load_config, selected_folds
+from .config import ROOT, ConfigError, load_config
 from .data import load_eval, read_image
-from .infer import PROB_COLS
 from .metrics import summarize
+from .run_dir import RunDir
+from .submission import write_eval_probs
 from .weights import OFFLINE_WEIGHTS, package_file
 
 NAME = "reference"
@@ -47,35 +48,37 @@ def script_args(overrides: list[str], data: str) -> list[str]:
     if cfg.model not in OFFLINE_WEIGHTS or str(cfg.pretrained).lower() not in ("true", "1", "yes"):
         raise ConfigError(f"the reference row needs pretrained=true and one of {sorted(OFFLINE_WEIGHTS)} "
                           f"(got model={cfg.model} pretrained={cfg.pretrained}): use --protocol cpu")
-    if len(selected_folds(cfg)) != 1:
+    if len(cfg.folds) != 1:
         raise ConfigError("the reference row trains one 4:1 split: the protocol must train one fold")
     train_csv = pd.read_csv(Path(data) / "train" / "train.csv")
     folder = Path(data) / "train" / "images" / str(train_csv["path"].iloc[0])
     first = next(p for p in sorted(folder.iterdir()) if not p.name.startswith("."))
     ph, pw = read_image(first).shape[:2]
-    h, w = image_size(cfg)
+    h, w = cfg.img_size
     return ["--data", str(data), "--eval", str(Path(data) / "eval"), "--model", cfg.model,
             "--weights", str(package_file(cfg.model)), "--size", f"{h}x{w}",
             "--crop", f"{round(ph * cfg.crop_frac)}x{round(pw * cfg.crop_frac)}", "--epochs", str(cfg.epochs),
             "--bs", str(cfg.batch_size), "--lr", str(cfg.lr), "--old", str(cfg.age_boundary), "--seed", str(cfg.seed)]
 
 
-def finish(run_dir: Path, data: str, wall: float) -> None:
-    """seedref.json + its eval probabilities -> metrics.json and eval_probs.csv in the pipeline's format."""
-    res = json.loads((run_dir / "seedref.json").read_text())
-    probs = np.load(run_dir / "seedref.eval_probs.npy")
+# the script's own files in its run folder (the pipeline's files are named by src/run_dir.py)
+RESULT, PROBS, COMMAND = "seedref.json", "seedref.eval_probs.npy", "command.json"
+
+
+def finish(run: RunDir, data: str, wall: float) -> None:
+    """The script's result + eval probabilities -> metrics and eval probabilities in the pipeline's format."""
+    res = json.loads((run.path / RESULT).read_text())
+    probs = np.load(run.path / PROBS)
     answers = pd.read_csv(Path(data) / "eval" / "answers.csv")  # the script's row order
     truth = load_eval(data, check_pixels=False).set_index("ImageID").loc[answers["ImageID"], "true"].to_numpy()
-    table = pd.DataFrame(probs, columns=PROB_COLS)
-    table.insert(0, "ImageID", answers["ImageID"].values)
-    table.to_csv(run_dir / "eval_probs.csv", index=False, float_format="%.6f")
+    write_eval_probs(run, answers["ImageID"].values, probs)
     last = res["log"][-1]
     metrics = {"oof": {"f1": last["val_f1"], "mask_f1": None, "gender_f1": None, "age_f1": None,
                        "note": "validation macro-F1 of the last epoch on the script's own 4:1 split"},
                "eval": summarize(truth, probs),
                "folds": [{"train_img_s": float(np.mean([r["train_img_s"] for r in res["log"]]))}],
                "wall_seconds": wall}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    run.finish_run(metrics)
 
 
 def run(script: Path, run_dir: Path, overrides: list[str], data: str) -> int:
@@ -93,8 +96,9 @@ def run(script: Path, run_dir: Path, overrides: list[str], data: str) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    saved = run_dir / "command.json"
-    if (run_dir / "metrics.json").exists():
+    run = RunDir(run_dir)
+    saved = run.path / COMMAND
+    if run.finished():
         if json.loads(saved.read_text())["args"] != args:
             print(f"error: {run_dir} was made with other settings; use another bench --name", file=sys.stderr)
             return 2
@@ -102,9 +106,9 @@ def run(script: Path, run_dir: Path, overrides: list[str], data: str) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     saved.write_text(json.dumps({"script": str(script), "args": args}, indent=1))
     t0 = time.perf_counter()
-    code = subprocess.call([sys.executable, str(script), *args, "--out", str(run_dir / "seedref.json")], cwd=ROOT)
+    code = subprocess.call([sys.executable, str(script), *args, "--out", str(run.path / RESULT)], cwd=ROOT)
     if code != 0:
         print(f"error: {script} exited with {code}", file=sys.stderr)
         return 2
-    finish(run_dir, data, time.perf_counter() - t0)
+    finish(run, data, time.perf_counter() - t0)
     return 0

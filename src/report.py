@@ -1,7 +1,6 @@
-"""report.md + metrics.json + confusion matrix and training-curve PNGs for one run."""
+"""report.md with its confusion-matrix and training-curve PNGs, and the metrics of one run."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -13,15 +12,9 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from . import labels as L  # noqa: E402
-from .infer import PROB_COLS  # noqa: E402
+from .labels import PROB_COLS  # noqa: E402
 from .metrics import confusion, summarize  # noqa: E402
-
-
-def load_oof(run_dir: Path, folds: list[int]) -> pd.DataFrame:
-    parts = [pd.read_csv(run_dir / f"fold{f}_oof.csv") for f in folds if (run_dir / f"fold{f}_oof.csv").exists()]
-    if not parts:
-        raise FileNotFoundError(f"{run_dir}: no fold*_oof.csv files to report on")
-    return pd.concat(parts, ignore_index=True)
+from .run_dir import RunDir  # noqa: E402
 
 
 def plot_confusion(y_true, y_pred, title: str, path: Path) -> None:
@@ -66,28 +59,26 @@ def _fmt(x) -> str:
     return f"{x:.4f}" if isinstance(x, float) else str(x)
 
 
-def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[dict] | None = None,
+def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
                  eval_metrics: dict | None = None, face_stats: dict | None = None) -> dict:
-    run_dir = Path(run_dir)
-    oof = load_oof(run_dir, folds)
+    """report.md and its figures; returns the metrics (the caller adds the wall time and saves them)."""
+    oof = run.load_oof(folds)
     y = oof["label"].to_numpy()
     probs = oof[PROB_COLS].to_numpy()
     overall = summarize(y, probs)
     per_fold = {int(f): summarize(g["label"].to_numpy(), g[PROB_COLS].to_numpy())
                 for f, g in oof.groupby("fold")}
-    logs = {f: pd.read_csv(run_dir / f"fold{f}_log.csv") for f in folds if (run_dir / f"fold{f}_log.csv").exists()}
+    logs = {f: pd.read_csv(run.fold(f).log) for f in folds if run.fold(f).log.exists()}
 
-    plot_confusion(y, probs.argmax(1), f"out-of-fold confusion ({len(y)} images, folds {folds})",
-                   run_dir / "confusion_oof.png")
+    plot_confusion(y, probs.argmax(1), f"out-of-fold confusion ({len(y)} images, folds {folds})", run.confusion_oof)
     if logs:
-        plot_curves(logs, run_dir / "curves.png")
+        plot_curves(logs, run.curves)
 
-    metrics = {"run": run_dir.name, "oof": overall, "oof_per_fold": per_fold,
+    metrics = {"run": run.name, "oof": overall, "oof_per_fold": per_fold,
                "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    lines = [f"# Run `{run_dir.name}`", "", f"Model `{cfg['model']}`, initial weights: {cfg.get('weights', 'not recorded')}",
-             ""]
+    lines = [f"# Run `{run.name}`", "", f"Model `{cfg['model']}`, initial weights: "
+             f"{cfg.get('weights') or 'not recorded'}; data `{cfg.get('data') or 'not recorded'}`", ""]
     lines += ["## Scores", "", "| split | images | macro-F1 | accuracy | mask F1 | gender F1 | age F1 |",
               "|---|---|---|---|---|---|---|"]
 
@@ -117,13 +108,13 @@ def build_report(run_dir: Path, cfg: dict, folds: list[int], fold_results: list[
         for r in fold_results:
             lines.append(f"| {r['fold']} | {r['best_epoch']} | {r['best_f1']:.4f} | {r['train_img_s']:.1f} | "
                          f"{r['train_seconds']:.0f} | {gib(r.get('peak_host_gib'))} | {gib(r.get('peak_gpu_gib'))} |")
-        lines += ["", "![training curves](curves.png)", ""]
+        lines += ["", f"![training curves]({run.curves.name})", ""]
     lines += ["## Per class (out-of-fold)", "", "| class | name | F1 | support |", "|---|---|---|---|"]
     for i in range(L.N_CLASSES):
         lines.append(f"| {i} | {L.class_name(i)} | {overall['per_class_f1'][i]:.4f} | {overall['support'][i]} |")
-    lines += ["", "![out-of-fold confusion matrix](confusion_oof.png)", ""]
-    if (run_dir / "confusion_eval.png").exists():
-        lines += ["![eval confusion matrix](confusion_eval.png)", ""]
-    lines += ["## Config", "", "```yaml", yaml.safe_dump(dict(cfg), sort_keys=True).rstrip(), "```", ""]
-    (run_dir / "report.md").write_text("\n".join(lines))
+    lines += ["", f"![out-of-fold confusion matrix]({run.confusion_oof.name})", ""]
+    if run.confusion_eval.exists():
+        lines += [f"![eval confusion matrix]({run.confusion_eval.name})", ""]
+    lines += ["## Config", "", "```yaml", yaml.safe_dump(cfg.saved(), sort_keys=True).rstrip(), "```", ""]
+    run.report.write_text("\n".join(lines))
     return metrics

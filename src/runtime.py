@@ -1,4 +1,4 @@
-"""Machine-level helpers: device choice, seeding, atomic file writes."""
+"""Machine-level helpers: device choice, mixed precision, seeding, memory, atomic file writes."""
 from __future__ import annotations
 
 import os
@@ -6,11 +6,21 @@ import random
 import resource
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a run derives from where it runs, kept apart from its settings (the config stays as typed)."""
+    data_dir: Path          # the data folder used (--data, else the config's data_dir, else the demo)
+    device: torch.device    # this process's device (this rank's GPU under torchrun)
+    cache_root: Path        # where decoded caches and face boxes go
+    output: Path            # the folder holding run folders
 
 
 def pick_device(name: str) -> torch.device:
@@ -21,6 +31,23 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype on CUDA (None: full precision, always on the CPU).
+
+    amp_dtype=auto takes bf16 where the GPU has it (no loss scaling needed), else fp16."""
+    if device.type != "cuda" or not cfg.amp:
+        return None
+    if cfg.amp_dtype == "fp16" or (cfg.amp_dtype == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, enabled=False)
+
+
 def peak_memory_gib(device: torch.device) -> dict:
     """Peak resident host memory of this process (Linux reports KiB) and peak GPU memory torch allocated."""
     host = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -28,14 +55,16 @@ def peak_memory_gib(device: torch.device) -> dict:
     return {"peak_host_gib": round(host, 2), "peak_gpu_gib": None if gpu is None else round(gpu, 2)}
 
 
+class WorkerError(RuntimeError):
+    """A worker process (parallel_folds) that failed; its own output says why."""
+
+
 class OutOfMemory(RuntimeError):
     """A CUDA out-of-memory error, told as what to change."""
 
 
 def out_of_memory_advice(cfg, run_dir) -> OutOfMemory:
-    from .config import image_size
-
-    h, w = image_size(cfg)
+    h, w = cfg.img_size
     gpu = "the GPU"
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.cuda.current_device())

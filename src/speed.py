@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from .batches import CachedBatches, LoaderBatches
-from .cache import load_or_build
-from .config import ROOT, image_size, load_config
-from .data import load_train
-from .losses import build_loss
+from .cache import cache_root, load_or_build
+from .config import ROOT, load_config
+from .data import find_data, load_train
+from .models import build_model
+from .run_dir import OUTPUT
 from .runtime import peak_memory_gib, pick_device, set_threads
-from .train import model_on_device, optimiser, run_epoch
+from .train import FoldTrainer
 from .transforms import DeviceAugment, Geometry, build_augment
 
 
@@ -50,12 +51,9 @@ def time_loader(batches, device, augment=None) -> float:
 
 
 def time_model(cfg, device, n_images: int) -> float:
-    model, _, _, cl, amp = model_on_device(cfg, device)
-    opt, scaler = optimiser(cfg, model, amp)
-    h, w = image_size(cfg)
+    trainer = FoldTrainer(cfg, device, np.arange(18))
+    h, w = cfg.img_size
     x = torch.randn(cfg.batch_size, 3, h, w, device=device)
-    if cl:
-        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 18, (cfg.batch_size,), device=device)
     n_batches = max(2, n_images // cfg.batch_size)
 
@@ -66,28 +64,26 @@ def time_model(cfg, device, n_images: int) -> float:
         def __iter__(self):
             return iter([(x, y)] * n_batches)
 
-    loss_fn = build_loss(cfg, np.arange(18))
-    run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, amp, desc="warm-up", max_batches=2)
-    ep = run_epoch(model, Repeat(), loss_fn, opt, scaler, device, None, cl, amp, desc="model only")
+    trainer.train_epoch(Repeat(), None, desc="warm-up", max_batches=2)
+    ep = trainer.train_epoch(Repeat(), None, desc="model only")
     return ep["images"] / ep["seconds"]
 
 
 def time_training(cfg, device, array, labels) -> float:
-    model, mean, std, cl, amp = model_on_device(cfg, device)
-    opt, scaler = optimiser(cfg, model, amp)
-    augment = DeviceAugment.from_config(cfg, mean, std, device)
+    trainer = FoldTrainer(cfg, device, labels)
+    augment = DeviceAugment.from_config(cfg, trainer.mean, trainer.std, device)
     batches = CachedBatches(array, np.arange(len(labels)), labels, cfg.batch_size, True, device.type == "cuda")
-    loss_fn = build_loss(cfg, labels).to(device)
-    run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, amp, desc="warm-up", max_batches=2)
-    ep = run_epoch(model, batches, loss_fn, opt, scaler, device, augment, cl, amp, desc="training")
+    trainer.train_epoch(batches, augment, desc="warm-up", max_batches=2)
+    ep = trainer.train_epoch(batches, augment, desc="training")
     return ep["images"] / ep["seconds"]
 
 
-def default_data() -> Path:
-    """The stand-in if built, else a full-resolution (384x512) synthetic set made once."""
-    standin = ROOT / "input" / "standin"
-    if (standin / "train" / "train.csv").exists():
-        return standin
+def default_data(configured: str) -> Path:
+    """The data every stage finds by default (data.find_data); without any, a full-resolution
+    (384x512) synthetic set made once: speed needs photos of the competition's size."""
+    found = find_data(None, configured)
+    if found is not None:
+        return found
     full = ROOT / "input" / "demo_full"
     if not (full / "train" / "train.csv").exists():
         from .demo_data import generate
@@ -97,7 +93,7 @@ def default_data() -> Path:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh speed", description=__doc__,
+    ap = argparse.ArgumentParser(prog="run.sh speed", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", type=Path)
@@ -110,22 +106,22 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, ["pretrained=false", *args.overrides, f"device={args.device}"])
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
-    data = args.data or default_data()
+    data = args.data or default_data(cfg.data_dir)
     table = load_train(data, check_pixels=False)
     table = table.sample(n=min(args.images, len(table)), random_state=0).reset_index(drop=True)
     paths, labels = table["path"].tolist(), table["label"].to_numpy()
-    h, w = image_size(cfg)
+    h, w = cfg.img_size
     print(f"speed: {cfg.model} at {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos from {data}, "
           f"device {device}, {torch.get_num_threads()} CPU threads, {cfg.num_workers} loader workers", flush=True)
 
-    _, mean, std, _, _ = model_on_device(cfg, torch.device("cpu"))
+    _, mean, std = build_model(cfg)
     naive = LoaderBatches(paths, labels, Geometry(cfg), build_augment(cfg, mean, std, train=True), cfg.batch_size,
                           True, cfg.num_workers, device.type == "cuda")
     naive.seed(0)
     r = {}
     r["loader_naive"] = time_loader(naive, device)
     t0 = time.perf_counter()
-    array = load_or_build(paths, cfg, desc="building the cache")
+    array = load_or_build(paths, cfg, cache_root(cfg.cache_dir, OUTPUT), desc="building the cache")
     r["cache_build_s"] = time.perf_counter() - t0
     cached = CachedBatches(array, np.arange(len(paths)), labels, cfg.batch_size, True, device.type == "cuda")
     time_loader(cached, device)  # page the memmap in

@@ -5,6 +5,7 @@ else the centre `crop_frac` of each side, also the fallback when no face was fou
 that once with `resize` (antialiased by default). Its uint8 output is what the cache stores.
 Random + normalise: `build_augment` (albumentations per image, the plain loader) or
 `DeviceAugment` (whole uint8 batches on the training device, the cached loader).
+Batch mixing: `HalfCutMix` (left and right halves of two faces, after the augment).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .config import image_size
 from .data import read_image
 from .faces import face_window
 
@@ -48,7 +48,7 @@ class Geometry:
     the centre crop), cut in the photo's own pixels and then resized once."""
 
     def __init__(self, cfg, boxes: dict | None = None):
-        self.h, self.w = image_size(cfg)
+        self.h, self.w = cfg.img_size
         self.how = cfg.resize
         self.crop_frac = cfg.crop_frac
         self.boxes = boxes if cfg.crop == "face" else None
@@ -134,3 +134,27 @@ class DeviceAugment:
                 x = self._colour(x)
         # uint8 - float makes a new float tensor in one pass; the cache is never written
         return (x - self.mean).div_(self.std)
+
+
+class HalfCutMix:
+    """With probability p a batch becomes left half of each face + right half of another's.
+
+    Each image then carries half of each face, so the loss is the mean of the losses against
+    both labels (lambda = 0.5, the area share).
+    """
+
+    def __init__(self, p: float):
+        self.p = p
+        self.generator = torch.Generator()
+
+    def seed(self, s: int) -> None:
+        self.generator.manual_seed(s)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor):
+        """(x, y_left, y_right, lam); y_right is None when the batch is left as it is."""
+        if self.p <= 0 or torch.rand(1, generator=self.generator).item() >= self.p:
+            return x, y, None, 1.0
+        perm = torch.randperm(x.shape[0], generator=self.generator).to(x.device)
+        half = x.shape[3] // 2
+        mixed = torch.cat([x[..., :half], x[perm][..., half:]], dim=3)
+        return mixed, y, y[perm], half / x.shape[3]

@@ -183,7 +183,7 @@ def resolve(model: str, pretrained, download: bool = True) -> Weights:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__,
+    ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", metavar="MODEL", help="timm model names, with or without a tag")
     ap.add_argument("--out", type=Path, default=Path("weights"), help="folder for the state_dict files")

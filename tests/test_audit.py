@@ -4,7 +4,7 @@ import pandas as pd
 from src import audit
 from src import labels as L
 from src.data import load_corrections
-from src.infer import PROB_COLS
+from src.labels import PROB_COLS
 
 
 def _person(pid, gender, age_band, p_gender_label=0.95, swap=False, age_pred=None):

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from src import bench
+from src.run_dir import RunDir
 from tests.conftest import FAST
 
 
@@ -62,13 +63,13 @@ def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatc
     args = ["--data", str(tiny_data), "--recipes", "seed+epochs=1", "--name", "c",
             *[o for o in FAST if not o.startswith(("n_folds", "epochs"))], "n_folds=2", "cache=false"]
     assert bench.main(args) == 0
-    run = tmp_path / "output" / "bench" / "c" / "seed+epochs=1"
-    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"], str(tiny_data))
-    assert not bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=2"], str(tiny_data))
+    run = RunDir(tmp_path / "output" / "bench" / "c" / "seed+epochs=1")
+    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"])
+    assert not bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=2"])
     # a run made before a key existed still counts as the same recipe (the key has its default)
-    text = (run / "config.yaml").read_text()
-    (run / "config.yaml").write_text("\n".join(l for l in text.splitlines() if not l.startswith("scheduler:")))
-    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"], str(tiny_data))
+    text = run.config.read_text()
+    run.config.write_text("\n".join(l for l in text.splitlines() if not l.startswith("scheduler:")))
+    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"])
 
 
 FAKE_REFERENCE = '''

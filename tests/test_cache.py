@@ -14,13 +14,23 @@ def cfg(tmp_path):
     return load_config("seed", ["img_size=32,24", "crop_frac=0.8", f"cache_dir={tmp_path / 'c'}"])
 
 
+def _root(cfg):
+    return cache.cache_root(cfg.cache_dir, "unused: cache_dir is set")
+
+
+def test_cache_root_is_the_setting_or_the_output_folder(tmp_path):
+    assert cache.cache_root("", tmp_path / "out") == tmp_path / "out" / "cache"
+    assert cache.cache_root(str(tmp_path / "c"), tmp_path / "out") == tmp_path / "c"
+    assert cache.cache_root("rel/c", tmp_path) == cache.ROOT / "rel" / "c"
+
+
 def _paths(data, n=10):
     return load_train(data, check_pixels=False)["path"].tolist()[:n]
 
 
 def test_cache_holds_the_geometry_output_and_is_reused(tiny_data, cfg, monkeypatch):
     paths = _paths(tiny_data)
-    arr = cache.load_or_build(paths, cfg)
+    arr = cache.load_or_build(paths, cfg, _root(cfg))
     assert arr.shape == (10, 32, 24, 3) and arr.dtype == np.uint8
     geo = Geometry(cfg)
     for i in (0, 9):
@@ -30,26 +40,26 @@ def test_cache_holds_the_geometry_output_and_is_reused(tiny_data, cfg, monkeypat
         raise AssertionError("a valid cache must not be rebuilt")
 
     monkeypatch.setattr(cache, "build", no_build)
-    again = cache.load_or_build(paths, cfg)
+    again = cache.load_or_build(paths, cfg, _root(cfg))
     np.testing.assert_array_equal(again, arr)
 
 
 def test_changed_image_makes_the_cache_stale(tiny_data, cfg, capsys):
     paths = _paths(tiny_data)
-    cache.load_or_build(paths, cfg)
+    cache.load_or_build(paths, cfg, _root(cfg))
     with open(paths[3], "rb") as f:
         other = f.read()
     with open(paths[0], "wb") as f:  # image 0 now shows another photo
         f.write(other)
-    arr = cache.load_or_build(paths, cfg)
+    arr = cache.load_or_build(paths, cfg, _root(cfg))
     assert "stale" in capsys.readouterr().out
     np.testing.assert_array_equal(arr[0], arr[3])
 
 
 def test_other_settings_get_another_cache(tiny_data, cfg, tmp_path):
     paths = _paths(tiny_data)
-    a = cache.load_or_build(paths, cfg)
-    b = cache.load_or_build(paths, load_config("seed", ["img_size=16,12", f"cache_dir={tmp_path / 'c'}"]))
+    a = cache.load_or_build(paths, cfg, _root(cfg))
+    b = cache.load_or_build(paths, load_config("seed", ["img_size=16,12"]), _root(cfg))
     assert a.shape[1:3] == (32, 24) and b.shape[1:3] == (16, 12)
     assert len(list((tmp_path / "c").glob("*.npy"))) == 2
 
@@ -66,17 +76,17 @@ def test_interrupted_build_leaves_no_usable_cache(tiny_data, cfg, monkeypatch):
 
     monkeypatch.setattr(transforms, "read_image", dies)
     with pytest.raises(KeyboardInterrupt):
-        cache.load_or_build(paths, cfg)
-    assert not list(cache.cache_dir(cfg).glob("*[0-9a-f].npy"))  # only a .part file, if anything
+        cache.load_or_build(paths, cfg, _root(cfg))
+    assert not list(_root(cfg).glob("*[0-9a-f].npy"))  # only a .part file, if anything
     monkeypatch.setattr(transforms, "read_image", real_read)
-    assert cache.load_or_build(paths, cfg).shape[0] == 10
+    assert cache.load_or_build(paths, cfg, _root(cfg)).shape[0] == 10
 
 
 def test_cached_batches_match_the_plain_loader(tiny_data, cfg):
     paths = _paths(tiny_data, 7)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     plain = LoaderBatches(paths, None, Geometry(cfg), build_augment(cfg, mean, std, train=False), 4, False, 0, False)
-    cached = CachedBatches(cache.load_or_build(paths, cfg), np.arange(7), None, 4, False, False)
+    cached = CachedBatches(cache.load_or_build(paths, cfg, _root(cfg)), np.arange(7), None, 4, False, False)
     aug = DeviceAugment(mean, std, 0.5, "cpu")
     for (xa, _), (xb, _) in zip(plain, cached):
         torch.testing.assert_close(xa, aug(xb, train=False), atol=1e-5, rtol=1e-5)

@@ -1,6 +1,8 @@
 import pytest
 
-from src.config import ConfigError, image_size, load_config, selected_folds
+import yaml
+
+from src.config import ConfigError, load_config, load_saved, save_config
 
 
 def test_seed_recipe_is_the_default():
@@ -15,7 +17,7 @@ def test_overrides_are_typed():
     assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
     assert cfg.lr == 0.01 and cfg.amp is False
     assert cfg.model == "tf_efficientnet_lite0"
-    assert selected_folds(cfg) == [0]
+    assert cfg.folds == (0,)
 
 
 @pytest.mark.parametrize("bad, words", [
@@ -46,22 +48,64 @@ def test_recipe_file_keys_checked(tmp_path):
     assert (cfg.epochs, cfg.lr) == (4, 0.5)  # command line wins over the file
 
 
-def test_image_size_forms():
-    assert image_size({"img_size": "64,48"}) == (64, 48)
-    assert image_size({"img_size": 128}) == (128, 96)
-    assert selected_folds({"folds": "all", "n_folds": 3}) == [0, 1, 2]
-    assert selected_folds({"folds": "2,0", "n_folds": 3}) == [0, 2]
+def test_values_are_parsed_once_into_their_types():
+    assert load_config("seed", ["img_size=64,48"]).img_size == (64, 48)
+    assert load_config("seed", ["img_size=128"]).img_size == (128, 96)
+    assert load_config("seed", ["n_folds=3"]).folds == (0, 1, 2)
+    assert load_config("seed", ["n_folds=3", "folds=2,0"]).folds == (0, 2)
+    cfg = load_config("seed", ["task_weights=1,0.5,2", "drop_ages=57-59", "pretrained=no_such.pth"])
+    assert cfg.task_weights == (1.0, 0.5, 2.0) and cfg.drop_ages == (57, 59)
+    assert load_config("seed").drop_ages is None and cfg.pretrained == "no_such.pth"
+
+
+def test_config_is_frozen_and_replace_checks_again():
+    cfg = load_config("seed")
+    with pytest.raises(AttributeError, match="frozen"):
+        cfg.lr = 1.0
+    with pytest.raises(TypeError):
+        cfg["lr"] = 1.0
+    other = cfg.replace(epochs=3, img_size="64,48")
+    assert (other.epochs, other.img_size, cfg.epochs) == (3, (64, 48), 10)
+    with pytest.raises(ConfigError, match="epochs"):
+        cfg.replace(epochs=0)
+
+
+def test_saved_config_is_readable_text_and_loads_back_equal(tmp_path):
+    cfg = load_config("seed", ["img_size=64,48", "folds=1,3", "drop_ages=57-59", "task_weights=1,0.5,2"])
+    cfg = cfg.replace(weights="resnet18.tv_in1k abc123 (hub-cache)", data="/data/x")
+    save_config(cfg, tmp_path / "config.yaml")
+    text = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert (text["img_size"], text["folds"], text["drop_ages"], text["task_weights"]) == ("64,48", "1,3", "57-59",
+                                                                                           "1,0.5,2")
+    assert load_saved(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["epochs=0"], "epochs=0: must be in 1"), (["lr=0"], "lr=0: must be > 0"), (["batch_size=-1"], "batch_size"),
+    (["cutmix=2"], "cutmix"), (["n_folds=3", "folds=3"], "0..2"), (["drop_ages=60-50"], "empty"),
+])
+def test_ranges_are_checked(bad, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config("seed", bad)
+
+
+def test_a_bad_value_in_a_recipe_file_names_the_file(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text("epochs: many\n")
+    with pytest.raises(ConfigError, match=f"{f}: epochs=many"):
+        load_config(str(f))
 
 
 def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_path):
-    from src.config import completed, matches_saved, save_config
+    from src.config import completed, matches_saved
     cfg = load_config("seed")
     assert (cfg.head_init, cfg.resize) == ("torch", "antialias")  # today's defaults
-    old = {k: v for k, v in cfg.items() if k not in ("head_init", "resize")}
+    old = {k: v for k, v in cfg.saved().items() if k not in ("head_init", "resize")}
     assert (completed(old).head_init, completed(old).resize) == ("timm", "plain")
-    save_config(old, tmp_path / "config.yaml")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     assert not matches_saved(tmp_path / "config.yaml", cfg, set())  # trained otherwise: not the same run
-    assert matches_saved(tmp_path / "config.yaml", load_config("seed", ["head_init=timm", "resize=plain"]), set())
+    as_then = load_config("seed", ["head_init=timm", "resize=plain"]).replace(data="input/data")
+    assert matches_saved(tmp_path / "config.yaml", as_then, set())  # older runs wrote their data folder to data_dir
 
 
 @pytest.mark.parametrize("bad", ["head_init=goog", "resize=nearest"])

@@ -171,3 +171,17 @@ def test_shipped_competition_corrections_parse_and_are_opt_in():
     assert c.set_index("id").loc["004348", "age"] == "60"
     assert "000725" not in set(c["id"])  # disputed: left alone
     assert c["note"].str.len().gt(0).all()
+
+
+def test_one_rule_finds_the_default_data(tmp_path, monkeypatch):
+    from src import data
+
+    standin = tmp_path / "standin"
+    monkeypatch.setattr(data, "STANDIN", standin)
+    assert data.find_data(tmp_path / "given", "nowhere") == tmp_path / "given"  # --data always wins
+    assert data.find_data(None, str(tmp_path / "missing")) is None  # nothing: the stage decides
+    (standin / "train").mkdir(parents=True)
+    (standin / "train" / "train.csv").write_text("id\n")
+    assert data.find_data(None, str(tmp_path / "missing")) == standin
+    (tmp_path / "mine").mkdir()  # the config's data_dir, even broken, comes first: its problems get reported
+    assert data.find_data(None, str(tmp_path / "mine")) == tmp_path / "mine"

@@ -6,7 +6,7 @@ import torch
 
 from src import gpucheck
 from src.config import load_config
-from src.infer import amp_dtype
+from src.runtime import amp_dtype
 from tests.conftest import FAST
 
 

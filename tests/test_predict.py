@@ -5,6 +5,8 @@ import pytest
 from PIL import Image
 
 from src import pipeline, predict
+from src.labels import PROB_COLS
+from src.run_dir import RunDir
 from tests.conftest import FAST
 
 
@@ -13,7 +15,17 @@ def run_dir(tiny_data_master, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict_runs")
     assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "p", "--output", str(out),
                           *FAST]) == 0
-    return out / "p"
+    return RunDir(out / "p")
+
+
+def test_predict_gives_the_pipelines_eval_probabilities(run_dir, tiny_data_master):
+    """One inference path: `predict` on the eval photos reproduces the run's own eval_probs.csv
+    (the pipeline read them from the decoded cache, predict decodes each file itself)."""
+    info = pd.read_csv(tiny_data_master / "eval" / "info.csv")
+    df = predict.predict(run_dir, [tiny_data_master / "eval" / "images" / i for i in info["ImageID"]], "torch")
+    saved = pd.read_csv(run_dir.eval_probs)
+    assert len(run_dir.finished_folds()) == 2
+    np.testing.assert_allclose(df[PROB_COLS].to_numpy(float), saved[PROB_COLS].to_numpy(float), atol=2e-5)
 
 
 @pytest.fixture
@@ -72,10 +84,10 @@ def test_onnx_export_matches_torch(run_dir, photos):
 
 def test_cli_writes_csv_and_never_overwrites(run_dir, photos, tmp_path, capsys):
     out = tmp_path / "pred.csv"
-    assert predict.main(["--run", str(run_dir), "--out", str(out), "--engine", "torch", str(photos)]) == 0
+    assert predict.main(["--run", str(run_dir.path), "--out", str(out), "--engine", "torch", str(photos)]) == 0
     df = pd.read_csv(out)
     assert len(df) == 5 and "p17" in df.columns
-    assert predict.main(["--run", str(run_dir), "--out", str(out), str(photos)]) == 2
+    assert predict.main(["--run", str(run_dir.path), "--out", str(out), str(photos)]) == 2
     assert "exists" in capsys.readouterr().err
 
 

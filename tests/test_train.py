@@ -5,7 +5,8 @@ import torch
 from src import labels as L
 from src.batches import CachedBatches, balanced_weights
 from src.config import load_config
-from src.train import HalfCutMix, split_masks, training_labels
+from src.train import split_masks, training_labels
+from src.transforms import HalfCutMix
 
 
 def test_half_cutmix_joins_left_and_right_halves_and_mixes_labels():

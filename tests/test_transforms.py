@@ -7,6 +7,7 @@ from PIL import Image
 from src.cache import load_or_build
 from src.batches import CachedBatches
 from src.config import load_config
+from src.ensemble import FoldModel
 from src.predict import Preprocess
 from src.transforms import DeviceAugment, Geometry, centre_window, resize
 
@@ -58,9 +59,9 @@ def test_cache_and_predict_see_the_same_pixels(tmp_path, how):
         _photo(p, 200, 150, seed=i)
     cfg = load_config("seed", ["img_size=40,30", "crop_frac=0.9", f"resize={how}", f"cache_dir={tmp_path / 'c'}"])
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    array = load_or_build([str(p) for p in paths], cfg)
+    array = load_or_build([str(p) for p in paths], cfg, tmp_path / "c")
     (xb, _), = CachedBatches(array, np.arange(3), None, 8, False, False)
     cached = DeviceAugment(mean, std, 0.0, "cpu")(xb, train=False)
-    x, errors = Preprocess(cfg, mean, std)(paths)
+    x, errors = Preprocess(FoldModel(None, mean, std, cfg, "fold0_best"))(paths)
     assert errors == [None] * 3
     torch.testing.assert_close(torch.from_numpy(x), cached, atol=1e-5, rtol=1e-5)

@@ -6,11 +6,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src import labels as L
 from src.config import load_config
-from src.infer import ensemble_probs, predict_probs, write_submission
+from src.ensemble import predict_photos, predict_probs
 from src.models import build_model
+from src.run_dir import RunDir
 from src.runtime import atomic_save
+from src.submission import write_submission
 from src.transforms import Geometry, build_augment
-from src.datasets import FaceDataset
+from src.batches import FaceDataset
 
 
 class LeftRight(torch.nn.Module):
@@ -59,7 +61,7 @@ def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
         for p in model.parameters():  # make the two folds clearly different
             p.data.add_(torch.randn_like(p) * 0.5)
         ck = tmp_path / f"fold{k}_best.pt"
-        atomic_save({"model": model.state_dict(), "config": dict(cfg), "mean": mean, "std": std}, ck)
+        atomic_save({"model": model.state_dict(), "config": cfg.saved(), "mean": mean, "std": std}, ck)
         ckpts.append(ck)
         ds = FaceDataset(paths, None, Geometry(cfg), build_augment(cfg, mean, std, train=False))
         x = torch.stack([ds[i][0] for i in range(len(ds))])
@@ -67,7 +69,7 @@ def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
         with torch.no_grad():
             views = [torch.softmax(model(v), 1) for v in (x, torch.flip(x, dims=[3]))]
         hand.append(((views[0] + views[1]) / 2).numpy())
-    got = ensemble_probs(ckpts, paths, cfg, torch.device("cpu"))
+    got = predict_photos(ckpts, paths, cfg, torch.device("cpu"), tmp_path / "cache")
     assert not np.allclose(hand[0], hand[1], atol=1e-3)
     np.testing.assert_allclose(got, (hand[0] + hand[1]) / 2, atol=1e-5)
     np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)
@@ -77,7 +79,7 @@ def test_submission_order_and_eval_metrics(tmp_path):
     table = pd.DataFrame({"ImageID": ["c.jpg", "a.jpg", "b.jpg"], "true": [5, 0, 17]})
     probs = np.full((3, 18), 0.01)
     probs[0, 5] = probs[1, 0] = probs[2, 3] = 0.9
-    m = write_submission(tmp_path, table, probs)
+    m = write_submission(RunDir(tmp_path), table, probs)
     sub = pd.read_csv(tmp_path / "submission.csv")
     assert sub["ImageID"].tolist() == ["c.jpg", "a.jpg", "b.jpg"]
     assert sub["ans"].tolist() == [5, 0, 3]

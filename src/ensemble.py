@@ -1,0 +1,124 @@
+"""The fold ensemble: the one inference path.
+
+Every prediction of a run's models goes through `ensemble_probs`: the pipeline's eval photos
+(`predict_photos`, from the decoded cache or the plain loader), `predict` on any photos (batches
+it preprocessed itself) and the validation pass of training (`predict_probs`, one model). Each
+fold model's softmax is averaged over its TTA views, then over the fold models.
+`EnsembleGraph` is the same computation as one module, for the ONNX export.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import labels as L
+from .batches import CachedBatches, LoaderBatches
+from .cache import load_or_build
+from .config import Config, completed
+from .models import build_model
+from .run_dir import RunDir
+from .runtime import amp_dtype, autocast, progress
+from .transforms import DeviceAugment, Geometry, build_augment
+
+
+def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The input views whose softmax is averaged: the image, and its mirror for tta=flip."""
+    return [x, torch.flip(x, dims=[3])] if tta == "flip" else [x]
+
+
+@torch.no_grad()
+def predict_probs(model, batches, device, tta: str = "flip", amp: torch.dtype | None = None,
+                  channels_last: bool = False, desc: str | None = "predict", augment=None) -> np.ndarray:
+    """One model's softmax averaged over TTA views. `augment` finishes uint8 cache batches
+    (None: the batches are already normalised); desc=None: no progress bar."""
+    model.eval()
+    out = []
+    for x, _ in (batches if desc is None else progress(batches, desc=desc, unit="batch")):
+        x = x.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x, train=False)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            probs = [torch.softmax(model(v).float(), dim=1) for v in tta_views(x, tta)]
+        out.append(torch.stack(probs).mean(0).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, L.N_CLASSES), np.float32)
+
+
+@dataclass
+class FoldModel:
+    """A trained fold model with what its inputs need: normalisation and the config it was trained with."""
+    model: nn.Module
+    mean: tuple
+    std: tuple
+    cfg: Config  # as trained; an older run is completed with what the code then did (config.LEGACY)
+    name: str
+
+
+def load_fold_model(ckpt_path: Path, device: torch.device, channels_last: bool = False) -> FoldModel:
+    """Rebuild the architecture from the checkpoint's config, then load its weights."""
+    ckpt = RunDir.load_checkpoint(ckpt_path)
+    cfg = completed(ckpt["config"])
+    model, _, _ = build_model(cfg.replace(pretrained="false"))  # the checkpoint carries all weights
+    model.load_state_dict(ckpt["model"])
+    model = model.to(device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return FoldModel(model, ckpt["mean"], ckpt["std"], cfg, Path(ckpt_path).stem)
+
+
+def fold_models(ckpts: list[Path], device: torch.device, channels_last: bool) -> Iterator[FoldModel]:
+    """One fold model at a time: a GPU need not hold them all."""
+    for ck in ckpts:
+        yield load_fold_model(ck, device, channels_last)
+
+
+def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, device: torch.device, tta: str,
+                   amp: torch.dtype | None, channels_last: bool, show: bool = True) -> np.ndarray:
+    """Mean over fold models of each model's TTA-averaged softmax.
+
+    `batches_for(fold_model)` gives (batches, augment) for that model's preprocessing."""
+    total, n = None, 0
+    for fm in models:
+        batches, augment = batches_for(fm)
+        p = predict_probs(fm.model, batches, device, tta, amp, channels_last, desc=f"eval {fm.name}" if show else None,
+                          augment=augment)
+        total = p if total is None else total + p
+        n += 1
+    return total / n
+
+
+def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
+                   boxes: dict | None = None) -> np.ndarray:
+    """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
+    pin = device.type == "cuda"
+    array = load_or_build(paths, cfg, cache_root, desc="caching eval images", boxes=boxes) if cfg.cache else None
+
+    def batches_for(fm: FoldModel):
+        if array is not None:
+            return (CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin),
+                    DeviceAugment(fm.mean, fm.std, 0.0, device))
+        return (LoaderBatches(paths, None, Geometry(fm.cfg, boxes), build_augment(fm.cfg, fm.mean, fm.std, train=False),
+                              cfg.batch_size, False, cfg.num_workers, pin), None)
+
+    return ensemble_probs(fold_models(ckpts, device, cfg.channels_last), batches_for, device, cfg.tta,
+                          amp_dtype(cfg, device), cfg.channels_last)
+
+
+class EnsembleGraph(nn.Module):
+    """`ensemble_probs` on one normalised batch as a single module (what the ONNX file holds)."""
+
+    def __init__(self, models, tta: str):
+        super().__init__()
+        self.models = nn.ModuleList(models)
+        self.tta = tta
+
+    def forward(self, x):
+        per_model = [torch.stack([torch.softmax(m(v), dim=1) for v in tta_views(x, self.tta)]).mean(0)
+                     for m in self.models]
+        return torch.stack(per_model).mean(0)

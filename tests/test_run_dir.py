@@ -1,0 +1,75 @@
+"""The run folder's owner: names, markers, finished folds, resume-or-new, older runs."""
+import json
+
+import pandas as pd
+import pytest
+
+from src.config import load_config
+from src.run_dir import RunDir, find_run, open_run
+
+
+def _finish_fold(run: RunDir, k: int) -> None:
+    run.fold(k).oof.write_text("fold,person,label\n")
+    run.finish_fold(k, {"fold": k})
+
+
+def test_a_fold_is_finished_only_by_its_marker_and_the_list_reads_the_markers(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.finished_folds() == [] and not run.fold(0).finished()
+    run.fold(3).last.write_bytes(b"partial")  # an interrupted fold leaves checkpoints, not a marker
+    _finish_fold(run, 1)
+    _finish_fold(run, 10)
+    assert run.finished_folds() == [1, 10] and run.fold(1).finished() and not run.fold(3).finished()
+    assert run.fold_result(10) == {"fold": 10}
+    assert run.best_checkpoints() == [tmp_path / "fold1_best.pt", tmp_path / "fold10_best.pt"]
+    with pytest.raises(FileNotFoundError, match="no finished fold"):
+        RunDir(tmp_path / "empty").best_checkpoints()
+
+
+def test_the_run_is_finished_by_its_marker_written_after_the_metrics(tmp_path):
+    run = RunDir(tmp_path)
+    assert not run.finished()
+    run.finish_run({"oof": {"f1": 0.5}})
+    assert run.finished() and run.marker.exists() and run.read_metrics() == {"oof": {"f1": 0.5}}
+
+
+def test_runs_made_before_markers_still_count_as_finished(tmp_path):
+    run = RunDir(tmp_path)
+    run.fold(2).result.write_text(json.dumps({"fold": 2}))  # the old last file of a fold
+    run.metrics.write_text("{}")  # the old last file of a run
+    assert run.finished_folds() == [2] and run.finished()
+
+
+def test_load_oof_reads_the_finished_folds_with_person_ids_as_text(tmp_path):
+    run = RunDir(tmp_path)
+    for k in (0, 1):
+        pd.DataFrame({"fold": [k], "person": ["000007"], "label": [k]}).to_csv(run.fold(k).oof, index=False)
+        run.finish_fold(k, {"fold": k})
+    oof = run.load_oof()
+    assert oof["person"].tolist() == ["000007", "000007"] and oof["fold"].tolist() == [0, 1]
+    with pytest.raises(FileNotFoundError, match="out-of-fold"):
+        RunDir(tmp_path / "none").load_oof([0])
+
+
+def test_open_run_continues_the_unfinished_run_of_the_same_config_only(tmp_path):
+    cfg = load_config("seed", ["epochs=2"]).replace(data="/d")
+    first = open_run("r", cfg, tmp_path)
+    first.save_config(cfg)
+    assert open_run("r", cfg, tmp_path).path == first.path  # unfinished, same config: continued
+    other = open_run("r", cfg.replace(epochs=3), tmp_path)
+    assert other.path == tmp_path / "r-2"  # another config: a new folder
+    assert open_run("r", cfg.replace(data="/other"), tmp_path).path == tmp_path / "r-3"  # other data: new
+    assert open_run("r", cfg.replace(threads=1), tmp_path).path == first.path  # machine keys don't count
+    first.finish_run({})
+    assert open_run("r", cfg, tmp_path).path == tmp_path / "r-4"  # a finished run is never written over
+
+
+def test_find_run_by_name_or_folder(tmp_path, monkeypatch):
+    from src import run_dir
+
+    monkeypatch.setattr(run_dir, "OUTPUT", tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.yaml").write_text("epochs: 1\n")
+    assert find_run("a").path == tmp_path / "a" and find_run(str(tmp_path / "a")).path == tmp_path / "a"
+    with pytest.raises(FileNotFoundError, match="no run folder"):
+        find_run("b")
