@@ -137,9 +137,14 @@ def age_range(raw) -> tuple[int, int] | None:
 
 
 def weights_spec(raw) -> str:
-    """false | true | a path: normalised text (weights.resolve finds the file)."""
+    """'false', 'true' or a path (weights.resolve finds the file); yes/no/1/0 become true/false."""
     if isinstance(raw, bool):
         return "true" if raw else "false"
+    low = str(raw).strip().lower()
+    if low in ("true", "1", "yes"):
+        return "true"
+    if low in ("false", "0", "no", ""):
+        return "false"
     return str(raw)
 
 

@@ -84,11 +84,13 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     """Config, weights, data check, folds and the run folder: everything before the first epoch."""
     started = time.perf_counter()
     overrides = list(overrides or [])
-    data_dir = find_data(data, load_config(recipe or "seed", overrides).data_dir)
-    if data_dir is None:  # nothing given and no data of the user's: the demo, with its small recipe
-        data_dir, recipe = DEMO_DIR, recipe or "demo"
-        ensure_demo_data()
     cfg = load_config(recipe or "seed", overrides)
+    data_dir = find_data(data, cfg.data_dir)
+    if data_dir is None:  # nothing given and no data of the user's: the demo, with its small recipe
+        data_dir = DEMO_DIR
+        ensure_demo_data()
+        if not recipe:
+            cfg = load_config("demo", overrides)
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
     device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)

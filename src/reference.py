@@ -45,7 +45,7 @@ def script_args(overrides: list[str], data: str) -> list[str]:
     unsupported = sorted(k for k in cfg if k not in SCRIPT_KEYS and cfg[k] != seed_recipe.get(k))
     if unsupported:
         raise ConfigError(f"the reference script cannot change {unsupported}; it takes {sorted(SCRIPT_KEYS)}")
-    if cfg.model not in OFFLINE_WEIGHTS or str(cfg.pretrained).lower() not in ("true", "1", "yes"):
+    if cfg.model not in OFFLINE_WEIGHTS or cfg.pretrained != "true":
         raise ConfigError(f"the reference row needs pretrained=true and one of {sorted(OFFLINE_WEIGHTS)} "
                           f"(got model={cfg.model} pretrained={cfg.pretrained}): use --protocol cpu")
     if len(cfg.folds) != 1:

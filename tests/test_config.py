@@ -56,6 +56,8 @@ def test_values_are_parsed_once_into_their_types():
     cfg = load_config("seed", ["task_weights=1,0.5,2", "drop_ages=57-59", "pretrained=no_such.pth"])
     assert cfg.task_weights == (1.0, 0.5, 2.0) and cfg.drop_ages == (57, 59)
     assert load_config("seed").drop_ages is None and cfg.pretrained == "no_such.pth"
+    assert [load_config("seed", [f"pretrained={v}"]).pretrained for v in ("yes", "1", "No", "")] == \
+        ["true", "true", "false", "false"]
 
 
 def test_config_is_frozen_and_replace_checks_again():
