@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import reference
-from .config import DEFAULTS, ROOT, ConfigError, load_config, matches_saved, resolve_recipe
+from .config import DEFAULTS, ROOT, ConfigError, load_config, matches_saved
 from .data import find_data, load_eval
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap
@@ -205,6 +205,23 @@ def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str
     return code or (REUSED if reused else TRAINED)
 
 
+def check_recipes(recipes: list[str], overrides: list[str], data: str, script: Path) -> None:
+    """Each recipe's config (or the reference's arguments) as it would run; ConfigError names the recipe."""
+    if not recipes:
+        raise ConfigError("--recipes: no recipe given")
+    for r in recipes:
+        base, changes = recipe_parts(r)
+        try:
+            if base == reference.NAME:
+                if not script.is_file():
+                    raise ConfigError(f"the yardstick script is not at {script} (--reference PATH)")
+                reference.script_args([*overrides, *changes], data)
+            else:
+                load_config(base, [*overrides, *changes])
+        except (ConfigError, FileNotFoundError) as e:
+            raise ConfigError(f"recipe {r}: {e}") from None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -217,18 +234,16 @@ def main(argv=None) -> int:
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
-    try:
-        for r in recipes:
-            if recipe_parts(r)[0] != reference.NAME:
-                resolve_recipe(recipe_parts(r)[0])
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     found = find_data(a.data, DEFAULTS["data_dir"])
     if found is None:
         print("error: no --data, and neither input/data nor input/standin exists", file=sys.stderr)
         return 2
     data = str(found)
+    try:  # every recipe checked before the first trains: a typo in the last must not cost hours
+        check_recipes(recipes, [*PROTOCOLS[a.protocol], *a.overrides], data, a.reference)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     name = a.name or f"{a.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = ROOT / "output" / "bench" / name
     if (out / "results.json").exists():

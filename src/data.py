@@ -59,11 +59,32 @@ def is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
+MIN_SIDE = 16  # pixels: a smaller photo cannot hold a face (an error, like an unreadable file)
+AGE_RANGE = (1, 120)  # a labelled age outside this is a typo, not a person (an error)
+# modes PIL converts to RGB faithfully; wide integer greys are scaled down first (see `to_rgb`)
+RGB_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
+WIDE_GREY = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """RGB uint8 from any photo mode: 16-bit greys are scaled to 8 bits (PIL's own convert would
+    clip them to white); modes with no faithful RGB (float, LAB, ...) are refused by name."""
+    if im.mode in WIDE_GREY:
+        a = np.asarray(im).astype(np.int64)
+        top = 255 if a.max(initial=0) <= 255 else 65535
+        if a.min(initial=0) < 0 or a.max(initial=0) > 65535:
+            raise ValueError(f"{im.mode} photo with values outside 0..65535")
+        grey = np.rint(a * (255 / top)).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if im.mode not in RGB_MODES:
+        raise ValueError(f"photo mode {im.mode} has no faithful RGB form; save it as 8-bit RGB")
+    return np.asarray(im.convert("RGB"))
+
+
 def read_image(path) -> np.ndarray:
-    """RGB uint8 array, EXIF orientation applied, any mode (L, RGBA, P, ...) converted."""
+    """RGB uint8 array, EXIF orientation applied, any usable mode (L, RGBA, P, CMYK, 16-bit, ...) converted."""
     with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        return np.asarray(im.convert("RGB"))
+        return to_rgb(ImageOps.exif_transpose(im))
 
 
 def image_problem(path: Path) -> str | None:
@@ -72,10 +93,14 @@ def image_problem(path: Path) -> str | None:
         if path.stat().st_size == 0:
             return f"{path}: empty file"
         with Image.open(path) as im:
+            w, h = im.size
+            mode = im.mode
             im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))  # JPEG: fast, still reads it all
             im.load()
-            if im.width == 0 or im.height == 0:
-                return f"{path}: image has no pixels"
+        if min(w, h) < MIN_SIDE:
+            return f"{path}: {w}x{h} pixels is too small for a face photo (at least {MIN_SIDE}x{MIN_SIDE})"
+        if mode not in RGB_MODES | WIDE_GREY:
+            return f"{path}: photo mode {mode} has no faithful RGB form; save it as 8-bit RGB"
     except FileNotFoundError:
         return f"{path}: missing"
     except Exception as e:  # PIL raises many types for corrupt files
@@ -126,6 +151,13 @@ def find_shots(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
     return {k: v[0] for k, v in found.items()}, problems, extras
 
 
+def data_lines(path: Path) -> list[int]:
+    """The file line number of each data row of a CSV whose '#' lines and blank lines are skipped."""
+    numbers = [n for n, line in enumerate(path.read_text().splitlines(), 1)
+               if line.strip() and not line.lstrip().startswith("#")]
+    return numbers[1:]  # the first is the header
+
+
 def load_corrections(path: Path) -> pd.DataFrame:
     problems: list[str] = []
     df = _read_csv(path, ("id",), problems, comments=True)  # '#' lines document where fixes came from
@@ -136,8 +168,9 @@ def load_corrections(path: Path) -> pd.DataFrame:
         if c not in df.columns:
             df[c] = ""
     df["id"] = df["id"].str.strip()
+    lines = data_lines(path)
     for i, row in df.iterrows():
-        where = f"{path} row {i + 2} (id {row['id']})"
+        where = f"{path} line {lines[i]} (id {row['id']})"
         if row["gender"] and row["gender"] not in GENDERS:
             problems.append(f"{where}: gender '{row['gender']}' is not male/female")
         if row["age"] and not row["age"].strip().isdigit():
@@ -166,15 +199,27 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
 
     rows = []
     seen_paths = set()
+    root = img_root.resolve()
     for i, r in enumerate(df.itertuples(index=False)):
         where = f"{csv_path} row {i + 2}"
         gender = GENDERS.get(r.gender.strip().lower())
         if gender is None:
             problems.append(f"{where}: gender '{r.gender}' is not male/female")
-        if not r.age.strip().isdigit():
+        age_ok = r.age.strip().isdigit()
+        if not age_ok:
             problems.append(f"{where}: age '{r.age}' is not a whole number")
+        elif not AGE_RANGE[0] <= int(r.age) <= AGE_RANGE[1]:
+            problems.append(f"{where}: age {int(r.age)} is not a plausible age ({AGE_RANGE[0]}..{AGE_RANGE[1]})")
+            age_ok = False
         folder = img_root / r.path
+        if r.path in seen_paths:
+            problems.append(f"{where} (id {r.id}): path '{r.path}' is already the folder of another row; "
+                            f"each person needs a folder of their own")
+            continue
         seen_paths.add(r.path)
+        if not r.path.strip() or not folder.resolve().is_relative_to(root) or folder.resolve() == root:
+            problems.append(f"{where} (id {r.id}): path '{r.path}' is not a folder inside {img_root}")
+            continue
         if not folder.is_dir():
             problems.append(f"{folder}: folder for train.csv row {i + 2} (id {r.id}) is missing")
             continue
@@ -182,7 +227,7 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
         problems += shot_problems
         for e in extras:
             print(f"warning: ignoring unexpected file {e}")
-        if gender is None or not r.age.strip().isdigit() or shot_problems:
+        if gender is None or not age_ok or shot_problems:
             continue
         for shot in L.SHOTS:
             rows.append(dict(person=r.id, folder=r.path, gender=gender, age=int(r.age),

@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from . import labels as L
+from .data import DataError
 
 NEAR_BOUNDARY = 55  # ages NEAR_BOUNDARY..59 sit next to the >=60 band (the seed trains them as >=55)
 
@@ -35,7 +36,8 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int, split: str = "strat
     persons = person_table(table)
     strata = persons["gender"].to_numpy() * 3 + L.age_band(persons["age"].to_numpy())
     if len(persons) < n_folds:
-        raise ValueError(f"{len(persons)} persons cannot be split into {n_folds} folds")
+        raise DataError("the training data", [f"{len(persons)} person(s) cannot be split into n_folds={n_folds} "
+                                               f"folds: lower n_folds (at least 2) or add persons"])
     fold = np.full(len(persons), -1)
     if split == "iterative":
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold

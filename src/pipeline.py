@@ -31,8 +31,9 @@ from .ensemble import predict_photos
 from .faces import face_boxes
 from .folds import attach_folds, make_folds
 from .report import build_report, plot_confusion
-from .run_dir import OUTPUT, RunDir, open_run
-from .runtime import OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device, set_threads
+from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
+from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
+                      set_threads, writing_errors)
 from .submission import write_submission
 from .train import train_fold, training_cache
 from .weights import WeightsError, resolve
@@ -79,46 +80,73 @@ def training_table(cfg: Config, data_dir: Path) -> pd.DataFrame:
     return table
 
 
+def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training table, eval table); the problems of both (and of the corrections) in one list."""
+    problems, table, eval_table = [], None, None
+    try:
+        table = training_table(cfg, data_dir)
+    except DataError as e:
+        problems += e.problems
+    try:
+        eval_table = load_eval(data_dir)
+    except DataError as e:
+        problems += e.problems
+    if problems:
+        raise DataError(str(data_dir), problems)
+    return table, eval_table
+
+
 def prepare(data: str | Path | None = None, recipe: str | None = None, overrides: list[str] | None = None,
             name: str | None = None, output: Path = OUTPUT) -> Job:
-    """Config, weights, data check, folds and the run folder: everything before the first epoch."""
+    """Config, weights, data check, folds and the run folder: everything before the first epoch.
+
+    Everything the user typed is checked before any folder is made or any photo read."""
     started = time.perf_counter()
     overrides = list(overrides or [])
     cfg = load_config(recipe or "seed", overrides)
     data_dir = find_data(data, cfg.data_dir)
     if data_dir is None:  # nothing given and no data of the user's: the demo, with its small recipe
         data_dir = DEMO_DIR
-        ensure_demo_data()
         if not recipe:
             cfg = load_config("demo", overrides)
+    check_run_name(name or cfg.recipe)
+    device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
-    device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
+    if data_dir == DEMO_DIR:
+        ensure_demo_data()
     if not dist.is_main():
         sys.stdout = open(os.devnull, "w")  # one rank speaks; errors still reach stderr
     ctx = RunContext(Path(data_dir), device, cache_root(cfg.cache_dir, output), Path(output))
     set_threads(cfg.threads)
 
     print(f"checking {data_dir} ...", flush=True)
-    table = training_table(cfg, ctx.data_dir)
-    eval_table = load_eval(ctx.data_dir)
+    table, eval_table = load_data(cfg, ctx.data_dir)
     print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
-
-    run = RunDir(dist.broadcast(str(open_run(name or cfg.recipe, cfg, ctx.output).path) if dist.is_main() else None))
+    # before the run folder: too few persons for the folds is a data problem, and leaves no folder
     folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
-    if dist.is_main():
-        if run.folds.exists():  # a continued run must keep its folds
-            if not run.load_folds()[["person", "fold"]].equals(folds[["person", "fold"]]):
-                raise DataError(str(run), [f"{run.folds}: the data changed since this run began; start a new "
-                                           f"run (--name)"])
-        else:
-            run.save_folds(folds)
-        run.save_config(cfg)
-    table = attach_folds(table, folds)
-    print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
-          f"{cfg.epochs} epochs, outputs in {run}", flush=True)
-    boxes, face_stats = detect_faces(cfg, ctx, table, eval_table)
+
+    # rank 0 opens (and locks) the folder; the other ranks learn its path
+    opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
+    path = dist.broadcast(str(opened.path) if opened else None)
+    run = opened or RunDir(path)
+    try:
+        if dist.is_main():
+            if run.folds.exists():  # a continued run must keep its folds
+                if not run.load_folds()[["person", "fold"]].equals(folds[["person", "fold"]]):
+                    raise DataError(str(run), [f"{run.folds}: the data changed since this run began; start a "
+                                               f"new run (--name)"])
+            else:
+                run.save_folds(folds)
+            run.save_config(cfg)
+        table = attach_folds(table, folds)
+        print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
+              f"{cfg.epochs} epochs, outputs in {run}", flush=True)
+        boxes, face_stats = detect_faces(cfg, ctx, table, eval_table)
+    except BaseException:
+        run.unlock()
+        raise
     return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started)
 
 
@@ -174,17 +202,20 @@ def run_job(data: str | Path | None = None, recipe: str | None = None, overrides
     """prepare -> train_folds -> finish (rank 0 alone finishes under torchrun)."""
     job = prepare(data, recipe, overrides, name, output)
     try:
-        results = train_folds(job)
-    except torch.OutOfMemoryError:
-        raise out_of_memory_advice(job.cfg, job.run) from None
-    main_rank = dist.is_main()
-    dist.shutdown()
-    if not main_rank:
-        return {"run_dir": job.run.path}
-    return finish(job, results)
+        try:
+            results = train_folds(job)
+        except torch.OutOfMemoryError:
+            raise out_of_memory_advice(job.cfg, job.run) from None
+        main_rank = dist.is_main()
+        dist.shutdown()
+        if not main_rank:
+            return {"run_dir": job.run.path}
+        return finish(job, results)
+    finally:
+        job.run.unlock()
 
 
-USER_ERRORS = (DataError, ConfigError, WeightsError, OutOfMemory, WorkerError)
+USER_ERRORS = (DataError, ConfigError, WeightsError, OutOfMemory, WorkerError, RunBusy, CannotWrite)
 
 
 def parse_args(argv):
@@ -202,7 +233,8 @@ def parse_args(argv):
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        run_job(args.data, args.config, args.overrides, args.name, Path(args.output))
+        with writing_errors():
+            run_job(args.data, args.config, args.overrides, args.name, Path(args.output))
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

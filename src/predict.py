@@ -111,17 +111,19 @@ def export_onnx(run: RunDir) -> Path:
     h, w = prep.size
     example = torch.zeros(2, 3, h, w)
     out = run.onnx
-    tmp = out.with_name(out.name + ".part")
+    tmp = run.onnx_partial
     torch.onnx.export(graph, (example,), str(tmp), input_names=["image"], output_names=["probs"],
                       dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, external_data=False,
                       verbose=False)
     tmp.replace(out)
+    run.record_export()
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input 'image' (batch, 3, {h}, {w}) normalised, "
           f"output 'probs' (batch, 18)")
     return out
 
 
 def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
+    """onnxruntime when asked (or for auto) and the export holds exactly the run's finished folds."""
     onnx_path = run.onnx
     if choice in ("auto", "onnx"):
         try:
@@ -129,11 +131,16 @@ def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
             have_ort = True
         except ImportError:
             have_ort = False
-        if onnx_path.exists() and have_ort:
+        current = run.export_is_current()
+        if current and have_ort:
             return OnnxEngine(onnx_path)
+        why = (f"{onnx_path} is missing" if not onnx_path.exists() else
+               f"{onnx_path} is stale: it does not hold the run's {len(models)} finished fold model(s) as they are "
+               f"now" if not current else "the onnxruntime package is missing")
         if choice == "onnx":
-            raise FileNotFoundError(f"--engine onnx needs {onnx_path} (bash run.sh export --run ...) "
-                                    f"and the onnxruntime package")
+            raise FileNotFoundError(f"--engine onnx: {why}; run `bash run.sh export --run {run.name}`")
+        if onnx_path.exists():
+            print(f"note: {why}; predicting with PyTorch", file=sys.stderr)
     return TorchEngine(models)
 
 
@@ -167,7 +174,7 @@ def compare_engines(run: RunDir, paths: list[Path], batch_size: int, repeats: in
     """images/s of PyTorch eager vs onnxruntime on the same preprocessed batches, and how far apart
     their outputs are."""
     models, prep = load_ensemble(run)
-    if not run.onnx.exists():
+    if not run.export_is_current():
         export_onnx(run)
     x, errors = prep(paths)
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
@@ -193,7 +200,11 @@ def main(argv=None) -> int:
         ap = argparse.ArgumentParser(prog="run.sh export", allow_abbrev=False)
         ap.add_argument("--run", required=True)
         a = ap.parse_args(argv[1:])
-        export_onnx(find_run(a.run))
+        try:
+            export_onnx(find_run(a.run))
+        except FileNotFoundError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,6 +215,14 @@ def main(argv=None) -> int:
     ap.add_argument("--bench", action="store_true", help="time PyTorch vs onnxruntime on these images")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args(argv)
+    if a.batch_size < 1:
+        ap.error("--batch-size must be at least 1")
+    if a.out and a.out.exists():  # said before any photo is read
+        print(f"error: {a.out} exists; choose another --out (nothing is overwritten)", file=sys.stderr)
+        return 2
+    if a.out and not a.out.parent.is_dir():
+        print(f"error: --out {a.out}: the folder {a.out.parent} does not exist", file=sys.stderr)
+        return 2
     try:
         run = find_run(a.run)
         paths = collect_images(a.paths)
@@ -219,16 +238,18 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.out:
-        if a.out.exists():
-            print(f"error: {a.out} exists; choose another --out (nothing is overwritten)", file=sys.stderr)
-            return 2
-        df.to_csv(a.out, index=False, float_format="%.6f")
+        with open(a.out, "x") as f:  # "x": never over a file that appeared meanwhile
+            df.to_csv(f, index=False, float_format="%.6f")
         print(f"wrote {len(df)} row(s) to {a.out}", file=sys.stderr)
     else:
         df.to_csv(sys.stdout, index=False, float_format="%.6f")
     bad = int((df["error"] != "").sum())
     if bad:
         print(f"{bad} image(s) could not be read; see the 'error' column", file=sys.stderr)
+    if bad == len(df):
+        print("error: no image could be read" if len(df) else "error: no images found in the given paths",
+              file=sys.stderr)
+        return 2
     return 0
 
 

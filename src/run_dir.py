@@ -8,27 +8,47 @@
     submission.csv, eval_probs.csv, eval_metrics.json      the fold ensemble on eval
     metrics.json, report.md, confusion_*.png, curves.png   the report
     run.finished           the whole run is done (written last)
-    ensemble.onnx, audit.csv                                made later by export / audit
+    run.lock               held (flock) by the process writing the run; says who it is
+    ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
 
 A finished run folder is never written over: a new run takes the next free name (<run>-2, ...).
 An unfinished run with the same config is continued by the same command.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
+import socket
+import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .config import ROOT, Config, load_saved, matches_saved, save_config
+from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config
 from .runtime import atomic_save, atomic_write_text, first_free
 
 OUTPUT = ROOT / "output"
 FOLD_FILE = re.compile(r"fold(\d+)\.finished$")
 # keys that may differ when an interrupted run is continued (they don't change its numbers)
 RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_folds"}
+
+
+PARTIAL = ("*.tmp", "*.part", "*.part.npy")  # what an interrupted atomic write leaves behind
+
+
+class RunBusy(RuntimeError):
+    """Another process is writing the run folder."""
+
+
+def check_run_name(name: str) -> str:
+    """A run name is one plain folder name under the output folder."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+        raise ConfigError(f"--name {name!r}: a run name is a plain folder name (no '/', no leading '.'); "
+                          f"use --output to put runs elsewhere")
+    return name
 
 
 class FoldFiles:
@@ -53,6 +73,9 @@ class RunDir:
         self.metrics, self.report, self.curves = p / "metrics.json", p / "report.md", p / "curves.png"
         self.confusion_oof, self.confusion_eval = p / "confusion_oof.png", p / "confusion_eval.png"
         self.onnx, self.marker = p / "ensemble.onnx", p / "run.finished"
+        self.onnx_record, self.lock_file = p / "ensemble.onnx.json", p / "run.lock"
+        self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
+        self._lock = None
 
     @property
     def name(self) -> str:
@@ -63,6 +86,36 @@ class RunDir:
 
     def fold(self, k: int) -> FoldFiles:
         return FoldFiles(self.path, k)
+
+    # ---- one writer at a time ---------------------------------------------------------------
+    def lock(self) -> None:
+        """Hold the run folder for this process (released when it ends, however it ends); RunBusy
+        names the holder when another process has it."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise RunBusy(f"{self.path} is being written by {holder}; wait for it to end, or choose another "
+                          f"--name") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  .encode(), 0)
+        self._lock = fd
+        self.clean_partial()
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing releases the flock
+            self._lock = None
+
+    def clean_partial(self) -> list[Path]:
+        """Remove what interrupted atomic writes left (safe only while holding the lock)."""
+        gone = [p for pattern in PARTIAL for p in self.path.glob(pattern)]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
 
     # ---- config and folds -------------------------------------------------------------------
     def save_config(self, cfg: Config) -> None:
@@ -114,6 +167,21 @@ class RunDir:
             raise FileNotFoundError(f"{self.path}: no out-of-fold predictions (fold*_oof.csv)")
         return pd.concat(parts, ignore_index=True)
 
+    # ---- the ONNX export ----------------------------------------------------------------------
+    def model_state(self) -> dict:
+        """Which fold models predict now: fold -> [size, modification time] of its best.pt."""
+        return {str(k): [(st := self.fold(k).best.stat()).st_size, st.st_mtime_ns] for k in self.finished_folds()}
+
+    def record_export(self) -> None:
+        """Say which fold models ensemble.onnx holds (written after it)."""
+        atomic_write_text(json.dumps({"folds": self.model_state()}, indent=1), self.onnx_record)
+
+    def export_is_current(self) -> bool:
+        """Does ensemble.onnx hold exactly the fold models that predict now?"""
+        if not (self.onnx.exists() and self.onnx_record.exists()):
+            return False
+        return json.loads(self.onnx_record.read_text()).get("folds") == self.model_state()
+
     # ---- the whole run ----------------------------------------------------------------------
     def finished(self) -> bool:
         # runs made before markers existed: metrics.json was the run's last file
@@ -138,19 +206,25 @@ def resumable(run: RunDir, cfg: Config) -> bool:
 
 
 def open_run(name: str, cfg: Config, output: Path) -> RunDir:
-    """Continue the unfinished run of the same config, else start a new folder output/<name>[-N]."""
+    """Continue the unfinished run of the same config, else start a new folder output/<name>[-N];
+    either way the folder comes back locked for this process."""
+    check_run_name(name)
     output.mkdir(parents=True, exist_ok=True)
     n = 1
     while (candidate := output / (name if n == 1 else f"{name}-{n}")).exists():
         if resumable(RunDir(candidate), cfg):
+            run = RunDir(candidate)
+            run.lock()  # two commands at once must not train into one folder
             print(f"continuing the unfinished run in {candidate}")
-            return RunDir(candidate)
+            return run
         n += 1
     fresh = first_free(output, name)
     fresh.mkdir()
     if fresh.name != name:
         print(f"note: {output / name} already exists; this run writes to {fresh}")
-    return RunDir(fresh)
+    run = RunDir(fresh)
+    run.lock()
+    return run
 
 
 def find_run(run: str) -> RunDir:

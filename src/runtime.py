@@ -1,9 +1,12 @@
 """Machine-level helpers: device choice, mixed precision, seeding, memory, atomic file writes."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -24,11 +27,36 @@ class RunContext:
 
 
 def pick_device(name: str) -> torch.device:
+    """The torch device for `device=`; a GPU that is not there is a ConfigError, said before any work."""
+    from .config import ConfigError
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={name} but torch sees no CUDA GPU; use device=cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name} but torch sees no CUDA GPU; use device=cpu (or auto)")
+        index = torch.device(name).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name} but torch sees {torch.cuda.device_count()} GPU(s)")
     return torch.device(name)
+
+
+class CannotWrite(RuntimeError):
+    """A file the run must write could not be written (disk full, read-only, not a folder, ...)."""
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+
+
+@contextlib.contextmanager
+def writing_errors():
+    """An OSError of writing (full disk, read-only folder, ...) becomes CannotWrite naming the path."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise CannotWrite(f"cannot write {e.filename or 'a file'}: {e.strerror}") from None
 
 
 def amp_dtype(cfg, device: torch.device) -> torch.dtype | None:
@@ -102,7 +130,11 @@ def atomic_save(obj, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write as "unexpected pos ..."
+            free = shutil.disk_usage(path.parent).free
+            raise OSError(errno.ENOSPC, f"{e} ({free / 2**20:.0f} MiB free there)", str(path)) from None
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

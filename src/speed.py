@@ -102,6 +102,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "output" / "speed", help="folder for the result files")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.images < 1:
+        ap.error(f"--images {args.images}: must be at least 1")
     # the weights' values don't change the speed: random ones spare an offline machine the download
     cfg = load_config(args.config, ["pretrained=false", *args.overrides, f"device={args.device}"])
     set_threads(cfg.threads)

@@ -56,6 +56,26 @@ def test_changed_image_makes_the_cache_stale(tiny_data, cfg, capsys):
     np.testing.assert_array_equal(arr[0], arr[3])
 
 
+def test_a_photo_rewritten_with_the_same_size_and_time_is_not_served_stale(tiny_data, cfg, capsys):
+    import os
+
+    from PIL import Image
+
+    paths = _paths(tiny_data)
+    before = cache.load_or_build(paths, cfg, _root(cfg))[0].copy()
+    st = os.stat(paths[0])
+    data = bytearray(open(paths[0], "rb").read())
+    Image.fromarray(255 - np.asarray(Image.open(paths[0]).convert("RGB"))).save(paths[0])  # other pixels ...
+    new = open(paths[0], "rb").read()
+    with open(paths[0], "r+b") as f:  # ... in a file of exactly the old size and modification time
+        f.write(new[:len(data)].ljust(len(data), b"\0"))
+        f.truncate(len(data))
+    os.utime(paths[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(paths[0]).st_size == st.st_size and os.stat(paths[0]).st_mtime_ns == st.st_mtime_ns
+    after = cache.load_or_build(paths, cfg, _root(cfg))[0]
+    assert "stale" in capsys.readouterr().out and not np.array_equal(before, after)
+
+
 def test_other_settings_get_another_cache(tiny_data, cfg, tmp_path):
     paths = _paths(tiny_data)
     a = cache.load_or_build(paths, cfg, _root(cfg))

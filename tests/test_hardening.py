@@ -1,0 +1,231 @@
+"""Every mistake a user can make: exit code 2, a message naming the culprit, no traceback, and
+nothing made or left behind where the check should come first; and nothing silently wrong."""
+import fcntl
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from src import bench, pipeline, predict, speed
+from src.data import DataError, load_train, read_image
+from src.run_dir import RunDir
+from tests.conftest import FAST
+
+
+def _job(data, out, *extra, name="h"):
+    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
+                          *extra])
+
+
+def _refused(code, capsys, *words):
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+# ---- what the user typed --------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../escape", "/tmp/abs-run", "a/b", ".", ".hidden"])
+def test_a_run_name_must_be_a_plain_name(tiny_data, tmp_path, capsys, name):
+    out = tmp_path / "out"
+    _refused(_job(tiny_data, out, name=name), capsys, "plain folder name")
+    assert not out.exists() and not (tmp_path / "escape").exists()
+
+
+@pytest.mark.parametrize("bad", ["epochs=0", "lr=0", "batch_size=0", "lr=-1", "device=gpu", "n_folds=1"])
+def test_bad_values_are_refused_before_any_folder(tiny_data, tmp_path, capsys, bad):
+    out = tmp_path / "out"
+    _refused(_job(tiny_data, out, bad), capsys, bad.split("=")[0])
+    assert not out.exists()
+
+
+def test_more_folds_than_persons_leaves_no_run_folder(tiny_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    _refused(_job(tiny_data, out, "n_folds=50", "folds=0"), capsys, "12 person(s) cannot be split", "n_folds=50")
+    assert not (out / "h").exists()
+
+
+def test_a_recipe_with_a_yaml_error_names_the_file_and_line(tiny_data, tmp_path, capsys):
+    recipe = tmp_path / "broken.yaml"
+    recipe.write_text("epochs: 2\nlr: [1e-3\nmodel: resnet18\n")
+    code = pipeline.main(["--data", str(tiny_data), "--config", str(recipe), "--output", str(tmp_path / "out")])
+    _refused(code, capsys, str(recipe), "line")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused_up_front(tiny_data, tmp_path, capsys):
+    _refused(_job(tiny_data, tmp_path / "out", "device=cuda"), capsys, "device=cuda", "no CUDA GPU")
+    assert not (tmp_path / "out").exists()
+
+
+def test_argument_abbreviations_are_not_guessed(tiny_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        pipeline.main(["--dat", str(tiny_data), "--output", str(tmp_path / "out")])
+    assert e.value.code == 2 and "--dat" in capsys.readouterr().err
+
+
+def test_an_unwritable_output_is_a_message_naming_the_path(tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    _refused(_job(tiny_data, blocker / "out"), capsys, "cannot write", str(blocker))
+
+
+def test_speed_needs_at_least_one_image(capsys):
+    with pytest.raises(SystemExit) as e:
+        speed.main(["--images", "0"])
+    assert e.value.code == 2 and "--images" in capsys.readouterr().err
+
+
+def test_bench_checks_every_recipe_before_training_the_first(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    trained = []
+    monkeypatch.setattr(bench, "run_job", lambda *a, **k: trained.append(a))
+    code = bench.main(["--data", str(tiny_data), "--recipes", "seed,seed+epochz=2", "--name", "b", *FAST])
+    _refused(code, capsys, "recipe seed+epochz=2", "epochz")
+    assert trained == [] and not (tmp_path / "output" / "bench" / "b" / "seed").exists()
+
+
+# ---- the data -------------------------------------------------------------------------------
+
+def _edit_train_csv(data, fn):
+    csv = data / "train" / "train.csv"
+    df = pd.read_csv(csv, dtype=str)
+    fn(df)
+    df.to_csv(csv, index=False)
+
+
+def test_train_and_eval_problems_come_in_one_list(tiny_data, tmp_path, capsys):
+    _edit_train_csv(tiny_data, lambda df: df.__setitem__("gender", ["robot"] + list(df["gender"][1:])))
+    next((tiny_data / "eval" / "images").iterdir()).unlink()
+    _refused(_job(tiny_data, tmp_path / "out"), capsys, "2 problem(s)", "robot", "is missing")
+    assert not (tmp_path / "out" / "h").exists()
+
+
+def test_implausible_ages_duplicate_folders_and_escaping_paths_are_errors(tiny_data):
+    def damage(df):
+        df.loc[0, "age"] = "0"
+        df.loc[1, "age"] = "150"
+        df.loc[2, "path"] = df.loc[3, "path"]  # two ids, one folder: its photos would land in two folds
+        df.loc[4, "path"] = "../../eval/images"  # outside train/images
+    _edit_train_csv(tiny_data, damage)
+    with pytest.raises(DataError) as e:
+        load_train(tiny_data, check_pixels=False)
+    text = str(e.value)
+    assert "age 0 is not a plausible age" in text and "age 150 is not a plausible age" in text
+    assert "already the folder of another row" in text and "is not a folder inside" in text
+
+
+def test_a_tiny_photo_is_an_error(tiny_data):
+    photo = next(p for p in (tiny_data / "train" / "images").rglob("mask1.*"))
+    Image.new("RGB", (1, 1)).save(photo)
+    with pytest.raises(DataError, match=r"1x1 pixels is too small"):
+        load_train(tiny_data)
+
+
+def test_a_16_bit_photo_is_decoded_not_whitened(tmp_path):
+    grey = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "wide.png")
+    assert Image.open(tmp_path / "wide.png").mode.startswith("I;16")
+    rgb = read_image(tmp_path / "wide.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (48, 64, 3)
+    np.testing.assert_allclose(rgb[..., 0], grey / 257, atol=0.51)  # the whole range, not clipped to white
+    Image.fromarray(grey.astype(np.float32)).save(tmp_path / "float.tiff")
+    with pytest.raises(ValueError, match="mode F"):
+        read_image(tmp_path / "float.tiff")
+
+
+def test_palette_and_cmyk_photos_become_the_right_colours(tmp_path):
+    img = Image.new("RGB", (32, 32), (200, 30, 60))
+    img.quantize(colors=4).save(tmp_path / "p.png")  # an exact palette entry
+    img.convert("CMYK").save(tmp_path / "c.jpg", quality=100)
+    assert np.abs(read_image(tmp_path / "p.png").astype(int) - [200, 30, 60]).max() <= 8
+    assert np.abs(read_image(tmp_path / "c.jpg").astype(int) - [200, 30, 60]).max() <= 8
+
+
+def test_corrections_errors_cite_the_files_own_line(tiny_data, tmp_path):
+    from src.data import load_corrections
+
+    ids = pd.read_csv(tiny_data / "train" / "train.csv", dtype=str)["id"]
+    f = tmp_path / "c.csv"
+    f.write_text(f"# where these came from\nid,gender\n# a note\n{ids[0]},male\n\n{ids[1]},robot\n")
+    with pytest.raises(DataError, match=rf"{f} line 6 \(id {ids[1]}\)"):
+        load_corrections(f)
+
+
+# ---- outputs that can't lie -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished(tiny_data_master, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hardening_runs")
+    assert _job(tiny_data_master, out, "folds=0") == 0
+    return RunDir(out / "h")
+
+
+def test_a_stale_onnx_export_is_never_used(finished, tiny_data_master, capsys):
+    photos = sorted((tiny_data_master / "eval" / "images").iterdir())[:3]
+    predict.export_onnx(finished)
+    assert predict.main(["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]) == 0
+    capsys.readouterr()
+    os.utime(finished.fold(0).best, ns=(1, 1))  # the fold's model was rewritten since the export
+    _refused(predict.main(["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]), capsys,
+             "stale", "bash run.sh export")
+    assert predict.main(["--run", str(finished.path), *map(str, photos)]) == 0  # auto: PyTorch, and says so
+    assert "predicting with PyTorch" in capsys.readouterr().err
+
+
+def test_predict_checks_out_before_reading_photos_and_fails_when_nothing_was_read(finished, tmp_path, capsys,
+                                                                                monkeypatch):
+    real = predict.predict
+    monkeypatch.setattr(predict, "predict", lambda *a, **k: pytest.fail("predicted before checking --out"))
+    _refused(predict.main(["--run", str(finished.path), "--out", str(tmp_path / "no" / "x.csv"), "p.jpg"]), capsys,
+             "does not exist")
+    (tmp_path / "taken.csv").write_text("keep me")
+    _refused(predict.main(["--run", str(finished.path), "--out", str(tmp_path / "taken.csv"), "p.jpg"]), capsys,
+             "exists")
+    assert (tmp_path / "taken.csv").read_text() == "keep me"
+    monkeypatch.setattr(predict, "predict", real)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not a photo")
+    _refused(predict.main(["--run", str(finished.path), str(junk)]), capsys, "no image could be read")
+
+
+def test_export_of_a_run_without_a_finished_fold_is_refused(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("epochs: 1\n")
+    _refused(predict.main(["export", "--run", str(tmp_path / "r")]), capsys, "no finished fold")
+
+
+def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _job(tiny_data, out, "folds=0", name="busy") == 0
+    run = RunDir(out / "busy")
+    run.marker.unlink()  # make it look unfinished, so the same command would continue it
+    run.metrics.unlink()
+    fd = os.open(run.lock_file, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.ftruncate(fd, 0)
+    os.write(fd, b"process 4242 on somewhere since now")
+    try:
+        _refused(_job(tiny_data, out, "folds=0", name="busy"), capsys, "being written by process 4242")
+    finally:
+        os.close(fd)
+    assert not (out / "busy-2").exists()
+
+
+def test_partial_files_of_a_killed_write_are_cleaned_when_the_run_continues(tiny_data, tmp_path):
+    out = tmp_path / "out"
+    assert _job(tiny_data, out, "folds=0", name="c") == 0
+    run = RunDir(out / "c")
+    run.marker.unlink()
+    run.metrics.unlink()
+    orphans = [run.path / "fold0_last.ptabc123.tmp", run.path / "metrics.json.tmp", run.onnx_partial]
+    for p in orphans:
+        p.write_bytes(b"half")
+    assert _job(tiny_data, out, "folds=0", name="c") == 0  # the same command continues (and finishes) it
+    assert not any(p.exists() for p in orphans) and run.finished()
