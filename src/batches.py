@@ -1,12 +1,14 @@
 """Batch sources for training and prediction.
 
-Both yield (x, y) batches and reseed per epoch, so an epoch is a pure function of
-(seed, fold, epoch) — what makes resumed runs end exactly like uninterrupted ones.
-- `LoaderBatches`: a torch DataLoader over `FaceDataset` decoding each photo (albumentations on
-  CPU workers); x is already normalised.
-- `CachedBatches`: slices of the decoded uint8 cache; x is uint8 and `DeviceAugment`
-  finishes it on the training device.
-Under DDP each rank takes its shard of every global batch (see `batch_positions`).
+Both yield (x, y) batches of uint8 photos, (N, 3, H, W) in NHWC memory, exactly `Geometry`'s
+output: `DeviceAugment` then flips / shifts / colours / normalises them on the training device.
+One augmentation for both sources, the same sample order inside every batch: training with and
+without the cache gives the same numbers.
+- `LoaderBatches`: a torch DataLoader over `FaceDataset`, decoding each photo in worker processes.
+- `CachedBatches`: slices of the decoded uint8 cache.
+Both reseed per epoch, so an epoch is a pure function of (seed, fold, epoch) — what makes resumed
+runs end exactly like uninterrupted ones. Under DDP each rank takes its shard of every global batch
+(see `batch_positions`).
 """
 from __future__ import annotations
 
@@ -18,34 +20,20 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class FaceDataset(Dataset):
-    """photo -> `Geometry` (decode, crop, resize) -> albumentations augment -> CHW float tensor."""
+    """photo -> `Geometry` (decode, crop, resize): a uint8 (H, W, 3) tensor, and its label (-1: none)."""
 
-    def __init__(self, paths, labels, geometry, augment):
+    def __init__(self, paths, labels, geometry):
         self.paths = list(paths)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.geometry, self.augment = geometry, augment
+        self.geometry = geometry
 
     def __len__(self):
         return len(self.paths)
 
     def __getitem__(self, i):
-        img = self.augment(image=self.geometry(self.paths[i]))["image"]
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        x = torch.from_numpy(np.array(self.geometry(self.paths[i])))  # a writable copy
         y = -1 if self.labels is None else int(self.labels[i])
         return x, y
-
-
-def reseed_worker(worker_id: int) -> None:
-    """Each loader worker gets its own, reproducible augmentation stream.
-
-    torch derives a worker's initial seed from the loader's generator, so seeding that
-    generator per epoch makes every worker's flips a function of (seed, fold, epoch).
-    """
-    info = torch.utils.data.get_worker_info()
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    ds = info.dataset
-    ds.augment.set_random_seed(seed)
 
 
 def batch_positions(n: int, batch_size: int, order: np.ndarray, rank: int = 0, world: int = 1) -> list[np.ndarray]:
@@ -91,9 +79,6 @@ class _Positions:
             order = torch.randperm(self.n, generator=self.generator).numpy()
         return batch_positions(self.n, self.batch_size, order, self.rank, self.world)
 
-    def __iter__(self):
-        return iter([b.tolist() for b in self.batches()])
-
     def __len__(self):
         return len(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world))
 
@@ -107,8 +92,9 @@ class _Batches:
         self.positions.generator.manual_seed(s)
 
     def _arrange(self, pos: np.ndarray) -> np.ndarray:
-        """The order of samples inside one batch (a hook)."""
-        return pos
+        """The order of samples inside one batch: ascending (both sources alike, so augmentation
+        draws meet the same photos)."""
+        return np.sort(pos, kind="stable")
 
     def order(self) -> np.ndarray:
         """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
@@ -121,21 +107,21 @@ class _Batches:
 
 
 class LoaderBatches(_Batches):
-    def __init__(self, paths, labels, geometry, augment, batch_size, shuffle, num_workers, pin, rank=0, world=1,
+    def __init__(self, paths, labels, geometry, batch_size, shuffle, num_workers, pin, rank=0, world=1,
                  weights=None):
-        self.dataset = FaceDataset(paths, labels, geometry, augment)
-        self.augment = augment
+        self.dataset = FaceDataset(paths, labels, geometry)
         self.positions = _Positions(len(self.dataset), batch_size, shuffle, rank, world, weights)
-        self.loader = DataLoader(self.dataset, batch_sampler=self.positions, num_workers=num_workers,
-                                 pin_memory=pin, generator=torch.Generator(), worker_init_fn=reseed_worker)
-
-    def seed(self, s: int) -> None:
-        super().seed(s)
-        self.loader.generator.manual_seed(s)
-        self.augment.set_random_seed(s)  # used directly when num_workers=0
+        self.num_workers, self.pin = num_workers, pin
 
     def __iter__(self):
-        return iter(self.loader)
+        # the epoch's batches drawn once, here: a DataLoader may iterate its batch sampler more than once.
+        # Workers only decode (no randomness there); a generator of the loader's own keeps it from drawing
+        # its workers' base seed from torch's global one, which the model's dropout uses.
+        batches = [self._arrange(b).tolist() for b in self.positions.batches()]
+        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, pin_memory=self.pin,
+                            generator=torch.Generator())
+        for x, y in loader:
+            yield x.permute(0, 3, 1, 2), y  # NHWC memory, like the cache's batches
 
 
 class CachedBatches(_Batches):

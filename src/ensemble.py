@@ -23,7 +23,7 @@ from .config import Config, completed
 from .models import build_model
 from .run_dir import RunDir
 from .runtime import amp_dtype, autocast, progress
-from .transforms import DeviceAugment, Geometry, build_augment
+from .transforms import DeviceAugment, Geometry
 
 
 def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
@@ -101,10 +101,10 @@ def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: tor
 
     def batches_for(fm: FoldModel):
         if array is not None:
-            return (CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin),
-                    DeviceAugment(fm.mean, fm.std, 0.0, device))
-        return (LoaderBatches(paths, None, Geometry(fm.cfg, boxes), build_augment(fm.cfg, fm.mean, fm.std, train=False),
-                              cfg.batch_size, False, cfg.num_workers, pin), None)
+            batches = CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin)
+        else:
+            batches = LoaderBatches(paths, None, Geometry(fm.cfg, boxes), cfg.batch_size, False, cfg.num_workers, pin)
+        return batches, DeviceAugment(fm.mean, fm.std, 0.0, device)
 
     return ensemble_probs(fold_models(ckpts, device, cfg.channels_last), batches_for, device, cfg.tta,
                           amp_dtype(cfg, device), cfg.channels_last)

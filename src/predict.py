@@ -28,7 +28,7 @@ from .faces import face_boxes
 from .labels import PROB_COLS
 from .run_dir import OUTPUT, RunDir, find_run
 from .runtime import progress
-from .transforms import Geometry, build_augment
+from .transforms import Geometry, normaliser
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -39,7 +39,7 @@ class Preprocess:
     def __init__(self, fm: FoldModel):
         self.cfg = fm.cfg
         self.size = fm.cfg.img_size
-        self.augment = build_augment(fm.cfg, fm.mean, fm.std, train=False)
+        self.augment = normaliser(fm.mean, fm.std)
 
     def __call__(self, paths: list[Path]) -> tuple[np.ndarray, list[str | None]]:
         boxes = None

@@ -3,7 +3,7 @@
     bash run.sh speed [--device cpu|cuda] [--data DIR] [--images N] [key=value ...]
 
 Measures, on the same N photos and the same config (default: the seed recipe):
-  loader, naive     decode + resize/crop + flip + normalise per image (DataLoader, num_workers)
+  loader, naive     decode + resize/crop per image (DataLoader, num_workers), flip + normalise on the device
   loader, cached    uint8 batches sliced from the decoded cache, moved to the device (the data
                     path; on a GPU the flip/normalise below runs there, not on the CPU)
   ... + augment     the same plus flip/normalise on the device (on a CPU-only run: the CPU)
@@ -30,7 +30,7 @@ from .models import build_model
 from .run_dir import OUTPUT
 from .runtime import peak_memory_gib, pick_device, set_threads
 from .train import FoldTrainer
-from .transforms import DeviceAugment, Geometry, build_augment
+from .transforms import DeviceAugment, Geometry
 
 
 def _sync(device):
@@ -117,11 +117,10 @@ def main(argv=None) -> int:
           f"device {device}, {torch.get_num_threads()} CPU threads, {cfg.num_workers} loader workers", flush=True)
 
     _, mean, std = build_model(cfg)
-    naive = LoaderBatches(paths, labels, Geometry(cfg), build_augment(cfg, mean, std, train=True), cfg.batch_size,
-                          True, cfg.num_workers, device.type == "cuda")
+    naive = LoaderBatches(paths, labels, Geometry(cfg), cfg.batch_size, True, cfg.num_workers, device.type == "cuda")
     naive.seed(0)
     r = {}
-    r["loader_naive"] = time_loader(naive, device)
+    r["loader_naive"] = time_loader(naive, device, DeviceAugment.from_config(cfg, mean, std, device))
     t0 = time.perf_counter()
     array = load_or_build(paths, cfg, cache_root(cfg.cache_dir, OUTPUT), desc="building the cache")
     r["cache_build_s"] = time.perf_counter() - t0

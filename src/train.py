@@ -24,7 +24,7 @@ from .metrics import macro_f1, summarize
 from .models import build_model
 from .run_dir import FoldFiles, RunDir
 from .runtime import RunContext, amp_dtype, autocast, peak_memory_gib, progress, seed_everything
-from .transforms import DeviceAugment, Geometry, HalfCutMix, build_augment
+from .transforms import DeviceAugment, Geometry, HalfCutMix
 
 
 def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
@@ -53,9 +53,10 @@ def split_masks(cfg, table: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.nda
 
 
 def make_batches(cfg, ctx: RunContext, table, in_train, in_val, y_train, y_val, mean, std, boxes=None):
-    """(train batches, validation batches, device augment or None) for one fold (this rank's shard)."""
-    device = ctx.device
-    pin = device.type == "cuda"
+    """(train batches, validation batches, the device augment) for one fold (this rank's shard).
+
+    Both sources yield Geometry's uint8 output in the same order; `DeviceAugment` does the rest."""
+    pin = ctx.device.type == "cuda"
     shard = dict(rank=dist.rank(), world=dist.world_size())
     weights = balanced_weights(y_train) if cfg.sampler == "balanced" else None
     if cfg.cache:
@@ -63,14 +64,13 @@ def make_batches(cfg, ctx: RunContext, table, in_train, in_val, y_train, y_val, 
         train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
                               weights=weights)
         val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
-        return train, val, DeviceAugment.from_config(cfg, mean, std, device)
-    tr, va = table[in_train], table[in_val]
-    geo = Geometry(cfg, boxes)
-    train = LoaderBatches(tr["path"], y_train, geo, build_augment(cfg, mean, std, train=True), cfg.batch_size,
-                          True, cfg.num_workers, pin, **shard, weights=weights)
-    val = LoaderBatches(va["path"], y_val, geo, build_augment(cfg, mean, std, train=False), cfg.batch_size,
-                        False, cfg.num_workers, pin, **shard)
-    return train, val, None
+    else:
+        geo = Geometry(cfg, boxes)
+        train = LoaderBatches(table.loc[in_train, "path"], y_train, geo, cfg.batch_size, True, cfg.num_workers, pin,
+                              **shard, weights=weights)
+        val = LoaderBatches(table.loc[in_val, "path"], y_val, geo, cfg.batch_size, False, cfg.num_workers, pin,
+                            **shard)
+    return train, val, DeviceAugment.from_config(cfg, mean, std, ctx.device)
 
 
 def training_cache(cfg, ctx: RunContext, table: pd.DataFrame, boxes: dict | None = None) -> np.ndarray:
@@ -273,8 +273,7 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
     for epoch in range(prog.epoch, cfg.epochs):
         s = epoch_seed(cfg.seed, fold, epoch)
         train_batches.seed(s)
-        if augment is not None:
-            augment.seed(s + 1)
+        augment.seed(s + 1)
         trainer.start_epoch(epoch, s)
         t_epoch = time.perf_counter()
         ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")

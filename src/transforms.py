@@ -3,8 +3,9 @@
 `Geometry` (deterministic): decode the photo, cut a window of it (around its face for crop=face,
 else the centre `crop_frac` of each side, also the fallback when no face was found) and resize
 that once with `resize` (antialiased by default). Its uint8 output is what the cache stores.
-Random + normalise: `build_augment` (albumentations per image, the plain loader) or
-`DeviceAugment` (whole uint8 batches on the training device, the cached loader).
+Random + normalise: `DeviceAugment`, on whole uint8 batches on the training device, for both
+batch sources (the cache and the plain loader), so cache on and off give the same numbers;
+`normaliser` (albumentations) normalises single photos for `predict`.
 Batch mixing: `HalfCutMix` (left and right halves of two faces, after the augment).
 """
 from __future__ import annotations
@@ -64,19 +65,9 @@ class Geometry:
         return resize(np.ascontiguousarray(img[y1:y2, x1:x2]), self.h, self.w, self.how)
 
 
-def build_augment(cfg, mean, std, train: bool) -> A.Compose:
-    """The random part + normalise, applied after `Geometry`."""
-    steps = []
-    if train and cfg.hflip > 0:
-        steps.append(A.HorizontalFlip(p=cfg.hflip))
-    if train and cfg.shift_px > 0:
-        j = cfg.shift_px
-        steps.append(A.Affine(translate_px={"x": (-j, j), "y": (-j, j)}, border_mode=1, p=1.0))  # replicate edge
-    if train and cfg.color_jitter > 0:
-        c = cfg.color_jitter
-        steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=0, hue=0, p=1.0))
-    steps.append(A.Normalize(mean=mean, std=std, max_pixel_value=255.0))
-    return A.Compose(steps)
+def normaliser(mean, std) -> A.Compose:
+    """Normalise one photo (HWC uint8 -> float) on the CPU: `predict`'s per-photo path (no randomness)."""
+    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0)])
 
 
 class DeviceAugment:

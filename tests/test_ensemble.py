@@ -11,7 +11,7 @@ from src.models import build_model
 from src.run_dir import RunDir
 from src.runtime import atomic_save
 from src.submission import write_submission
-from src.transforms import Geometry, build_augment
+from src.transforms import Geometry, normaliser
 from src.batches import FaceDataset
 
 
@@ -63,8 +63,9 @@ def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
         ck = tmp_path / f"fold{k}_best.pt"
         atomic_save({"model": model.state_dict(), "config": cfg.saved(), "mean": mean, "std": std}, ck)
         ckpts.append(ck)
-        ds = FaceDataset(paths, None, Geometry(cfg), build_augment(cfg, mean, std, train=False))
-        x = torch.stack([ds[i][0] for i in range(len(ds))])
+        ds, norm = FaceDataset(paths, None, Geometry(cfg)), normaliser(mean, std)
+        x = torch.stack([torch.from_numpy(norm(image=ds[i][0].numpy())["image"].transpose(2, 0, 1))
+                         for i in range(len(ds))])
         model.eval()
         with torch.no_grad():
             views = [torch.softmax(model(v), 1) for v in (x, torch.flip(x, dims=[3]))]

@@ -91,6 +91,19 @@ def test_parallel_folds_match_sequential_training(tiny_data, out_dir):
     assert "parallel_folds: 2" in (out_dir / "par" / "config.yaml").read_text()
 
 
+def test_training_with_and_without_the_cache_gives_the_same_numbers(tiny_data, out_dir):
+    """One augmentation (on the device) and one sample order for both data paths."""
+    opts = ["folds=0", "epochs=2", "shift_px=2", "color_jitter=0.2", "cutmix=0.5", "num_workers=1"]
+    assert _run(tiny_data, "cached", *opts, "cache=true") == 0
+    assert _run(tiny_data, "plain", *opts, "cache=false") == 0
+    a, b = out_dir / "cached", out_dir / "plain"
+    assert (a / "fold0_oof.csv").read_bytes() == (b / "fold0_oof.csv").read_bytes()
+    assert (a / "submission.csv").read_bytes() == (b / "submission.csv").read_bytes()
+    la, lb = pd.read_csv(a / "fold0_log.csv"), pd.read_csv(b / "fold0_log.csv")
+    cols = ["train_loss", "train_f1", "val_nll", "val_f1"]
+    assert la[cols].equals(lb[cols])
+
+
 def test_quality_options_run_end_to_end(tiny_data, out_dir):
     assert _run(tiny_data, "opts", "folds=0", "head=multi", "cutmix=0.5", "sampler=balanced", "loss=focal_f1",
                 "drop_ages=57-59", "shift_px=2", "color_jitter=0.2") == 0

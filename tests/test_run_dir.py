@@ -1,11 +1,12 @@
 """The run folder's owner: names, markers, finished folds, resume-or-new, older runs."""
 import json
+import os
 
 import pandas as pd
 import pytest
 
 from src.config import load_config
-from src.run_dir import RunDir, find_run, open_run
+from src.run_dir import RunBusy, RunDir, find_run, open_run
 
 
 def _finish_fold(run: RunDir, k: int) -> None:
@@ -55,13 +56,21 @@ def test_open_run_continues_the_unfinished_run_of_the_same_config_only(tmp_path)
     cfg = load_config("seed", ["epochs=2"]).replace(data="/d")
     first = open_run("r", cfg, tmp_path)
     first.save_config(cfg)
-    assert open_run("r", cfg, tmp_path).path == first.path  # unfinished, same config: continued
-    other = open_run("r", cfg.replace(epochs=3), tmp_path)
-    assert other.path == tmp_path / "r-2"  # another config: a new folder
-    assert open_run("r", cfg.replace(data="/other"), tmp_path).path == tmp_path / "r-3"  # other data: new
-    assert open_run("r", cfg.replace(threads=1), tmp_path).path == first.path  # machine keys don't count
+    with pytest.raises(RunBusy, match=f"process {os.getpid()}"):  # held: a second writer is told by whom
+        open_run("r", cfg, tmp_path)
+    first.unlock()
+
+    def opened(c):
+        run = open_run("r", c, tmp_path)
+        run.unlock()
+        return run.path
+
+    assert opened(cfg) == first.path  # unfinished, same config: continued
+    assert opened(cfg.replace(epochs=3)) == tmp_path / "r-2"  # another config: a new folder
+    assert opened(cfg.replace(data="/other")) == tmp_path / "r-3"  # other data: new
+    assert opened(cfg.replace(threads=1)) == first.path  # machine keys don't count
     first.finish_run({})
-    assert open_run("r", cfg, tmp_path).path == tmp_path / "r-4"  # a finished run is never written over
+    assert opened(cfg) == tmp_path / "r-4"  # a finished run is never written over
 
 
 def test_find_run_by_name_or_folder(tmp_path, monkeypatch):
