@@ -122,7 +122,8 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
     ap.add_argument("--train", type=int, default=90, help="training persons")
     ap.add_argument("--eval", type=int, default=30, help="eval persons")

@@ -127,7 +127,7 @@ def main(argv=None) -> int:
 
     from .data import load_eval, load_train
 
-    ap = argparse.ArgumentParser(prog="python -m src.faces", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m src.faces", description=main.__doc__, allow_abbrev=False)
     ap.add_argument("--data", required=True)
     ap.add_argument("--cache", required=True, help="cache folder (a run's cache_dir)")
     ap.add_argument("--threads", type=int, default=1)

@@ -229,3 +229,16 @@ def test_partial_files_of_a_killed_write_are_cleaned_when_the_run_continues(tiny
         p.write_bytes(b"half")
     assert _job(tiny_data, out, "folds=0", name="c") == 0  # the same command continues (and finishes) it
     assert not any(p.exists() for p in orphans) and run.finished()
+
+
+def test_a_full_disk_is_a_message_naming_the_file(tiny_data, tmp_path, capsys, monkeypatch):
+    import torch
+
+    def full(obj, f, *a, **k):  # what torch's zip writer says when the disk fills
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4416 vs 4310")
+
+    monkeypatch.setattr(torch, "save", full)
+    err = _refused(_job(tiny_data, tmp_path / "out", "folds=0"), capsys, "cannot write", "fold0_",
+                   "unexpected pos", "MiB free")
+    assert "Traceback" not in err
+    assert not list((tmp_path / "out" / "h").glob("*.tmp"))  # the half-written checkpoint is gone
