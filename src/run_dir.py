@@ -10,6 +10,7 @@
     run.finished           the whole run is done (written last)
     run.lock               held (flock) by the process writing the run; says who it is
     ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
+    blend.json             a blend's folder (run.sh blend): its runs, weights and biases
 
 A finished run folder is never written over: a new run takes the next free name (<run>-2, ...).
 An unfinished run with the same config is continued by the same command.
@@ -75,6 +76,7 @@ class RunDir:
         self.onnx, self.marker = p / "ensemble.onnx", p / "run.finished"
         self.onnx_record, self.lock_file = p / "ensemble.onnx.json", p / "run.lock"
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
+        self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
         self._lock = None
 
     @property

@@ -1,0 +1,198 @@
+"""Blend finished runs, and decide for macro-F1: post-hoc, from what the runs saved (seconds).
+
+    bash run.sh blend --runs A[,B,...] [--decision bias] [--name NAME]
+
+The runs must share the data, the folds (folds.csv) and the trained folds, and their eval photos.
+Weights (non-negative, summing to 1) minimise the log-loss of the blended out-of-fold
+probabilities; with `--decision bias` per-class biases on the blend's log-probabilities are then
+fitted on the same OOF for macro-F1 (src/decision.py). One run alone is fine: only the decision
+applies. The estimate reported is honest: weights and biases fitted on the other folds' OOF and
+scored on each fold in turn (needs two or more trained folds; the report says when it could not be
+made). Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the
+blend's log-probabilities plus the biases: its argmax is the submission), metrics.json, report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases
+from .labels import PROB_COLS
+from .metrics import paired_bootstrap, summarize
+from .run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
+from .config import ConfigError, load_config
+from .data import DataError, load_eval
+from .submission import read_eval_probs, write_submission
+
+EPS = 1e-7
+
+
+@dataclass
+class Inputs:
+    """The runs' OOF and eval probabilities, aligned row by row."""
+    runs: list[RunDir]
+    oof: pd.DataFrame          # fold, person, shot, label of each OOF photo
+    oof_probs: list[np.ndarray]
+    eval_ids: np.ndarray
+    eval_probs: list[np.ndarray]
+
+
+def load_inputs(runs: list[RunDir]) -> Inputs:
+    """Every run's OOF and eval probabilities; DataError naming the difference when they don't match."""
+    first = runs[0]
+    folds = first.load_folds()[["person", "fold"]]
+    base = first.load_oof().sort_values(["person", "shot"], kind="stable").reset_index(drop=True)
+    probs, evals, problems = [], [], []
+    eval_ids = None
+    for run in runs:
+        if not run.folds.exists() or not run.load_folds()[["person", "fold"]].equals(folds):
+            problems.append(f"{run.folds}: not the folds of {first.folds} (blend runs made on the same data and folds)")
+            continue
+        oof = run.load_oof().sort_values(["person", "shot"], kind="stable").reset_index(drop=True)
+        if not oof[["fold", "person", "shot", "label"]].equals(base[["fold", "person", "shot", "label"]]):
+            problems.append(f"{run}: its out-of-fold photos (folds {sorted(oof['fold'].unique())}) differ from "
+                            f"{first}'s (folds {sorted(base['fold'].unique())}): train the same folds")
+            continue
+        probs.append(oof[PROB_COLS].to_numpy())
+        ev = read_eval_probs(run)
+        if ev is None:
+            problems.append(f"{run}: no eval probabilities (eval_probs.csv); is the run finished?")
+            continue
+        if eval_ids is None:
+            eval_ids = ev["ImageID"].to_numpy()
+        elif not np.array_equal(ev["ImageID"].to_numpy(), eval_ids):
+            problems.append(f"{run.eval_probs}: other eval photos than {first.eval_probs}")
+            continue
+        evals.append(ev[PROB_COLS].to_numpy())
+    if problems:
+        raise DataError("the runs to blend", problems)
+    return Inputs(runs, base[["fold", "person", "shot", "label"]], probs, eval_ids, evals)
+
+
+def mix(probs: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+    return sum(wi * p for wi, p in zip(w, probs))
+
+
+def fit_weights(probs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the blend's log-loss (softmax-parametrised)."""
+    if len(probs) == 1:
+        return np.ones(1)
+    picked = np.stack([p[np.arange(len(y)), y] for p in probs], 1)  # each model's p(true class)
+
+    def nll(theta):
+        w = np.exp(theta - theta.max())
+        w /= w.sum()
+        return -np.log(np.clip(picked @ w, EPS, 1)).mean()
+
+    res = minimize(nll, np.zeros(len(probs)), method="Nelder-Mead" if len(probs) <= 3 else "Powell",
+                   options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
+    w = np.exp(res.x - res.x.max())
+    return w / w.sum()
+
+
+def fit(probs: list[np.ndarray], y: np.ndarray, decision: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(weights, biases or None) fitted on these rows."""
+    w = fit_weights(probs, y)
+    b = fit_biases(mix(probs, w), y) if decision == "bias" else None
+    return w, b
+
+
+def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str) -> np.ndarray | None:
+    """Out-of-fold decisions: weights and biases fitted on the other folds, for each fold in turn."""
+    keys = np.unique(folds)
+    if len(keys) < 2:
+        return None
+    pred = np.empty(len(y), dtype=int)
+    for k in keys:
+        held = folds == k
+        w, b = fit([p[~held] for p in probs], y[~held], decision)
+        pred[held] = decide(mix([p[held] for p in probs], w), b)
+    return pred
+
+
+def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT) -> dict:
+    runs = [find_run(r) for r in run_names]
+    inputs = load_inputs(runs)
+    y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()
+    w, b = fit(inputs.oof_probs, y, decision)
+    oof_mix = mix(inputs.oof_probs, w)
+    in_sample = fast_macro_f1(y, decide(oof_mix, b))
+    nested_pred = nested(inputs.oof_probs, y, folds, decision)
+    singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
+
+    eval_mix = mix(inputs.eval_probs, w)
+    eval_final = adjusted_probs(eval_mix, b) if b is not None else eval_mix
+    data_dir = runs[0].load_config().data
+    eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
+
+    cfg = load_config("seed").replace(data=data_dir)  # a blend's folder holds a record, not a training config
+    out = open_run(check_run_name(name or "blend-" + "+".join(r.name for r in runs)), cfg, output)
+    try:
+        eval_metrics = write_submission(out, eval_table, eval_final)
+        result = {
+            "run": out.name, "runs": [str(r.path) for r in runs], "weights": [float(x) for x in w],
+            "decision": decision, "biases": None if b is None else [float(x) for x in b],
+            "oof": {**summarize(y, np.eye(oof_mix.shape[1])[decide(oof_mix, b)]), "in_sample": True},
+            "oof_single_runs": singles,
+            "oof_nested_f1": None if nested_pred is None else fast_macro_f1(y, nested_pred),
+            "eval": eval_metrics, "folds": [],
+        }
+        if eval_metrics is not None:  # the blend against each of its runs, on the same eval photos
+            truth = eval_table["true"].to_numpy()
+            result["eval_vs_runs"] = {r.name: list(paired_bootstrap(truth, p.argmax(1), eval_final.argmax(1)))
+                                      for r, p in zip(runs, inputs.eval_probs)}
+        out.report.write_text(report(result))
+        out.blend_record.write_text(json.dumps({"runs": result["runs"], "weights": result["weights"],
+                                                         "decision": decision, "biases": result["biases"]},
+                                                        indent=1))
+        out.finish_run(result)
+    finally:
+        out.unlock()
+    print(report(result))
+    return result
+
+
+def report(r: dict) -> str:
+    lines = [f"# Blend `{r['run']}`", "", "| run | weight | OOF macro-F1 (alone) |", "|---|---|---|"]
+    for path, w in zip(r["runs"], r["weights"]):
+        name = Path(path).name
+        lines.append(f"| {name} | {w:.3f} | {r['oof_single_runs'][name]:.4f} |")
+    nested_f1 = r["oof_nested_f1"]
+    lines += ["", f"Decision: `{r['decision']}`" + (f", biases {np.round(r['biases'], 2).tolist()}" if r["biases"] else ""),
+              "", f"- OOF macro-F1, fitted and scored on the same OOF (optimistic): {r['oof']['f1']:.4f}",
+              "- OOF macro-F1, nested (fitted on the other folds, scored on each fold): " +
+              (f"{nested_f1:.4f}" if nested_f1 is not None else
+               "not possible: the runs trained one fold, so nothing was held out of the fit")]
+    if r["eval"]:
+        lines.append(f"- eval macro-F1: {r['eval']['f1']:.4f}")
+        for name, (d, lo, hi) in r.get("eval_vs_runs", {}).items():
+            lines.append(f"- eval Δ vs `{name}` alone: {d:+.4f} [{lo:+.3f}, {hi:+.3f}] (95 % paired bootstrap "
+                         f"over eval photos)")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh blend", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", required=True, help="comma-separated run names or folders")
+    ap.add_argument("--decision", choices=["none", "bias"], default="none")
+    ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")
+    ap.add_argument("--output", type=Path, default=OUTPUT)
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        blend([r for r in a.runs.split(",") if r], a.decision, a.name, a.output)
+    except (FileNotFoundError, DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

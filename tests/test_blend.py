@@ -1,0 +1,124 @@
+"""The decision layer and the blend on small synthetic cases."""
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from src import blend
+from src import labels as L
+from src.decision import decide, fast_macro_f1, fit_biases, nested_estimate
+from src.labels import PROB_COLS
+from src.metrics import macro_f1
+from src.run_dir import RunDir
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def _shifted_case(n=3000, seed=0):
+    """Good logits with class 5 pushed down by 1.5 nats: argmax misses most of class 5."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, L.N_CLASSES, n)
+    z = rng.normal(0, 1, (n, L.N_CLASSES))
+    z[np.arange(n), y] += 2.0
+    z[:, 5] -= 1.5
+    return _softmax(z), y
+
+
+def test_fast_macro_f1_is_the_metrics_macro_f1():
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 18, 500), rng.integers(0, 16, 500)  # two classes never predicted
+    assert fast_macro_f1(y, p) == pytest.approx(macro_f1(y, p), abs=1e-12)
+
+
+def test_bias_search_recovers_a_known_shift_and_never_lowers_the_fitted_f1():
+    probs, y = _shifted_case()
+    b = fit_biases(probs, y, grid=np.round(np.arange(-2, 2.01, 0.1), 2), passes=3)
+    assert b[5] - np.median(np.delete(b, 5)) == pytest.approx(1.5, abs=0.45)  # class 5 pushed back up
+    before, after = fast_macro_f1(y, probs.argmax(1)), fast_macro_f1(y, decide(probs, b))
+    assert after > before + 0.02
+    for seed in range(3):  # on pure noise too: never below the argmax it starts from
+        noise = _softmax(np.random.default_rng(seed).normal(0, 1, (400, 18)))
+        yn = np.random.default_rng(seed + 9).integers(0, 18, 400)
+        assert fast_macro_f1(yn, decide(noise, fit_biases(noise, yn))) >= fast_macro_f1(yn, noise.argmax(1))
+
+
+def test_nested_estimate_is_below_the_in_sample_one_on_noise():
+    rng = np.random.default_rng(3)
+    probs, y = _softmax(rng.normal(0, 1, (900, 18))), rng.integers(0, 18, 900)
+    folds = np.arange(900) % 3
+    in_sample = fast_macro_f1(y, decide(probs, fit_biases(probs, y)))
+    nested, _ = nested_estimate(probs, y, folds)
+    assert nested < in_sample
+    assert nested_estimate(probs, y, np.zeros(900)) is None  # one fold: nothing to hold out
+
+
+def test_blend_weights_favour_the_better_model():
+    probs, y = _shifted_case(2000, seed=4)
+    rng = np.random.default_rng(5)
+    bad = _softmax(rng.normal(0, 1, probs.shape))
+    w = blend.fit_weights([bad, probs], y)
+    assert w.sum() == pytest.approx(1) and (w >= 0).all() and w[1] > 0.8
+
+
+def _fake_run(root, name, data, probs_oof, probs_eval, folds, oof_rows, eval_ids):
+    run = RunDir(root / name)
+    run.path.mkdir(parents=True)
+    run.config.write_text(yaml.safe_dump({"data": str(data), "epochs": 1}))
+    folds.to_csv(run.folds, index=False)
+    for k in sorted(oof_rows["fold"].unique()):
+        sel = (oof_rows["fold"] == k).to_numpy()
+        part = oof_rows[sel].copy()
+        part[PROB_COLS] = probs_oof[sel]
+        part.to_csv(run.fold(k).oof, index=False)
+        run.finish_fold(k, {"fold": int(k)})
+    ev = pd.DataFrame(probs_eval, columns=PROB_COLS)
+    ev.insert(0, "ImageID", eval_ids)
+    ev.to_csv(run.eval_probs, index=False)
+    return run
+
+
+@pytest.fixture
+def two_runs(tiny_data, tmp_path):
+    from src.data import load_eval, load_train
+    from src.folds import make_folds
+
+    table = load_train(tiny_data, check_pixels=False)
+    folds = make_folds(table, 2, 0)
+    oof = table.merge(folds[["person", "fold"]], on="person")[["fold", "person", "shot", "label"]]
+    ev = load_eval(tiny_data, check_pixels=False)
+    rng = np.random.default_rng(0)
+    good = _softmax(np.eye(18)[oof["label"]] * 3 + rng.normal(0, 1, (len(oof), 18)))
+    good_eval = _softmax(np.eye(18)[ev["true"]] * 3 + rng.normal(0, 1, (len(ev), 18)))
+    noisy = _softmax(rng.normal(0, 1, (len(oof), 18)))
+    noisy_eval = _softmax(rng.normal(0, 1, (len(ev), 18)))
+    runs = tmp_path / "runs"
+    a = _fake_run(runs, "good", tiny_data, good, good_eval, folds, oof, ev["ImageID"])
+    b = _fake_run(runs, "noisy", tiny_data, noisy, noisy_eval, folds, oof, ev["ImageID"])
+    return a, b, folds, oof
+
+
+def test_blend_writes_a_run_folder_with_honest_estimates(two_runs, tmp_path):
+    a, b, _, _ = two_runs
+    r = blend.blend([str(a.path), str(b.path)], "bias", "mix", tmp_path / "out")
+    out = RunDir(tmp_path / "out" / "mix")
+    assert out.finished() and out.submission.exists() and out.eval_probs.exists() and out.blend_record.exists()
+    assert r["weights"][0] > r["weights"][1]  # the good run carries the blend
+    assert r["oof_nested_f1"] is not None and r["oof_nested_f1"] <= r["oof"]["f1"] + 1e-9
+    assert set(r["eval_vs_runs"]) == {"good", "noisy"}
+    sub = pd.read_csv(out.submission)
+    probs = pd.read_csv(out.eval_probs)[PROB_COLS].to_numpy()
+    assert (sub["ans"].to_numpy() == probs.argmax(1)).all()  # eval_probs' argmax is the submission
+    assert "nested" in out.report.read_text()
+
+
+def test_blend_refuses_runs_made_on_other_folds(two_runs, tmp_path, capsys):
+    a, b, folds, _ = two_runs
+    other = folds.assign(fold=1 - folds["fold"])
+    other.to_csv(b.folds, index=False)
+    assert blend.main(["--runs", f"{a.path},{b.path}", "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "not the folds of" in err and str(b.folds) in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
