@@ -218,6 +218,8 @@ KEYS: dict[str, Key] = {
     "label_smoothing": Key(0.1, number(0, 1)),
     # inference
     "tta": Key("flip", choice("none", "flip")),
+    "decision": Key("none", choice("none", "bias"),
+                    doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1"),
     # data path
     "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
     "cache_dir": Key("", text, doc="'' = <output>/cache, shared by all runs"),

@@ -85,3 +85,12 @@ def nested_estimate(probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tupl
         held = folds == k
         pred[held] = decide(probs[held], fit_biases(probs[~held], y[~held]))
     return fast_macro_f1(y, pred), pred
+
+
+def decide_for_run(oof_probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, dict]:
+    """`decision=bias` for one run: (biases fitted on all its OOF, what to report about them)."""
+    b = fit_biases(oof_probs, y)
+    nested = nested_estimate(oof_probs, y, folds)
+    return b, {"biases": [float(x) for x in b], "oof_f1_argmax": fast_macro_f1(y, oof_probs.argmax(1)),
+               "oof_f1_in_sample": fast_macro_f1(y, decide(oof_probs, b)),
+               "oof_f1_nested": None if nested is None else nested[0]}

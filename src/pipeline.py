@@ -27,9 +27,11 @@ from . import distributed as dist
 from .cache import cache_root
 from .config import ROOT, Config, ConfigError, load_config
 from .data import DataError, find_data, load_eval, load_train
+from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos
 from .faces import face_boxes
 from .folds import attach_folds, make_folds
+from .labels import PROB_COLS
 from .report import build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
@@ -181,11 +183,16 @@ def finish(job: Job, results: list[dict]) -> dict:
     cfg, run, eval_table = job.cfg, job.run, job.eval_table
     ckpts = run.best_checkpoints(list(cfg.folds))
     probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes)
+    decision = None
+    if cfg.decision == "bias":  # per-class biases fitted on this run's OOF, applied to eval (src/decision.py)
+        oof = run.load_oof(list(cfg.folds))
+        biases, decision = decide_for_run(oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy())
+        probs = adjusted_probs(probs, biases)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
-    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats)
+    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision)
     metrics["wall_seconds"] = time.perf_counter() - job.started
     run.finish_run(metrics)
 

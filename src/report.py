@@ -60,7 +60,8 @@ def _fmt(x) -> str:
 
 
 def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
-                 eval_metrics: dict | None = None, face_stats: dict | None = None) -> dict:
+                 eval_metrics: dict | None = None, face_stats: dict | None = None,
+                 decision: dict | None = None) -> dict:
     """report.md and its figures; returns the metrics (the caller adds the wall time and saves them)."""
     oof = run.load_oof(folds)
     y = oof["label"].to_numpy()
@@ -75,7 +76,7 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
         plot_curves(logs, run.curves)
 
     metrics = {"run": run.name, "oof": overall, "oof_per_fold": per_fold,
-               "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats}
+               "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats, "decision": decision}
 
     lines = [f"# Run `{run.name}`", "", f"Model `{cfg['model']}`, initial weights: "
              f"{cfg.get('weights') or 'not recorded'}; data `{cfg.get('data') or 'not recorded'}`", ""]
@@ -93,6 +94,15 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
         lines.append(score_row("eval (fold ensemble + TTA)", eval_metrics))
     lines += ["", "Sub-task F1 is macro-F1 of the sub-task read off the 18-class prediction. "
               "Ages are banded at 60 in every score, whatever `age_boundary` training used.", ""]
+    if decision:
+        nested = decision["oof_f1_nested"]
+        lines += ["## Decision (`decision=bias`)", "",
+                  "Eval classes are argmax(log p + bias), the biases fitted on this run's OOF for macro-F1. "
+                  "OOF scores above are plain argmax.", "",
+                  f"- OOF macro-F1: argmax {decision['oof_f1_argmax']:.4f}; with the biases, fitted on the same OOF "
+                  f"(optimistic) {decision['oof_f1_in_sample']:.4f}; nested (fitted on the other folds) " +
+                  (f"{nested:.4f}" if nested is not None else "not possible (one fold trained)"),
+                  f"- biases: {[round(b, 2) for b in decision['biases']]}", ""]
     if face_stats:
         lines += ["## Face crops", "",
                   f"No face found (centre crop used instead) in {face_stats['train_fallbacks']} of "
