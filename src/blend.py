@@ -1,6 +1,6 @@
 """Blend finished runs, and decide for macro-F1: post-hoc, from what the runs saved (seconds).
 
-    bash run.sh blend --runs A[,B,...] [--decision bias] [--name NAME]
+    bash run.sh blend --runs A[,B,...] [--decision bias] [--group-eval 7] [--name NAME]
 
 The runs must share the data, the folds (folds.csv) and the trained folds, and their eval photos.
 Weights (non-negative, summing to 1) minimise the log-loss of the blended out-of-fold
@@ -23,7 +23,11 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
+from .cache import cache_root
 from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases
+from .ensemble import run_features
+from .grouping import TOP, apply_grouping
+from .runtime import pick_device
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap, summarize
 from .run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
@@ -73,7 +77,7 @@ def load_inputs(runs: list[RunDir]) -> Inputs:
         evals.append(ev[PROB_COLS].to_numpy())
     if problems:
         raise DataError("the runs to blend", problems)
-    return Inputs(runs, base[["fold", "person", "shot", "label"]], probs, eval_ids, evals)
+    return Inputs(runs, base[["fold", "person", "shot", "label", "path"]], probs, eval_ids, evals)
 
 
 def mix(probs: list[np.ndarray], w: np.ndarray) -> np.ndarray:
@@ -117,20 +121,27 @@ def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: 
     return pred
 
 
-def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT) -> dict:
+def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT,
+          group_eval: int = 0) -> dict:
     runs = [find_run(r) for r in run_names]
     inputs = load_inputs(runs)
     y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()
+    data_dir = runs[0].load_config().data
+    eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
+    grouping = None
+    if group_eval:  # persons grouped by the first run's fold models' features (src/grouping.py)
+        fcfg = runs[0].load_config()
+        oof_f, eval_f = run_features(runs[0], inputs.oof["path"].tolist(), folds, eval_table["path"].tolist(), fcfg,
+                                     pick_device("auto"), cache_root(fcfg.cache_dir, output), TOP)
+        inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(
+            inputs.oof_probs, oof_f, folds, inputs.oof["person"].to_numpy(), y, inputs.eval_probs, eval_f, group_eval)
     w, b = fit(inputs.oof_probs, y, decision)
     oof_mix = mix(inputs.oof_probs, w)
-    in_sample = fast_macro_f1(y, decide(oof_mix, b))
     nested_pred = nested(inputs.oof_probs, y, folds, decision)
     singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
 
     eval_mix = mix(inputs.eval_probs, w)
     eval_final = adjusted_probs(eval_mix, b) if b is not None else eval_mix
-    data_dir = runs[0].load_config().data
-    eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
 
     cfg = load_config("seed").replace(data=data_dir)  # a blend's folder holds a record, not a training config
     out = open_run(check_run_name(name or "blend-" + "+".join(r.name for r in runs)), cfg, output)
@@ -142,7 +153,7 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
             "oof": {**summarize(y, np.eye(oof_mix.shape[1])[decide(oof_mix, b)]), "in_sample": True},
             "oof_single_runs": singles,
             "oof_nested_f1": None if nested_pred is None else fast_macro_f1(y, nested_pred),
-            "eval": eval_metrics, "folds": [],
+            "eval": eval_metrics, "folds": [], "grouping": grouping,
         }
         if eval_metrics is not None:  # the blend against each of its runs, on the same eval photos
             truth = eval_table["true"].to_numpy()
@@ -170,6 +181,13 @@ def report(r: dict) -> str:
               "- OOF macro-F1, nested (fitted on the other folds, scored on each fold): " +
               (f"{nested_f1:.4f}" if nested_f1 is not None else
                "not possible: the runs trained one fold, so nothing was held out of the fit")]
+    if r.get("grouping"):
+        g = r["grouping"]
+        q = g["oof"]
+        lines.append(f"- persons grouped ({g['size']} photos each; blind on OOF persons): coverage {q['coverage']:.3f}, "
+                     f"purity {q['purity']:.3f}, pair precision {q['pair_precision']:.3f}, pair recall "
+                     f"{q['pair_recall']:.3f}; eval coverage {g['eval_coverage']:.3f}; OOF macro-F1 per run "
+                     f"{[round(v, 4) for v in g['oof_f1_before']]} -> {[round(v, 4) for v in g['oof_f1_after']]}")
     if r["eval"]:
         lines.append(f"- eval macro-F1: {r['eval']['f1']:.4f}")
         for name, (d, lo, hi) in r.get("eval_vs_runs", {}).items():
@@ -183,11 +201,13 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", required=True, help="comma-separated run names or folders")
     ap.add_argument("--decision", choices=["none", "bias"], default="none")
+    ap.add_argument("--group-eval", type=int, default=0, metavar="N",
+                    help="group eval photos into persons of N photos (the competition: 7); 0 = off")
     ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")
     ap.add_argument("--output", type=Path, default=OUTPUT)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        blend([r for r in a.runs.split(",") if r], a.decision, a.name, a.output)
+        blend([r for r in a.runs.split(",") if r], a.decision, a.name, a.output, a.group_eval)
     except (FileNotFoundError, DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -156,6 +156,14 @@ def device_name(raw) -> str:
     raise ValueError("expected auto, cpu, cuda or cuda:N")
 
 
+def group_size(raw) -> int:
+    """0 (off) or the number of photos per person to group eval photos into (the competition: 7)."""
+    v = integer(0, 100)(raw)
+    if v == 1:
+        raise ValueError("0 (off) or a group size of at least 2")
+    return v
+
+
 def _joined(values, fmt="{}") -> str:
     return ",".join(fmt.format(v) for v in values)
 
@@ -218,6 +226,8 @@ KEYS: dict[str, Key] = {
     "label_smoothing": Key(0.1, number(0, 1)),
     # inference
     "tta": Key("flip", choice("none", "flip")),
+    "group_eval": Key(0, group_size, doc="7: eval photos grouped into persons by image features, gender and age "
+                                         "shared in a group (uses the eval set's structure; off by default)"),
     "decision": Key("none", choice("none", "bias"),
                     doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1"),
     # data path

@@ -93,9 +93,10 @@ def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, device: t
     return total / n
 
 
-def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
-                   boxes: dict | None = None) -> np.ndarray:
-    """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
+def photo_batches(paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
+                  boxes: dict | None = None) -> Callable:
+    """`batches_for(fold_model)` over a list of photo paths: the decoded cache (built once) or the
+    plain loader, each model's own normalisation on the device."""
     pin = device.type == "cuda"
     array = load_or_build(paths, cfg, cache_root, desc="caching eval images", boxes=boxes) if cfg.cache else None
 
@@ -106,8 +107,38 @@ def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: tor
             batches = LoaderBatches(paths, None, Geometry(fm.cfg, boxes), cfg.batch_size, False, cfg.num_workers, pin)
         return batches, DeviceAugment(fm.mean, fm.std, 0.0, device)
 
-    return ensemble_probs(fold_models(ckpts, device, cfg.channels_last), batches_for, device, cfg.tta,
-                          amp_dtype(cfg, device), cfg.channels_last)
+    return batches_for
+
+
+def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
+                   boxes: dict | None = None) -> np.ndarray:
+    """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
+    return ensemble_probs(fold_models(ckpts, device, cfg.channels_last), photo_batches(paths, cfg, device, cache_root,
+                                                                                       boxes),
+                          device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last)
+
+
+@torch.no_grad()
+def photo_features(models: Iterable[FoldModel], batches_for: Callable, device: torch.device,
+                   top: float = 1.0) -> np.ndarray:
+    """Pooled penultimate features of each photo (of its top `top` fraction: above the mask, where
+    a person's shots agree), L2-normalised per model and averaged over the models (what
+    `grouping` compares photos by)."""
+    total, n = None, 0
+    for fm in models:
+        net = fm.model.backbone if hasattr(fm.model, "backbone") else fm.model  # the multi-task head's backbone
+        net.eval()
+        batches, augment = batches_for(fm)
+        parts = []
+        for x, _ in progress(batches, desc=f"features {fm.name}", unit="batch"):
+            x = augment(x.to(device), train=False)
+            x = x[:, :, : max(8, round(x.shape[2] * top))]
+            f = net.forward_head(net.forward_features(x), pre_logits=True).float()
+            parts.append(torch.nn.functional.normalize(f, dim=1).cpu().numpy())
+        feats = np.concatenate(parts)
+        total = feats if total is None else total + feats
+        n += 1
+    return total / n
 
 
 class EnsembleGraph(nn.Module):
@@ -122,3 +153,22 @@ class EnsembleGraph(nn.Module):
         per_model = [torch.stack([torch.softmax(m(v), dim=1) for v in tta_views(x, self.tta)]).mean(0)
                      for m in self.models]
         return torch.stack(per_model).mean(0)
+
+
+def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_paths: list[str], cfg: Config,
+                 device: torch.device, cache_root: Path, top: float, boxes: dict | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(features of each OOF photo from the model of its own fold, features of each eval photo
+    averaged over the fold models): what grouping needs, without a model that trained on the photo."""
+    oof_feats, eval_total, n = None, None, 0
+    for k in np.unique(oof_folds):
+        fm = load_fold_model(run.fold(int(k)).best, device)
+        sel = np.flatnonzero(oof_folds == k)
+        f = photo_features([fm], photo_batches([oof_paths[i] for i in sel], cfg, device, cache_root, boxes), device, top)
+        if oof_feats is None:
+            oof_feats = np.zeros((len(oof_paths), f.shape[1]), np.float32)
+        oof_feats[sel] = f
+        e = photo_features([fm], photo_batches(eval_paths, cfg, device, cache_root, boxes), device, top)
+        eval_total = e if eval_total is None else eval_total + e
+        n += 1
+    return oof_feats, eval_total / n

@@ -28,9 +28,10 @@ from .cache import cache_root
 from .config import ROOT, Config, ConfigError, load_config
 from .data import DataError, find_data, load_eval, load_train
 from .decision import adjusted_probs, decide_for_run
-from .ensemble import predict_photos
+from .ensemble import predict_photos, run_features
 from .faces import face_boxes
 from .folds import attach_folds, make_folds
+from .grouping import TOP, apply_grouping
 from .labels import PROB_COLS
 from .report import build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
@@ -183,16 +184,23 @@ def finish(job: Job, results: list[dict]) -> dict:
     cfg, run, eval_table = job.cfg, job.run, job.eval_table
     ckpts = run.best_checkpoints(list(cfg.folds))
     probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes)
-    decision = None
-    if cfg.decision == "bias":  # per-class biases fitted on this run's OOF, applied to eval (src/decision.py)
+    decision = grouping = None
+    if cfg.group_eval or cfg.decision != "none":
         oof = run.load_oof(list(cfg.folds))
-        biases, decision = decide_for_run(oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy())
+        oof_probs, y, oof_folds = oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy()
+    if cfg.group_eval:  # persons grouped by image features, gender and age shared (src/grouping.py)
+        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, eval_table["path"].tolist(), cfg,
+                                     job.ctx.device, job.ctx.cache_root, TOP, job.boxes)
+        (oof_probs,), (probs,), grouping = apply_grouping([oof_probs], oof_f, oof_folds, oof["person"].to_numpy(), y,
+                                                          [probs], eval_f, cfg.group_eval)
+    if cfg.decision == "bias":  # per-class biases fitted on this run's OOF, applied to eval (src/decision.py)
+        biases, decision = decide_for_run(oof_probs, y, oof_folds)
         probs = adjusted_probs(probs, biases)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
-    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision)
+    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping)
     metrics["wall_seconds"] = time.perf_counter() - job.started
     run.finish_run(metrics)
 

@@ -61,7 +61,7 @@ def _fmt(x) -> str:
 
 def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
                  eval_metrics: dict | None = None, face_stats: dict | None = None,
-                 decision: dict | None = None) -> dict:
+                 decision: dict | None = None, grouping: dict | None = None) -> dict:
     """report.md and its figures; returns the metrics (the caller adds the wall time and saves them)."""
     oof = run.load_oof(folds)
     y = oof["label"].to_numpy()
@@ -76,7 +76,8 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
         plot_curves(logs, run.curves)
 
     metrics = {"run": run.name, "oof": overall, "oof_per_fold": per_fold,
-               "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats, "decision": decision}
+               "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats, "decision": decision,
+               "grouping": grouping}
 
     lines = [f"# Run `{run.name}`", "", f"Model `{cfg['model']}`, initial weights: "
              f"{cfg.get('weights') or 'not recorded'}; data `{cfg.get('data') or 'not recorded'}`", ""]
@@ -94,6 +95,16 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
         lines.append(score_row("eval (fold ensemble + TTA)", eval_metrics))
     lines += ["", "Sub-task F1 is macro-F1 of the sub-task read off the 18-class prediction. "
               "Ages are banded at 60 in every score, whatever `age_boundary` training used.", ""]
+    if grouping:
+        q = grouping["oof"]
+        lines += [f"## Persons grouped at test time (`group_eval={grouping['size']}`)", "",
+                  "Photos grouped by the fold models' features of the top of each photo; a group is a clique of "
+                  "mutual nearest neighbours of exactly that size, others are left alone. This uses the eval set's "
+                  "structure (7 photos per person). Measured blind on the OOF persons:", "",
+                  f"- coverage {q['coverage']:.3f}, purity {q['purity']:.3f}, pair precision {q['pair_precision']:.3f}, "
+                  f"pair recall {q['pair_recall']:.3f}; eval photos grouped: {grouping['eval_coverage']:.3f}",
+                  f"- OOF macro-F1 {grouping['oof_f1_before'][0]:.4f} -> {grouping['oof_f1_after'][0]:.4f} with gender "
+                  f"and age shared in each group (eval uses the grouped probabilities; OOF scores above do not)", ""]
     if decision:
         nested = decision["oof_f1_nested"]
         lines += ["## Decision (`decision=bias`)", "",
