@@ -128,6 +128,8 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
     y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()
     data_dir = runs[0].load_config().data
     eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
+    singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
+    single_evals = list(inputs.eval_probs)  # each run alone, as it was made: what the blend is compared with
     grouping = None
     if group_eval:  # persons grouped by the first run's fold models' features (src/grouping.py)
         fcfg = runs[0].load_config()
@@ -138,7 +140,6 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
     w, b = fit(inputs.oof_probs, y, decision)
     oof_mix = mix(inputs.oof_probs, w)
     nested_pred = nested(inputs.oof_probs, y, folds, decision)
-    singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
 
     eval_mix = mix(inputs.eval_probs, w)
     eval_final = adjusted_probs(eval_mix, b) if b is not None else eval_mix
@@ -158,7 +159,7 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
         if eval_metrics is not None:  # the blend against each of its runs, on the same eval photos
             truth = eval_table["true"].to_numpy()
             result["eval_vs_runs"] = {r.name: list(paired_bootstrap(truth, p.argmax(1), eval_final.argmax(1)))
-                                      for r, p in zip(runs, inputs.eval_probs)}
+                                      for r, p in zip(runs, single_evals)}
         out.report.write_text(report(result))
         out.blend_record.write_text(json.dumps({"runs": result["runs"], "weights": result["weights"],
                                                          "decision": decision, "biases": result["biases"]},

@@ -194,6 +194,8 @@ KEYS: dict[str, Key] = {
     "sampler": Key("random", choice("random", "balanced"),
                    doc="balanced: each class drawn equally often, with replacement"),
     "cutmix": Key(0.0, number(0, 1), doc="probability that a batch is made of left+right halves of two faces"),
+    "pseudo_from": Key("", text, doc="a finished run whose confident eval photos join every fold's training data"),
+    "pseudo_threshold": Key(0.9, number(0, 1), doc="pseudo_from: the least probability of the predicted class"),
     # model
     "model": Key("resnet18", text),
     "pretrained": Key("false", weights_spec, doc="false | true | path to a state_dict file"),

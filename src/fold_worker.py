@@ -19,7 +19,9 @@ import torch
 
 from .config import ROOT
 from .faces import face_boxes
+from .data import load_eval
 from .folds import attach_folds
+from .pseudo import add_pseudo, pseudo_rows
 from .run_dir import RunDir
 from .runtime import RunContext, WorkerError, pick_device, set_threads
 
@@ -53,6 +55,8 @@ def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
 
     cfg = run.load_config()
     table = attach_folds(training_table(cfg, ctx.data_dir), run.load_folds())
+    if cfg.pseudo_from:  # the same pseudo rows the parent added
+        table, _ = add_pseudo(table, pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, load_eval(ctx.data_dir)))
     boxes = face_boxes(table["path"].tolist(), ctx.cache_root) if cfg.crop == "face" else None  # the parent's cache
     for fold in folds:
         train_fold(cfg, ctx, table, fold, run, boxes)

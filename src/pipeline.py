@@ -31,6 +31,7 @@ from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
 from .faces import face_boxes
 from .folds import attach_folds, make_folds
+from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
 from .labels import PROB_COLS
 from .report import build_report, plot_confusion
@@ -55,6 +56,7 @@ class Job:
     boxes: dict | None         # crop=face: the face box of every photo
     face_stats: dict | None
     started: float
+    pseudo: dict | None = None  # pseudo_from: how many eval photos joined training, per class
 
 
 def ensure_demo_data() -> None:
@@ -129,6 +131,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
     # before the run folder: too few persons for the folds is a data problem, and leaves no folder
     folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
+    extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
@@ -144,13 +147,18 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
                 run.save_folds(folds)
             run.save_config(cfg)
         table = attach_folds(table, folds)
+        pseudo = None
+        if extra is not None:  # fold -1: in every fold's training rows, never in a validation fold
+            table, pseudo = add_pseudo(table, extra)
+            print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
+                  f"{cfg.pseudo_threshold} join the training data", flush=True)
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
               f"{cfg.epochs} epochs, outputs in {run}", flush=True)
-        boxes, face_stats = detect_faces(cfg, ctx, table, eval_table)
+        boxes, face_stats = detect_faces(cfg, ctx, table[table["fold"] >= 0], eval_table)
     except BaseException:
         run.unlock()
         raise
-    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started)
+    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo)
 
 
 def detect_faces(cfg: Config, ctx: RunContext, table, eval_table) -> tuple[dict | None, dict | None]:
@@ -200,7 +208,8 @@ def finish(job: Job, results: list[dict]) -> dict:
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
-    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping)
+    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
+                           job.pseudo)
     metrics["wall_seconds"] = time.perf_counter() - job.started
     run.finish_run(metrics)
 

@@ -61,7 +61,7 @@ def _fmt(x) -> str:
 
 def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
                  eval_metrics: dict | None = None, face_stats: dict | None = None,
-                 decision: dict | None = None, grouping: dict | None = None) -> dict:
+                 decision: dict | None = None, grouping: dict | None = None, pseudo: dict | None = None) -> dict:
     """report.md and its figures; returns the metrics (the caller adds the wall time and saves them)."""
     oof = run.load_oof(folds)
     y = oof["label"].to_numpy()
@@ -77,7 +77,7 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
 
     metrics = {"run": run.name, "oof": overall, "oof_per_fold": per_fold,
                "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats, "decision": decision,
-               "grouping": grouping}
+               "grouping": grouping, "pseudo": pseudo}
 
     lines = [f"# Run `{run.name}`", "", f"Model `{cfg['model']}`, initial weights: "
              f"{cfg.get('weights') or 'not recorded'}; data `{cfg.get('data') or 'not recorded'}`", ""]
@@ -95,6 +95,12 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
         lines.append(score_row("eval (fold ensemble + TTA)", eval_metrics))
     lines += ["", "Sub-task F1 is macro-F1 of the sub-task read off the 18-class prediction. "
               "Ages are banded at 60 in every score, whatever `age_boundary` training used.", ""]
+    if pseudo:
+        lines += [f"## Pseudo-labels (`pseudo_from={cfg['pseudo_from']}`, p >= {cfg['pseudo_threshold']})", "",
+                  f"{pseudo['photos']} eval photos joined every fold's training data (never validation), per class:", "",
+                  "| " + " | ".join(str(i) for i in range(L.N_CLASSES)) + " |", "|---" * L.N_CLASSES + "|",
+                  "| " + " | ".join(str(c) for c in pseudo["per_class"]) + " |", "",
+                  "The eval score of this run is transductive: it trained on the eval photos' predicted labels.", ""]
     if grouping:
         q = grouping["oof"]
         lines += [f"## Persons grouped at test time (`group_eval={grouping['size']}`)", "",

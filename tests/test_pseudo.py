@@ -1,0 +1,53 @@
+"""Pseudo-labels: confident eval photos join every fold's training rows, never a validation fold."""
+import json
+
+import pandas as pd
+import pytest
+
+from src import pipeline
+from src.config import ConfigError
+from src.run_dir import RunDir
+from src.train import split_masks
+from tests.conftest import FAST
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_data_master, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pseudo_teacher")
+    assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "t", "--output", str(out),
+                          *FAST, "folds=0"]) == 0
+    return RunDir(out / "t")
+
+
+def test_pseudo_rows_are_in_every_folds_training_rows_and_no_validation(teacher, tiny_data, tmp_path):
+    job = pipeline.prepare(tiny_data, "seed", [*FAST, f"pseudo_from={teacher.path}", "pseudo_threshold=0"],
+                           "s", tmp_path)
+    try:
+        pseudo = job.table["person"].str.startswith("pseudo_")
+        assert pseudo.sum() == len(job.eval_table) == job.pseudo["photos"] == sum(job.pseudo["per_class"])
+        for fold in (0, 1):
+            in_train, in_val = split_masks(job.cfg, job.table, fold)
+            assert in_train[pseudo.to_numpy()].all() and not in_val[pseudo.to_numpy()].any()
+        assert set(job.table.loc[pseudo, "path"]) == set(job.eval_table["path"])
+    finally:
+        job.run.unlock()
+
+
+def test_a_pseudo_labelled_run_reports_its_photos_and_keeps_them_out_of_the_oof(teacher, tiny_data, tmp_path):
+    assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "p", "--output", str(tmp_path),
+                          *FAST, f"pseudo_from={teacher.path}", "pseudo_threshold=0.05"]) == 0
+    run = RunDir(tmp_path / "p")
+    stats = json.loads(run.metrics.read_text())["pseudo"]
+    teacher_probs = pd.read_csv(teacher.eval_probs).iloc[:, 1:].to_numpy()
+    assert stats["photos"] == int((teacher_probs.max(1) >= 0.05).sum())
+    oof = run.load_oof()
+    assert not oof["person"].astype(str).str.startswith("pseudo_").any() and len(oof) == 84
+    assert "## Pseudo-labels" in run.report.read_text()
+
+
+def test_pseudo_from_a_run_that_is_not_there_is_refused(tiny_data, tmp_path, capsys):
+    code = pipeline.main(["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path), *FAST,
+                          "pseudo_from=no_such_run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "pseudo_from=no_such_run" in err and "Traceback" not in err
+    assert not (tmp_path / "seed").exists()  # refused before the run folder is made
