@@ -26,6 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,11 @@ def recipe_parts(spec: str) -> tuple[str, list[str]]:
     """'recommended+crop=face+lr=1e-3' -> ('recommended', ['crop=face', 'lr=1e-3'])."""
     base, *changes = spec.split("+")
     return base, changes
+
+
+def folder(recipe: str) -> str:
+    """The run folder of a recipe: its text, with '/' (e.g. in pseudo_from=bench/x/run) made safe."""
+    return quote(recipe, safe="+=,.-_:@")
 
 
 def same_config(run: RunDir, recipe: str, overrides: list[str]) -> bool:
@@ -89,7 +95,7 @@ def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> None
     truth = load_eval(data, check_pixels=False).sort_values("ImageID")  # a fixed order: reproducible resamples
     if "true" not in truth:  # no eval/answers.csv: no eval scores to compare
         return
-    preds = {r["recipe"]: eval_predictions(RunDir(out / r["recipe"]), truth) for r in rows}
+    preds = {r["recipe"]: eval_predictions(RunDir(out / folder(r["recipe"])), truth) for r in rows}
     for r in rows:
         for key, ref in (("ci_vs_baseline", baseline), ("ci_vs_base", recipe_parts(r["recipe"])[0])):
             if ref != r["recipe"] and preds.get(ref) is not None and preds[r["recipe"]] is not None:
@@ -177,7 +183,7 @@ TRAINED, REUSED = 0, -1  # what run_recipe / run_reference did; any other value 
 def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list[str], data: str) -> int:
     """Train one recipe into out/<recipe>, or reuse it when it finished earlier with the same config."""
     base, changes = recipe_parts(recipe)
-    run = RunDir(out / recipe)
+    run = RunDir(out / folder(recipe))
     if run.finished():  # finished earlier under this bench: reuse it
         if not same_config(run, base, [*overrides, *changes]):
             print(f"error: recipe {recipe} has changed since bench {name} ran it ({run}); "
@@ -187,7 +193,7 @@ def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list
         return REUSED
     print(f"\n=== bench {name}: recipe {recipe} ({protocol} protocol) ===", flush=True)
     try:  # same name and output: an interrupted bench continues its unfinished runs
-        run_job(data, base, [*overrides, *changes], recipe, out)
+        run_job(data, base, [*overrides, *changes], folder(recipe), out)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -198,10 +204,10 @@ def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str
                   data: str) -> int:
     """The parity row: the yardstick script at the protocol's settings (see src/reference.py);
     `reference+seed=1` changes what the script can change (seed, epochs, lr, ...)."""
-    reused = RunDir(out / recipe).finished()  # reference.run checks its settings are the same
+    reused = RunDir(out / folder(recipe)).finished()  # reference.run checks its settings are the same
     if not reused:
         print(f"\n=== bench {name}: the reference {script} as {recipe} ({protocol} protocol) ===", flush=True)
-    code = reference.run(script, out / recipe, [*overrides, *recipe_parts(recipe)[1]], data)
+    code = reference.run(script, out / folder(recipe), [*overrides, *recipe_parts(recipe)[1]], data)
     return code or (REUSED if reused else TRAINED)
 
 
@@ -262,7 +268,7 @@ def main(argv=None) -> int:
             code = run_recipe(out, name, recipe, a.protocol, overrides, data)
         if code not in (TRAINED, REUSED):
             return code
-        rows.append(row_for(RunDir(out / recipe), recipe))
+        rows.append(row_for(RunDir(out / folder(recipe)), recipe))
         if code == TRAINED:
             text, written = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0]), len(rows)
     if written < len(rows):  # reused recipes after the last trained one (or only reused ones)
