@@ -3,7 +3,8 @@
     bash run.sh bench [--data DIR] [--protocol cpu|gpu] [--recipes seed,recommended] [--name NAME]
 
 A recipe is a config name, optionally with changes: `recommended+crop=face` or
-`seed+loss=ce+lr=3e-4` — one-line ablations of single ingredients.
+`seed+loss=ce+lr=3e-4` — one-line ablations of single ingredients. `blend:A|B[+decision=bias]
+[+group_eval=7]` is a post-hoc row over rows listed before it (src/blend.py; no training).
 
 `reference` is the parity row: the independent implementation of the seed recipe
 (`--reference`, default ../shared/reference/seedref.py) at the protocol's settings, the yardstick
@@ -33,7 +34,7 @@ import pandas as pd
 
 from . import reference
 from .config import DEFAULTS, ROOT, ConfigError, load_config, matches_saved
-from .data import find_data, load_eval
+from .data import DataError, find_data, load_eval
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap
 from .pipeline import USER_ERRORS, run_job
@@ -211,6 +212,43 @@ def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str
     return code or (REUSED if reused else TRAINED)
 
 
+BLEND = "blend:"  # blend:A|B[+decision=bias][+group_eval=7]: a post-hoc row over this bench's finished rows
+
+
+BLEND_OPTIONS = ("decision", "group_eval")
+
+
+def blend_parts(recipe: str) -> tuple[list[str], str, int]:
+    """(the blended recipes, decision, group size) of a blend row: the trailing +decision=/+group_eval=
+    parts are its options, the rest its recipes (which may hold '+' themselves)."""
+    parts = recipe[len(BLEND):].split("+")
+    opts = {}
+    while parts and parts[-1].split("=", 1)[0] in BLEND_OPTIONS and "=" in parts[-1]:
+        k, v = parts.pop().split("=", 1)
+        opts[k] = v
+    names = [n for n in "+".join(parts).split("|") if n]
+    if not names or opts.get("decision", "none") not in ("none", "bias") or not opts.get("group_eval", "0").isdigit():
+        raise ConfigError("a blend row is blend:A|B[+decision=bias][+group_eval=7]")
+    return names, opts.get("decision", "none"), int(opts.get("group_eval", "0"))
+
+
+def run_blend(out: Path, name: str, recipe: str) -> int:
+    """A post-hoc row: src/blend.py over finished rows of this bench (seconds; grouping: minutes)."""
+    from . import blend
+
+    names, decision, group = blend_parts(recipe)
+    if RunDir(out / folder(recipe)).finished():
+        print(f"bench {name}: {recipe} already made in {out / folder(recipe)}, reusing it", flush=True)
+        return REUSED
+    print(f"\n=== bench {name}: {recipe} (post-hoc) ===", flush=True)
+    try:
+        blend.blend([str(out / folder(n)) for n in names], decision, folder(recipe), out, group)
+    except (FileNotFoundError, ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return TRAINED
+
+
 def check_recipes(recipes: list[str], overrides: list[str], data: str, script: Path) -> None:
     """Each recipe's config (or the reference's arguments) as it would run; ConfigError names the recipe."""
     if not recipes:
@@ -218,7 +256,11 @@ def check_recipes(recipes: list[str], overrides: list[str], data: str, script: P
     for r in recipes:
         base, changes = recipe_parts(r)
         try:
-            if base == reference.NAME:
+            if r.startswith(BLEND):
+                missing = [n for n in blend_parts(r)[0] if n not in recipes[:recipes.index(r)]]
+                if missing:
+                    raise ConfigError(f"blends {missing}, which must be recipes listed before it")
+            elif base == reference.NAME:
                 if not script.is_file():
                     raise ConfigError(f"the yardstick script is not at {script} (--reference PATH)")
                 reference.script_args([*overrides, *changes], data)
@@ -264,6 +306,8 @@ def main(argv=None) -> int:
         overrides = [*PROTOCOLS[a.protocol], *a.overrides]
         if recipe_parts(recipe)[0] == reference.NAME:
             code = run_reference(a.reference, out, name, recipe, a.protocol, overrides, data)
+        elif recipe.startswith(BLEND):
+            code = run_blend(out, name, recipe)
         else:
             code = run_recipe(out, name, recipe, a.protocol, overrides, data)
         if code not in (TRAINED, REUSED):

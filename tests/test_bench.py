@@ -148,3 +148,19 @@ def test_the_real_yardstick_script_runs_through_the_bench(tiny_data, tmp_path, m
     assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "r"]) == 0
     row = json.loads((tmp_path / "output" / "bench" / "r" / "results.json").read_text())["rows"][0]
     assert 0 <= row["eval_f1"] <= 1 and row["train_img_s"] > 0
+
+
+def test_blend_rows_are_made_post_hoc_from_earlier_rows(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=all"])
+    args = ["--data", str(tiny_data), "--name", "b", *FAST]
+    assert bench.main([*args, "--recipes", "seed,blend:seed|nope"]) == 2  # a blend of a row that isn't there
+    assert "nope" in capsys.readouterr().err
+    assert bench.main([*args, "--recipes", "seed,seed+lr=3e-3,blend:seed|seed+lr=3e-3+decision=bias"]) == 0
+    out = tmp_path / "output" / "bench" / "b"
+    rows = {r["recipe"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    row = rows["blend:seed|seed+lr=3e-3+decision=bias"]
+    assert row["eval_f1"] is not None and row["ci_vs_baseline"] is not None
+    made = RunDir(out / bench.folder("blend:seed|seed+lr=3e-3+decision=bias"))
+    assert made.finished() and json.loads(made.blend_record.read_text())["decision"] == "bias"
+    assert "| blend:seed|seed+lr=3e-3+decision=bias |" in (out / "results.md").read_text()
