@@ -87,7 +87,7 @@ def two_runs(tiny_data, tmp_path):
 
     table = load_train(tiny_data, check_pixels=False)
     folds = make_folds(table, 2, 0)
-    oof = table.merge(folds[["person", "fold"]], on="person")[["fold", "person", "shot", "label"]]
+    oof = table.merge(folds[["person", "fold"]], on="person")[["fold", "person", "shot", "label", "path"]]
     ev = load_eval(tiny_data, check_pixels=False)
     rng = np.random.default_rng(0)
     good = _softmax(np.eye(18)[oof["label"]] * 3 + rng.normal(0, 1, (len(oof), 18)))
@@ -122,20 +122,3 @@ def test_blend_refuses_runs_made_on_other_folds(two_runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not the folds of" in err and str(b.folds) in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
-
-
-def test_a_run_with_decision_bias_reports_it_and_submits_the_decided_classes(tiny_data, tmp_path):
-    import json
-
-    from src import pipeline
-    from tests.conftest import FAST
-
-    assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "d", "--output",
-                          str(tmp_path), *FAST, "decision=bias"]) == 0
-    run = RunDir(tmp_path / "d")
-    m = json.loads(run.metrics.read_text())["decision"]
-    assert len(m["biases"]) == 18 and m["oof_f1_in_sample"] >= m["oof_f1_argmax"]
-    assert m["oof_f1_nested"] is not None  # two folds trained: one held out at a time
-    assert "## Decision" in run.report.read_text()
-    probs = pd.read_csv(run.eval_probs)[PROB_COLS].to_numpy()
-    assert (pd.read_csv(run.submission)["ans"].to_numpy() == probs.argmax(1)).all()

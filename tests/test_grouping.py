@@ -62,8 +62,12 @@ def test_grouping_fixes_a_photo_whose_gender_the_others_outvote():
     np.testing.assert_allclose(ev, oof)
 
 
-def test_a_run_with_group_eval_reports_the_grouping(tiny_data, tmp_path):
+def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_path):
     import json
+
+    import pandas as pd
+
+    from src.labels import PROB_COLS
 
     from src import pipeline
     from src.run_dir import RunDir
@@ -72,9 +76,15 @@ def test_a_run_with_group_eval_reports_the_grouping(tiny_data, tmp_path):
     assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "g", "--output", str(tmp_path),
                           *FAST, "group_eval=7", "decision=bias"]) == 0
     run = RunDir(tmp_path / "g")
-    g = json.loads(run.metrics.read_text())["grouping"]
+    metrics = json.loads(run.metrics.read_text())
+    g, d = metrics["grouping"], metrics["decision"]
     assert g["size"] == 7 and 0 <= g["oof"]["coverage"] <= 1 and len(g["oof_f1_after"]) == 1
-    assert "## Persons grouped at test time" in run.report.read_text()
+    assert len(d["biases"]) == 18 and d["oof_f1_in_sample"] >= d["oof_f1_argmax"]
+    assert d["oof_f1_nested"] is not None  # two folds trained: one held out at a time
+    report = run.report.read_text()
+    assert "## Persons grouped at test time" in report and "## Decision" in report
+    probs = pd.read_csv(run.eval_probs)[PROB_COLS].to_numpy()
+    assert (pd.read_csv(run.submission)["ans"].to_numpy() == probs.argmax(1)).all()  # the decided classes
 
 
 @pytest.mark.parametrize("bad", ["group_eval=1", "group_eval=-2"])
