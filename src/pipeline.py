@@ -187,23 +187,33 @@ def train_folds(job: Job) -> list[dict]:
     return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes) for fold in folds]
 
 
+def post_hoc(job: Job, probs):
+    """The opt-in steps after the fold ensemble, fitted on the run's OOF: persons grouped
+    (`group_eval`, src/grouping.py), then the macro-F1 decision (`decision=bias`, src/decision.py).
+    Returns (eval probabilities, what grouping reported, what the decision reported)."""
+    cfg, run = job.cfg, job.run
+    if not cfg.group_eval and cfg.decision == "none":
+        return probs, None, None
+    oof = run.load_oof(list(cfg.folds))
+    oof_probs, y, oof_folds = oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy()
+    grouping = decision = None
+    if cfg.group_eval:
+        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(), cfg,
+                                     job.ctx.device, job.ctx.cache_root, TOP, job.boxes)
+        (oof_probs,), (probs,), grouping = apply_grouping([oof_probs], oof_f, oof_folds, oof["person"].to_numpy(), y,
+                                                          [probs], eval_f, cfg.group_eval)
+    if cfg.decision == "bias":
+        biases, decision = decide_for_run(oof_probs, y, oof_folds)
+        probs = adjusted_probs(probs, biases)
+    return probs, grouping, decision
+
+
 def finish(job: Job, results: list[dict]) -> dict:
     """The fold ensemble on eval -> submission.csv; report.md and metrics.json; the run's marker."""
     cfg, run, eval_table = job.cfg, job.run, job.eval_table
     ckpts = run.best_checkpoints(list(cfg.folds))
     probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes)
-    decision = grouping = None
-    if cfg.group_eval or cfg.decision != "none":
-        oof = run.load_oof(list(cfg.folds))
-        oof_probs, y, oof_folds = oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy()
-    if cfg.group_eval:  # persons grouped by image features, gender and age shared (src/grouping.py)
-        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, eval_table["path"].tolist(), cfg,
-                                     job.ctx.device, job.ctx.cache_root, TOP, job.boxes)
-        (oof_probs,), (probs,), grouping = apply_grouping([oof_probs], oof_f, oof_folds, oof["person"].to_numpy(), y,
-                                                          [probs], eval_f, cfg.group_eval)
-    if cfg.decision == "bias":  # per-class biases fitted on this run's OOF, applied to eval (src/decision.py)
-        biases, decision = decide_for_run(oof_probs, y, oof_folds)
-        probs = adjusted_probs(probs, biases)
+    probs, grouping, decision = post_hoc(job, probs)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
