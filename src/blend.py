@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from .cache import cache_root
 from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases
@@ -84,21 +83,20 @@ def mix(probs: list[np.ndarray], w: np.ndarray) -> np.ndarray:
     return sum(wi * p for wi, p in zip(w, probs))
 
 
-def fit_weights(probs: list[np.ndarray], y: np.ndarray) -> np.ndarray:
-    """Non-negative weights summing to 1 that minimise the blend's log-loss (softmax-parametrised)."""
+def fit_weights(probs: list[np.ndarray], y: np.ndarray, steps: int = 500, rate: float = 0.5) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the blend's log-loss.
+
+    The log-loss is convex in the weights, so exponentiated gradient descent (multiplicative
+    updates, which stay on the simplex) finds its minimum; no optimiser package needed."""
     if len(probs) == 1:
         return np.ones(1)
     picked = np.stack([p[np.arange(len(y)), y] for p in probs], 1)  # each model's p(true class)
-
-    def nll(theta):
-        w = np.exp(theta - theta.max())
+    w = np.full(len(probs), 1 / len(probs))
+    for _ in range(steps):
+        grad = -(picked / np.clip(picked @ w, EPS, None)[:, None]).mean(0)
+        w = w * np.exp(-rate * (grad - grad.min()))
         w /= w.sum()
-        return -np.log(np.clip(picked @ w, EPS, 1)).mean()
-
-    res = minimize(nll, np.zeros(len(probs)), method="Nelder-Mead" if len(probs) <= 3 else "Powell",
-                   options={"xatol": 1e-4, "fatol": 1e-7, "maxiter": 2000})
-    w = np.exp(res.x - res.x.max())
-    return w / w.sum()
+    return w
 
 
 def fit(probs: list[np.ndarray], y: np.ndarray, decision: str) -> tuple[np.ndarray, np.ndarray | None]:
