@@ -121,9 +121,12 @@ def table(rows: list[dict], baseline: str) -> str:
              " [95 % CI] | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         parent = by_name.get(recipe_parts(r["recipe"])[0])
-        lines.append(f"| {r['recipe']} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base, 'ci_vs_baseline')} | "
+        trained = r["train_img_s"] > 0  # post-hoc rows (blends) train nothing
+        speed = f"{r['train_img_s']:.1f} | {r['wall_s'] / 60:.1f} min" if trained else "post-hoc | –"
+        name = r["recipe"].replace("|", "\\|")  # a blend's '|' would split the markdown row
+        lines.append(f"| {name} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base, 'ci_vs_baseline')} | "
                      f"{delta(r, parent, 'ci_vs_base')} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
-                     f"{fmt(r['age_f1'])} | {r['train_img_s']:.1f} | {r['wall_s'] / 60:.1f} min |")
+                     f"{fmt(r['age_f1'])} | {speed} |")
     return "\n".join(lines)
 
 

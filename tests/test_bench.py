@@ -163,4 +163,4 @@ def test_blend_rows_are_made_post_hoc_from_earlier_rows(tiny_data, tmp_path, mon
     assert row["eval_f1"] is not None and row["ci_vs_baseline"] is not None
     made = RunDir(out / bench.folder("blend:seed|seed+lr=3e-3+decision=bias"))
     assert made.finished() and json.loads(made.blend_record.read_text())["decision"] == "bias"
-    assert "| blend:seed|seed+lr=3e-3+decision=bias |" in (out / "results.md").read_text()
+    assert "| blend:seed\\|seed+lr=3e-3+decision=bias | " in (out / "results.md").read_text()  # '|' escaped
