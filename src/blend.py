@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .cache import cache_root
-from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases
+from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases, held_out
 from .ensemble import run_features
 from .grouping import TOP, apply_grouping
 from .runtime import pick_device
@@ -108,15 +108,11 @@ def fit(probs: list[np.ndarray], y: np.ndarray, decision: str) -> tuple[np.ndarr
 
 def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str) -> np.ndarray | None:
     """Out-of-fold decisions: weights and biases fitted on the other folds, for each fold in turn."""
-    keys = np.unique(folds)
-    if len(keys) < 2:
-        return None
-    pred = np.empty(len(y), dtype=int)
-    for k in keys:
-        held = folds == k
-        w, b = fit([p[~held] for p in probs], y[~held], decision)
-        pred[held] = decide(mix([p[held] for p in probs], w), b)
-    return pred
+    def predict_fold(fit_rows, held):
+        w, b = fit([p[fit_rows] for p in probs], y[fit_rows], decision)
+        return decide(mix([p[held] for p in probs], w), b)
+
+    return held_out(folds, predict_fold)
 
 
 def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT,

@@ -74,17 +74,24 @@ def fit_biases(probs: np.ndarray, y: np.ndarray, grid: np.ndarray = GRID, passes
     return b
 
 
-def nested_estimate(probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[float, np.ndarray] | None:
-    """(macro-F1 of out-of-fold decisions, those decisions): biases fitted on the other folds for
-    each fold in turn. None with fewer than two folds (nothing to hold out)."""
+def held_out(folds: np.ndarray, predict_fold) -> np.ndarray | None:
+    """Each fold's predictions from `predict_fold(fit_rows, held_rows)`, fitted without that fold
+    (folds hold whole persons); None with fewer than two folds (nothing to hold out)."""
     keys = np.unique(folds)
     if len(keys) < 2:
         return None
-    pred = np.empty(len(y), dtype=int)
+    pred = np.empty(len(folds), dtype=int)
     for k in keys:
         held = folds == k
-        pred[held] = decide(probs[held], fit_biases(probs[~held], y[~held]))
-    return fast_macro_f1(y, pred), pred
+        pred[held] = predict_fold(~held, held)
+    return pred
+
+
+def nested_estimate(probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """(macro-F1 of out-of-fold decisions, those decisions): biases fitted on the other folds for
+    each fold in turn. None with fewer than two folds."""
+    pred = held_out(folds, lambda fit, held: decide(probs[held], fit_biases(probs[fit], y[fit])))
+    return None if pred is None else (fast_macro_f1(y, pred), pred)
 
 
 def decide_for_run(oof_probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, dict]:
