@@ -152,7 +152,7 @@ def test_the_real_yardstick_script_runs_through_the_bench(tiny_data, tmp_path, m
 
 def test_blend_rows_are_made_post_hoc_from_earlier_rows(tiny_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "ROOT", tmp_path)
-    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=all"])
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
     args = ["--data", str(tiny_data), "--name", "b", *FAST]
     assert bench.main([*args, "--recipes", "seed,blend:seed|nope"]) == 2  # a blend of a row that isn't there
     assert "nope" in capsys.readouterr().err
