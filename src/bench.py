@@ -32,8 +32,8 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from . import reference
-from .config import DEFAULTS, ROOT, ConfigError, load_config, matches_saved
+from . import blend, reference
+from .config import DEFAULTS, KEYS, ROOT, ConfigError, load_config, matches_saved
 from .data import DataError, find_data, load_eval
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap
@@ -230,15 +230,18 @@ def blend_parts(recipe: str) -> tuple[list[str], str, int]:
         k, v = parts.pop().split("=", 1)
         opts[k] = v
     names = [n for n in "+".join(parts).split("|") if n]
-    if not names or opts.get("decision", "none") not in ("none", "bias") or not opts.get("group_eval", "0").isdigit():
-        raise ConfigError("a blend row is blend:A|B[+decision=bias][+group_eval=7]")
-    return names, opts.get("decision", "none"), int(opts.get("group_eval", "0"))
+    try:  # the options mean what the config keys of the same names mean
+        decision = KEYS["decision"].parse(opts.get("decision", "none"))
+        group = KEYS["group_eval"].parse(opts.get("group_eval", 0))
+    except ValueError as e:
+        raise ConfigError(f"a blend row is blend:A|B[+decision=bias][+group_eval=7]: {e}") from None
+    if not names:
+        raise ConfigError("a blend row is blend:A|B[+decision=bias][+group_eval=7]: no recipe to blend")
+    return names, decision, group
 
 
 def run_blend(out: Path, name: str, recipe: str) -> int:
     """A post-hoc row: src/blend.py over finished rows of this bench (seconds; grouping: minutes)."""
-    from . import blend
-
     names, decision, group = blend_parts(recipe)
     if RunDir(out / folder(recipe)).finished():
         print(f"bench {name}: {recipe} already made in {out / folder(recipe)}, reusing it", flush=True)

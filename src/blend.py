@@ -118,34 +118,37 @@ def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: 
 def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT,
           group_eval: int = 0) -> dict:
     runs = [find_run(r) for r in run_names]
+    name = check_run_name(name or "blend-" + "+".join(r.name for r in runs))  # before any work
     inputs = load_inputs(runs)
     y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()
-    data_dir = runs[0].load_config().data
+    first_cfg = runs[0].load_config()
+    data_dir = first_cfg.data
     eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
     singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
     single_evals = list(inputs.eval_probs)  # each run alone, as it was made: what the blend is compared with
     grouping = None
     if group_eval:  # persons grouped by the first run's fold models' features (src/grouping.py)
-        fcfg = runs[0].load_config()
-        oof_f, eval_f = run_features(runs[0], inputs.oof["path"].tolist(), folds, eval_table["path"].tolist(), fcfg,
-                                     pick_device("auto"), cache_root(fcfg.cache_dir, output), TOP)
+        oof_f, eval_f = run_features(runs[0], inputs.oof["path"].tolist(), folds, eval_table["path"].tolist(),
+                                     first_cfg, pick_device("auto"), cache_root(first_cfg.cache_dir, output), TOP)
         inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(
             inputs.oof_probs, oof_f, folds, inputs.oof["person"].to_numpy(), y, inputs.eval_probs, eval_f, group_eval)
     w, b = fit(inputs.oof_probs, y, decision)
-    oof_mix = mix(inputs.oof_probs, w)
     nested_pred = nested(inputs.oof_probs, y, folds, decision)
 
-    eval_mix = mix(inputs.eval_probs, w)
-    eval_final = adjusted_probs(eval_mix, b) if b is not None else eval_mix
+    def final(probs: list[np.ndarray]) -> np.ndarray:  # blended, then decided: the argmax is the class
+        blended = mix(probs, w)
+        return adjusted_probs(blended, b) if b is not None else blended
+
+    oof_final, eval_final = final(inputs.oof_probs), final(inputs.eval_probs)
 
     cfg = load_config("seed").replace(data=data_dir)  # a blend's folder holds a record, not a training config
-    out = open_run(check_run_name(name or "blend-" + "+".join(r.name for r in runs)), cfg, output)
+    out = open_run(name, cfg, output)
     try:
         eval_metrics = write_submission(out, eval_table, eval_final)
         result = {
             "run": out.name, "runs": [str(r.path) for r in runs], "weights": [float(x) for x in w],
             "decision": decision, "biases": None if b is None else [float(x) for x in b],
-            "oof": {**summarize(y, np.eye(oof_mix.shape[1])[decide(oof_mix, b)]), "in_sample": True},
+            "oof": {**summarize(y, oof_final), "in_sample": True},
             "oof_single_runs": singles,
             "oof_nested_f1": None if nested_pred is None else fast_macro_f1(y, nested_pred),
             "eval": eval_metrics, "folds": [], "grouping": grouping,
@@ -155,9 +158,8 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
             result["eval_vs_runs"] = {r.name: list(paired_bootstrap(truth, p.argmax(1), eval_final.argmax(1)))
                                       for r, p in zip(runs, single_evals)}
         out.report.write_text(report(result))
-        out.blend_record.write_text(json.dumps({"runs": result["runs"], "weights": result["weights"],
-                                                         "decision": decision, "biases": result["biases"]},
-                                                        indent=1))
+        record = {k: result[k] for k in ("runs", "weights", "decision", "biases")}
+        out.blend_record.write_text(json.dumps(record, indent=1))
         out.finish_run(result)
     finally:
         out.unlock()

@@ -176,14 +176,15 @@ class Key:
     doc: str = ""
 
 
+LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
+
 KEYS: dict[str, Key] = {
     # data
     "data_dir": Key("input/data", text, doc="competition-layout data (--data wins)"),
     "corrections": Key("", text, doc="'' (none), a CSV path, or a name of a file in configs/corrections/"),
     # folds
     "n_folds": Key(5, integer(2)),
-    "folds": Key("all", fold_list, lambda v: v if v == "all" else _joined(v),
-                 doc="which folds to train: all or e.g. 0 / 0,2"),
+    "folds": Key("all", fold_list, _joined, doc="which folds to train: all or e.g. 0 / 0,2 (held as fold numbers)"),
     "split": Key("stratified", choice("stratified", "iterative"),
                  doc="stratified: StratifiedKFold over gender x age band | iterative: also balance the ages "
                      "next to the training-time boundary (iterative-stratification)"),
@@ -223,7 +224,7 @@ KEYS: dict[str, Key] = {
     "lr": Key(8e-5, number(0, lo_open=True)),
     "scheduler": Key("none", choice("none", "cosine"), doc="cosine: per-epoch cosine decay from lr towards 0"),
     "weight_decay": Key(0.0, number(0)),
-    "loss": Key("focal", choice("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")),
+    "loss": Key("focal", choice(*LOSSES)),
     "focal_gamma": Key(2.0, number(0)),
     "label_smoothing": Key(0.1, number(0, 1)),
     # inference
@@ -247,7 +248,6 @@ KEYS: dict[str, Key] = {
 }
 
 DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
-LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
 
 # What a run saved before a key existed actually did, where that differs from today's default:
 # such a run must not count as made with the new default (bench reuse, resume).

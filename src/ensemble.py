@@ -113,9 +113,9 @@ def photo_batches(paths: list[str], cfg: Config, device: torch.device, cache_roo
 def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
                    boxes: dict | None = None) -> np.ndarray:
     """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
-    return ensemble_probs(fold_models(ckpts, device, cfg.channels_last), photo_batches(paths, cfg, device, cache_root,
-                                                                                       boxes),
-                          device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last)
+    models = fold_models(ckpts, device, cfg.channels_last)
+    batches_for = photo_batches(paths, cfg, device, cache_root, boxes)
+    return ensemble_probs(models, batches_for, device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last)
 
 
 @torch.no_grad()
@@ -160,7 +160,8 @@ def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(features of each OOF photo from the model of its own fold, features of each eval photo
     averaged over the fold models): what grouping needs, without a model that trained on the photo."""
-    oof_feats, eval_total, n = None, None, 0
+    eval_batches = photo_batches(eval_paths, cfg, device, cache_root, boxes)  # decoded once for every fold
+    oof_feats, eval_feats = None, []
     for k in np.unique(oof_folds):
         fm = load_fold_model(run.fold(int(k)).best, device)
         sel = np.flatnonzero(oof_folds == k)
@@ -168,7 +169,5 @@ def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_
         if oof_feats is None:
             oof_feats = np.zeros((len(oof_paths), f.shape[1]), np.float32)
         oof_feats[sel] = f
-        e = photo_features([fm], photo_batches(eval_paths, cfg, device, cache_root, boxes), device, top)
-        eval_total = e if eval_total is None else eval_total + e
-        n += 1
-    return oof_feats, eval_total / n
+        eval_feats.append(photo_features([fm], eval_batches, device, top))
+    return oof_feats, np.mean(eval_feats, axis=0)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import labels as L
+from .decision import fast_macro_f1
 
 
 def nearest(features: np.ndarray, k: int, block: int = 2048) -> np.ndarray:
@@ -88,8 +89,6 @@ def apply_grouping(oof_probs: list[np.ndarray], oof_features: np.ndarray, oof_fo
                    eval_features: np.ndarray, size: int) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     """Group OOF photos (within each fold: one model's feature space) and eval photos; smooth every
     given probability table by its groups; report the OOF grouping against the true persons."""
-    from .decision import fast_macro_f1
-
     oof_groups = np.full(len(oof_folds), -1)
     offset = 0
     for k in np.unique(oof_folds):

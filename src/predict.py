@@ -105,8 +105,9 @@ class OnnxEngine:
         return self.session.run(None, {self.input: x})[0]
 
 
-def export_onnx(run: RunDir) -> Path:
-    models, prep = load_ensemble(run)
+def export_onnx(run: RunDir, loaded: tuple[list[FoldModel], Preprocess] | None = None) -> Path:
+    """RUN/ensemble.onnx (+ its record); `loaded`: the run's models when the caller has them already."""
+    models, prep = loaded or load_ensemble(run)
     graph = EnsembleGraph([fm.model for fm in models], models[0].cfg.tta).eval()
     h, w = prep.size
     example = torch.zeros(2, 3, h, w)
@@ -175,7 +176,7 @@ def compare_engines(run: RunDir, paths: list[Path], batch_size: int, repeats: in
     their outputs are."""
     models, prep = load_ensemble(run)
     if not run.export_is_current():
-        export_onnx(run)
+        export_onnx(run, (models, prep))
     x, errors = prep(paths)
     batches = [x[i:i + batch_size] for i in range(0, len(x), batch_size)]
     engines = [TorchEngine(models), OnnxEngine(run.onnx)]

@@ -32,7 +32,8 @@ from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_c
 from .runtime import atomic_save, atomic_write_text, first_free
 
 OUTPUT = ROOT / "output"
-FOLD_FILE = re.compile(r"fold(\d+)\.finished$")
+# a fold's marker, or (runs made before markers existed) its result.json, the fold's last file then
+FOLD_DONE = re.compile(r"fold(\d+)(?:\.finished|_result\.json)$")
 # keys that may differ when an interrupted run is continued (they don't change its numbers)
 RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_folds"}
 
@@ -149,10 +150,7 @@ class RunDir:
         return json.loads(self.fold(fold).result.read_text())
 
     def finished_folds(self) -> list[int]:
-        found = {int(m.group(1)) for p in self.path.glob("fold*.finished") if (m := FOLD_FILE.match(p.name))}
-        found |= {int(p.name[4:-len("_result.json")]) for p in self.path.glob("fold*_result.json")
-                  if p.name[4:-len("_result.json")].isdigit()}
-        return sorted(found)
+        return sorted({int(m.group(1)) for p in self.path.glob("fold*") if (m := FOLD_DONE.match(p.name))})
 
     def best_checkpoints(self, folds: list[int] | None = None) -> list[Path]:
         """The best.pt of the given folds, or of every finished fold."""
@@ -213,18 +211,15 @@ def open_run(name: str, cfg: Config, output: Path) -> RunDir:
     check_run_name(name)
     output.mkdir(parents=True, exist_ok=True)
     n = 1
-    while (candidate := output / (name if n == 1 else f"{name}-{n}")).exists():
-        if resumable(RunDir(candidate), cfg):
-            run = RunDir(candidate)
+    while (run := RunDir(output / (name if n == 1 else f"{name}-{n}"))).path.exists():
+        if resumable(run, cfg):
             run.lock()  # two commands at once must not train into one folder
-            print(f"continuing the unfinished run in {candidate}")
+            print(f"continuing the unfinished run in {run}")
             return run
         n += 1
-    fresh = first_free(output, name)
-    fresh.mkdir()
-    if fresh.name != name:
-        print(f"note: {output / name} already exists; this run writes to {fresh}")
-    run = RunDir(fresh)
+    run.path.mkdir()  # the first free name
+    if run.name != name:
+        print(f"note: {output / name} already exists; this run writes to {run}")
     run.lock()
     return run
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .config import ConfigError
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -28,8 +30,6 @@ class RunContext:
 
 def pick_device(name: str) -> torch.device:
     """The torch device for `device=`; a GPU that is not there is a ConfigError, said before any work."""
-    from .config import ConfigError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):

