@@ -7,6 +7,7 @@
 #   bash run.sh predict --run RUN [--out FILE] [--engine auto|torch|onnx] PATH... classify any photos
 #   bash run.sh export --run RUN                                                 the ensemble as ONNX
 #   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
+#   bash run.sh gallery --run RUN                                                the error-analysis page
 #   bash run.sh blend --runs A[,B...] [--decision bias] [--name N]              blend runs, decide for macro-F1
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
 #   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
@@ -52,6 +53,10 @@ case "${1:-}" in
     audit)
         shift
         exec "$PY" -m src.audit "$@"
+        ;;
+    gallery)
+        shift
+        exec "$PY" -m src.gallery "$@"
         ;;
     blend)
         shift

@@ -30,6 +30,7 @@ from .data import DataError, find_data, load_eval, load_train
 from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
 from .faces import face_boxes
+from .gallery import write_gallery
 from .folds import attach_folds, make_folds
 from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
@@ -220,6 +221,7 @@ def finish(job: Job, results: list[dict]) -> dict:
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
     metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
                            job.pseudo)
+    gallery = write_gallery(run)
     metrics["wall_seconds"] = time.perf_counter() - job.started
     run.finish_run(metrics)
 
@@ -227,7 +229,8 @@ def finish(job: Job, results: list[dict]) -> dict:
     if eval_metrics:
         print(f"eval macro-F1 {eval_metrics['f1']:.4f} (acc {eval_metrics['acc']:.4f}; mask "
               f"{eval_metrics['mask_f1']:.3f} gender {eval_metrics['gender_f1']:.3f} age {eval_metrics['age_f1']:.3f})")
-    print(f"wrote {run.submission} and {run.report} in {metrics['wall_seconds']:.0f} s")
+    print(f"wrote {run.submission} and {run.report} in {metrics['wall_seconds']:.0f} s; the mistakes to look at: "
+          f"{gallery}")
     return {"run_dir": run.path, **metrics}
 
 

@@ -11,6 +11,7 @@
     run.lock               held (flock) by the process writing the run; says who it is
     ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
     blend.json             a blend's folder (run.sh blend): its runs, weights and biases
+    gallery.html, gallery/ the error-analysis page and its thumbnails (run.sh gallery)
 
 A finished run folder is never written over: a new run takes the next free name (<run>-2, ...).
 An unfinished run with the same config is continued by the same command.
@@ -34,6 +35,7 @@ from .runtime import atomic_save, atomic_write_text, first_free
 OUTPUT = ROOT / "output"
 # a fold's marker, or (runs made before markers existed) its result.json, the fold's last file then
 FOLD_DONE = re.compile(r"fold(\d+)(?:\.finished|_result\.json)$")
+AUDIT_FILE = re.compile(r"audit(?:-(\d+))?\.csv$")  # new_audit_file's names
 # keys that may differ when an interrupted run is continued (they don't change its numbers)
 RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_folds"}
 
@@ -78,6 +80,7 @@ class RunDir:
         self.onnx_record, self.lock_file = p / "ensemble.onnx.json", p / "run.lock"
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
+        self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
         self._lock = None
 
     @property
@@ -196,6 +199,11 @@ class RunDir:
 
     def new_audit_file(self) -> Path:
         return first_free(self.path, "audit", ".csv")  # an earlier, maybe reviewed, audit is kept
+
+    def latest_audit_file(self) -> Path | None:
+        """The newest of audit.csv, audit-2.csv, ... (None before the first audit)."""
+        found = [p for p in self.path.glob("audit*.csv") if AUDIT_FILE.match(p.name)]
+        return max(found, key=lambda p: int(AUDIT_FILE.match(p.name).group(1) or 1), default=None)
 
 
 def resumable(run: RunDir, cfg: Config) -> bool:

@@ -1,0 +1,209 @@
+"""The error-analysis page of a run: RUN/gallery.html, opened from the file system.
+
+    bash run.sh gallery --run RUN
+
+Built from what the run saved (out-of-fold and eval probabilities, the data's tables); no model
+is loaded. Thumbnails are small JPEGs in RUN/gallery/, named by the photo's path, size and
+modification time, so a rebuild makes only the missing ones. The page (src/gallery_page.html with
+the run's data as JSON inside) needs no server and no internet: the confusion matrices of the
+18 classes and of each sub-task (a click on a cell shows its photos, most confident first), the
+persons whose shots disagree, the audit's candidates with buttons that mark corrections, and a
+download of those corrections in the format `corrections=FILE` reads.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from . import labels as L
+from .audit import as_corrections, candidates, person_scores
+from .data import DataError, load_eval
+from .labels import PROB_COLS
+from .run_dir import RunDir, find_run
+from .runtime import CannotWrite, atomic_write_text, writing_errors
+
+PAGE = Path(__file__).with_name("gallery_page.html")
+THUMB = (96, 128)  # width, height: the competition's 3:4
+THUMB_QUALITY = 70  # about 2.6 KB a face
+
+
+def thumb_name(path: Path) -> str:
+    """A thumbnail's file name: changes when the photo is replaced."""
+    try:
+        st = path.stat()
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    except OSError:
+        key = f"{path}|missing"
+    return hashlib.sha1(key.encode()).hexdigest()[:16] + ".jpg"
+
+
+def make_thumb(src: Path, dst: Path) -> bool:
+    """One small JPEG (JPEG decoding at 1/2..1/8 scale makes this ~2 ms); False when unreadable."""
+    try:
+        with Image.open(src) as im:
+            im.draft("RGB", (THUMB[0] * 2, THUMB[1] * 2))
+            im = im.convert("RGB")
+            im.thumbnail(THUMB, Image.Resampling.BILINEAR)
+            tmp = dst.with_name(dst.name + ".tmp")
+            im.save(tmp, "JPEG", quality=THUMB_QUALITY)
+            os.replace(tmp, dst)
+        return True
+    except OSError:
+        return False
+
+
+def make_thumbs(paths: list[Path], folder: Path) -> tuple[list[str], int]:
+    """Thumbnail names for the photos (made where missing) and how many photos could not be read."""
+    folder.mkdir(exist_ok=True)
+    names = [thumb_name(p) for p in paths]
+    todo = [(p, folder / n) for p, n in dict(zip(paths, names)).items() if not (folder / n).exists()]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        ok = list(pool.map(lambda job: make_thumb(*job), todo))
+    bad = {str(dst.name) for (_, dst), good in zip(todo, ok) if not good}
+    return ["" if n in bad else n for n in names], len(bad)
+
+
+def permille(probs: np.ndarray) -> list[int]:
+    """Probabilities as whole thousandths, row after row: a third of the page's size of decimals."""
+    return np.rint(probs * 1000).astype(int).ravel().tolist()
+
+
+def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
+    """The out-of-fold photos of every finished fold, and the table they came from."""
+    try:
+        oof = run.load_oof()
+    except FileNotFoundError:
+        return None
+    order = oof["shot"].map({s: i for i, s in enumerate(L.SHOTS)})  # mask1..5, incorrect, normal
+    oof = oof.assign(_order=order).sort_values(["person", "_order"], kind="stable").drop(columns="_order")
+    oof = oof.reset_index(drop=True)
+    probs = oof[PROB_COLS].to_numpy()
+    persons = list(dict.fromkeys(oof["person"]))
+    index = {p: i for i, p in enumerate(persons)}
+    paths = [Path(p) for p in oof["path"]]
+    thumbs, unreadable = make_thumbs(paths, folder)
+    data = {"n": len(oof), "true": oof["label"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
+            "p": permille(probs), "fold": oof["fold"].astype(int).tolist(),
+            "person": [index[p] for p in oof["person"]], "shot": [L.SHOTS.index(s) for s in oof["shot"]],
+            "thumb": thumbs, "path": [str(p) for p in paths], "unreadable": unreadable}
+    return data, oof
+
+
+def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
+    """The eval photos with the run's probabilities, when eval/answers.csv gives their truth."""
+    if not run.eval_probs.is_file() or not data_dir:
+        return None
+    try:
+        table = load_eval(data_dir, check_pixels=False)
+    except DataError:
+        return None  # the data moved or changed since the run: the page shows OOF alone
+    if "true" not in table:
+        return None
+    probs_table = pd.read_csv(run.eval_probs)
+    table = table.merge(probs_table, on="ImageID", how="inner")
+    if table.empty:
+        return None
+    probs = table[PROB_COLS].to_numpy()
+    paths = [Path(p) for p in table["path"]]
+    thumbs, unreadable = make_thumbs(paths, folder)
+    return {"n": len(table), "true": table["true"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
+            "p": permille(probs), "id": table["ImageID"].tolist(), "thumb": thumbs,
+            "path": [str(p) for p in paths], "unreadable": unreadable}
+
+
+def person_rows(oof: pd.DataFrame, data_dir: str) -> list[dict]:
+    """Each OOF person's label: gender, exact age when train.csv still has it, and fold."""
+    first = oof.groupby("person", sort=False).first()
+    ages = {}
+    csv = Path(data_dir) / "train" / "train.csv" if data_dir else None
+    if csv is not None and csv.is_file():
+        table = pd.read_csv(csv, dtype=str)
+        if {"id", "age"} <= set(table.columns):
+            ages = dict(zip(table["id"].str.strip(), table["age"].str.strip()))
+    rows = []
+    for person, r in first.iterrows():
+        _, gender, band = L.decode(int(r["label"]))
+        age = ages.get(person, "")
+        rows.append({"id": person, "gender": int(gender), "band": int(band), "fold": int(r["fold"]),
+                     "age": int(age) if str(age).isdigit() else None})
+    return rows
+
+
+def audit_rows(run: RunDir, oof: pd.DataFrame) -> tuple[list[dict], str]:
+    """The newest audit file's candidates, else the audit computed now from the OOF."""
+    saved = run.latest_audit_file()
+    if saved is not None:
+        table, source = pd.read_csv(saved, dtype=str).fillna(""), saved.name
+    else:
+        table, source = as_corrections(candidates(person_scores(oof))).fillna(""), "computed from the OOF"
+    rows = [{"id": str(r["id"]), "gender": r.get("gender", ""), "age": str(r.get("age", "")),
+             "mask_fix": r.get("mask_fix", ""), "note": r.get("note", ""), "kind": r.get("kind", ""),
+             "score": float(r["score"]) if str(r.get("score", "")).strip() else None}
+            for r in table.to_dict("records")]
+    return rows, source
+
+
+def page_data(run: RunDir, folder: Path) -> dict:
+    cfg = run.load_config()
+    data_dir = cfg.data or cfg.data_dir
+    sets, persons, audit, audit_source = {}, [], [], ""
+    found = oof_set(run, folder)
+    if found is not None:
+        sets["oof"], oof = found
+        persons = person_rows(oof, data_dir)
+        audit, audit_source = audit_rows(run, oof)
+    ev = eval_set(run, data_dir, folder)
+    if ev is not None:
+        sets["eval"] = ev
+    if not sets:
+        raise FileNotFoundError(f"{run.path}: nothing to show: no out-of-fold predictions and no eval "
+                                f"probabilities with eval/answers.csv")
+    return {"run": run.name, "built": time.strftime("%Y-%m-%d %H:%M"), "recipe": cfg.recipe, "model": cfg.model,
+            "classes": [L.class_name(c) for c in range(L.N_CLASSES)], "shots": list(L.SHOTS),
+            "tasks": {"mask": list(L.MASK_NAMES), "gender": list(L.GENDER_NAMES), "age": list(L.AGE_NAMES)},
+            "thumbs": folder.name, "sets": sets, "persons": persons, "audit": audit, "audit_source": audit_source}
+
+
+def write_gallery(run: RunDir) -> Path:
+    """RUN/gallery.html and its thumbnails; the page's data is the run's as of now."""
+    with writing_errors():
+        data = page_data(run, run.gallery_thumbs)
+        # '</' inside the JSON would end the <script> element that holds it
+        blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+        page = PAGE.read_text().replace("__GALLERY_DATA__", blob)
+        atomic_write_text(page, run.gallery)
+    bad = sum(s.get("unreadable", 0) for s in data["sets"].values())
+    if bad:
+        print(f"warning: {bad} photo(s) could not be read for thumbnails; the page shows them blank")
+    return run.gallery
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh gallery", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run name under output/, or its folder")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
+    try:
+        path = write_gallery(find_run(a.run))
+    except (FileNotFoundError, CannotWrite) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size:.1f} MB, thumbnails in {path.parent / 'gallery'}) in {time.perf_counter() - t0:.0f} s;"
+          f" open it in a browser: file://{path.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
