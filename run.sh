@@ -32,11 +32,27 @@ setup() {
     echo "$want" > "$VENV/.requirements.sha256"
 }
 
+# The gallery's tests drive a real browser: Debian's chromium, installed here once where this
+# user may (root with apt-get); elsewhere those tests are skipped and say why.
+browser() {
+    if [[ -n "${CHROMIUM:-}" ]] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+        return
+    fi
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Debian's chromium for the browser tests (once; log in $VENV/chromium-install.log) ..." >&2
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+          || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }; } \
+          > "$VENV/chromium-install.log" 2>&1 \
+          || echo "note: chromium could not be installed; the browser tests will be skipped" >&2
+    fi
+}
+
 setup
 PY="$VENV/bin/python"
 case "${1:-}" in
     test)
         shift
+        browser
         exec "$PY" -m pytest -q tests "$@"
         ;;
     speed)

@@ -38,13 +38,13 @@ THUMB_QUALITY = 70  # about 2.6 KB a face
 
 
 def thumb_name(path: Path) -> str:
-    """A thumbnail's file name: changes when the photo is replaced."""
+    """A thumbnail's file name (less its .jpg, which the page adds): changes when the photo is replaced."""
     try:
         st = path.stat()
         key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
     except OSError:
         key = f"{path}|missing"
-    return hashlib.sha1(key.encode()).hexdigest()[:16] + ".jpg"
+    return hashlib.sha1(key.encode()).hexdigest()[:14]
 
 
 def make_thumb(src: Path, dst: Path) -> bool:
@@ -66,11 +66,17 @@ def make_thumbs(paths: list[Path], folder: Path) -> tuple[list[str], int]:
     """Thumbnail names for the photos (made where missing) and how many photos could not be read."""
     folder.mkdir(exist_ok=True)
     names = [thumb_name(p) for p in paths]
-    todo = [(p, folder / n) for p, n in dict(zip(paths, names)).items() if not (folder / n).exists()]
+    todo = [(p, folder / f"{n}.jpg") for p, n in dict(zip(paths, names)).items() if not (folder / f"{n}.jpg").exists()]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         ok = list(pool.map(lambda job: make_thumb(*job), todo))
-    bad = {str(dst.name) for (_, dst), good in zip(todo, ok) if not good}
+    bad = {dst.stem for (_, dst), good in zip(todo, ok) if not good}
     return ["" if n in bad else n for n in names], len(bad)
+
+
+def located(paths: list[Path]) -> dict:
+    """The photos' shared folder once and each photo's path below it: most of the page's size otherwise."""
+    root = os.path.commonpath([str(p.parent) for p in paths])
+    return {"root": root, "rel": [os.path.relpath(p, root) for p in paths]}
 
 
 def permille(probs: np.ndarray) -> list[int]:
@@ -95,7 +101,7 @@ def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
     data = {"n": len(oof), "true": oof["label"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
             "p": permille(probs), "fold": oof["fold"].astype(int).tolist(),
             "person": [index[p] for p in oof["person"]], "shot": [L.SHOTS.index(s) for s in oof["shot"]],
-            "thumb": thumbs, "path": [str(p) for p in paths], "unreadable": unreadable}
+            "thumb": thumbs, **located(paths), "unreadable": unreadable}
     return data, oof
 
 
@@ -117,8 +123,7 @@ def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
     paths = [Path(p) for p in table["path"]]
     thumbs, unreadable = make_thumbs(paths, folder)
     return {"n": len(table), "true": table["true"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
-            "p": permille(probs), "id": table["ImageID"].tolist(), "thumb": thumbs,
-            "path": [str(p) for p in paths], "unreadable": unreadable}
+            "p": permille(probs), "thumb": thumbs, **located(paths), "unreadable": unreadable}  # rel: the ImageID
 
 
 def person_rows(oof: pd.DataFrame, data_dir: str) -> list[dict]:
