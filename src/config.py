@@ -245,6 +245,10 @@ KEYS: dict[str, Key] = {
     "parallel_folds": Key(0, integer(0)),
     "threads": Key(0, integer(0)),
     "max_images": Key(0, integer(0)),
+    # where people look
+    "tracker": Key("none", choice("none", "tensorboard", "mlflow", "wandb"),
+                   doc="also log each epoch and the final scores to TensorBoard (RUN/tensorboard), MLflow or "
+                       "W&B (offline); the package must be installed"),
 }
 
 DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}

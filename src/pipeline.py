@@ -40,6 +40,7 @@ from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
                       set_threads, writing_errors)
 from .submission import write_submission
+from .tracker import check_tracker, open_tracker
 from .train import train_fold, training_cache
 from .weights import WeightsError, resolve
 
@@ -116,6 +117,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
         if not recipe:
             cfg = load_config("demo", overrides)
     check_run_name(name or cfg.recipe)
+    check_tracker(cfg.tracker)
     device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
@@ -222,6 +224,11 @@ def finish(job: Job, results: list[dict]) -> dict:
     metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
                            job.pseudo)
     gallery = write_gallery(run)
+    tracker = open_tracker(cfg, run)
+    try:
+        tracker.final({"oof": metrics["oof"], "eval": eval_metrics})
+    finally:
+        tracker.close()
     metrics["wall_seconds"] = time.perf_counter() - job.started
     run.finish_run(metrics)
 

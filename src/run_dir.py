@@ -12,6 +12,7 @@
     ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
     blend.json             a blend's folder (run.sh blend): its runs, weights and biases
     gallery.html, gallery/ the error-analysis page and its thumbnails (run.sh gallery)
+    tensorboard/, mlruns/, wandb/   tracker=... (tracker.py), with mlflow_run_id / wandb_run_id
 
 A finished run folder is never written over: a new run takes the next free name (<run>-2, ...).
 An unfinished run with the same config is continued by the same command.
@@ -37,7 +38,7 @@ OUTPUT = ROOT / "output"
 FOLD_DONE = re.compile(r"fold(\d+)(?:\.finished|_result\.json)$")
 AUDIT_FILE = re.compile(r"audit(?:-(\d+))?\.csv$")  # new_audit_file's names
 # keys that may differ when an interrupted run is continued (they don't change its numbers)
-RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_folds"}
+RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_folds", "tracker"}
 
 
 PARTIAL = ("*.tmp", "*.part", "*.part.npy")  # what an interrupted atomic write leaves behind
@@ -81,6 +82,7 @@ class RunDir:
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
         self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
+        self.tensorboard = p / "tensorboard"
         self._lock = None
 
     @property
