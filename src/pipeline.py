@@ -30,8 +30,8 @@ from .data import DataError, find_data, load_eval, load_train
 from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
 from .faces import face_boxes
-from .gallery import write_gallery
 from .folds import attach_folds, make_folds
+from .gallery import write_gallery
 from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
 from .labels import PROB_COLS

@@ -82,7 +82,7 @@ class RunDir:
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
         self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
-        self.tensorboard = p / "tensorboard"
+        self.tensorboard, self.mlruns, self.wandb = p / "tensorboard", p / "mlruns", p / "wandb"  # tracker=...
         self._lock = None
 
     @property
@@ -201,6 +201,10 @@ class RunDir:
 
     def new_audit_file(self) -> Path:
         return first_free(self.path, "audit", ".csv")  # an earlier, maybe reviewed, audit is kept
+
+    def tracker_id_file(self, tracker: str) -> Path:
+        """Which MLflow / W&B run this folder appends to (every process, and a resume, use it)."""
+        return self.path / f"{tracker}_run_id"
 
     def latest_audit_file(self) -> Path | None:
         """The newest of audit.csv, audit-2.csv, ... (None before the first audit)."""

@@ -22,7 +22,6 @@ import yaml
 from .config import ConfigError
 from .run_dir import RunDir
 
-PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 EPOCH_SCALARS = ("train_loss", "lr", "val_f1", "val_acc", "val_nll", "mask_f1", "gender_f1", "age_f1", "train_img_s")
 FINAL_SCALARS = ("f1", "acc", "mask_f1", "gender_f1", "age_f1")
 PROJECT = "mask-classification"  # the MLflow experiment / W&B project
@@ -30,10 +29,9 @@ PROJECT = "mask-classification"  # the MLflow experiment / W&B project
 
 def check_tracker(name: str) -> None:
     """Refuse up front a tracker whose package is missing (none of them is required)."""
-    package = PACKAGES.get(name)
-    if package and importlib.util.find_spec(package) is None:
-        raise ConfigError(f"tracker={name}: the {package} package is not installed here "
-                          f"(pip install {package}), or choose tracker=none")
+    if name != "none" and importlib.util.find_spec(name) is None:  # each package is named as its tracker
+        raise ConfigError(f"tracker={name}: the {name} package is not installed here "
+                          f"(pip install {name}), or choose tracker=none")
 
 
 class Tracker:
@@ -81,7 +79,7 @@ class TensorBoard(Tracker):
 
 def shared_id(run: RunDir, name: str) -> str:
     """One tracker run id per run folder, kept beside it, so every process and a resume append to it."""
-    path = run.path / f"{name}_run_id"
+    path = run.tracker_id_file(name)
     if not path.exists():
         path.write_text(uuid.uuid4().hex[:16])
     return path.read_text().strip()
@@ -95,7 +93,7 @@ class MLflow(Tracker):
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             # a folder beside the run, no server; MLflow 3 asks for this opt-in to its file store
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-            mlflow.set_tracking_uri((run.path / "mlruns").resolve().as_uri())
+            mlflow.set_tracking_uri(run.mlruns.resolve().as_uri())
         mlflow.set_experiment(PROJECT)
         key = shared_id(run, "mlflow")
         found = mlflow.search_runs(filter_string=f"tags.pipeline_run = '{key}'", output_format="list")
@@ -121,7 +119,7 @@ class WandB(Tracker):
 
         self.wandb = wandb
         self.active = wandb.init(project=PROJECT, name=run.name, id=shared_id(run, "wandb"), resume="allow",
-                                 dir=str(run.path), mode=os.environ.get("WANDB_MODE", "offline"),
+                                 dir=str(run.wandb.parent), mode=os.environ.get("WANDB_MODE", "offline"),
                                  config={k: str(v) for k, v in cfg.items()})
 
     def epoch(self, fold, row):

@@ -65,7 +65,7 @@ def test_mlflow_local_store(tiny_data, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     result = run_job(tiny_data, None, FAST + ["folds=0", "epochs=2", "tracker=mlflow"], "ml", tmp_path / "out")
     run = RunDir(result["run_dir"])
-    client = mlflow.tracking.MlflowClient(tracking_uri=(run.path / "mlruns").resolve().as_uri())
+    client = mlflow.tracking.MlflowClient(tracking_uri=run.mlruns.resolve().as_uri())
     (found,) = client.search_runs([client.get_experiment_by_name("mask-classification").experiment_id])
     assert found.info.run_name == run.name
     history = client.get_metric_history(found.info.run_id, "fold0/val_f1")
@@ -73,3 +73,15 @@ def test_mlflow_local_store(tiny_data, tmp_path, monkeypatch):
     assert sorted((h.step, round(h.value, 4)) for h in history) == [(1, round(log["val_f1"][0], 4)),
                                                                      (2, round(log["val_f1"][1], 4))]
     assert found.data.metrics["oof/f1"] == pytest.approx(run.read_metrics()["oof"]["f1"], abs=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (optional)")
+def test_wandb_offline_run(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    result = run_job(tiny_data, None, FAST + ["folds=0", "tracker=wandb"], "wb", tmp_path / "out")
+    run = RunDir(result["run_dir"])
+    run_id = run.tracker_id_file("wandb").read_text().strip()
+    # the fold's writer and the final scores' writer append to one W&B run, kept offline in the folder
+    logs = sorted(run.wandb.glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(logs) == 2 and all(p.stat().st_size > 0 for p in logs)
