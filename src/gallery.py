@@ -111,8 +111,10 @@ def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
         return None
     try:
         table = load_eval(data_dir, check_pixels=False)
-    except DataError:
-        return None  # the data moved or changed since the run: the page shows OOF alone
+    except DataError as e:  # the data moved or changed since the run: the page shows OOF alone
+        more = f" (and {len(e.problems) - 1} more)" if len(e.problems) > 1 else ""
+        print(f"note: the gallery leaves out the eval photos: {e.problems[0]}{more}")
+        return None
     if "true" not in table:
         return None
     probs_table = pd.read_csv(run.eval_probs)
@@ -138,9 +140,10 @@ def person_rows(oof: pd.DataFrame, data_dir: str) -> list[dict]:
     rows = []
     for person, r in first.iterrows():
         _, gender, band = L.decode(int(r["label"]))
-        age = ages.get(person, "")
-        rows.append({"id": person, "gender": int(gender), "band": int(band), "fold": int(r["fold"]),
-                     "age": int(age) if str(age).isdigit() else None})
+        age = int(ages[person]) if str(ages.get(person, "")).isdigit() else None
+        if age is not None and L.age_band(age) != band:
+            age = None  # corrected since train.csv: the run's band is the label, the page shows it alone
+        rows.append({"id": person, "gender": int(gender), "band": int(band), "fold": int(r["fold"]), "age": age})
     return rows
 
 

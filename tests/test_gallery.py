@@ -300,3 +300,16 @@ def test_a_3000_person_page_opens_in_under_3_seconds(browser, tmp_path):
         assert o.errors == [], o.errors
     finally:
         o.close()
+
+
+def test_eval_photos_gone_since_the_run_leave_the_oof_page(trained, tmp_path, capsys):
+    run, data = trained
+    copy = RunDir(tmp_path / "copy")
+    shutil.copytree(run.path, copy.path)
+    moved = tmp_path / "moved"
+    cfg = copy.load_config()
+    copy.save_config(cfg.replace(data=str(moved)))  # the data folder is gone
+    gallery.write_gallery(copy)
+    assert "leaves out the eval photos" in capsys.readouterr().out
+    d = page_json(copy)
+    assert set(d["sets"]) == {"oof"} and d["sets"]["oof"]["n"] == 84
