@@ -80,7 +80,7 @@ def located(paths: list[Path]) -> dict:
 
 
 def permille(probs: np.ndarray) -> list[int]:
-    """Probabilities as whole thousandths, row after row: a third of the page's size of decimals."""
+    """Probabilities as whole thousandths, row after row: far shorter in the page than decimals."""
     return np.rint(probs * 1000).astype(int).ravel().tolist()
 
 
