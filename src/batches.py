@@ -13,6 +13,9 @@ runs end exactly like uninterrupted ones. Under DDP each rank takes its shard of
 from __future__ import annotations
 
 import math
+import queue
+import threading
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -124,12 +127,56 @@ class LoaderBatches(_Batches):
             yield x.permute(0, 3, 1, 2), y  # NHWC memory, like the cache's batches
 
 
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def prefetched(items: Iterator, depth: int = 3) -> Iterator:
+    """What `items` yields, in order, made up to `depth` ahead in a thread of its own.
+
+    For the cache on a GPU: the next batches' gather from the memmap and copy into pinned memory
+    (numpy and pin_memory release the GIL) overlap the step the main thread is launching."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop, done = threading.Event(), object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False  # the consumer is gone
+
+    def work():
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as e:  # raised again in the consumer, where it belongs
+            put(_Failed(e))
+
+    threading.Thread(target=work, daemon=True, name="prefetch").start()
+    try:
+        while (item := q.get()) is not done:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()  # also when the consumer stops early (max_batches, an error)
+
+
 class CachedBatches(_Batches):
-    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1, weights=None):
+    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1, weights=None,
+                 prefetch: bool | None = None):
         self.array = array
         self.index = np.asarray(index)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.pin = pin
+        # on the CPU the thread would compete with torch's own threads for the cores
+        self.prefetch = pin if prefetch is None else prefetch
         self.positions = _Positions(len(self.index), batch_size, shuffle, rank, world, weights)
 
     def _arrange(self, pos: np.ndarray) -> np.ndarray:
@@ -137,6 +184,9 @@ class CachedBatches(_Batches):
         return pos[np.argsort(self.index[pos], kind="stable")]
 
     def __iter__(self):
+        return prefetched(self._slices()) if self.prefetch else self._slices()
+
+    def _slices(self):
         for pos in self.positions.batches():
             pos = self._arrange(pos)
             x = torch.from_numpy(self.array[self.index[pos]]).permute(0, 3, 1, 2)  # NHWC memory = channels_last

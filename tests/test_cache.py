@@ -1,3 +1,6 @@
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -146,3 +149,51 @@ def test_device_shift_moves_content_and_colour_keeps_range():
     col.seed(0)
     y = col(torch.randint(0, 256, (6, 3, 5, 5), dtype=torch.uint8), train=True)
     assert y.min() >= 0 and y.max() <= 255
+
+
+def test_prefetched_batches_are_the_same_batches_in_the_same_order():
+    array = np.random.default_rng(0).integers(0, 255, (50, 4, 3, 3), dtype=np.uint8)
+    labels = np.arange(50) % 18
+    runs = []
+    for prefetch in (False, True):
+        b = CachedBatches(array, np.arange(50), labels, 8, True, False, prefetch=prefetch)
+        epochs = []
+        for epoch in range(2):
+            b.seed(epoch)
+            epochs.append([(x.clone(), y.clone()) for x, y in b])
+        runs.append(epochs)
+    for plain, ahead in zip(*runs):
+        assert len(plain) == len(ahead) == 7
+        for (x0, y0), (x1, y1) in zip(plain, ahead):
+            assert torch.equal(x0, x1) and torch.equal(y0, y1)
+
+
+def test_prefetch_stops_with_its_consumer_and_passes_errors_on():
+    from src.batches import prefetched
+
+    made = []
+
+    def endless():
+        i = 0
+        while True:
+            made.append(i)
+            yield i
+            i += 1
+
+    it = prefetched(endless(), depth=2)
+    assert [next(it) for _ in range(3)] == [0, 1, 2]
+    it.close()  # a consumer that stops early (max_batches) must not leave the thread behind
+    deadline = time.time() + 5
+    while any(t.name == "prefetch" for t in threading.enumerate()) and time.time() < deadline:
+        time.sleep(0.02)
+    assert not any(t.name == "prefetch" for t in threading.enumerate())
+    assert len(made) <= 3 + 2 + 1  # never more than `depth` ahead
+
+    def broken():
+        yield 1
+        raise OSError("disk went away")
+
+    it = prefetched(broken())
+    assert next(it) == 1
+    with pytest.raises(OSError, match="disk went away"):
+        next(it)
