@@ -139,7 +139,9 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
     lines += ["## Per class (out-of-fold)", "", "| class | name | F1 | support |", "|---|---|---|---|"]
     for i in range(L.N_CLASSES):
         lines.append(f"| {i} | {L.class_name(i)} | {overall['per_class_f1'][i]:.4f} | {overall['support'][i]} |")
-    lines += ["", f"![out-of-fold confusion matrix]({run.confusion_oof.name})", ""]
+    lines += ["", f"![out-of-fold confusion matrix]({run.confusion_oof.name})", "",
+              f"The photos behind every cell, persons whose shots disagree and the audit's candidates: "
+              f"[{run.gallery.name}]({run.gallery.name}) (open it in a browser).", ""]
     if run.confusion_eval.exists():
         lines += [f"![eval confusion matrix]({run.confusion_eval.name})", ""]
     lines += ["## Config", "", "```yaml", yaml.safe_dump(cfg.saved(), sort_keys=True).rstrip(), "```", ""]
