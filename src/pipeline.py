@@ -40,7 +40,7 @@ from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
                       set_threads, writing_errors)
 from .submission import write_submission
-from .tracker import check_tracker, open_tracker
+from .tracker import check_tracker, open_tracker, register_tracker
 from .train import train_fold, training_cache
 from .weights import WeightsError, resolve
 
@@ -149,6 +149,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
             else:
                 run.save_folds(folds)
             run.save_config(cfg)
+            register_tracker(cfg, run)  # before parallel fold workers open it at once
         table = attach_folds(table, folds)
         pseudo = None
         if extra is not None:  # fold -1: in every fold's training rows, never in a validation fold

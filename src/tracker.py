@@ -37,6 +37,10 @@ def check_tracker(name: str) -> None:
 class Tracker:
     """tracker=none: the run folder's logs are all there is."""
 
+    @classmethod
+    def register(cls, run: RunDir, cfg) -> None:
+        """Before any fold: what parallel fold workers, opening at once, must find already made."""
+
     def epoch(self, fold: int, row: dict) -> None:
         pass
 
@@ -81,11 +85,22 @@ def shared_id(run: RunDir, name: str) -> str:
     """One tracker run id per run folder, kept beside it, so every process and a resume append to it."""
     path = run.tracker_id_file(name)
     if not path.exists():
-        path.write_text(uuid.uuid4().hex[:16])
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")  # one per writer
+        tmp.write_text(uuid.uuid4().hex[:16])
+        try:
+            os.link(tmp, path)  # atomic, and fails where another process was first: its id stands
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
 class MLflow(Tracker):
+    @classmethod
+    def register(cls, run, cfg):
+        cls(run, cfg).close()  # the MLflow run exists before fold workers look for it
+
     def __init__(self, run: RunDir, cfg):
         import mlflow
 
@@ -114,10 +129,13 @@ class MLflow(Tracker):
 
 
 class WandB(Tracker):
+    @classmethod
+    def register(cls, run, cfg):
+        shared_id(run, "wandb")
+
     def __init__(self, run: RunDir, cfg):
         import wandb
 
-        self.wandb = wandb
         self.active = wandb.init(project=PROJECT, name=run.name, id=shared_id(run, "wandb"), resume="allow",
                                  dir=str(run.wandb.parent), mode=os.environ.get("WANDB_MODE", "offline"),
                                  config={k: str(v) for k, v in cfg.items()})
@@ -138,3 +156,7 @@ BACKENDS = {"tensorboard": TensorBoard, "mlflow": MLflow, "wandb": WandB}
 def open_tracker(cfg, run: RunDir) -> Tracker:
     backend = BACKENDS.get(cfg.tracker)
     return backend(run, cfg) if backend else Tracker()
+
+
+def register_tracker(cfg, run: RunDir) -> None:
+    BACKENDS.get(cfg.tracker, Tracker).register(run, cfg)

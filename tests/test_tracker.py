@@ -85,3 +85,15 @@ def test_wandb_offline_run(tiny_data, tmp_path, monkeypatch):
     # the fold's writer and the final scores' writer append to one W&B run, kept offline in the folder
     logs = sorted(run.wandb.glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     assert len(logs) == 2 and all(p.stat().st_size > 0 for p in logs)
+
+
+def test_processes_opening_at_once_share_one_tracker_run_id(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from src.tracker import shared_id
+
+    run = RunDir(tmp_path)
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda _: shared_id(run, "mlflow"), range(32)))
+    assert len(ids) == 1 and run.tracker_id_file("mlflow").read_text().strip() in ids
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow_run_id"]  # no temporary file left
