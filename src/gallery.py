@@ -190,6 +190,10 @@ def write_gallery(run: RunDir) -> Path:
         blob = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
         page = PAGE.read_text().replace("__GALLERY_DATA__", blob)
         atomic_write_text(page, run.gallery)
+        used = {f"{n}.jpg" for s in data["sets"].values() for n in s["thumb"] if n}
+        for old in run.gallery_thumbs.glob("*.jpg"):
+            if old.name not in used:  # photos the run no longer shows, or replaced since
+                old.unlink(missing_ok=True)
     bad = sum(s.get("unreadable", 0) for s in data["sets"].values())
     if bad:
         print(f"warning: {bad} photo(s) could not be read for thumbnails; the page shows them blank")

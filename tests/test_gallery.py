@@ -73,10 +73,11 @@ def test_gallery_command_rebuilds_and_reuses_thumbnails(trained, capsys, tmp_pat
     shutil.copytree(run.path, copy.path)
     copy.gallery.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in copy.gallery_thumbs.iterdir()}
+    (copy.gallery_thumbs / "0123456789abcd.jpg").write_bytes(b"a photo the run no longer has")
     assert gallery.main(["--run", str(copy.path)]) == 0
     assert copy.gallery.is_file() and "wrote" in capsys.readouterr().out
     after = {p.name: p.stat().st_mtime_ns for p in copy.gallery_thumbs.iterdir()}
-    assert after == before  # nothing made again
+    assert after == before  # nothing made again, the stale one gone
 
 
 def test_a_replaced_photo_gets_a_new_thumbnail_and_an_unreadable_one_a_blank(tmp_path, capsys):
