@@ -1,7 +1,7 @@
 """Experiment trackers: every fold's epochs and the run's final scores where people already look.
 
     tracker=none          (default) nothing beyond the run folder's own logs
-    tracker=tensorboard   RUN/tensorboard/ event files:  tensorboard --logdir output
+    tracker=tensorboard   RUN/tensorboard/ event files:  .venv/bin/tensorboard --logdir output
     tracker=mlflow        an MLflow run named after the run, in RUN/mlruns (or $MLFLOW_TRACKING_URI)
     tracker=wandb         a Weights & Biases run named after the run, offline in RUN/wandb unless
                           $WANDB_MODE says otherwise (wandb sync uploads it later)
