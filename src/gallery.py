@@ -31,6 +31,7 @@ from .data import DataError, load_eval
 from .labels import PROB_COLS
 from .run_dir import RunDir, find_run
 from .runtime import CannotWrite, atomic_write_text, writing_errors
+from .submission import read_eval_probs
 
 PAGE = Path(__file__).with_name("gallery_page.html")
 THUMB = (96, 128)  # width, height: the competition's 3:4
@@ -107,7 +108,8 @@ def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
 
 def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
     """The eval photos with the run's probabilities, when eval/answers.csv gives their truth."""
-    if not run.eval_probs.is_file() or not data_dir:
+    probs_table = read_eval_probs(run)
+    if probs_table is None or not data_dir:
         return None
     try:
         table = load_eval(data_dir, check_pixels=False)
@@ -117,7 +119,6 @@ def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
         return None
     if "true" not in table:
         return None
-    probs_table = pd.read_csv(run.eval_probs)
     table = table.merge(probs_table, on="ImageID", how="inner")
     if table.empty:
         return None
@@ -163,7 +164,7 @@ def audit_rows(run: RunDir, oof: pd.DataFrame) -> tuple[list[dict], str]:
 
 def page_data(run: RunDir, folder: Path) -> dict:
     cfg = run.load_config()
-    data_dir = cfg.data or cfg.data_dir
+    data_dir = cfg.data  # older runs' data_dir is read into this record (config.completed)
     sets, persons, audit, audit_source = {}, [], [], ""
     found = oof_set(run, folder)
     if found is not None:

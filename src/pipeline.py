@@ -225,11 +225,8 @@ def finish(job: Job, results: list[dict]) -> dict:
     metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
                            job.pseudo)
     gallery = write_gallery(run)
-    tracker = open_tracker(cfg, run)
-    try:
+    with open_tracker(cfg, run) as tracker:
         tracker.final({"oof": metrics["oof"], "eval": eval_metrics})
-    finally:
-        tracker.close()
     metrics["wall_seconds"] = time.perf_counter() - job.started
     run.finish_run(metrics)
 

@@ -208,8 +208,8 @@ class RunDir:
 
     def latest_audit_file(self) -> Path | None:
         """The newest of audit.csv, audit-2.csv, ... (None before the first audit)."""
-        found = [p for p in self.path.glob("audit*.csv") if AUDIT_FILE.match(p.name)]
-        return max(found, key=lambda p: int(AUDIT_FILE.match(p.name).group(1) or 1), default=None)
+        numbered = [(int(m.group(1) or 1), p) for p in self.path.glob("audit*.csv") if (m := AUDIT_FILE.match(p.name))]
+        return max(numbered)[1] if numbered else None
 
 
 def resumable(run: RunDir, cfg: Config) -> bool:

@@ -50,6 +50,12 @@ class Tracker:
     def close(self) -> None:
         pass
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def epoch_scalars(fold: int, row: dict) -> dict[str, float]:
     return {f"fold{fold}/{k}": float(row[k]) for k in EPOCH_SCALARS if row.get(k) is not None}

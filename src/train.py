@@ -272,11 +272,26 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
     if files.last.exists():  # an interrupted run: continue after its last finished epoch
         prog = trainer.resume(files.last)
         print(f"fold {fold}: resuming after epoch {prog.epoch} from {files.last}", flush=True)
-    tracker = open_tracker(cfg, run) if dist.is_main() else Tracker()
-    try:
-        train_epochs(cfg, fold, run, trainer, prog, train_batches, val_batches, augment, y_val, tracker)
-    finally:
-        tracker.close()
+    with open_tracker(cfg, run) if dist.is_main() else Tracker() as tracker:
+        for epoch in range(prog.epoch, cfg.epochs):
+            s = epoch_seed(cfg.seed, fold, epoch)
+            train_batches.seed(s)
+            augment.seed(s + 1)
+            trainer.start_epoch(epoch, s)
+            t_epoch = time.perf_counter()
+            ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
+            probs = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
+            row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, epoch_lr(cfg, epoch))
+            improved = prog.add(row, val["f1"], probs, ep["images"], ep["seconds"])
+            if not dist.is_main():
+                continue  # every rank took the same decisions; rank 0 alone writes
+            pd.DataFrame(prog.log).to_csv(files.log, index=False, float_format="%.5f")
+            trainer.save(run, files, fold, prog, val["f1"], improved)
+            print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
+                  f"val F1 {val['f1']:.4f} acc {val['acc']:.4f} (mask {val['mask_f1']:.3f} "
+                  f"gender {val['gender_f1']:.3f} age {val['age_f1']:.3f}) "
+                  f"{row['train_img_s']:.1f} img/s{'  *best' if improved else ''}", flush=True)
+            tracker.epoch(fold, row)
 
     result = {"fold": fold, "best_epoch": prog.best["epoch"], "best_f1": prog.best["f1"],
               "train_img_s": prog.train_images / max(prog.train_seconds, 1e-9), "train_seconds": prog.train_seconds,
@@ -286,28 +301,3 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
         run.finish_fold(fold, result)  # written last: the fold is done
     dist.barrier()
     return result
-
-
-def train_epochs(cfg, fold: int, run: RunDir, trainer: FoldTrainer, prog: FoldProgress, train_batches, val_batches,
-                 augment, y_val: np.ndarray, tracker: Tracker) -> None:
-    """The fold's remaining epochs: train, validate, log, save (rank 0 writes)."""
-    files = run.fold(fold)
-    for epoch in range(prog.epoch, cfg.epochs):
-        s = epoch_seed(cfg.seed, fold, epoch)
-        train_batches.seed(s)
-        augment.seed(s + 1)
-        trainer.start_epoch(epoch, s)
-        t_epoch = time.perf_counter()
-        ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
-        probs = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
-        row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, epoch_lr(cfg, epoch))
-        improved = prog.add(row, val["f1"], probs, ep["images"], ep["seconds"])
-        if not dist.is_main():
-            continue  # every rank took the same decisions; rank 0 alone writes
-        pd.DataFrame(prog.log).to_csv(files.log, index=False, float_format="%.5f")
-        trainer.save(run, files, fold, prog, val["f1"], improved)
-        print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
-              f"val F1 {val['f1']:.4f} acc {val['acc']:.4f} (mask {val['mask_f1']:.3f} "
-              f"gender {val['gender_f1']:.3f} age {val['age_f1']:.3f}) "
-              f"{row['train_img_s']:.1f} img/s{'  *best' if improved else ''}", flush=True)
-        tracker.epoch(fold, row)

@@ -82,3 +82,11 @@ def test_find_run_by_name_or_folder(tmp_path, monkeypatch):
     assert find_run("a").path == tmp_path / "a" and find_run(str(tmp_path / "a")).path == tmp_path / "a"
     with pytest.raises(FileNotFoundError, match="no run folder"):
         find_run("b")
+
+
+def test_the_newest_audit_file_is_the_highest_number(tmp_path):
+    run = RunDir(tmp_path)
+    assert run.latest_audit_file() is None
+    for name in ("audit.csv", "audit-2.csv", "audit-9.csv", "audit-10.csv", "audit-10_vs_noise.csv"):
+        (tmp_path / name).write_text("id\n")
+    assert run.latest_audit_file().name == "audit-10.csv"  # by number, not by name; no side file
