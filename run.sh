@@ -8,11 +8,14 @@
 #   bash run.sh export --run RUN                                                 the ensemble as ONNX
 #   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
 #   bash run.sh gallery --run RUN                                                the error-analysis page
+#   bash run.sh extra --from DIR [--preview 24] [--out FILE.png]                 outside photos with drawn masks
 #   bash run.sh blend --runs A[,B...] [--decision bias] [--name N]              blend runs, decide for macro-F1
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
 #   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
 #   bash run.sh gpucheck [--out DIR] [--only CHECKS]                             the GPU path end to end
 set -euo pipefail
+# the folder the user stands in: paths they type are taken from there (src/runtime.user_path)
+export MASK_CALLER_DIR="${MASK_CALLER_DIR:-$PWD}"
 cd "$(dirname "$0")"
 
 VENV=.venv
@@ -69,6 +72,10 @@ case "${1:-}" in
     audit)
         shift
         exec "$PY" -m src.audit "$@"
+        ;;
+    extra)
+        shift
+        exec "$PY" -m src.extra "$@"
         ;;
     gallery)
         shift

@@ -121,7 +121,7 @@ def task_weights(raw) -> tuple[float, float, float]:
 
 
 def age_range(raw) -> tuple[int, int] | None:
-    """`57-59`: persons of these ages are left out of training (never out of validation)."""
+    """`57-59`: an inclusive range of ages (drop_ages: left out of training; extra_ages: outside persons kept)."""
     if raw is None or isinstance(raw, (tuple, list)):
         return None if not raw else (int(raw[0]), int(raw[1]))
     s = str(raw).strip()
@@ -195,6 +195,10 @@ KEYS: dict[str, Key] = {
     "sampler": Key("random", choice("random", "balanced"),
                    doc="balanced: each class drawn equally often, with replacement"),
     "cutmix": Key(0.0, number(0, 1), doc="probability that a batch is made of left+right halves of two faces"),
+    "extra": Key("", text, doc="outside face photos without masks (folders, comma-separated; labels.csv of "
+                               "file,age,gender or UTKFace names): masks drawn on, training-only persons"),
+    "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
+                      doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
     "pseudo_from": Key("", text, doc="a finished run whose confident eval photos join every fold's training data"),
     "pseudo_threshold": Key(0.9, number(0, 1), doc="pseudo_from: the least probability of the predicted class"),
     # model

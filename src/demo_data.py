@@ -121,6 +121,24 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
     return out
 
 
+def generate_outside(out: Path, n: int = 12, seed: int = 0, utkface: bool = False) -> Path:
+    """Drawn faces without masks, as outside photos come (`extra=`): a folder of photos large enough for
+    the face detector (288x384) with labels.csv (file,age,gender), or UTKFace names
+    (<age>_<gender>_<race>_<date>.jpg) when `utkface`. Ages 18-85, not capped."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        g, age = int(rng.integers(2)), int(rng.integers(18, 86))
+        name = f"{age}_{g}_2_2017010{i:010d}.jpg" if utkface else f"{i:05d}.jpg"
+        _save(draw_face(rng, g, min(age, 60), 2, 288, 384), out / name)
+        rows.append(dict(file=name, age=age, gender=L.GENDER_NAMES[g]))
+    if not utkface:
+        pd.DataFrame(rows).to_csv(out / "labels.csv", index=False)
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

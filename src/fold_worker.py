@@ -15,9 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from .config import ROOT
+from .extra import extra_rows
 from .faces import face_boxes
 from .data import load_eval
 from .folds import attach_folds
@@ -57,6 +59,9 @@ def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
     table = attach_folds(training_table(cfg, ctx.data_dir), run.load_folds())
     if cfg.pseudo_from:  # the same pseudo rows the parent added
         table, _ = add_pseudo(table, pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, load_eval(ctx.data_dir)))
+    outside, _ = extra_rows(cfg, ctx.cache_root)  # the same outside persons (drawn once, cached)
+    if outside is not None:
+        table = pd.concat([table, outside[table.columns]], ignore_index=True)
     boxes = face_boxes(table["path"].tolist(), ctx.cache_root) if cfg.crop == "face" else None  # the parent's cache
     for fold in folds:
         train_fold(cfg, ctx, table, fold, run, boxes)

@@ -29,6 +29,7 @@ from .config import ROOT, Config, ConfigError, load_config
 from .data import DataError, find_data, load_eval, load_train
 from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
+from .extra import extra_rows
 from .faces import face_boxes
 from .folds import attach_folds, make_folds
 from .gallery import write_gallery
@@ -59,6 +60,7 @@ class Job:
     face_stats: dict | None
     started: float
     pseudo: dict | None = None  # pseudo_from: how many eval photos joined training, per class
+    extra: dict | None = None   # extra: how many outside persons joined training, and how many were skipped
 
 
 def ensure_demo_data() -> None:
@@ -135,6 +137,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     # before the run folder: too few persons for the folds is a data problem, and leaves no folder
     folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
     extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
+    outside, outside_stats = extra_rows(cfg, ctx.cache_root)  # fold -1, after the folds: they change none
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
@@ -156,13 +159,15 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
             table, pseudo = add_pseudo(table, extra)
             print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
                   f"{cfg.pseudo_threshold} join the training data", flush=True)
+        if outside is not None:
+            table = pd.concat([table, outside[table.columns]], ignore_index=True)
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
               f"{cfg.epochs} epochs, outputs in {run}", flush=True)
         boxes, face_stats = detect_faces(cfg, ctx, table[table["fold"] >= 0], eval_table)
     except BaseException:
         run.unlock()
         raise
-    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo)
+    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo, outside_stats)
 
 
 def detect_faces(cfg: Config, ctx: RunContext, table, eval_table) -> tuple[dict | None, dict | None]:
@@ -223,7 +228,7 @@ def finish(job: Job, results: list[dict]) -> dict:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
     metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
-                           job.pseudo)
+                           job.pseudo, job.extra)
     gallery = write_gallery(run)
     with open_tracker(cfg, run) as tracker:
         tracker.final({"oof": metrics["oof"], "eval": eval_metrics})

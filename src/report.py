@@ -13,6 +13,7 @@ import yaml  # noqa: E402
 
 from . import labels as L  # noqa: E402
 from .labels import PROB_COLS  # noqa: E402
+from .extra import summary_lines  # noqa: E402
 from .metrics import confusion, summarize  # noqa: E402
 from .run_dir import RunDir  # noqa: E402
 
@@ -61,7 +62,8 @@ def _fmt(x) -> str:
 
 def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
                  eval_metrics: dict | None = None, face_stats: dict | None = None,
-                 decision: dict | None = None, grouping: dict | None = None, pseudo: dict | None = None) -> dict:
+                 decision: dict | None = None, grouping: dict | None = None, pseudo: dict | None = None,
+                 extra: dict | None = None) -> dict:
     """report.md and its figures; returns the metrics (the caller adds the wall time and saves them)."""
     oof = run.load_oof(folds)
     y = oof["label"].to_numpy()
@@ -77,7 +79,7 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
 
     metrics = {"run": run.name, "oof": overall, "oof_per_fold": per_fold,
                "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats, "decision": decision,
-               "grouping": grouping, "pseudo": pseudo}
+               "grouping": grouping, "pseudo": pseudo, "extra": extra}
 
     lines = [f"# Run `{run.name}`", "", f"Model `{cfg['model']}`, initial weights: "
              f"{cfg.get('weights') or 'not recorded'}; data `{cfg.get('data') or 'not recorded'}`", ""]
@@ -101,6 +103,11 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
                   "| " + " | ".join(str(i) for i in range(L.N_CLASSES)) + " |", "|---" * L.N_CLASSES + "|",
                   "| " + " | ".join(str(c) for c in pseudo["per_class"]) + " |", "",
                   "The eval score of this run is transductive: it trained on the eval photos' predicted labels.", ""]
+    if extra:
+        lines += [f"## Outside persons (`extra={cfg['extra']}`" +
+                  (f", `extra_ages={cfg.saved()['extra_ages']}`" if cfg["extra_ages"] else "") + ")", "",
+                  *summary_lines(extra), "", "They joined every fold's training data and no validation fold: every "
+                  "score above is on the competition's persons alone.", ""]
     if grouping:
         q = grouping["oof"]
         lines += [f"## Persons grouped at test time (`group_eval={grouping['size']}`)", "",

@@ -115,6 +115,15 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
+CALLER_DIR = "MASK_CALLER_DIR"  # run.sh exports the folder the user typed the command in, then moves
+
+
+def user_path(p: str | Path) -> Path:
+    """A path the user typed, taken from where the user stands (not from the repository)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else Path(os.environ.get(CALLER_DIR) or os.getcwd()) / p
+
+
 def first_free(folder: Path, stem: str, suffix: str = "") -> Path:
     """folder/stem+suffix, or the first of folder/stem-2+suffix, -3, ... that does not exist."""
     candidate, n = folder / f"{stem}{suffix}", 1

@@ -1,0 +1,215 @@
+"""Outside photos (extra=): masks drawn where the landmarks say, the label readers and their
+refusals, and outside persons kept out of validation, the OOF and the competition's folds."""
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from src import extra, pipeline
+from src.data import DataError
+from src.demo_data import generate_outside
+from src.folds import make_folds
+from src.mask_draw import SHAPES, Face, draw
+from src.run_dir import RunDir
+from src.train import split_masks
+from tests.conftest import FAST
+
+# a face with known landmarks on a 384x512 photo: eyes, nose tip, mouth corners; its box
+EYES = np.array([[150.0, 220.0], [234.0, 220.0]])
+NOSE = np.array([192.0, 285.0])
+MOUTH = np.array([[160.0, 330.0], [224.0, 330.0]])
+BOX = (112.0, 140.0, 272.0, 385.0)
+
+
+def known_face(angle: float = 0.0) -> Face:
+    """The face above, turned by `angle` degrees about the photo's centre (landmarks and box with it)."""
+    pts = np.vstack([EYES, NOSE, MOUTH])
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    c = np.array([192.0, 256.0])
+    turned = (pts - c) @ rot.T + c
+    x1, y1, x2, y2 = BOX
+    corners = (np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]) - c) @ rot.T + c
+    return Face(turned, (*corners.min(0), *corners.max(0)))
+
+
+def covered(cover: np.ndarray, xy) -> float:
+    x, y = (int(round(v)) for v in xy)
+    return float(cover[y, x])
+
+
+@pytest.mark.parametrize("angle", [0.0, 15.0, -20.0])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_masks_land_where_the_landmarks_say(shape, angle):
+    face = known_face(angle)
+    img = np.full((512, 384, 3), 128, np.uint8)
+    eyes, nose, mouth = face.points[:2], face.points[2], face.points[3:5]
+    mouth_centre = mouth.mean(0)
+    for seed in range(4):
+        out, cover = draw(img, face, "wear", random.Random(seed), shape)
+        assert covered(cover, mouth_centre) > 0.99 and all(covered(cover, m) > 0.99 for m in mouth)
+        assert covered(cover, nose) > 0.99  # worn correctly: the nose is covered
+        assert all(covered(cover, e) == 0 for e in eyes)
+        assert (out[cover > 0.99] != 128).any()
+        x1, y1, x2, y2 = (int(v) for v in face.box)
+        outside_box = np.ones(cover.shape, bool)
+        outside_box[max(0, y1 - 8):y2 + 8, max(0, x1 - 8):x2 + 8] = False
+        assert (out[(cover == 0) & outside_box] == 128).all()  # the mask and its ear loops stay on the face
+        for state in ("nose", "chin"):  # worn incorrectly: the nose tip stays uncovered
+            _, cover = draw(img, face, state, random.Random(seed), shape)
+            assert covered(cover, nose) == 0 and all(covered(cover, e) == 0 for e in eyes)
+            assert cover.sum() > 1000  # but a mask is there, below the nose
+            ys = np.nonzero(cover > 0.5)[0]
+            assert ys.mean() > face.to_image(np.array([0.0, 0.0]))[1]  # below the eyes
+        _, chin = draw(img, face, "chin", random.Random(seed), shape)
+        assert covered(chin, mouth_centre) == 0  # on the chin: the mouth is free too
+
+
+def test_shots_of_an_outside_person_follow_the_competition_layout(tmp_path):
+    src = generate_outside(tmp_path / "photos", n=6, seed=3)
+    rows, stats = extra.outside_persons([src], None, seed=5, cache_dir=tmp_path / "cache")
+    assert stats["persons"] + stats["skipped_no_face"] + stats["skipped_small_face"] == stats["photos"] == 6
+    assert stats["persons"] >= 3 and sum(stats["per_cell"].values()) == stats["persons"]
+    labels = pd.read_csv(src / "labels.csv")
+    assert len(rows) == 7 * stats["persons"] and (rows["fold"] == extra.EXTRA_FOLD).all()
+    for person, shots in rows.groupby("person"):
+        assert sorted(shots["shot"]) == sorted(["mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask",
+                                                "normal"])
+        assert shots.set_index("shot")["mask"].to_dict()["incorrect_mask"] == 1
+        assert shots["age"].nunique() == 1 and shots["age"].iloc[0] in set(labels["age"])
+        for p in shots["path"]:
+            assert Image.open(p).size == (384, 512)
+    # drawn once: a second call finds every person in the cache and detects nothing
+    again, _ = extra.outside_persons([src], None, seed=5, cache_dir=tmp_path / "cache",
+                                     detector=lambda img: pytest.fail("detected again"))
+    assert again["path"].tolist() == rows["path"].tolist()
+    other, _ = extra.outside_persons([src], None, seed=6, cache_dir=tmp_path / "cache")
+    assert set(other["path"]).isdisjoint(rows["path"])  # another seed draws other shots
+
+
+def test_a_photo_without_a_face_is_skipped_and_counted(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (384, 288, 3), dtype=np.uint8)).save(src / "noise.jpg")
+    pd.DataFrame([{"file": "noise.jpg", "age": 70, "gender": "male"}]).to_csv(src / "labels.csv", index=False)
+    rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache")
+    assert rows.empty and stats["skipped_no_face"] == 1 and stats["persons"] == 0
+
+
+def test_extra_ages_keeps_only_those_ages(tmp_path):
+    src = generate_outside(tmp_path / "photos", n=10, seed=2)
+    ages = pd.read_csv(src / "labels.csv")["age"]
+    kept, outside = extra.read_outside([src], (55, 120))
+    assert sorted(p.age for p in kept) == sorted(a for a in ages if a >= 55)
+    assert outside == int((ages < 55).sum())
+
+
+def test_utkface_names_are_read(tmp_path):
+    src = generate_outside(tmp_path / "utk", n=5, seed=4, utkface=True)
+    photos, _ = extra.read_outside([src], None)
+    assert len(photos) == 5
+    for p in photos:
+        age, gender = p.path.name.split("_")[:2]
+        assert (p.age, p.gender) == (int(age), int(gender))
+
+
+def bad_folder(tmp_path, case: str):
+    src = generate_outside(tmp_path / "photos", n=3, seed=1)
+    labels = pd.read_csv(src / "labels.csv", dtype=str)
+    if case == "columns":
+        labels.rename(columns={"age": "years"}).to_csv(src / "labels.csv", index=False)
+        return src, "missing column(s) ['age']"
+    if case == "age":
+        labels.loc[1, "age"] = "forty"
+        labels.to_csv(src / "labels.csv", index=False)
+        return src, "row 3: age 'forty'"
+    if case == "gender":
+        labels.loc[0, "gender"] = "x"
+        labels.to_csv(src / "labels.csv", index=False)
+        return src, "row 2: gender 'x'"
+    if case == "missing":
+        (src / labels.loc[2, "file"]).unlink()
+        return src, f"{labels.loc[2, 'file']}: listed in"
+    if case == "unreadable":
+        (src / labels.loc[0, "file"]).write_bytes(b"not a jpeg")
+        return src, f"{labels.loc[0, 'file']}: unreadable"
+    if case == "empty":
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        return empty, "no photos"
+    if case == "utk":
+        (src / "labels.csv").unlink()
+        return src, "is not UTKFace's"
+    raise AssertionError(case)
+
+
+CASES = ["columns", "age", "gender", "missing", "unreadable", "empty", "utk"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_outside_photos_are_refused_naming_the_file(tmp_path, case):
+    src, expected = bad_folder(tmp_path, case)
+    with pytest.raises(DataError) as e:
+        extra.read_outside([src], None)
+    assert expected in str(e.value) and str(src) in str(e.value)
+
+
+def test_the_job_refuses_bad_outside_photos_before_any_folder(tiny_data, tmp_path, capsys):
+    src, expected = bad_folder(tmp_path, "age")
+    code = pipeline.main(["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path / "out"), *FAST,
+                          f"extra={src}"])
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "seed").exists()
+
+
+def test_outside_persons_train_every_fold_and_are_never_validated(tiny_data, tmp_path, monkeypatch):
+    src = generate_outside(tmp_path / "photos", n=6, seed=3)
+    plain = pipeline.prepare(tiny_data, "seed", FAST, "plain", tmp_path / "out")
+    plain.run.unlock()
+    monkeypatch.chdir(tmp_path)  # extra= is taken from where the user stands
+    job = pipeline.prepare(tiny_data, "seed", [*FAST, "extra=photos"], "x", tmp_path / "out")
+    try:
+        outside = job.table["person"].str.startswith("extra_").to_numpy()
+        assert outside.sum() == 7 * job.extra["persons"] > 0
+        assert (job.table.loc[outside, "fold"] == extra.EXTRA_FOLD).all()
+        for fold in (0, 1):
+            in_train, in_val = split_masks(job.cfg, job.table, fold)
+            assert in_train[outside].all() and not in_val[outside].any()
+        # the competition persons' folds are the ones made without them
+        assert job.run.load_folds()[["person", "fold"]].equals(plain.run.load_folds()[["person", "fold"]])
+        assert job.table[~outside].equals(plain.table)
+    finally:
+        job.run.unlock()
+
+
+def test_a_run_with_outside_persons_scores_the_competition_persons_alone(tiny_data, tmp_path):
+    src = generate_outside(tmp_path / "photos", n=6, seed=3)
+    assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "x", "--output", str(tmp_path),
+                          *FAST, f"extra={src}", "extra_ages=30-120"]) == 0
+    run = RunDir(tmp_path / "x")
+    oof = run.load_oof()
+    assert not oof["person"].astype(str).str.startswith("extra_").any() and len(oof) == 84  # 12 persons x 7
+    stats = json.loads(run.metrics.read_text())["extra"]
+    ages = pd.read_csv(src / "labels.csv")["age"]
+    assert stats["outside_ages"] == int((ages < 30).sum()) and stats["photos"] == 6
+    report = run.report.read_text()
+    assert "## Outside persons" in report and f"{stats['persons']} outside persons" in report
+
+
+def test_the_preview_stage_writes_a_contact_sheet_and_never_over_a_file(tmp_path, monkeypatch, capsys):
+    generate_outside(tmp_path / "photos", n=6, seed=3)
+    monkeypatch.chdir(tmp_path)
+    args = ["--from", "photos", "--preview", "2", "--out", "sheet.png", "--cache-dir", "cache"]
+    assert extra.main(args) == 0
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size[0] == 7 * 96 and sheet.size[1] == 2 * (128 + 16)
+    assert (tmp_path / "cache" / "extra_faces.csv").exists()
+    assert extra.main(args) == 2  # the same --out again: refused
+    err = capsys.readouterr().err
+    assert "already exists" in err and "Traceback" not in err
+    assert extra.main(["--from", "nowhere", "--out", "x.png"]) == 2
+    assert "nowhere: not a folder" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
