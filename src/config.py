@@ -209,6 +209,9 @@ KEYS: dict[str, Key] = {
                      doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),
     "head": Key("single", choice("single", "multi"),
                 doc="single: one 18-way head | multi: mask/gender/age heads, product of probabilities"),
+    "age_head": Key("band", choice("band", "ordinal"),
+                    doc="band: the age as three bands | ordinal: P(age >= t) for every t from the exact ages, "
+                        "bands from it, the >=60 edge fitted on the OOF for macro-F1"),
     "task_weights": Key("1,1,1", task_weights, lambda v: _joined(v, "{:g}"),
                         doc="multi head: loss weights of mask, gender, age"),
     # input

@@ -31,11 +31,21 @@ def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
     return [x, torch.flip(x, dims=[3])] if tta == "flip" else [x]
 
 
+def view_outputs(model, v: torch.Tensor, curves: bool) -> torch.Tensor:
+    """The softmax of one view; with `curves`, followed by the ordinal head's P(age >= t)."""
+    if not curves:
+        return torch.softmax(model(v).float(), dim=1)
+    mask_gender, ordinal = model.parts(v)
+    return torch.cat([torch.softmax(model.joint(mask_gender, ordinal), dim=1), torch.sigmoid(ordinal)], 1)
+
+
 @torch.no_grad()
 def predict_probs(model, batches, device, tta: str = "flip", amp: torch.dtype | None = None,
-                  channels_last: bool = False, desc: str | None = "predict", augment=None) -> np.ndarray:
+                  channels_last: bool = False, desc: str | None = "predict", augment=None,
+                  curves: bool = False):
     """One model's softmax averaged over TTA views. `augment` finishes uint8 cache batches
-    (None: the batches are already normalised); desc=None: no progress bar."""
+    (None: the batches are already normalised); desc=None: no progress bar. `curves` (age_head=ordinal):
+    returns (probabilities, P(age >= t) per L.AGE_THRESHOLDS, both averaged over the views)."""
     model.eval()
     out = []
     for x, _ in (batches if desc is None else progress(batches, desc=desc, unit="batch")):
@@ -45,9 +55,11 @@ def predict_probs(model, batches, device, tta: str = "flip", amp: torch.dtype | 
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
-            probs = [torch.softmax(model(v).float(), dim=1) for v in tta_views(x, tta)]
-        out.append(torch.stack(probs).mean(0).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, L.N_CLASSES), np.float32)
+            views = [view_outputs(model, v, curves) for v in tta_views(x, tta)]
+        out.append(torch.stack(views).mean(0).cpu().numpy())
+    width = L.N_CLASSES + (len(L.AGE_THRESHOLDS) if curves else 0)
+    both = np.concatenate(out) if out else np.zeros((0, width), np.float32)
+    return (both[:, :L.N_CLASSES], both[:, L.N_CLASSES:]) if curves else both
 
 
 @dataclass
@@ -60,22 +72,27 @@ class FoldModel:
     name: str
 
 
-def load_fold_model(ckpt_path: Path, device: torch.device, channels_last: bool = False) -> FoldModel:
-    """Rebuild the architecture from the checkpoint's config, then load its weights."""
+def load_fold_model(ckpt_path: Path, device: torch.device, channels_last: bool = False,
+                    age_edge: int | None = None) -> FoldModel:
+    """Rebuild the architecture from the checkpoint's config, then load its weights. `age_edge`: where an
+    ordinal age head starts the >=60 band (the edge fitted on the run's OOF; None: its training edge)."""
     ckpt = RunDir.load_checkpoint(ckpt_path)
     cfg = completed(ckpt["config"])
     model, _, _ = build_model(cfg.replace(pretrained="false"))  # the checkpoint carries all weights
     model.load_state_dict(ckpt["model"])
+    if age_edge is not None and hasattr(model, "edge"):
+        model.edge = age_edge
     model = model.to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return FoldModel(model, ckpt["mean"], ckpt["std"], cfg, Path(ckpt_path).stem)
 
 
-def fold_models(ckpts: list[Path], device: torch.device, channels_last: bool) -> Iterator[FoldModel]:
+def fold_models(ckpts: list[Path], device: torch.device, channels_last: bool,
+                age_edge: int | None = None) -> Iterator[FoldModel]:
     """One fold model at a time: a GPU need not hold them all."""
     for ck in ckpts:
-        yield load_fold_model(ck, device, channels_last)
+        yield load_fold_model(ck, device, channels_last, age_edge)
 
 
 def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, device: torch.device, tta: str,
@@ -111,9 +128,9 @@ def photo_batches(paths: list[str], cfg: Config, device: torch.device, cache_roo
 
 
 def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
-                   boxes: dict | None = None) -> np.ndarray:
+                   boxes: dict | None = None, age_edge: int | None = None) -> np.ndarray:
     """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
-    models = fold_models(ckpts, device, cfg.channels_last)
+    models = fold_models(ckpts, device, cfg.channels_last, age_edge)
     batches_for = photo_batches(paths, cfg, device, cache_root, boxes)
     return ensemble_probs(models, batches_for, device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last)
 

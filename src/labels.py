@@ -8,6 +8,10 @@ MASK_NAMES = ("wear", "incorrect", "not_worn")
 GENDER_NAMES = ("male", "female")
 AGE_NAMES = ("<30", "30-59", ">=60")
 TRUE_AGE_BOUNDARY = 60
+# age_head=ordinal learns P(age >= t) for these t from the exact ages; the competition caps ages at 60,
+# so t = 60 means "60 or over" (outside persons' ages above 60 count as 60)
+AGE_THRESHOLDS = tuple(range(19, 61))
+YOUNG_EDGE = 30  # the <30 | 30-59 edge is fixed; the >=60 edge is where the model (or the OOF fit) puts it
 
 # photo file stem -> mask index
 SHOT_MASK = {
@@ -19,6 +23,8 @@ SHOTS = tuple(SHOT_MASK)
 
 # the columns of the 18 class probabilities in every probabilities CSV (OOF, eval, predict)
 PROB_COLS = [f"p{i}" for i in range(N_CLASSES)]
+# age_head=ordinal: the OOF also holds P(age >= t) per threshold (what the >=60 edge is fitted on)
+CURVE_COLS = [f"age_ge_{t}" for t in AGE_THRESHOLDS]
 
 
 def age_band(age, boundary: int = TRUE_AGE_BOUNDARY):

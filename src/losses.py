@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import labels as L
+from .labels import AGE_THRESHOLDS
 
 
 class FocalLoss(nn.Module):
@@ -76,6 +77,45 @@ class MultiTaskLoss(nn.Module):
         return sum(w * loss(m, t) for w, loss, m, t in zip(self.weights, self.heads, marginals, targets) if w)
 
 
+def pack_targets(labels: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """age_head=ordinal: one integer per photo carries its class and exact age (capped at 60), so batches,
+    samplers and CutMix move it like a class; `unpack` gives both back."""
+    return np.asarray(labels) + L.N_CLASSES * np.minimum(np.asarray(ages), max(AGE_THRESHOLDS))
+
+
+def unpack(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return target % L.N_CLASSES, target // L.N_CLASSES
+
+
+class OrdinalAgeLoss(nn.Module):
+    """age_head=ordinal (models.OrdinalAge in training mode: 18 joint log-probabilities, then the logits
+    of P(age >= t)). Mask x gender: the run's loss on their marginals (one 6-way, or mask and gender
+    weighted by task_weights). Age: binary cross-entropy of every P(age >= t) against the exact age,
+    summed over t (that sum grows with the error in years, CORAL's loss), divided by AGE_SCALE so a
+    decade's error weighs about as much as one class's cross-entropy."""
+
+    AGE_SCALE = 10.0
+
+    def __init__(self, parts: list[tuple[nn.Module, float]], age_weight: float):
+        super().__init__()
+        self.parts = nn.ModuleList(loss for loss, _ in parts)
+        self.part_weights = [w for _, w in parts]
+        self.age_weight = age_weight
+        self.register_buffer("thresholds", torch.tensor(AGE_THRESHOLDS))
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        label, age = unpack(target)
+        lp = out[:, :L.N_CLASSES].float().view(-1, 3, 2, 3)
+        if len(self.parts) == 1:  # one 6-way mask x gender softmax
+            marginals, targets = [lp.logsumexp(dim=3).reshape(-1, 6)], [label // 3]
+        else:
+            marginals, targets = [lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3))], [label // 6, (label // 3) % 2]
+        loss = sum(w * f(m, t) for f, w, m, t in zip(self.parts, self.part_weights, marginals, targets) if w)
+        older = (age[:, None] >= self.thresholds[None, :]).float()
+        bce = F.binary_cross_entropy_with_logits(out[:, L.N_CLASSES:].float(), older, reduction="none")
+        return loss + self.age_weight * bce.sum(1).mean() / self.AGE_SCALE
+
+
 def inverse_frequency_weights(labels: np.ndarray, n_classes: int = L.N_CLASSES) -> torch.Tensor:
     """Class weights ~ 1/count, normalised to mean 1 over present classes (absent classes get 0)."""
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)
@@ -102,6 +142,13 @@ def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
 
 
 def build_loss(cfg, train_labels: np.ndarray) -> nn.Module:
+    """The training loss; `train_labels` are the 18 classes (class weights are counted on them)."""
+    if cfg.age_head == "ordinal":
+        m, g, _ = L.decode(np.asarray(train_labels))
+        if cfg.head == "multi":
+            w = cfg.task_weights
+            return OrdinalAgeLoss([(single_loss(cfg, m, 3), w[0]), (single_loss(cfg, g, 2), w[1])], w[2])
+        return OrdinalAgeLoss([(single_loss(cfg, m * 2 + g, 6), 1.0)], 1.0)
     if cfg.head == "multi":
         m, g, a = L.decode(np.asarray(train_labels))
         return MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),

@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 
 from . import distributed as dist
+from .age_edge import fit_for_run, probs_at_edge
 from .cache import cache_root
 from .config import ROOT, Config, ConfigError, load_config
 from .data import DataError, find_data, load_eval, load_train
@@ -35,7 +36,7 @@ from .folds import attach_folds, make_folds
 from .gallery import write_gallery
 from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
-from .labels import PROB_COLS
+from .labels import CURVE_COLS, PROB_COLS
 from .report import build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
@@ -196,15 +197,17 @@ def train_folds(job: Job) -> list[dict]:
     return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes) for fold in folds]
 
 
-def post_hoc(job: Job, probs):
-    """The opt-in steps after the fold ensemble, fitted on the run's OOF: persons grouped
-    (`group_eval`, src/grouping.py), then the macro-F1 decision (`decision=bias`, src/decision.py).
-    Returns (eval probabilities, what grouping reported, what the decision reported)."""
+def post_hoc(job: Job, probs, age_edge: int | None = None):
+    """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
+    persons grouped (`group_eval`, src/grouping.py), then the macro-F1 decision (`decision=bias`,
+    src/decision.py). Returns (eval probabilities, what grouping reported, what the decision reported)."""
     cfg, run = job.cfg, job.run
     if not cfg.group_eval and cfg.decision == "none":
         return probs, None, None
     oof = run.load_oof(list(cfg.folds))
     oof_probs, y, oof_folds = oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy()
+    if age_edge is not None:
+        oof_probs = probs_at_edge(oof_probs, oof[CURVE_COLS].to_numpy(), age_edge)
     grouping = decision = None
     if cfg.group_eval:
         oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(), cfg,
@@ -221,14 +224,17 @@ def finish(job: Job, results: list[dict]) -> dict:
     """The fold ensemble on eval -> submission.csv; report.md and metrics.json; the run's marker."""
     cfg, run, eval_table = job.cfg, job.run, job.eval_table
     ckpts = run.best_checkpoints(list(cfg.folds))
-    probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes)
-    probs, grouping, decision = post_hoc(job, probs)
+    age_edge, edge_report = fit_for_run(run, list(cfg.folds), cfg.age_boundary) if cfg.age_head == "ordinal" \
+        else (None, None)
+    probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes,
+                           age_edge)
+    probs, grouping, decision = post_hoc(job, probs, age_edge)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
     metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
-                           job.pseudo, job.extra)
+                           job.pseudo, job.extra, edge_report)
     gallery = write_gallery(run)
     with open_tracker(cfg, run) as tracker:
         tracker.final({"oof": metrics["oof"], "eval": eval_metrics})

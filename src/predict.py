@@ -61,7 +61,8 @@ class Preprocess:
 
 def load_ensemble(run: RunDir) -> tuple[list[FoldModel], Preprocess]:
     """(every finished fold's model on the CPU, channels-last: oneDNN's fast layout; the preprocessing)."""
-    models = [load_fold_model(ck, torch.device("cpu"), channels_last=True) for ck in run.best_checkpoints()]
+    edge = run.fitted_age_edge()  # age_head=ordinal: the edge the run's eval used
+    models = [load_fold_model(ck, torch.device("cpu"), True, edge) for ck in run.best_checkpoints()]
     return models, Preprocess(models[0])
 
 

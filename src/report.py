@@ -63,7 +63,7 @@ def _fmt(x) -> str:
 def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
                  eval_metrics: dict | None = None, face_stats: dict | None = None,
                  decision: dict | None = None, grouping: dict | None = None, pseudo: dict | None = None,
-                 extra: dict | None = None) -> dict:
+                 extra: dict | None = None, age_edge: dict | None = None) -> dict:
     """report.md and its figures; returns the metrics (the caller adds the wall time and saves them)."""
     oof = run.load_oof(folds)
     y = oof["label"].to_numpy()
@@ -79,7 +79,7 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
 
     metrics = {"run": run.name, "oof": overall, "oof_per_fold": per_fold,
                "folds": fold_results or [], "eval": eval_metrics, "face_crops": face_stats, "decision": decision,
-               "grouping": grouping, "pseudo": pseudo, "extra": extra}
+               "grouping": grouping, "pseudo": pseudo, "extra": extra, "age_edge": age_edge}
 
     lines = [f"# Run `{run.name}`", "", f"Model `{cfg['model']}`, initial weights: "
              f"{cfg.get('weights') or 'not recorded'}; data `{cfg.get('data') or 'not recorded'}`", ""]
@@ -108,6 +108,16 @@ def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | 
                   (f", `extra_ages={cfg.saved()['extra_ages']}`" if cfg["extra_ages"] else "") + ")", "",
                   *summary_lines(extra), "", "They joined every fold's training data and no validation fold: every "
                   "score above is on the competition's persons alone.", ""]
+    if age_edge:
+        nested = age_edge["oof_f1_nested"]
+        lines += ["## The >=60 edge (`age_head=ordinal`)", "",
+                  f"The model learns P(age >= t) for every age t; the eval's >=60 band starts at age "
+                  f"**{age_edge['edge']}**, fitted on the OOF for macro-F1 (training used {age_edge['training_edge']}; "
+                  f"OOF scores above are at the training edge).", "",
+                  f"- OOF macro-F1 at the training edge {age_edge['oof_f1_training_edge']:.4f}; at the fitted edge "
+                  f"(optimistic, fitted on the same OOF) {age_edge['oof_f1_fitted']:.4f}; nested (fitted without each "
+                  f"of {age_edge['nested_by']}) " + (f"{nested:.4f}" if nested is not None else "not possible"),
+                  "- per edge: " + ", ".join(f"{e}: {f:.4f}" for e, f in age_edge["per_edge"].items()), ""]
     if grouping:
         q = grouping["oof"]
         lines += [f"## Persons grouped at test time (`group_eval={grouping['size']}`)", "",

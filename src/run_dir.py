@@ -10,6 +10,7 @@
     run.finished           the whole run is done (written last)
     run.lock               held (flock) by the process writing the run; says who it is
     ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
+    age_edge.json          age_head=ordinal: the >=60 edge fitted on the OOF (the eval, predict and export use it)
     blend.json             a blend's folder (run.sh blend): its runs, weights and biases
     gallery.html, gallery/ the error-analysis page and its thumbnails (run.sh gallery)
     tensorboard/, mlruns/, wandb/   tracker=... (tracker.py), with mlflow_run_id / wandb_run_id
@@ -81,6 +82,7 @@ class RunDir:
         self.onnx_record, self.lock_file = p / "ensemble.onnx.json", p / "run.lock"
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
+        self.age_edge = p / "age_edge.json"  # age_head=ordinal: the >=60 edge fitted on the OOF (src/age_edge.py)
         self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
         self.tensorboard, self.mlruns, self.wandb = p / "tensorboard", p / "mlruns", p / "wandb"  # tracker=...
         self._lock = None
@@ -172,10 +174,18 @@ class RunDir:
             raise FileNotFoundError(f"{self.path}: no out-of-fold predictions (fold*_oof.csv)")
         return pd.concat(parts, ignore_index=True)
 
+    def fitted_age_edge(self) -> int | None:
+        """age_head=ordinal: the edge the eval used (None: not fitted, the models' training edge)."""
+        return json.loads(self.age_edge.read_text())["edge"] if self.age_edge.exists() else None
+
     # ---- the ONNX export ----------------------------------------------------------------------
     def model_state(self) -> dict:
-        """Which fold models predict now: fold -> [size, modification time] of its best.pt."""
-        return {str(k): [(st := self.fold(k).best.stat()).st_size, st.st_mtime_ns] for k in self.finished_folds()}
+        """Which fold models predict now: fold -> [size, modification time] of its best.pt (and the
+        fitted age edge, which the export bakes in)."""
+        state = {str(k): [(st := self.fold(k).best.stat()).st_size, st.st_mtime_ns] for k in self.finished_folds()}
+        if self.age_edge.exists():
+            state["age_edge"] = self.fitted_age_edge()
+        return state
 
     def record_export(self) -> None:
         """Say which fold models ensemble.onnx holds (written after it)."""

@@ -19,7 +19,7 @@ from .batches import CachedBatches, LoaderBatches, balanced_weights
 from .cache import load_or_build
 from .ensemble import predict_probs
 from .labels import PROB_COLS
-from .losses import build_loss
+from .losses import build_loss, pack_targets
 from .metrics import macro_f1, summarize
 from .models import build_model
 from .run_dir import FoldFiles, RunDir
@@ -31,6 +31,13 @@ from .transforms import DeviceAugment, Geometry, HalfCutMix
 def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
     """Labels the model is trained on: the seed recipe moves the old band's boundary (e.g. 55)."""
     return L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy(), age_boundary))
+
+
+def training_targets(cfg, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(the classes trained on, what the batches carry: those classes, or for age_head=ordinal each
+    class packed with the photo's exact age)."""
+    labels = training_labels(table, cfg.age_boundary)
+    return labels, (pack_targets(labels, table["age"].to_numpy()) if cfg.age_head == "ordinal" else labels)
 
 
 def epoch_lr(cfg, epoch: int) -> float:
@@ -59,7 +66,7 @@ def make_batches(cfg, ctx: RunContext, table, in_train, in_val, y_train, y_val, 
     Both sources yield Geometry's uint8 output in the same order; `DeviceAugment` does the rest."""
     pin = ctx.device.type == "cuda"
     shard = dict(rank=dist.rank(), world=dist.world_size())
-    weights = balanced_weights(y_train) if cfg.sampler == "balanced" else None
+    weights = balanced_weights(y_train % L.N_CLASSES) if cfg.sampler == "balanced" else None  # classes, not ages
     if cfg.cache:
         array = dist.main_first(lambda: training_cache(cfg, ctx, table, boxes))
         train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
@@ -111,18 +118,19 @@ class FoldProgress:
     """What a fold has done so far; last.pt carries it, so a resumed fold ends like an uninterrupted one."""
     epoch: int = 0  # epochs finished
     log: list = field(default_factory=list)
-    best: dict = field(default_factory=lambda: {"f1": -1.0, "epoch": -1, "probs": None})
+    best: dict = field(default_factory=lambda: {"f1": -1.0, "epoch": -1, "probs": None, "curves": None})
     train_images: int = 0
     train_seconds: float = 0.0
 
-    def add(self, row: dict, val_f1: float, probs: np.ndarray, images: int, seconds: float) -> bool:
+    def add(self, row: dict, val_f1: float, probs: np.ndarray, curves: np.ndarray | None, images: int,
+            seconds: float) -> bool:
         """Record a finished epoch; True when it is the best so far."""
         self.epoch = row["epoch"]
         self.log.append(row)
         self.train_images += images
         self.train_seconds += seconds
         if val_f1 > self.best["f1"]:
-            self.best = {"f1": val_f1, "epoch": row["epoch"], "probs": probs}
+            self.best = {"f1": val_f1, "epoch": row["epoch"], "probs": probs, "curves": curves}
             return True
         return False
 
@@ -186,8 +194,8 @@ class FoldTrainer:
             self.scaler.update()
             # kept on the device: a .item() per step would stall a GPU
             loss_sum += loss.detach() * len(y)
-            preds.append(logits.detach().argmax(1))
-            trues.append(y)
+            preds.append(logits.detach()[:, :L.N_CLASSES].argmax(1))  # an ordinal head's age logits follow
+            trues.append(y % L.N_CLASSES)  # an ordinal target carries the age too
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / sum(len(t) for t in trues):.4f}",
                                 f1=f"{macro_f1(torch.cat(trues).cpu(), torch.cat(preds).cpu()):.3f}")
@@ -196,11 +204,14 @@ class FoldTrainer:
         return {"loss": loss_sum.item() / max(len(trues), 1), "trues": trues, "preds": preds, "images": len(trues),
                 "seconds": time.perf_counter() - t0}
 
-    def validate(self, batches, augment, n: int, desc: str = "val") -> np.ndarray:
-        """Probabilities of the validation photos in their order (every rank's shard gathered)."""
-        probs = predict_probs(self.model, batches, self.device, self.cfg.tta, self.amp, self.channels_last,
-                              desc=desc, augment=augment)
-        return gather_probs(batches, probs, n)
+    def validate(self, batches, augment, n: int, desc: str = "val") -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities of the validation photos in their order, and for age_head=ordinal their
+        P(age >= t)), every rank's shard gathered."""
+        ordinal = self.cfg.age_head == "ordinal"
+        out = predict_probs(self.model, batches, self.device, self.cfg.tta, self.amp, self.channels_last,
+                            desc=desc, augment=augment, curves=ordinal)
+        probs, curves = out if ordinal else (out, None)
+        return gather_probs(batches, probs, n), None if curves is None else gather_probs(batches, curves, n)
 
     def weights_state(self, fold: int, epoch: int, val_f1: float) -> dict:
         """What best.pt holds: the weights and what predicting with them needs."""
@@ -238,11 +249,13 @@ def epoch_row(epoch: int, ep: dict, y_val: np.ndarray, probs: np.ndarray, second
     return row, val
 
 
-def write_oof(files: FoldFiles, fold: int, va: pd.DataFrame, probs: np.ndarray) -> None:
+def write_oof(files: FoldFiles, fold: int, va: pd.DataFrame, probs: np.ndarray, curves: np.ndarray | None) -> None:
     oof = va[["person", "shot", "path", "label"]].copy()
     oof.insert(0, "fold", fold)
     oof["pred"] = probs.argmax(1)
     oof[PROB_COLS] = probs
+    if curves is not None:
+        oof[L.CURVE_COLS] = curves
     oof.to_csv(files.oof, index=False, float_format="%.6f")
 
 
@@ -262,10 +275,10 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
     va = table[in_val].reset_index(drop=True)
     if not in_train.any() or len(va) == 0:
         raise ValueError(f"fold {fold}: empty train ({in_train.sum()}) or validation ({len(va)}) split")
-    y_train = training_labels(table[in_train], cfg.age_boundary)
+    labels, y_train = training_targets(cfg, table[in_train])
     y_val = va["label"].to_numpy()  # true boundary: what the competition scores
 
-    trainer = FoldTrainer(cfg, device, y_train)
+    trainer = FoldTrainer(cfg, device, labels)
     train_batches, val_batches, augment = make_batches(cfg, ctx, table, in_train, in_val, y_train, y_val,
                                                        trainer.mean, trainer.std, boxes)
     prog = FoldProgress()
@@ -280,9 +293,9 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
             trainer.start_epoch(epoch, s)
             t_epoch = time.perf_counter()
             ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
-            probs = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
+            probs, curves = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
             row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, epoch_lr(cfg, epoch))
-            improved = prog.add(row, val["f1"], probs, ep["images"], ep["seconds"])
+            improved = prog.add(row, val["f1"], probs, curves, ep["images"], ep["seconds"])
             if not dist.is_main():
                 continue  # every rank took the same decisions; rank 0 alone writes
             pd.DataFrame(prog.log).to_csv(files.log, index=False, float_format="%.5f")
@@ -297,7 +310,7 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
               "train_img_s": prog.train_images / max(prog.train_seconds, 1e-9), "train_seconds": prog.train_seconds,
               **peak_memory_gib(device)}
     if dist.is_main():
-        write_oof(files, fold, va, prog.best["probs"])
+        write_oof(files, fold, va, prog.best["probs"], prog.best.get("curves"))  # older last.pt: no curves
         run.finish_fold(fold, result)  # written last: the fold is done
     dist.barrier()
     return result
