@@ -87,20 +87,28 @@ def eval_predictions(run: RunDir, truth: pd.DataFrame) -> np.ndarray | None:
     return both[PROB_COLS].to_numpy().argmax(1)
 
 
-def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> None:
-    """95 % intervals of each row's eval-F1 difference from the baseline and from its base recipe.
+def add_intervals(rows: list[dict], out: Path, data: str, baseline: str) -> str | None:
+    """95 % intervals of each row's eval-F1 difference from the baseline and from its base recipe;
+    returns what was resampled ("persons" or "photos"; None without eval answers).
 
-    A paired bootstrap over eval photos: both recipes are scored on the same resamples, so the
-    interval shows whether a difference is larger than the luck of which photos were drawn.
+    A paired bootstrap: both recipes are scored on the same resamples, so the interval shows whether a
+    difference is larger than the luck of which persons were drawn. Whole persons (all 7 photos together)
+    where eval/persons.csv names them; else photos, which understates the uncertainty (a person's
+    photos are right or wrong together). Both are kept in results.json (`ci_*` and `ci_*_photos`).
     """
     truth = load_eval(data, check_pixels=False).sort_values("ImageID")  # a fixed order: reproducible resamples
     if "true" not in truth:  # no eval/answers.csv: no eval scores to compare
-        return
+        return None
+    persons = truth["person"].to_numpy() if "person" in truth else None
     preds = {r["recipe"]: eval_predictions(RunDir(out / folder(r["recipe"])), truth) for r in rows}
+    y = truth["true"].to_numpy()
     for r in rows:
         for key, ref in (("ci_vs_baseline", baseline), ("ci_vs_base", recipe_parts(r["recipe"])[0])):
             if ref != r["recipe"] and preds.get(ref) is not None and preds[r["recipe"]] is not None:
-                r[key] = list(paired_bootstrap(truth["true"].to_numpy(), preds[ref], preds[r["recipe"]])[1:])
+                r[f"{key}_photos"] = list(paired_bootstrap(y, preds[ref], preds[r["recipe"]])[1:])
+                r[key] = list(paired_bootstrap(y, preds[ref], preds[r["recipe"]], groups=persons)[1:]) \
+                    if persons is not None else r[f"{key}_photos"]
+    return "persons" if persons is not None else "photos"
 
 
 def table(rows: list[dict], baseline: str) -> str:
@@ -167,7 +175,7 @@ def plot(rows: list[dict], baseline: str, path: Path) -> None:
 def write_results(out: Path, name: str, protocol: str, overrides: list[str], data: str, rows: list[dict],
                   baseline: str) -> str:
     """results.md + results.png, rewritten after every recipe so a long bench shows its progress."""
-    add_intervals(rows, out, data, baseline)
+    unit = add_intervals(rows, out, data, baseline)
     text = table(rows, baseline)
     plot(rows, baseline, out / "results.png")
     notes = ("\n\n`reference`: the independent implementation of the seed recipe (src/reference.py); its OOF "
@@ -175,11 +183,18 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
              if any(recipe_parts(r["recipe"])[0] == reference.NAME for r in rows) else "")
     (out / "results.md").write_text(
         f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
-        f"data `{data}`\n\n{text}\n\n[95 % CI]: paired bootstrap over eval photos (1,000 resamples). The 7 photos "
-        f"of a person are not independent, so read it as the least uncertainty there is.{notes}"
+        f"data `{data}`\n\n{text}\n\n[95 % CI]: {INTERVALS.get(unit, '')}{notes}"
         f"\n\n![results](results.png)\n")
     return text
 
+
+INTERVALS = {
+    "persons": "paired bootstrap over eval persons, each drawn with all of their photos (1,000 resamples; "
+               "eval/persons.csv names them).",
+    "photos": "paired bootstrap over eval photos (1,000 resamples). The 7 photos of a person are not independent, "
+              "so read it as the least uncertainty there is; eval/persons.csv (ImageID,person) makes the bench "
+              "resample whole persons.",
+}
 
 TRAINED, REUSED = 0, -1  # what run_recipe / run_reference did; any other value is an exit code
 

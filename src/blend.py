@@ -155,8 +155,11 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
         }
         if eval_metrics is not None:  # the blend against each of its runs, on the same eval photos
             truth = eval_table["true"].to_numpy()
-            result["eval_vs_runs"] = {r.name: list(paired_bootstrap(truth, p.argmax(1), eval_final.argmax(1)))
+            persons = eval_table["person"].to_numpy() if "person" in eval_table else None
+            result["eval_vs_runs"] = {r.name: list(paired_bootstrap(truth, p.argmax(1), eval_final.argmax(1),
+                                                                    groups=persons))
                                       for r, p in zip(runs, single_evals)}
+            result["eval_resampled"] = "persons" if persons is not None else "photos"
         out.report.write_text(report(result))
         record = {k: result[k] for k in ("runs", "weights", "decision", "biases")}
         out.blend_record.write_text(json.dumps(record, indent=1))
@@ -189,7 +192,7 @@ def report(r: dict) -> str:
         lines.append(f"- eval macro-F1: {r['eval']['f1']:.4f}")
         for name, (d, lo, hi) in r.get("eval_vs_runs", {}).items():
             lines.append(f"- eval Δ vs `{name}` alone: {d:+.4f} [{lo:+.3f}, {hi:+.3f}] (95 % paired bootstrap "
-                         f"over eval photos)")
+                         f"over eval {r.get('eval_resampled', 'photos')})")
     return "\n".join(lines) + "\n"
 
 

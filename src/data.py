@@ -6,6 +6,8 @@ Layout (under a data dir):
     eval/info.csv                         ImageID,ans
     eval/images/<ImageID>
     eval/answers.csv (optional)           ImageID,ans with the true class
+    eval/persons.csv (optional)           ImageID,person: whose photo each is (the bench's intervals then
+                                          resample whole persons)
 
 Everything is checked before training starts; all problems are collected and reported
 together (DataError), so a user fixes the data in one pass.
@@ -305,6 +307,16 @@ def load_eval(data_dir, check_pixels: bool = True) -> pd.DataFrame:
                 problems.append(f"{answers_path}: answers must be 0..17, found {sorted(set(bad))[:5]}")
             if not absent and not bad:
                 info["true"] = [int(lookup[i]) for i in info["ImageID"]]
+    persons_path = data_dir / "eval" / "persons.csv"
+    if persons_path.exists():
+        persons = _read_csv(persons_path, ("ImageID", "person"), problems)
+        if persons is not None:
+            lookup = dict(zip(persons["ImageID"], persons["person"]))
+            absent = [i for i in info["ImageID"] if not lookup.get(i)]
+            if absent:
+                problems.append(f"{persons_path}: no person for {len(absent)} ImageID(s), e.g. {absent[:5]}")
+            else:
+                info["person"] = [lookup[i] for i in info["ImageID"]]
     if check_pixels and not missing:
         problems += check_images([Path(p) for p in info["path"]], "checking eval images")
     if problems:

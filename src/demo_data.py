@@ -113,11 +113,13 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
             draw_face(rng, g, age, m, w, h).save(buf, "JPEG", quality=90)
             name = hashlib.sha1(buf.getvalue()).hexdigest() + ".jpg"
             (eval_dir / name).write_bytes(buf.getvalue())
-            info.append((name, int(L.encode(m, g, L.age_band(age)))))
+            info.append((name, int(L.encode(m, g, L.age_band(age))), f"{i + 1:06d}"))
     info = [info[j] for j in rng.permutation(len(info))]  # the competition's order is not by person
     pd.DataFrame({"ImageID": [r[0] for r in info], "ans": 0}).to_csv(out / "eval" / "info.csv", index=False)
     pd.DataFrame({"ImageID": [r[0] for r in info], "ans": [r[1] for r in info]}).to_csv(
         out / "eval" / "answers.csv", index=False)
+    pd.DataFrame({"ImageID": [r[0] for r in info], "person": [r[2] for r in info]}).to_csv(
+        out / "eval" / "persons.csv", index=False)
     return out
 
 

@@ -1,6 +1,6 @@
 """Outside face photos (no masks) as extra training persons: `extra=DIR[,DIR...]`, `extra_ages=LO-HI`.
 
-    bash run.sh extra --from DIR[,DIR...] --preview 24 [--out FILE.png] [--ages 55-120] [--seed 42]
+    bash run.sh extra --from DIR[,DIR...] --preview 24 [--out FILE.png|.jpg] [--ages 55-120] [--seed 42]
 
 A folder holds face photos and their labels, in one of two forms:
   DIR/labels.csv   columns file,age,gender (file relative to DIR or DIR/images; gender male/female,
@@ -355,7 +355,8 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from", dest="source", required=True, help="folder(s) of outside photos, comma-separated")
     ap.add_argument("--preview", type=int, default=24, help="how many persons the contact sheet shows")
-    ap.add_argument("--out", help="the PNG to write (default: output/extra-preview.png, never over a file)")
+    ap.add_argument("--out", help="the picture to write, .png or .jpg (default: output/extra-preview.png, never "
+                                  "over a file)")
     ap.add_argument("--ages", default="", help="only these ages, e.g. 55-120 (as extra_ages=)")
     ap.add_argument("--seed", type=int, default=42, help="the drawing seed (a run uses its seed=)")
     ap.add_argument("--cache-dir", default="", help="where landmarks and drawn shots are kept (default output/cache)")
@@ -372,6 +373,8 @@ def main(argv=None) -> int:
             raise ConfigError(f"--out {out}: already exists; this stage never writes over a file")
         if not out.parent.is_dir():
             raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
+        if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise ConfigError(f"--out {out}: write a .png or .jpg")
         cache = cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT)
         rows, stats = outside_persons(extra_folders(a.source), ages, a.seed, cache, limit=a.preview * 2)
     except (ConfigError, DataError) as e:
@@ -380,7 +383,7 @@ def main(argv=None) -> int:
     if rows.empty:
         print(f"error: no face found in the first {stats['photos']} photos of {a.source}", file=sys.stderr)
         return 2
-    Image.fromarray(contact_sheet(rows, a.preview)).save(out)
+    Image.fromarray(contact_sheet(rows, a.preview)).save(out, quality=85)
     print("\n".join(summary_lines(stats)))
     print(f"wrote {out}: {min(a.preview, stats['persons'])} persons x 7 shots "
           f"({', '.join(L.SHOTS)})")

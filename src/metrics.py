@@ -1,5 +1,5 @@
 """Scores: 18-class macro-F1 / accuracy, per-sub-task macro-F1, per-class F1 and support,
-and a paired bootstrap for the difference between two predictors on the same photos."""
+and a paired bootstrap for the difference between two predictors on the same photos (or persons)."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,10 +55,23 @@ def weighted_macro_f1(y_true, y_pred, weights: np.ndarray, n_classes: int = L.N_
     return f1.sum(1) / np.maximum((denom > 0).sum(1), 1)
 
 
-def paired_bootstrap(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
-    """(macro-F1 of b minus a, and its 2.5 / 97.5 % bootstrap quantiles), resampling photos."""
-    n = len(y_true)
-    weights = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+def resample_weights(n: int, n_boot: int, seed: int, groups=None) -> np.ndarray:
+    """(n_boot, n) bootstrap counts per photo: photos drawn with replacement, or with `groups` (a
+    person per photo) whole persons drawn with replacement, each bringing all of their photos."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    _, which = np.unique(np.asarray(groups), return_inverse=True)
+    k = which.max() + 1
+    return rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot).astype(float)[:, which]
+
+
+def paired_bootstrap(y_true, pred_a, pred_b, n_boot: int = 1000, seed: int = 0,
+                     groups=None) -> tuple[float, float, float]:
+    """(macro-F1 of b minus a, and its 2.5 / 97.5 % bootstrap quantiles), resampling photos, or whole
+    persons when `groups` names each photo's person (a person's 7 photos are not independent: resampling
+    them one by one understates the uncertainty)."""
+    weights = resample_weights(len(y_true), n_boot, seed, groups)
     diff = weighted_macro_f1(y_true, pred_b, weights) - weighted_macro_f1(y_true, pred_a, weights)
     point = macro_f1(y_true, pred_b) - macro_f1(y_true, pred_a)
     return float(point), float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))

@@ -37,6 +37,8 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
     assert cell.startswith(f"{change:+.4f} [")  # with its bootstrap interval, which holds the difference
     lo, hi = rows["seed+loss=ce"]["ci_vs_base"]
     assert lo <= round(change, 4) <= hi and cell.endswith(f"[{lo:+.3f}, {hi:+.3f}]")
+    # the demo names its eval persons: the interval resamples whole persons, the photo interval is kept beside it
+    assert "bootstrap over eval persons" in md and "ci_vs_base_photos" in rows["seed+loss=ce"]
     rec_line = next(l for l in (out / "results.md").read_text().splitlines() if l.startswith("| recommended |"))
     assert rec_line.split(" | ")[4] == "–" and rec_line.split(" | ")[3] != "–"  # its own base: no delta
     assert (out / "results.png").stat().st_size > 10_000

@@ -185,3 +185,12 @@ def test_one_rule_finds_the_default_data(tmp_path, monkeypatch):
     assert data.find_data(None, str(tmp_path / "missing")) == standin
     (tmp_path / "mine").mkdir()  # the config's data_dir, even broken, comes first: its problems get reported
     assert data.find_data(None, str(tmp_path / "mine")) == tmp_path / "mine"
+
+
+def test_eval_persons_are_read_and_a_photo_without_one_is_refused(tiny_data):
+    ev = load_eval(tiny_data)
+    assert ev["person"].nunique() == 4 and (ev.groupby("person").size() == 7).all()
+    persons = pd.read_csv(tiny_data / "eval" / "persons.csv", dtype=str)
+    persons.iloc[1:].to_csv(tiny_data / "eval" / "persons.csv", index=False)
+    with pytest.raises(DataError, match=r"persons.csv: no person for 1 ImageID"):
+        load_eval(tiny_data)

@@ -1,0 +1,54 @@
+"""Name the persons of the stand-in's eval photos, so the bench's intervals resample whole persons.
+
+    .venv/bin/python -m src.standin_persons --data input/standin --manifest ../shared/standin/persons.csv
+
+The stand-in's builder names an eval photo sha1("<seed>-<AAF id>-<shot>").jpg; its manifest lists
+the eval persons' AAF ids, so each photo's person follows. Writes DATA/eval/persons.csv
+(ImageID,person), which `data.load_eval` reads; refuses when a photo of info.csv matches no person.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from . import labels as L
+from .runtime import user_path
+
+
+def eval_persons(info: pd.DataFrame, manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """ImageID -> person for the stand-in's eval photos (person = the AAF id)."""
+    ids = manifest.loc[manifest["split"] == "eval", "aaf_id"].astype(int)
+    names = {hashlib.sha1(f"{seed}-{aaf}-{shot}".encode()).hexdigest() + ".jpg": f"{aaf:06d}"
+             for aaf in ids for shot in L.SHOTS}
+    return pd.DataFrame({"ImageID": info["ImageID"], "person": info["ImageID"].map(names)})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m src.standin_persons", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="the built stand-in (e.g. input/standin)")
+    ap.add_argument("--manifest", required=True, help="the manifest it was built from (persons.csv)")
+    ap.add_argument("--seed", type=int, default=0, help="the builder's --seed")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    data, manifest = user_path(a.data), user_path(a.manifest)
+    for path in (data / "eval" / "info.csv", manifest):
+        if not path.is_file():
+            print(f"error: {path}: missing", file=sys.stderr)
+            return 2
+    out = eval_persons(pd.read_csv(data / "eval" / "info.csv", dtype=str), pd.read_csv(manifest), a.seed)
+    unknown = out["person"].isna().sum()
+    if unknown:
+        print(f"error: {unknown} eval photo(s) of {data} match no eval person of {manifest} (seed {a.seed}); "
+              f"was it built from this manifest?", file=sys.stderr)
+        return 2
+    out.to_csv(data / "eval" / "persons.csv", index=False)
+    print(f"wrote {data / 'eval' / 'persons.csv'}: {len(out)} photos of {out['person'].nunique()} persons")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
