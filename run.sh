@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point. Sets up .venv from requirements.txt (again only when that file changes),
 # then runs a stage:
-#   bash run.sh [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]   the whole job
+#   bash run.sh [train] [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]   the whole job
 #   bash run.sh test [pytest args]                                               the test suite
 #   bash run.sh speed [--device cpu|cuda] [--images N] [key=value ...]           the speed benchmark
 #   bash run.sh predict --run RUN [--out FILE] [--engine auto|torch|onnx] PATH... classify any photos
@@ -96,6 +96,10 @@ case "${1:-}" in
     gpucheck)
         shift
         exec "$PY" -m src.gpucheck "$@"
+        ;;
+    train)
+        shift
+        exec "$PY" -m src.pipeline "$@"
         ;;
     *)
         exec "$PY" -m src.pipeline "$@"

@@ -24,6 +24,7 @@ import pandas as pd
 from . import labels as L
 from .labels import PROB_COLS
 from .run_dir import find_run
+from .runtime import user_path
 
 BAND_AGE = {0: 25, 1: 45, 2: 60}  # an age inside each band, used when suggesting a fix
 NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}
@@ -105,18 +106,32 @@ def score_against_noise(cands: pd.DataFrame, audited: set[str], noise: pd.DataFr
     return pd.DataFrame(rows)
 
 
+def read_noise_log(path: Path) -> pd.DataFrame:
+    """The stand-in builder's --noise-log (id,noise); ValueError names the file and what is wrong."""
+    if not path.is_file():
+        raise ValueError(f"--noise-log {path}: no such file")
+    try:
+        log = pd.read_csv(path, dtype=str)
+    except Exception as e:
+        raise ValueError(f"--noise-log {path}: not a readable CSV ({e})") from None
+    if not {"id", "noise"} <= set(log.columns):
+        raise ValueError(f"--noise-log {path}: expected columns id,noise (has {list(log.columns)})")
+    return log
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh audit", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True)
-    ap.add_argument("--noise-log", type=Path, help="CSV id,noise of injected label noise (stand-in builder)")
+    ap.add_argument("--noise-log", type=user_path, help="CSV id,noise of injected label noise (stand-in builder)")
     ap.add_argument("--top", type=int, default=50, help="candidates per kind counted as 'top' for recall")
     ap.add_argument("--threshold", type=float, default=0.5)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        noise = read_noise_log(a.noise_log) if a.noise_log else None  # checked before anything is written
         run = find_run(a.run)
         oof = run.load_oof()
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     scores = person_scores(oof)
@@ -125,8 +140,8 @@ def main(argv=None) -> int:
     as_corrections(cands).to_csv(out, index=False, float_format="%.4f")
     print(f"audited {len(scores)} persons from {oof['fold'].nunique()} fold(s): {len(cands)} candidate(s) "
           f"({', '.join(f'{k} {n}' for k, n in cands['kind'].value_counts().items()) or 'none'}) -> {out}")
-    if a.noise_log:
-        table = score_against_noise(cands, set(scores["id"]), pd.read_csv(a.noise_log, dtype=str), a.top)
+    if noise is not None:
+        table = score_against_noise(cands, set(scores["id"]), noise, a.top)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         table.to_csv(out.with_name(out.stem + "_vs_noise.csv"), index=False, float_format="%.4f")
     return 0

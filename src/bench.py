@@ -37,8 +37,9 @@ from .config import DEFAULTS, KEYS, ROOT, ConfigError, load_config, matches_save
 from .data import DataError, find_data, load_eval
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap
-from .pipeline import USER_ERRORS, run_job
+from .pipeline import USER_ERRORS, Interrupted, run_job
 from .run_dir import RESUME_FREE_KEYS, RunDir
+from .runtime import user_path
 from .submission import read_eval_probs
 
 PROTOCOLS = {
@@ -294,11 +295,11 @@ def check_recipes(recipes: list[str], overrides: list[str], data: str, script: P
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="competition-layout data (default: input/data, else input/standin)")
+    ap.add_argument("--data", type=user_path, help="competition-layout data (default: input/data, else input/standin)")
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
     ap.add_argument("--recipes", default="seed,recommended", help="comma-separated; the first is the baseline")
     ap.add_argument("--name", help="bench name (default: <protocol>-<timestamp>)")
-    ap.add_argument("--reference", type=Path, default=reference.DEFAULT_SCRIPT,
+    ap.add_argument("--reference", type=user_path, default=reference.DEFAULT_SCRIPT,
                     help="the yardstick script run for the recipe 'reference' (default: %(default)s)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
@@ -322,6 +323,16 @@ def main(argv=None) -> int:
                   f"{earlier['data']}; use another --name for a different protocol", file=sys.stderr)
             return 2
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return run_bench(a, recipes, name, out, data)
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(f"\n{e or 'interrupted'}; the same bench command continues it (finished recipes are reused)",
+              file=sys.stderr)
+        return 130
+
+
+def run_bench(a, recipes: list[str], name: str, out: Path, data: str) -> int:
+    """Each recipe trained (or reused) in turn, the table rewritten after every trained one."""
     rows, text, written = [], "", 0
     for recipe in recipes:
         overrides = [*PROTOCOLS[a.protocol], *a.overrides]

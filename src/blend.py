@@ -26,11 +26,11 @@ from .cache import cache_root
 from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases, held_out
 from .ensemble import run_features
 from .grouping import TOP, apply_grouping
-from .runtime import pick_device
+from .runtime import pick_device, user_path
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap, summarize
 from .run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
-from .config import ConfigError, load_config
+from .config import ConfigError, config_parser, load_config
 from .data import DataError, load_eval
 from .submission import read_eval_probs, write_submission
 
@@ -200,14 +200,17 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh blend", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", required=True, help="comma-separated run names or folders")
-    ap.add_argument("--decision", choices=["none", "bias"], default="none")
-    ap.add_argument("--group-eval", type=int, default=0, metavar="N",
+    ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias")
+    ap.add_argument("--group-eval", type=config_parser("group_eval"), default=0, metavar="N",
                     help="group eval photos into persons of N photos (the competition: 7); 0 = off")
     ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")
-    ap.add_argument("--output", type=Path, default=OUTPUT)
+    ap.add_argument("--output", type=user_path, default=OUTPUT)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    runs = [r for r in a.runs.split(",") if r.strip()]
+    if not runs:
+        ap.error("--runs: name at least one run (comma-separated run names or folders)")
     try:
-        blend([r for r in a.runs.split(",") if r], a.decision, a.name, a.output, a.group_eval)
+        blend(runs, a.decision, a.name, a.output, a.group_eval)
     except (FileNotFoundError, DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

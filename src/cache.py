@@ -22,7 +22,7 @@ import numpy as np
 
 from .config import ROOT
 from .faces import DETECT_SIDE, MIN_PROB
-from .runtime import progress
+from .runtime import free_mib, progress, user_path
 from .transforms import Geometry
 
 CACHE_VERSION = 2  # bump when the preprocessing code changes meaning (2: crop first, then one resize)
@@ -46,9 +46,8 @@ def fingerprint(paths: list[str]) -> str:
 
 
 def cache_root(setting: str, output: Path) -> Path:
-    """Where caches go: the `cache_dir` setting, or <output>/cache when it is empty."""
-    d = Path(setting) if setting else Path(output) / "cache"
-    return d if d.is_absolute() else ROOT / d
+    """Where caches go: the `cache_dir` setting (from where the user stands), or <output>/cache when it is empty."""
+    return user_path(setting) if setting else Path(output) / "cache"
 
 
 def load_or_build(paths: list[str], cfg, root: Path, desc: str = "caching images",
@@ -72,10 +71,26 @@ def load_or_build(paths: list[str], cfg, root: Path, desc: str = "caching images
     return np.load(array_path, mmap_mode="r")
 
 
+def reserve(path: Path) -> None:
+    """Claim the disk blocks of a fresh memory-mapped file before writing into it: the file is sparse,
+    and a full disk would otherwise kill the process with SIGBUS on the first page that finds no
+    room. A full disk becomes the OSError that `runtime.writing_errors` reports, the partial file gone."""
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise OSError(e.errno, f"{e.strerror}: the cache needs {size / 2**20:.0f} MiB, {free_mib(path.parent):.0f} "
+                               f"MiB free there (free some space, point cache_dir= elsewhere, or cache=false)",
+                      str(path)) from None
+
+
 def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None = None) -> None:
     h, w = cfg.img_size
     tmp = array_path.with_name(array_path.name + ".part.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
+    reserve(tmp)
     if boxes is not None:  # boxes are keyed by the paths as given; the cache uses resolved paths
         boxes = {str(Path(p).resolve()): b for p, b in boxes.items()}
     geo = Geometry(cfg, boxes)

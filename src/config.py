@@ -8,6 +8,9 @@ text form written to `config.yaml`; loading that file gives the same Config back
 """
 from __future__ import annotations
 
+import argparse
+import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -332,9 +335,23 @@ def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
                           f"must be in 0..{n - 1} (n_folds={n})")
 
 
+def config_parser(key: str) -> Callable:
+    """A command-line option that sets what a config key does takes that key's own parser (argparse
+    reports its ValueError as the option's error)."""
+    def parse(raw):
+        try:
+            return KEYS[key].parse(raw)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {e} (as the config key {key})") from None
+    parse.__name__ = key
+    return parse
+
+
 def resolve_recipe(name_or_path: str) -> Path:
-    """`seed` -> configs/seed.yaml; an existing path is used as is."""
-    p = Path(name_or_path)
+    """`seed` -> configs/seed.yaml; an existing file (from where the user stands) is used as is."""
+    p = Path(name_or_path).expanduser()
+    if not p.is_absolute():
+        p = Path(os.environ.get("MASK_CALLER_DIR") or os.getcwd()) / p  # runtime.user_path (which imports us)
     if p.is_file():
         return p
     candidate = CONFIG_DIR / f"{name_or_path}.yaml"
@@ -347,7 +364,9 @@ def resolve_recipe(name_or_path: str) -> Path:
 def _check_keys(source: str, keys, records: bool = False) -> None:
     unknown = sorted(set(keys) - set(KEYS) - (set(RECORDS) if records else set()))
     if unknown:
-        raise ConfigError(f"{source}: unknown config key(s) {unknown}; known keys: {sorted(KEYS)}")
+        close = {u: difflib.get_close_matches(u, KEYS, n=1) for u in unknown}
+        hints = "".join(f" Did you mean {c[0]} (for {u})?" for u, c in close.items() if c)
+        raise ConfigError(f"{source}: unknown config key(s) {unknown}.{hints} Known keys: {sorted(KEYS)}")
 
 
 def read_yaml(path: Path) -> dict:

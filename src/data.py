@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 
 from . import labels as L
 from .config import ROOT
-from .runtime import progress
+from .runtime import progress, user_path
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 GENDERS = {"male": 0, "female": 1}
@@ -40,7 +40,7 @@ def find_data(given: str | Path | None, configured: str) -> Path | None:
     reported, not passed over); else the stand-in (input/standin) when built; else None, and the
     stage says what it does then (the pipeline: the demo data)."""
     if given:
-        return Path(given)
+        return user_path(given)
     default = Path(configured) if Path(configured).is_absolute() else ROOT / configured
     if default.exists():
         return default
@@ -160,7 +160,9 @@ def data_lines(path: Path) -> list[int]:
     return numbers[1:]  # the first is the header
 
 
-def load_corrections(path: Path) -> pd.DataFrame:
+def load_corrections(path: Path, known_ids: set[str] | None = None) -> pd.DataFrame:
+    """The corrections file, every problem of it (each with its line number) in one DataError; with
+    `known_ids`, an id that is not a person of train.csv is one of them."""
     problems: list[str] = []
     df = _read_csv(path, ("id",), problems, comments=True)  # '#' lines document where fixes came from
     if df is None:
@@ -171,17 +173,19 @@ def load_corrections(path: Path) -> pd.DataFrame:
             df[c] = ""
     df["id"] = df["id"].str.strip()
     lines = data_lines(path)
+    df["line"] = lines
     for i, row in df.iterrows():
         where = f"{path} line {lines[i]} (id {row['id']})"
+        if known_ids is not None and row["id"] not in known_ids:
+            problems.append(f"{where}: id {row['id']} is not a person in train.csv")
         if row["gender"] and row["gender"] not in GENDERS:
             problems.append(f"{where}: gender '{row['gender']}' is not male/female")
         if row["age"] and not row["age"].strip().isdigit():
             problems.append(f"{where}: age '{row['age']}' is not a whole number")
         if row["mask_fix"] and row["mask_fix"] not in MASK_FIXES:
             problems.append(f"{where}: mask_fix '{row['mask_fix']}' is not one of {MASK_FIXES}")
-    dup = df["id"][df["id"].duplicated()].tolist()
-    if dup:
-        problems.append(f"{path}: id(s) listed more than once {dup}")
+    for i in np.flatnonzero(df["id"].duplicated().to_numpy()):
+        problems.append(f"{path} line {lines[i]} (id {df['id'].iloc[i]}): id listed more than once")
     if problems:
         raise DataError(str(path), problems)
     return df
@@ -242,12 +246,18 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
             problems.append(f"{d}: folder has no row in {csv_path}")
     if check_pixels and rows:
         problems += check_images([Path(r["path"]) for r in rows], "checking train images")
+    corr = None
+    if corrections:  # its problems join the data's: one list, every line numbered
+        try:
+            corr = load_corrections(Path(corrections), set(df["id"].str.strip()))
+        except DataError as e:
+            problems += e.problems
     if problems:
         raise DataError(str(data_dir), problems)
 
     table = pd.DataFrame(rows)
-    if corrections:
-        table = apply_corrections(table, load_corrections(Path(corrections)), str(corrections))
+    if corr is not None:
+        table = apply_corrections(table, corr, str(corrections))
     table["label"] = L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy()))
     return table.reset_index(drop=True)
 

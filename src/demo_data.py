@@ -12,6 +12,7 @@ and `._` AppleDouble junk.
 from __future__ import annotations
 
 import argparse
+import sys
 import hashlib
 import io
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from . import labels as L
+from .runtime import user_path
 
 W, H = 96, 128  # 3:4 like the competition's 384x512
 MASK_COLOURS = [(40, 90, 200), (230, 230, 235), (20, 20, 25), (200, 60, 140), (60, 160, 90)]
@@ -141,17 +143,22 @@ def generate_outside(out: Path, n: int = 12, seed: int = 0, utkface: bool = Fals
     return out
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("out", type=user_path)
     ap.add_argument("--train", type=int, default=90, help="training persons")
     ap.add_argument("--eval", type=int, default=30, help="eval persons")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    generate(a.out, a.train, a.eval, a.seed)
+    try:
+        generate(a.out, a.train, a.eval, a.seed)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote a demo dataset to {a.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

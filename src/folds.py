@@ -53,8 +53,15 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int, split: str = "strat
     with warnings.catch_warnings():
         # a stratum smaller than n_folds (the rare 60+ cells in small data) is fine here
         warnings.filterwarnings("ignore", message="The least populated class")
-        for k, (_, val_idx) in enumerate(parts):
-            fold[val_idx] = k
+        try:
+            for k, (_, val_idx) in enumerate(parts):
+                fold[val_idx] = k
+        except ValueError as e:  # sklearn: every cell has fewer persons than folds
+            cells = {f"{L.GENDER_NAMES[s // 3]} {L.AGE_NAMES[s % 3]}": int(n)
+                     for s, n in zip(*np.unique(strata, return_counts=True))}
+            raise DataError("the training data", [f"{len(persons)} person(s) in gender x age cells {cells}: every "
+                                                   f"cell has fewer persons than n_folds={n_folds}, so no fold can "
+                                                   f"be stratified; lower n_folds or add persons ({e})"]) from None
     return pd.DataFrame({"person": persons.index, "fold": fold, "stratum": strata})
 
 

@@ -34,6 +34,7 @@ import pandas as pd
 
 from .config import ROOT
 from .run_dir import RunDir
+from .runtime import user_path
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model
@@ -148,7 +149,7 @@ def write_summary(out: Path, gpu: str, results: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=ROOT / "output" / "gpucheck")
+    ap.add_argument("--out", type=user_path, default=ROOT / "output" / "gpucheck")
     ap.add_argument("--only", default=",".join(CHECKS), help="comma-separated subset of the checks")
     ap.add_argument("--epochs", type=int, default=6, help="epochs of each demo run")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",

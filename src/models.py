@@ -115,21 +115,37 @@ def load_file(model: torch.nn.Module, path: Path) -> None:
     """A local state_dict (or a checkpoint holding one under 'model'/'state_dict')."""
     if not path.is_file():
         raise WeightsError(f"pretrained={path}: no such file")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # text, a pickle of something else, a truncated file: the unpickler's many errors
+        raise WeightsError(f"pretrained={path}: not a PyTorch state_dict file ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"pretrained={path}: holds a {type(state).__name__}, not a state_dict of tensors")
     own = model.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(fitting) < 0.5 * len(own):
         # names differ (another implementation of the same net): fall back to order
-        load_in_order(model, state)
+        try:
+            load_in_order(model, state)
+        except WeightsError as e:
+            raise WeightsError(f"pretrained={path}: {e}; weights of another model?") from None
         return
+    classifier = model.default_cfg.get("classifier", "classifier") + "."
+    missing = sorted(k for k in set(own) - set(fitting) if not k.startswith(classifier))
+    unused = sorted(k for k in set(state) - set(fitting) if not k.startswith(classifier))
+    if missing or unused:  # part of a network, or a bigger one: not this model's weights; refuse, don't mix
+        wrong = [k for k in missing if k in state]
+        raise WeightsError(
+            f"pretrained={path}: not weights of {type(model).__name__} as built here: " +
+            (f"{len(missing)} of its {len(own)} tensors (the classifier aside) are not in the file"
+             f"{f' or have another shape ({len(wrong)})' if wrong else ''}, e.g. {missing[:3]}" if missing else
+             f"the file holds {len(unused)} tensors it has no place for, e.g. {unused[:3]}") +
+            "; weights of another model?")
     model.load_state_dict(fitting, strict=False)
-    skipped = sorted(set(own) - set(fitting))
-    if skipped:
-        print(f"{path}: {len(skipped)} tensor(s) not in the file or of another shape, left as initialised "
-              f"(e.g. {skipped[:3]})")
 
 
 def classifier_layers(model: nn.Module) -> list[nn.Module]:

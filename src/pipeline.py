@@ -37,10 +37,12 @@ from .gallery import write_gallery
 from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
 from .labels import CURVE_COLS, PROB_COLS
+from .models import build_model
 from .report import build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
-                      set_threads, writing_errors)
+                      free_mib, set_threads, user_path, writable_folder, writing_errors)
+from .stages import listing, unknown_stage
 from .submission import write_submission
 from .tracker import check_tracker, open_tracker, register_tracker
 from .train import train_fold, training_cache
@@ -76,7 +78,7 @@ def corrections_path(value: str) -> Path | None:
     if not value:
         return None
     named = ROOT / "configs" / "corrections" / f"{value}.csv"
-    return named if named.is_file() else Path(value)
+    return named if named.is_file() else user_path(value)
 
 
 def training_table(cfg: Config, data_dir: Path) -> pd.DataFrame:
@@ -90,11 +92,13 @@ def training_table(cfg: Config, data_dir: Path) -> pd.DataFrame:
     return table
 
 
-def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(training table, eval table); the problems of both (and of the corrections) in one list."""
-    problems, table, eval_table = [], None, None
+def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(training table, eval table, person folds); the problems of both tables, the corrections and the
+    folds (too few persons to split) in one list."""
+    problems, table, eval_table, folds = [], None, None, None
     try:
         table = training_table(cfg, data_dir)
+        folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
     except DataError as e:
         problems += e.problems
     try:
@@ -103,7 +107,7 @@ def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         problems += e.problems
     if problems:
         raise DataError(str(data_dir), problems)
-    return table, eval_table
+    return table, eval_table, folds
 
 
 def prepare(data: str | Path | None = None, recipe: str | None = None, overrides: list[str] | None = None,
@@ -124,19 +128,20 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
+    build_model(cfg)  # an unknown model, or a weights file that does not fit it, is refused before any folder
     if data_dir == DEMO_DIR:
         ensure_demo_data()
     if not dist.is_main():
         sys.stdout = open(os.devnull, "w")  # one rank speaks; errors still reach stderr
     ctx = RunContext(Path(data_dir), device, cache_root(cfg.cache_dir, output), Path(output))
+    writable_folder(ctx.cache_root, "cache_dir")
     set_threads(cfg.threads)
 
     print(f"checking {data_dir} ...", flush=True)
-    table, eval_table = load_data(cfg, ctx.data_dir)
+    table, eval_table, folds = load_data(cfg, ctx.data_dir)
     print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
-    # before the run folder: too few persons for the folds is a data problem, and leaves no folder
-    folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
+    check_cache_space(cfg, ctx, len(table) + len(eval_table))
     extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
     outside, outside_stats = extra_rows(cfg, ctx.cache_root)  # fold -1, after the folds: they change none
 
@@ -169,6 +174,18 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
         run.unlock()
         raise
     return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo, outside_stats)
+
+
+def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:
+    """cache=true: room for the decoded photos, said before the run folder (the cache is built later)."""
+    if not cfg.cache:
+        return
+    h, w = cfg.img_size
+    need, free = photos * h * w * 3 / 2**20, free_mib(ctx.cache_root)
+    if need > free:  # an upper bound: caches built earlier are reused, not written again
+        raise CannotWrite(f"cannot write the decoded cache in {ctx.cache_root}: {photos} photos at {h}x{w} need up "
+                          f"to {need:.0f} MiB, {free:.0f} MiB free there (free some space, point cache_dir= "
+                          f"elsewhere, or cache=false)")
 
 
 def detect_faces(cfg: Config, ctx: RunContext, table, eval_table) -> tuple[dict | None, dict | None]:
@@ -259,6 +276,8 @@ def run_job(data: str | Path | None = None, recipe: str | None = None, overrides
             results = train_folds(job)
         except torch.OutOfMemoryError:
             raise out_of_memory_advice(job.cfg, job.run) from None
+        except KeyboardInterrupt:
+            raise Interrupted(where_interrupted(job.run, list(job.cfg.folds))) from None
         main_rank = dist.is_main()
         dist.shutdown()
         if not main_rank:
@@ -268,29 +287,55 @@ def run_job(data: str | Path | None = None, recipe: str | None = None, overrides
         job.run.unlock()
 
 
+class Interrupted(Exception):
+    """Ctrl-C during training: says where the run stopped and how to continue it."""
+
+
+def where_interrupted(run: RunDir, folds: list[int]) -> str:
+    """'interrupted after fold k epoch e' from what the run folder holds (its last saved epoch)."""
+    todo = [k for k in folds if not run.fold(k).finished()]
+    if not todo:
+        return f"interrupted after the last fold finished ({run}); run the same command to finish it"
+    log = run.fold(todo[0]).log
+    epochs = len(pd.read_csv(log)) if log.exists() else 0
+    where = f"fold {todo[0]} epoch {epochs}" if epochs else f"fold {todo[0]} began (no epoch of it saved yet)"
+    return f"interrupted after {where}; run the same command to continue ({run})"
+
+
 USER_ERRORS = (DataError, ConfigError, WeightsError, OutOfMemory, WorkerError, RunBusy, CannotWrite)
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="run.sh", description=__doc__, allow_abbrev=False,
+    ap = argparse.ArgumentParser(prog="run.sh", description=__doc__, allow_abbrev=False, epilog=listing(),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="competition-layout data dir (default: input/data, else input/standin, "
+    ap.add_argument("--data", type=user_path, help="competition-layout data dir (default: input/data, else input/standin, "
                                    "else the demo)")
-    ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file")
+    ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file (from where you stand)")
     ap.add_argument("--name", help="run name: output/<name>/ (default: the recipe name)")
-    ap.add_argument("--output", default=str(OUTPUT), help="where run folders go (default: output/)")
+    ap.add_argument("--output", type=user_path, default=OUTPUT, help="where run folders go (default: output/ of the "
+                                                                     "repository)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return ap.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    stray = [o for o in args.overrides if "=" not in o]
+    if stray:  # `bash run.sh trian`: a mistyped stage reaches the job as an override
+        print(f"error: {unknown_stage(stray[0])}", file=sys.stderr)
+        return 2
     try:
         with writing_errors():
-            run_job(args.data, args.config, args.overrides, args.name, Path(args.output))
+            run_job(args.data, args.config, args.overrides, args.name, args.output)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted before training began; nothing to continue", file=sys.stderr)
+        return 130
     return 0
 
 

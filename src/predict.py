@@ -13,6 +13,7 @@ images and checks that their outputs agree.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from .ensemble import EnsembleGraph, FoldModel, ensemble_probs, load_fold_model
 from .faces import face_boxes
 from .labels import PROB_COLS
 from .run_dir import OUTPUT, RunDir, find_run
-from .runtime import progress
+from .runtime import CannotWrite, progress, user_path, writable_folder
 from .transforms import Geometry, normaliser
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -66,15 +67,27 @@ def load_ensemble(run: RunDir) -> tuple[list[FoldModel], Preprocess]:
     return models, Preprocess(models[0])
 
 
-def collect_images(paths: list[str]) -> list[Path]:
+def collect_images(paths: list[str], skipped: dict | None = None) -> list[Path]:
+    """The photos named, and those found in the folders named (searched recursively; hidden files left
+    out). What a folder scan passes over is counted into `skipped` (reason -> count)."""
     out = []
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-                          and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        else:
+        if not p.is_dir():
             out.append(p)  # named explicitly: tried whatever it is, so a bad file gets an error row
+            continue
+        for f in sorted(p.rglob("*")):
+            if any(part.startswith(".") for part in f.relative_to(p).parts) or f.is_dir():
+                continue
+            if f.is_symlink() and not f.exists():
+                reason = "broken link"
+            elif f.suffix.lower() not in IMAGE_SUFFIXES:
+                reason = f"{f.suffix.lower() or 'no suffix'} (not one of {' '.join(sorted(IMAGE_SUFFIXES))})"
+            else:
+                out.append(f)
+                continue
+            if skipped is not None:
+                skipped[reason] = skipped.get(reason, 0) + 1
     return out
 
 
@@ -149,8 +162,11 @@ def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
 def predict(run: RunDir, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:
     models, prep = load_ensemble(run)
     engine = pick_engine(run, models, engine_choice)
-    print(f"predicting {len(paths)} image(s) with {len(models)} fold model(s) via {engine.name}",
-          file=sys.stderr)
+    planned = list(run.load_config().folds)
+    unfinished = f" (only {len(models)} of the run's {len(planned)} folds are finished: folds " \
+                 f"{run.finished_folds()})" if len(models) < len(planned) else ""
+    print(f"predicting {len(paths)} image(s) with {len(models)} of {len(planned)} fold model(s) via "
+          f"{engine.name}{unfinished}", file=sys.stderr)
     rows = []
     starts = range(0, len(paths), batch_size)
     for start in progress(starts, desc="predict", unit="batch", total=len(starts)):
@@ -211,11 +227,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run name under output/ or a run folder")
-    ap.add_argument("--out", type=Path, help="CSV file to write (default: standard output)")
+    ap.add_argument("--out", type=user_path, help="CSV file to write (default: standard output)")
     ap.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--bench", action="store_true", help="time PyTorch vs onnxruntime on these images")
-    ap.add_argument("paths", nargs="+")
+    ap.add_argument("paths", nargs="+", type=user_path)
     a = ap.parse_args(argv)
     if a.batch_size < 1:
         ap.error("--batch-size must be at least 1")
@@ -226,8 +242,14 @@ def main(argv=None) -> int:
         print(f"error: --out {a.out}: the folder {a.out.parent} does not exist", file=sys.stderr)
         return 2
     try:
+        if a.out:
+            writable_folder(a.out.parent, "--out")  # a read-only place fails now, not after the work
         run = find_run(a.run)
-        paths = collect_images(a.paths)
+        skipped: dict = {}
+        paths = collect_images(a.paths, skipped)
+        if skipped:
+            print("skipped in the folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())),
+                  file=sys.stderr)
         if a.bench:
             r = compare_engines(run, paths, a.batch_size)
             print(f"{r['images']} images, batch {r['batch_size']}, {r['folds']} fold model(s), "
@@ -236,13 +258,18 @@ def main(argv=None) -> int:
                   f"  speed-up {r['speedup']:.2f}x, max |difference| {r['max_abs_diff']:.2e}")
             return 0
         df = predict(run, paths, a.engine, a.batch_size)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.out:
         with open(a.out, "x") as f:  # "x": never over a file that appeared meanwhile
             df.to_csv(f, index=False, float_format="%.6f")
         print(f"wrote {len(df)} row(s) to {a.out}", file=sys.stderr)
+        used, planned = run.finished_folds(), list(run.load_config().folds)
+        if used != planned:  # an unfinished run: say which models made these rows, beside them
+            side = a.out.with_name(a.out.name + ".folds.json")
+            side.write_text(json.dumps({"run": str(run.path), "folds_used": used, "folds_planned": planned}))
+            print(f"note: {side} records that {len(used)} of {len(planned)} folds made these rows", file=sys.stderr)
     else:
         df.to_csv(sys.stdout, index=False, float_format="%.6f")
     bad = int((df["error"] != "").sum())

@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config
-from .runtime import atomic_save, atomic_write_text, first_free
+from .runtime import atomic_save, atomic_write_text, first_free, user_path
 
 OUTPUT = ROOT / "output"
 # a fold's marker, or (runs made before markers existed) its result.json, the fold's last file then
@@ -249,9 +249,9 @@ def open_run(name: str, cfg: Config, output: Path) -> RunDir:
 
 
 def find_run(run: str) -> RunDir:
-    """A run by folder path or by name under output/."""
-    p = Path(run)
+    """A run by folder path (from where the user stands) or by name under output/."""
+    p = user_path(run)
     for candidate in (p, OUTPUT / run):
         if (candidate / "config.yaml").is_file():
             return RunDir(candidate)
-    raise FileNotFoundError(f"--run {run}: no run folder with a config.yaml (looked in {p} and output/{run})")
+    raise FileNotFoundError(f"--run {run}: no run folder with a config.yaml (looked in {p} and {OUTPUT / run})")

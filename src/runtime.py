@@ -9,6 +9,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,31 @@ def user_path(p: str | Path) -> Path:
     return p if p.is_absolute() else Path(os.environ.get(CALLER_DIR) or os.getcwd()) / p
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its closest ancestor that exists (where a folder to be made would live)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_mib(path: Path) -> float:
+    """Free space, in MiB, on the disk that holds (or will hold) `path`."""
+    return shutil.disk_usage(nearest_existing(path)).free / 2**20
+
+
+def writable_folder(folder: Path, what: str) -> Path:
+    """Can `folder` be written (or made, where it does not exist yet)? Asked before any work that would
+    end by writing there, and without making anything; CannotWrite names the folder and why."""
+    folder = Path(folder)
+    probe = nearest_existing(folder)
+    if not probe.is_dir():
+        raise CannotWrite(f"{what} {folder}: cannot write there ({probe} is not a folder)")
+    if not os.access(probe, os.W_OK | os.X_OK):  # a read-only mount says so even to root
+        raise CannotWrite(f"{what} {folder}: cannot write there ({probe} is read-only or not ours)")
+    return folder
+
+
 def first_free(folder: Path, stem: str, suffix: str = "") -> Path:
     """folder/stem+suffix, or the first of folder/stem-2+suffix, -3, ... that does not exist."""
     candidate, n = folder / f"{stem}{suffix}", 1
@@ -157,7 +183,34 @@ def atomic_write_text(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+class LineProgress:
+    """`progress` off a terminal (a log file, a pipe): no bar and no carriage returns, one line when
+    the loop ends: what it did, how many, how long, and the last figures the loop reported."""
+
+    def __init__(self, iterable, desc: str | None = None, unit: str = "it", **_):
+        self.iterable, self.desc, self.unit = iterable, desc or "done", unit
+        self.n, self.postfix, self.started, self.closed = 0, {}, time.perf_counter(), False
+
+    def __iter__(self):
+        for item in self.iterable:
+            self.n += 1
+            yield item
+        self.close()
+
+    def set_postfix(self, **kw) -> None:
+        self.postfix = kw
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        extra = "".join(f", {k} {v}" for k, v in self.postfix.items())
+        print(f"{self.desc}: {self.n} {self.unit} in {time.perf_counter() - self.started:.0f} s{extra}",
+              file=sys.stderr, flush=True)
+
+
 def progress(iterable, **kw):
-    """tqdm that redraws live on a terminal and prints a line every 30 s into a log file."""
-    tty = sys.stderr.isatty()
-    return tqdm(iterable, leave=False, mininterval=1.0 if tty else 30.0, **kw)
+    """A live tqdm bar on a terminal; elsewhere one line per loop (LineProgress)."""
+    if not sys.stderr.isatty():
+        return LineProgress(iterable, **kw)
+    return tqdm(iterable, leave=False, mininterval=1.0, **kw)

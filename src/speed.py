@@ -24,11 +24,13 @@ import torch
 
 from .batches import CachedBatches, LoaderBatches
 from .cache import cache_root, load_or_build
-from .config import ROOT, load_config
-from .data import find_data, load_train
+from .config import ROOT, ConfigError, load_config
+from .data import DataError, find_data, load_train
 from .models import build_model
 from .run_dir import OUTPUT
-from .runtime import peak_memory_gib, pick_device, set_threads
+from .runtime import (CannotWrite, peak_memory_gib, pick_device, set_threads, user_path, writable_folder,
+                      writing_errors)
+from .weights import WeightsError
 from .train import FoldTrainer
 from .transforms import DeviceAugment, Geometry
 
@@ -96,18 +98,28 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh speed", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--data", type=Path)
+    ap.add_argument("--data", type=user_path)
     ap.add_argument("--config", default="seed")
     ap.add_argument("--images", type=int, default=512, help="photos per measurement")
-    ap.add_argument("--out", type=Path, default=ROOT / "output" / "speed", help="folder for the result files")
+    ap.add_argument("--out", type=user_path, default=ROOT / "output" / "speed", help="folder for the result files")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     if args.images < 1:
         ap.error(f"--images {args.images}: must be at least 1")
+    try:
+        with writing_errors():
+            return measure(args)
+    except (ConfigError, DataError, WeightsError, CannotWrite) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def measure(args) -> int:
     # the weights' values don't change the speed: random ones spare an offline machine the download
     cfg = load_config(args.config, ["pretrained=false", *args.overrides, f"device={args.device}"])
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
+    writable_folder(args.out, "--out")
     data = args.data or default_data(cfg.data_dir)
     table = load_train(data, check_pixels=False)
     table = table.sample(n=min(args.images, len(table)), random_state=0).reset_index(drop=True)

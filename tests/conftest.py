@@ -32,3 +32,9 @@ FAST = ["model=test_efficientnet", "pretrained=false", "img_size=32,24", "crop_f
 def no_hub(monkeypatch):
     """No test reaches the network: the hub counts as unreachable (tests that need it say otherwise)."""
     monkeypatch.setattr(weights, "hub_reachable", lambda timeout=5.0: False)
+
+
+@pytest.fixture(autouse=True)
+def caller_is_the_working_folder(monkeypatch):
+    """run.sh exports the folder the user stood in; tests stand where they chdir to."""
+    monkeypatch.delenv("MASK_CALLER_DIR", raising=False)

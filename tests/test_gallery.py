@@ -314,3 +314,15 @@ def test_eval_photos_gone_since_the_run_leave_the_oof_page(trained, tmp_path, ca
     assert "leaves out the eval photos" in capsys.readouterr().out
     d = page_json(copy)
     assert set(d["sets"]) == {"oof"} and d["sets"]["oof"]["n"] == 84
+
+
+def test_photo_links_survive_hash_question_mark_and_percent_in_folder_names(opened, tmp_path):
+    """A data folder named like `run #2?` must open its photos, not a fragment or a query."""
+    folder = tmp_path / "data #2?x%41"
+    folder.mkdir()
+    photo = folder / "a b.jpg"
+    photo.write_bytes(b"x")
+    url = opened.page.evaluate("p => fileUrl(p)", str(photo))
+    assert url == photo.as_uri()  # Python's own file URI: every '#', '?', '%' and space encoded
+    assert "#" not in url and "?" not in url
+    assert opened.page.evaluate("p => fileUrl(p)", "C:\\data #1\\x.jpg") == "file:///C:/data%20%231/x.jpg"

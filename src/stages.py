@@ -1,0 +1,34 @@
+"""The stages `bash run.sh STAGE ...` runs, each in a line: what --help lists and what an unknown
+stage is checked against (run.sh's case statement maps each name to its module)."""
+from __future__ import annotations
+
+import difflib
+
+STAGES = {
+    "(none)": "the whole job: data check, folds, training, fold ensemble on eval, report  [key=value ...]",
+    "train": "the same whole job, named  [--data DIR] [--config NAME|FILE] [--name RUN] [key=value ...]",
+    "test": "the test suite  [pytest args]",
+    "predict": "classify any photos with a run's fold ensemble  --run RUN [--out FILE] PATH...",
+    "export": "the fold ensemble (+ flip TTA) as one ONNX file  --run RUN",
+    "audit": "persons whose labels the OOF predictions contradict  --run RUN [--noise-log FILE]",
+    "gallery": "the error-analysis page RUN/gallery.html  --run RUN",
+    "extra": "outside photos with drawn masks, as a contact sheet  --from DIR [--preview 24] [--out FILE.png]",
+    "blend": "blend runs, group persons, decide for macro-F1  --runs A[,B...] [--decision bias] [--group-eval 7]",
+    "bench": "recipes trained under one protocol, one table  [--protocol cpu|gpu] [--recipes seed,recommended]",
+    "speed": "where training time goes  [--device cpu|cuda] [--images N] [key=value ...]",
+    "weights": "fetch + verify ImageNet weights, save them as files  MODEL... [--out DIR]",
+    "gpucheck": "the whole GPU path, checked on the demo data  [--out DIR] [--only CHECKS]",
+}
+
+
+def listing() -> str:
+    width = max(len(s) for s in STAGES)
+    return "stages (bash run.sh STAGE --help for each one's options):\n" + "\n".join(
+        f"  {name:<{width}}  {what}" for name, what in STAGES.items())
+
+
+def unknown_stage(word: str) -> str:
+    """What to say when a word that is neither a stage nor key=value starts the command."""
+    close = difflib.get_close_matches(word, [s for s in STAGES if s != "(none)"], n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return f"'{word}' is not a stage, nor a key=value override.{hint}\n{listing()}"
