@@ -114,11 +114,11 @@ def test_probabilities_at_the_training_edge_are_the_ones_the_model_gives():
     np.testing.assert_allclose(probs_at_edge(probs, curves, 52).sum(1), 1, atol=1e-9)
 
 
-@pytest.fixture(scope="module")
-def ordinal_run(tiny_data_master, tmp_path_factory):
+@pytest.fixture(scope="module", params=["single", "multi"])
+def ordinal_run(request, tiny_data_master, tmp_path_factory):
     out = tmp_path_factory.mktemp("ordinal")
     assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "o", "--output", str(out),
-                          *FAST, "age_head=ordinal", "head=multi"]) == 0
+                          *FAST, "age_head=ordinal", f"head={request.param}"]) == 0
     return RunDir(out / "o")
 
 
