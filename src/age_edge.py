@@ -70,6 +70,16 @@ def decide_edge(oof: pd.DataFrame, start: int) -> tuple[int, dict]:
                   "nested_by": by, "per_edge": {e: edge_f1(probs, curves, y, e) for e in EDGES}}
 
 
+def oof_probs_as_eval(run: RunDir, oof: pd.DataFrame) -> np.ndarray:
+    """The OOF's 18 probabilities at the age edge the run's eval used: what a step fitted on the OOF and
+    applied to the eval (decision, grouping, a blend) must see. Runs without a fitted edge: as saved."""
+    edge = run.fitted_age_edge()
+    probs = oof[L.PROB_COLS].to_numpy()
+    if edge is None or not set(L.CURVE_COLS) <= set(oof.columns):
+        return probs
+    return probs_at_edge(probs, oof[L.CURVE_COLS].to_numpy(), edge)
+
+
 def fit_for_run(run: RunDir, folds: list[int], start: int) -> tuple[int, dict]:
     """decide_edge on the run's OOF, saved as RUN/age_edge.json (what predict and export read)."""
     edge, report = decide_edge(run.load_oof(folds), start)

@@ -27,6 +27,7 @@ from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases, held_ou
 from .ensemble import run_features
 from .grouping import TOP, apply_grouping
 from .runtime import pick_device, user_path
+from .age_edge import oof_probs_as_eval
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap, summarize
 from .run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
@@ -63,7 +64,7 @@ def load_inputs(runs: list[RunDir]) -> Inputs:
             problems.append(f"{run}: its out-of-fold photos (folds {sorted(oof['fold'].unique())}) differ from "
                             f"{first}'s (folds {sorted(base['fold'].unique())}): train the same folds")
             continue
-        probs.append(oof[PROB_COLS].to_numpy())
+        probs.append(oof_probs_as_eval(run, oof))  # age_head=ordinal: at the edge its eval used
         ev = read_eval_probs(run)
         if ev is None:
             problems.append(f"{run}: no eval probabilities (eval_probs.csv); is the run finished?")

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from . import distributed as dist
-from .age_edge import fit_for_run, probs_at_edge
+from .age_edge import fit_for_run, oof_probs_as_eval
 from .cache import cache_root
 from .config import ROOT, Config, ConfigError, load_config
 from .data import DataError, find_data, load_eval, load_train
@@ -36,7 +36,6 @@ from .folds import attach_folds, make_folds
 from .gallery import write_gallery
 from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
-from .labels import CURVE_COLS, PROB_COLS
 from .models import build_model
 from .report import build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
@@ -214,7 +213,7 @@ def train_folds(job: Job) -> list[dict]:
     return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes) for fold in folds]
 
 
-def post_hoc(job: Job, probs, age_edge: int | None = None):
+def post_hoc(job: Job, probs):
     """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
     persons grouped (`group_eval`, src/grouping.py), then the macro-F1 decision (`decision=bias`,
     src/decision.py). Returns (eval probabilities, what grouping reported, what the decision reported)."""
@@ -222,9 +221,7 @@ def post_hoc(job: Job, probs, age_edge: int | None = None):
     if not cfg.group_eval and cfg.decision == "none":
         return probs, None, None
     oof = run.load_oof(list(cfg.folds))
-    oof_probs, y, oof_folds = oof[PROB_COLS].to_numpy(), oof["label"].to_numpy(), oof["fold"].to_numpy()
-    if age_edge is not None:
-        oof_probs = probs_at_edge(oof_probs, oof[CURVE_COLS].to_numpy(), age_edge)
+    oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
     grouping = decision = None
     if cfg.group_eval:
         oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(), cfg,
@@ -245,7 +242,7 @@ def finish(job: Job, results: list[dict]) -> dict:
         else (None, None)
     probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes,
                            age_edge)
-    probs, grouping, decision = post_hoc(job, probs, age_edge)
+    probs, grouping, decision = post_hoc(job, probs)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),

@@ -9,7 +9,7 @@ import torch
 
 from src import labels as L
 from src import pipeline, predict
-from src.age_edge import EDGES, decide_edge, edge_f1, fit_edge, probs_at_edge
+from src.age_edge import EDGES, decide_edge, edge_f1, fit_edge, oof_probs_as_eval, probs_at_edge
 from src.config import load_config
 from src.losses import OrdinalAgeLoss, build_loss, pack_targets
 from src.models import OrdinalAge, band_log_probs, build_model
@@ -127,6 +127,9 @@ def test_an_ordinal_run_fits_its_edge_and_predict_and_onnx_agree(ordinal_run, ti
     assert edge["edge"] == ordinal_run.fitted_age_edge() and edge["oof_f1_fitted"] >= edge["oof_f1_training_edge"]
     oof = ordinal_run.load_oof()
     assert set(L.CURVE_COLS) <= set(oof.columns) and len(oof) == 84
+    # what the decision, grouping and a blend fit on: the OOF at the eval's edge
+    at_edge = probs_at_edge(oof[L.PROB_COLS].to_numpy(), oof[L.CURVE_COLS].to_numpy(), edge["edge"])
+    np.testing.assert_allclose(oof_probs_as_eval(ordinal_run, oof), at_edge)
     assert "## The >=60 edge" in ordinal_run.report.read_text()
     info = pd.read_csv(tiny_data_master / "eval" / "info.csv")
     photos = [tiny_data_master / "eval" / "images" / i for i in info["ImageID"]]
