@@ -66,6 +66,11 @@ def same_config(run: RunDir, recipe: str, overrides: list[str]) -> bool:
                          RESUME_FREE_KEYS | {"data_dir", "data", "recipe", "weights"})
 
 
+def old_classes_f1(per_class: list[float] | None) -> float | None:
+    """The mean F1 of the six >=60 classes (a third of macro-F1, and its weakest part)."""
+    return None if not per_class else float(np.mean([f for c, f in enumerate(per_class) if c % 3 == 2]))
+
+
 def row_for(run: RunDir, recipe: str) -> dict:
     m = run.read_metrics()
     run_dir = run.path
@@ -76,6 +81,7 @@ def row_for(run: RunDir, recipe: str) -> dict:
             "oof_f1": m["oof"]["f1"], "eval_f1": ev.get("f1"), "eval_acc": ev.get("acc"),
             "mask_f1": ev.get("mask_f1", m["oof"]["mask_f1"]), "gender_f1": ev.get("gender_f1", m["oof"]["gender_f1"]),
             "age_f1": ev.get("age_f1", m["oof"]["age_f1"]),
+            "old_f1": old_classes_f1(ev.get("per_class_f1") or m["oof"].get("per_class_f1")),
             "train_img_s": sum(f["train_img_s"] for f in folds) / max(len(folds), 1), "wall_s": wall}
 
 
@@ -127,7 +133,8 @@ def table(rows: list[dict], baseline: str) -> str:
         return f"{r['eval_f1'] - ref['eval_f1']:+.4f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
 
     lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] + " [95 % CI] | Δ eval vs its base"
-             " [95 % CI] | mask F1 | gender F1 | age F1 | train img/s | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
+             " [95 % CI] | mask F1 | gender F1 | age F1 | ≥60 F1 | train img/s | wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         parent = by_name.get(recipe_parts(r["recipe"])[0])
         trained = r["train_img_s"] > 0  # post-hoc rows (blends) train nothing
@@ -135,7 +142,7 @@ def table(rows: list[dict], baseline: str) -> str:
         name = r["recipe"].replace("|", "\\|")  # a blend's '|' would split the markdown row
         lines.append(f"| {name} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base, 'ci_vs_baseline')} | "
                      f"{delta(r, parent, 'ci_vs_base')} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
-                     f"{fmt(r['age_f1'])} | {speed} |")
+                     f"{fmt(r['age_f1'])} | {fmt(r.get('old_f1'))} | {speed} |")
     return "\n".join(lines)
 
 
@@ -184,7 +191,8 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
              if any(recipe_parts(r["recipe"])[0] == reference.NAME for r in rows) else "")
     (out / "results.md").write_text(
         f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
-        f"data `{data}`\n\n{text}\n\n[95 % CI]: {INTERVALS.get(unit, '')}{notes}"
+        f"data `{data}`\n\n{text}\n\n[95 % CI]: {INTERVALS.get(unit, '')} ≥60 F1: the mean F1 of the six "
+        f"≥60 classes (eval, else OOF).{notes}"
         f"\n\n![results](results.png)\n")
     return text
 

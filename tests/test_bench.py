@@ -166,3 +166,11 @@ def test_blend_rows_are_made_post_hoc_from_earlier_rows(tiny_data, tmp_path, mon
     made = RunDir(out / bench.folder("blend:seed|seed+lr=3e-3+decision=bias"))
     assert made.finished() and json.loads(made.blend_record.read_text())["decision"] == "bias"
     assert "| blend:seed\\|seed+lr=3e-3+decision=bias | " in (out / "results.md").read_text()  # '|' escaped
+
+
+def test_the_old_classes_f1_is_the_mean_of_the_six_over_60_classes():
+    per_class = [0.0] * 18
+    for c in (2, 5, 8, 11, 14, 17):
+        per_class[c] = c / 17
+    assert bench.old_classes_f1(per_class) == pytest.approx(sum(c / 17 for c in (2, 5, 8, 11, 14, 17)) / 6)
+    assert bench.old_classes_f1(None) is None

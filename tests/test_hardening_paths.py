@@ -186,7 +186,9 @@ def test_ctrl_c_says_where_the_run_stopped_and_the_same_command_continues(tiny_d
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "src.pipeline", "--data", str(tiny_data), "--config", "seed", "--name", "c",
            "--output", str(out), *[o for o in FAST if not o.startswith("epochs")], "epochs=30", "folds=0"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal: a job started in the background (nohup ... &) inherits SIGINT ignored
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = out / "c" / "fold0_log.csv"
     deadline = time.time() + 120
     while not (log.exists() and len(pd.read_csv(log)) >= 1) and time.time() < deadline:
