@@ -13,7 +13,7 @@ A recipe is a config name, optionally with changes: `recommended+crop=face` or
 Protocols (overrides applied on top of every recipe, so only the recipe's ingredients differ):
   cpu   offline-pretrained tf_efficientnet_lite0, 400x300 centre crop of the photo -> 149x112,
         batch 32, fold 0 only, 3 epochs: the reference's own settings
-        (about 25 minutes per recipe on 2 cores with the stand-in)
+        (the time per recipe on 2 cores: docs/results.md)
   gpu   the recipe's own model, input size and epochs, all 5 folds, fold ensemble on eval
 Each recipe's run is output/bench/NAME/<recipe>/ (its own submission.csv, report.md);
 the table goes to output/bench/NAME/results.md and results.json. Running a bench NAME again

@@ -15,9 +15,8 @@ import numpy as np
 
 from . import labels as L
 
-# bias steps tried per class, and passes over the classes: the mild setting. On the stand-in's
-# fold-0 OOF (3,780 photos) a wider search (+-2, 3 passes) gained more in-sample and lost more
-# out of sample (person-grouped nested estimate: -0.001 to -0.007 against -0.0005 to -0.003 here)
+# bias steps tried per class, and passes over the classes: the mild setting. A wider search gained
+# more in-sample and lost more out of sample (docs/results.md, "After training")
 GRID = np.round(np.arange(-0.5, 0.51, 0.1), 2)
 PASSES = 1
 EPS = 1e-7

@@ -49,7 +49,7 @@ from .runtime import atomic_write_text, progress, user_path
 EXTRA_FOLD = -1                 # in every fold's training rows, never validated (as pseudo-labels)
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CANVAS = (512, 384)             # H, W of a competition photo
-FACE_WIDTH = 0.58               # the face box's share of the canvas width (the stand-in's median: 0.61)
+FACE_WIDTH = 0.58               # the face box's share of the canvas width (about the stand-in's photos')
 FACE_CENTRE = (0.5, 0.56)       # x, y of the face box's centre, as fractions of the canvas
 MIN_FACE = 40                   # pixels: a smaller face holds too little to draw a mask on (skipped)
 MIN_PROB = 0.7                  # the photos are known to show a face: a plainer detection still counts

@@ -160,8 +160,8 @@ def init_head(model: nn.Module) -> None:
 
     timm initialises some heads far larger: EfficientNet's "goog" init is U(+-1/sqrt(classes)),
     8.4x the default for 1280 features and 18 classes, which makes the initial logits ~8x too
-    large; with Adam at the seed's 8e-5 the head takes epochs to undo that (measured: -0.12
-    eval macro-F1 after 3 epochs, README "Parity").
+    large; with Adam at the seed's 8e-5 the head takes epochs to undo that (what it cost:
+    docs/results.md, "Parity").
     """
     for layer in classifier_layers(model):
         layer.reset_parameters()
