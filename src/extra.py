@@ -181,9 +181,16 @@ class LandmarkDetector:
         return Face(np.asarray(points[best], float) / scale, box), float(probs[best])
 
 
-def detect_all(photos: list[OutsidePhoto], digests: list[str], cache_dir: Path, detector=None
-               ) -> dict[str, tuple | None]:
-    """sha1 of each photo -> (Face, probability) or None; detected once per content, cached."""
+def save_faces(path: Path, known: dict[str, tuple | None]) -> None:
+    rows = [(k, *v[0].box, v[1], *v[0].points.ravel()) if v else (k, *[np.nan] * 15) for k, v in known.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(pd.DataFrame(rows, columns=FACE_COLUMNS).to_csv(index=False, float_format="%.2f"), path)
+
+
+def detect_all(photos: list[OutsidePhoto], digests: list[str], cache_dir: Path, detector=None,
+               save_every: int = 500) -> dict[str, tuple | None]:
+    """sha1 of each photo -> (Face, probability) or None; detected once per content, cached (the
+    probability too: MIN_PROB is applied where the faces are used, so changing it detects nothing again)."""
     path = Path(cache_dir) / "extra_faces.csv"
     known: dict[str, tuple | None] = {}
     if path.exists():
@@ -194,11 +201,12 @@ def detect_all(photos: list[OutsidePhoto], digests: list[str], cache_dir: Path, 
     todo = [(p, d) for p, d in zip(photos, digests) if d not in known]
     if todo:
         detector = detector or LandmarkDetector()
-        for p, d in progress(todo, desc="finding faces in the outside photos", unit="img", total=len(todo)):
+        for i, (p, d) in enumerate(progress(todo, desc="finding faces in the outside photos", unit="img",
+                                            total=len(todo))):
             known[d] = detector(read_image(p.path))
-        rows = [(k, *v[0].box, v[1], *v[0].points.ravel()) if v else (k, *[np.nan] * 15) for k, v in known.items()]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(pd.DataFrame(rows, columns=FACE_COLUMNS).to_csv(index=False, float_format="%.2f"), path)
+            if (i + 1) % save_every == 0:  # a killed run keeps what it found (UTKFace: 23,000 photos)
+                save_faces(path, known)
+        save_faces(path, known)
     return {d: known[d] for d in digests}
 
 
@@ -279,7 +287,7 @@ def outside_persons(folders: list[Path], ages: tuple[int, int] | None, seed: int
     usable, no_face, small = [], 0, 0
     for photo, digest in zip(photos, digests):
         found = faces[digest]
-        if found is None:
+        if found is None or found[1] < MIN_PROB:
             no_face += 1
         elif found[0].box[2] - found[0].box[0] < MIN_FACE:
             small += 1

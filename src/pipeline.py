@@ -142,7 +142,8 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
     check_cache_space(cfg, ctx, len(table) + len(eval_table))
     extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
-    outside, outside_stats = extra_rows(cfg, ctx.cache_root)  # fold -1, after the folds: they change none
+    # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
+    outside, outside_stats = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root))
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None

@@ -99,6 +99,14 @@ def test_a_photo_without_a_face_is_skipped_and_counted(tmp_path):
     assert rows.empty and stats["skipped_no_face"] == 1 and stats["persons"] == 0
 
 
+def test_a_doubtful_face_is_skipped_and_a_sure_one_kept(tmp_path):
+    src = generate_outside(tmp_path / "photos", n=2, seed=1)
+    face = Face(np.vstack([EYES, NOSE, MOUTH]) * 0.75, tuple(np.array(BOX) * 0.75))
+    answers = iter([(face, extra.MIN_PROB - 0.01), (face, extra.MIN_PROB + 0.01)])
+    rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache", detector=lambda img: next(answers))
+    assert stats["skipped_no_face"] == 1 and stats["persons"] == 1 and len(rows) == 7
+
+
 def test_extra_ages_keeps_only_those_ages(tmp_path):
     src = generate_outside(tmp_path / "photos", n=10, seed=2)
     ages = pd.read_csv(src / "labels.csv")["age"]
