@@ -26,7 +26,7 @@ from .labels import PROB_COLS
 from .run_dir import find_run
 from .runtime import user_path
 
-BAND_AGE = {0: 25, 1: 45, 2: 60}  # an age inside each band, used when suggesting a fix
+SUGGESTED_AGE = {0: 25, 1: 45, 2: 60}  # the age a fix suggests for each band (60: as train.csv caps it)
 NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}
 
 
@@ -71,7 +71,7 @@ def candidates(scores: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
                         "score": r.swap_score,
                         "note": f"normal and incorrect_mask look swapped (p {r.swap_score:.2f})"})
         if r.age_score > threshold and r.age_pred_band != r.age_band:
-            out.append({"id": r.id, "gender": "", "age": str(BAND_AGE[r.age_pred_band]), "mask_fix": "",
+            out.append({"id": r.id, "gender": "", "age": str(SUGGESTED_AGE[r.age_pred_band]), "mask_fix": "",
                         "kind": "age", "score": r.age_score,
                         "note": f"labelled {L.AGE_NAMES[r.age_band]}, looks {L.AGE_NAMES[r.age_pred_band]} "
                                 f"(p of the label {1 - r.age_score:.2f}); check the exact age"})

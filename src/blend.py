@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .cache import cache_root
-from .decision import adjusted_probs, decide, fast_macro_f1, fit_biases, held_out
+from .decision import adjusted_probs, decide, fit_biases, held_out
+from .metrics import fast_macro_f1
 from .ensemble import run_features
 from .grouping import TOP, apply_grouping
 from .runtime import pick_device, user_path

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import ROOT
 from .faces import DETECT_SIDE, MIN_PROB
 from .runtime import free_mib, progress, user_path
 from .transforms import Geometry

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import labels as L
-from .decision import fast_macro_f1
+from .metrics import fast_macro_f1
 
 
 def nearest(features: np.ndarray, k: int, block: int = 2048) -> np.ndarray:

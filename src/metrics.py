@@ -13,6 +13,16 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
+def fast_macro_f1(y: np.ndarray, pred: np.ndarray, n: int = L.N_CLASSES) -> float:
+    """macro_f1 (classes absent from truth and prediction left out) from one bincount: fast enough to
+    score thousands of candidate decisions."""
+    cm = np.bincount(y * n + pred, minlength=n * n).reshape(n, n)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)
+    present = denom > 0
+    return float((2 * tp[present] / denom[present]).mean()) if present.any() else 0.0
+
+
 def summarize(y_true, probs: np.ndarray) -> dict:
     y_true = np.asarray(y_true)
     y_pred = probs.argmax(1)

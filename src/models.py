@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .labels import AGE_THRESHOLDS, N_CLASSES, YOUNG_EDGE
-from .weights import OFFLINE_WEIGHTS, Weights, WeightsError, resolve  # noqa: F401 (OFFLINE_WEIGHTS: re-exported)
+from .weights import Weights, WeightsError, resolve
 
 class ProductOfHeads(nn.Module):
     """Three heads (mask 3, gender 2, age 3) on one backbone, returned as 18 class log-probabilities.

@@ -20,7 +20,7 @@ from .run_dir import find_run
 from .submission import read_eval_probs
 
 PSEUDO_FOLD = -1
-BAND_AGE = {0: 25, 1: 45, 2: 65}  # an age inside each band, for the training-time boundary
+PSEUDO_AGE = {0: 25, 1: 45, 2: 65}  # a pseudo-label's age: inside its band whatever age_boundary training uses
 
 
 def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd
     cls = p.argmax(1)[keep]
     mask, gender, band = L.decode(cls)
     return pd.DataFrame({"person": "pseudo_" + merged["ImageID"][keep].astype(str).values,
-                         "folder": "", "gender": gender, "age": [BAND_AGE[int(b)] for b in band],
+                         "folder": "", "gender": gender, "age": [PSEUDO_AGE[int(b)] for b in band],
                          "shot": "pseudo", "mask": mask, "path": merged["path"][keep].values, "label": cls,
                          "fold": PSEUDO_FOLD})
 

@@ -56,9 +56,6 @@ def plot_curves(logs: dict[int, pd.DataFrame], path: Path) -> None:
     plt.close(fig)
 
 
-def _fmt(x) -> str:
-    return f"{x:.4f}" if isinstance(x, float) else str(x)
-
 
 def build_report(run: RunDir, cfg, folds: list[int], fold_results: list[dict] | None = None,
                  eval_metrics: dict | None = None, face_stats: dict | None = None,

@@ -11,7 +11,6 @@ from PIL import Image
 from src import extra, pipeline
 from src.data import DataError
 from src.demo_data import generate_outside
-from src.folds import make_folds
 from src.mask_draw import SHAPES, Face, draw
 from src.run_dir import RunDir
 from src.train import split_masks
@@ -175,7 +174,7 @@ def test_the_job_refuses_bad_outside_photos_before_any_folder(tiny_data, tmp_pat
 
 
 def test_outside_persons_train_every_fold_and_are_never_validated(tiny_data, tmp_path, monkeypatch):
-    src = generate_outside(tmp_path / "photos", n=6, seed=3)
+    generate_outside(tmp_path / "photos", n=6, seed=3)
     plain = pipeline.prepare(tiny_data, "seed", FAST, "plain", tmp_path / "out")
     plain.run.unlock()
     monkeypatch.chdir(tmp_path)  # extra= is taken from where the user stands

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from src import metrics
 
@@ -11,6 +12,12 @@ def test_weighted_macro_f1_matches_sklearn_on_resamples():
     idx = rng.integers(0, 300, 300)  # a resample, as counts per photo
     counts = np.bincount(idx, minlength=300)[None, :].astype(float)
     assert np.isclose(metrics.weighted_macro_f1(y, pred, counts)[0], metrics.macro_f1(y[idx], pred[idx]))
+
+
+def test_fast_macro_f1_is_the_metrics_macro_f1():
+    rng = np.random.default_rng(1)
+    y, p = rng.integers(0, 18, 500), rng.integers(0, 16, 500)  # two classes never predicted
+    assert metrics.fast_macro_f1(y, p) == pytest.approx(metrics.macro_f1(y, p), abs=1e-12)
 
 
 def test_paired_bootstrap_separates_a_real_gain_from_none():

@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from src import pipeline
-from src.config import ConfigError
 from src.run_dir import RunDir
 from src.train import split_masks
 from tests.conftest import FAST
