@@ -14,7 +14,7 @@
 #   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
 #   bash run.sh gpucheck [--out DIR] [--only CHECKS]                             the GPU path end to end
 set -euo pipefail
-# the folder the user stands in: paths they type are taken from there (src/runtime.user_path)
+# the folder the user stands in: paths they type are taken from there (src/config.user_path)
 export MASK_CALLER_DIR="${MASK_CALLER_DIR:-$PWD}"
 cd "$(dirname "$0")"
 

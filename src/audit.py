@@ -24,7 +24,7 @@ import pandas as pd
 from . import labels as L
 from .labels import PROB_COLS
 from .run_dir import find_run
-from .runtime import user_path
+from .config import user_path
 
 SUGGESTED_AGE = {0: 25, 1: 45, 2: 60}  # the age a fix suggests for each band (60: as train.csv caps it)
 NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}

@@ -39,7 +39,7 @@ from .labels import PROB_COLS
 from .metrics import paired_bootstrap
 from .pipeline import USER_ERRORS, Interrupted, run_job
 from .run_dir import RESUME_FREE_KEYS, RunDir
-from .runtime import user_path
+from .config import user_path
 from .submission import read_eval_probs
 
 PROTOCOLS = {

@@ -27,12 +27,12 @@ from .decision import adjusted_probs, decide, fit_biases, held_out
 from .metrics import fast_macro_f1
 from .ensemble import run_features
 from .grouping import TOP, apply_grouping
-from .runtime import pick_device, user_path
+from .runtime import pick_device
 from .age_edge import oof_probs_as_eval
 from .labels import PROB_COLS
 from .metrics import paired_bootstrap, summarize
 from .run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
-from .config import ConfigError, config_parser, load_config
+from .config import ConfigError, config_parser, load_config, user_path
 from .data import DataError, load_eval
 from .submission import read_eval_probs, write_submission
 

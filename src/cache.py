@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from .faces import DETECT_SIDE, MIN_PROB
-from .runtime import free_mib, progress, user_path
+from .config import user_path
+from .runtime import free_mib, progress
 from .transforms import Geometry
 
 CACHE_VERSION = 2  # bump when the preprocessing code changes meaning (2: crop first, then one resize)

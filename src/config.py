@@ -347,11 +347,18 @@ def config_parser(key: str) -> Callable:
     return parse
 
 
+CALLER_DIR = "MASK_CALLER_DIR"  # run.sh exports the folder the user typed the command in, then moves
+
+
+def user_path(p: str | Path) -> Path:
+    """A path the user typed, taken from where the user stands (not from the repository)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else Path(os.environ.get(CALLER_DIR) or os.getcwd()) / p
+
+
 def resolve_recipe(name_or_path: str) -> Path:
     """`seed` -> configs/seed.yaml; an existing file (from where the user stands) is used as is."""
-    p = Path(name_or_path).expanduser()
-    if not p.is_absolute():
-        p = Path(os.environ.get("MASK_CALLER_DIR") or os.getcwd()) / p  # runtime.user_path (which imports us)
+    p = user_path(name_or_path)
     if p.is_file():
         return p
     candidate = CONFIG_DIR / f"{name_or_path}.yaml"

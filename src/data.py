@@ -22,8 +22,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from . import labels as L
-from .config import ROOT
-from .runtime import progress, user_path
+from .config import ROOT, user_path
+from .runtime import progress
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 GENDERS = {"male": 0, "female": 1}

@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from . import labels as L
-from .runtime import user_path
+from .config import user_path
 
 W, H = 96, 128  # 3:4 like the competition's 384x512
 MASK_COLOURS = [(40, 90, 200), (230, 230, 235), (20, 20, 25), (200, 60, 140), (60, 160, 90)]

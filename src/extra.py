@@ -40,11 +40,11 @@ import pandas as pd
 from PIL import Image
 
 from . import labels as L
-from .config import ConfigError, age_range
+from .config import ConfigError, age_range, user_path
 from .data import DataError, image_problem, is_hidden, read_image
 from .faces import file_sha1
 from .mask_draw import Face, draw
-from .runtime import atomic_write_text, progress, user_path
+from .runtime import atomic_write_text, progress
 
 EXTRA_FOLD = -1                 # in every fold's training rows, never validated (as pseudo-labels)
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

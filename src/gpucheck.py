@@ -34,7 +34,7 @@ import pandas as pd
 
 from .config import ROOT
 from .run_dir import RunDir
-from .runtime import user_path
+from .config import user_path
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model

@@ -26,7 +26,7 @@ import torch
 from . import distributed as dist
 from .age_edge import fit_for_run, oof_probs_as_eval
 from .cache import cache_root
-from .config import ROOT, Config, ConfigError, load_config
+from .config import ROOT, Config, ConfigError, load_config, user_path
 from .data import DataError, find_data, load_eval, load_train
 from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
@@ -40,7 +40,7 @@ from .models import build_model
 from .report import build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
-                      free_mib, set_threads, user_path, writable_folder, writing_errors)
+                      free_mib, set_threads, writable_folder, writing_errors)
 from .stages import listing, unknown_stage
 from .submission import write_submission
 from .tracker import check_tracker, open_tracker, register_tracker

@@ -28,7 +28,8 @@ from .ensemble import EnsembleGraph, FoldModel, ensemble_probs, load_fold_model
 from .faces import face_boxes
 from .labels import PROB_COLS
 from .run_dir import OUTPUT, RunDir, find_run
-from .runtime import CannotWrite, progress, user_path, writable_folder
+from .config import user_path
+from .runtime import CannotWrite, progress, writable_folder
 from .transforms import Geometry, normaliser
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

@@ -31,8 +31,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config
-from .runtime import atomic_save, atomic_write_text, first_free, user_path
+from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config, user_path
+from .runtime import atomic_save, atomic_write_text, first_free
 
 OUTPUT = ROOT / "output"
 # a fold's marker, or (runs made before markers existed) its result.json, the fold's last file then

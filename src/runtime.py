@@ -116,15 +116,6 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-CALLER_DIR = "MASK_CALLER_DIR"  # run.sh exports the folder the user typed the command in, then moves
-
-
-def user_path(p: str | Path) -> Path:
-    """A path the user typed, taken from where the user stands (not from the repository)."""
-    p = Path(p).expanduser()
-    return p if p.is_absolute() else Path(os.environ.get(CALLER_DIR) or os.getcwd()) / p
-
-
 def nearest_existing(path: Path) -> Path:
     """`path`, or its closest ancestor that exists (where a folder to be made would live)."""
     path = Path(path)

@@ -24,11 +24,11 @@ import torch
 
 from .batches import CachedBatches, LoaderBatches
 from .cache import cache_root, load_or_build
-from .config import ROOT, ConfigError, load_config
+from .config import ROOT, ConfigError, load_config, user_path
 from .data import DataError, find_data, load_train
 from .models import build_model
 from .run_dir import OUTPUT
-from .runtime import (CannotWrite, peak_memory_gib, pick_device, set_threads, user_path, writable_folder,
+from .runtime import (CannotWrite, peak_memory_gib, pick_device, set_threads, writable_folder,
                       writing_errors)
 from .weights import WeightsError
 from .train import FoldTrainer

