@@ -37,7 +37,7 @@ from .gallery import write_gallery
 from .pseudo import add_pseudo, pseudo_rows
 from .grouping import TOP, apply_grouping
 from .models import build_model
-from .report import build_report, plot_confusion
+from .report import Outcome, build_report, plot_confusion
 from .run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
 from .runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, out_of_memory_advice, pick_device,
                       free_mib, set_threads, writable_folder, writing_errors)
@@ -248,8 +248,8 @@ def finish(job: Job, results: list[dict]) -> dict:
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
-    metrics = build_report(run, cfg, list(cfg.folds), results, eval_metrics, job.face_stats, decision, grouping,
-                           job.pseudo, job.extra, edge_report)
+    outcome = Outcome(results, eval_metrics, job.face_stats, decision, grouping, job.pseudo, job.extra, edge_report)
+    metrics = build_report(run, cfg, list(cfg.folds), outcome)
     gallery = write_gallery(run)
     with open_tracker(cfg, run) as tracker:
         tracker.final({"oof": metrics["oof"], "eval": eval_metrics})
