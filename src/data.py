@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from . import labels as L
-from .config import ROOT, user_path
+from .config import CONFIG_DIR, ROOT, user_path
 from .runtime import progress
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -260,6 +260,25 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
         table = apply_corrections(table, corr, str(corrections))
     table["label"] = L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy()))
     return table.reset_index(drop=True)
+
+
+def corrections_path(value: str) -> Path | None:
+    """`corrections=`: a name of configs/corrections/, else a file from where the user stands."""
+    if not value:
+        return None
+    named = CONFIG_DIR / "corrections" / f"{value}.csv"
+    return named if named.is_file() else user_path(value)
+
+
+def training_table(cfg, data_dir: Path) -> pd.DataFrame:
+    """The training photos, corrected, thinned to `max_images` (whole persons) when asked."""
+    table = load_train(data_dir, corrections_path(cfg.corrections))
+    if cfg.max_images:
+        keep = table["person"].drop_duplicates().sample(frac=1, random_state=cfg.seed)
+        keep = set(keep.iloc[: max(cfg.n_folds, cfg.max_images // 7)])
+        table = table[table["person"].isin(keep)].reset_index(drop=True)
+        print(f"max_images={cfg.max_images}: using {len(table)} training images")
+    return table
 
 
 def apply_corrections(table: pd.DataFrame, corr: pd.DataFrame, source: str) -> pd.DataFrame:

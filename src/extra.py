@@ -44,7 +44,9 @@ from .config import ConfigError, age_range, user_path
 from .data import DataError, image_problem, is_hidden, read_image
 from .faces import file_sha1
 from .mask_draw import Face, draw
-from .runtime import atomic_write_text, progress
+from .cache import cache_root
+from .run_dir import OUTPUT
+from .runtime import atomic_write_text, first_free, progress
 
 EXTRA_FOLD = -1                 # in every fold's training rows, never validated (as pseudo-labels)
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -355,10 +357,6 @@ def contact_sheet(rows: pd.DataFrame, n: int, thumb: int = 96) -> np.ndarray:
 
 
 def main(argv=None) -> int:
-    from .cache import cache_root
-    from .run_dir import OUTPUT
-    from .runtime import first_free
-
     ap = argparse.ArgumentParser(prog="run.sh extra", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--from", dest="source", required=True, help="folder(s) of outside photos, comma-separated")

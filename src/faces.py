@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from .data import read_image
+from .data import load_eval, load_train, read_image
 from .runtime import atomic_write_text, progress
 
 DETECT_SIDE = 256  # detection runs on a copy whose longer side is this: 4x faster, same boxes
@@ -124,8 +124,6 @@ def main(argv=None) -> int:
     import sys
 
     import torch
-
-    from .data import load_eval, load_train
 
     ap = argparse.ArgumentParser(prog="python -m src.faces", description=main.__doc__, allow_abbrev=False)
     ap.add_argument("--data", required=True)

@@ -21,11 +21,12 @@ import torch
 from .config import ROOT
 from .extra import extra_rows
 from .faces import face_boxes
-from .data import load_eval
+from .data import load_eval, training_table
 from .folds import attach_folds
 from .pseudo import add_pseudo, pseudo_rows
 from .run_dir import RunDir
 from .runtime import RunContext, WorkerError, pick_device, set_threads
+from .train import train_fold
 
 
 def train_in_parallel(run: RunDir, ctx: RunContext, folds: list[int], workers: int) -> None:
@@ -52,9 +53,6 @@ def train_in_parallel(run: RunDir, ctx: RunContext, folds: list[int], workers: i
 
 
 def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
-    from .pipeline import training_table
-    from .train import train_fold
-
     cfg = run.load_config()
     table = attach_folds(training_table(cfg, ctx.data_dir), run.load_folds())
     if cfg.pseudo_from:  # the same pseudo rows the parent added

@@ -27,11 +27,12 @@ from . import distributed as dist
 from .age_edge import fit_for_run, oof_probs_as_eval
 from .cache import cache_root
 from .config import ROOT, Config, ConfigError, load_config, user_path
-from .data import DataError, find_data, load_eval, load_train
+from .data import DataError, find_data, load_eval, training_table
 from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
 from .extra import extra_rows
 from .faces import face_boxes
+from .fold_worker import train_in_parallel
 from .folds import attach_folds, make_folds
 from .gallery import write_gallery
 from .pseudo import add_pseudo, pseudo_rows
@@ -71,24 +72,6 @@ def ensure_demo_data() -> None:
     if not (DEMO_DIR / "train" / "train.csv").exists():
         print(f"no data given and {ROOT / 'input/data'} is absent: generating the demo dataset in {DEMO_DIR}")
         generate(DEMO_DIR)
-
-
-def corrections_path(value: str) -> Path | None:
-    if not value:
-        return None
-    named = ROOT / "configs" / "corrections" / f"{value}.csv"
-    return named if named.is_file() else user_path(value)
-
-
-def training_table(cfg: Config, data_dir: Path) -> pd.DataFrame:
-    """The training photos, corrected, thinned to `max_images` (whole persons) when asked."""
-    table = load_train(data_dir, corrections_path(cfg.corrections))
-    if cfg.max_images:
-        keep = table["person"].drop_duplicates().sample(frac=1, random_state=cfg.seed)
-        keep = set(keep.iloc[: max(cfg.n_folds, cfg.max_images // 7)])
-        table = table[table["person"].isin(keep)].reset_index(drop=True)
-        print(f"max_images={cfg.max_images}: using {len(table)} training images")
-    return table
 
 
 def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -207,8 +190,6 @@ def train_folds(job: Job) -> list[dict]:
     if cfg.parallel_folds > 1 and len(folds) > 1 and not dist.enabled():
         if cfg.cache:  # built once here; the workers read it instead of racing to build it each
             training_cache(cfg, job.ctx, job.table, job.boxes)
-        from .fold_worker import train_in_parallel
-
         train_in_parallel(job.run, job.ctx, folds, cfg.parallel_folds)
     # folds finished by parallel workers (or an earlier try) are skipped
     return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes) for fold in folds]

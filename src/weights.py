@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import timm
 import torch
+import torch.nn as nn
 
 from .config import user_path, weights_spec
 from .runtime import CannotWrite, writable_folder
@@ -180,6 +181,112 @@ def resolve(model: str, pretrained, download: bool = True) -> Weights:
         f"Offline weights ship for {', '.join(sorted(OFFLINE_WEIGHTS))}.")
 
 
+
+# ---- loading the resolved weights into a timm model ---------------------------------------------
+
+def load_in_order(model: torch.nn.Module, state: dict, skip_head: bool = True) -> int:
+    """Copy tensors by position: the packaged lite weights use other names but the same order.
+
+    The classifier (last weight+bias) is left untouched when the source has another class count.
+    Returns the number of tensors copied; raises when shapes disagree (wrong architecture).
+    """
+    target = model.state_dict()
+    classifier = model.default_cfg.get("classifier", "classifier")
+    tgt_keys = [k for k in target if not (skip_head and k.startswith(classifier + "."))]
+    src_items = list(state.items())
+    if skip_head:
+        src_items = src_items[: len(tgt_keys)]
+    if len(src_items) != len(tgt_keys):
+        raise WeightsError(f"weights have {len(src_items)} tensors, model expects {len(tgt_keys)}")
+    new = {}
+    for k, (sk, sv) in zip(tgt_keys, src_items):
+        if tuple(sv.shape) != tuple(target[k].shape):
+            raise WeightsError(f"tensor {sk} {tuple(sv.shape)} does not fit {k} {tuple(target[k].shape)}")
+        new[k] = sv
+    model.load_state_dict(new, strict=False)
+    return len(new)
+
+
+def load_file(model: torch.nn.Module, path: Path) -> None:
+    """A local state_dict (or a checkpoint holding one under 'model'/'state_dict')."""
+    if not path.is_file():
+        raise WeightsError(f"pretrained={path}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # text, a pickle of something else, a truncated file: the unpickler's many errors
+        raise WeightsError(f"pretrained={path}: not a PyTorch state_dict file ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"pretrained={path}: holds a {type(state).__name__}, not a state_dict of tensors")
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if len(fitting) < 0.5 * len(own):
+        # names differ (another implementation of the same net): fall back to order
+        try:
+            load_in_order(model, state)
+        except WeightsError as e:
+            raise WeightsError(f"pretrained={path}: {e}; weights of another model?") from None
+        return
+    classifier = model.default_cfg.get("classifier", "classifier") + "."
+    missing = sorted(k for k in set(own) - set(fitting) if not k.startswith(classifier))
+    unused = sorted(k for k in set(state) - set(fitting) if not k.startswith(classifier))
+    if missing or unused:  # part of a network, or a bigger one: not this model's weights; refuse, don't mix
+        wrong = [k for k in missing if k in state]
+        raise WeightsError(
+            f"pretrained={path}: not weights of {type(model).__name__} as built here: " +
+            (f"{len(missing)} of its {len(own)} tensors (the classifier aside) are not in the file"
+             f"{f' or have another shape ({len(wrong)})' if wrong else ''}, e.g. {missing[:3]}" if missing else
+             f"the file holds {len(unused)} tensors it has no place for, e.g. {unused[:3]}") +
+            "; weights of another model?")
+    model.load_state_dict(fitting, strict=False)
+
+
+def classifier_layers(model: nn.Module) -> list[nn.Module]:
+    """The layers with weights in a timm model's classifier (a Linear for most families)."""
+    heads = model.get_classifier()
+    heads = heads if isinstance(heads, (tuple, list)) else (heads,)  # e.g. distilled ViTs have two
+    return [m for h in heads for m in h.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+
+
+def init_head(model: nn.Module) -> None:
+    """Give the classifier PyTorch's default Linear init, U(+-1/sqrt(in_features)), for every family.
+
+    timm initialises some heads far larger: EfficientNet's "goog" init is U(+-1/sqrt(classes)),
+    8.4x the default for 1280 features and 18 classes, which makes the initial logits ~8x too
+    large; with Adam at the seed's 8e-5 the head takes epochs to undo that (what it cost:
+    docs/results.md, "Parity").
+    """
+    for layer in classifier_layers(model):
+        layer.reset_parameters()
+
+
+def load_resolved(name: str, w: Weights, kwargs: dict, head_init: str = "torch") -> tuple[nn.Module, tuple, tuple]:
+    """(model, mean, std): timm's `name` built with `kwargs`, carrying the resolved weights `w`.
+
+    A classifier the weights do not provide (another class count) starts from `init_head`."""
+    try:
+        if w.source in ("hub-cache", "download"):  # timm's own loader: its key filters, head dropped if it differs
+            model = timm.create_model(w.tag, pretrained=True, pretrained_cfg_overlay=dict(file=w.path), **kwargs)
+        else:
+            model = timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        raise WeightsError(f"model={name}: {e}") from None
+    head_loaded = w.source in ("hub-cache", "download") and \
+        model.pretrained_cfg.get("num_classes") == model.num_classes
+    if head_init == "torch" and not head_loaded:  # before a file, which may carry a trained head of its own
+        init_head(model)
+    mean, std = model.pretrained_cfg.get("mean"), model.pretrained_cfg.get("std")
+    if w.source == "package":
+        load_in_order(model, torch.load(w.path, map_location="cpu", weights_only=True))
+        mean = std = (0.5, 0.5, 0.5)  # how these weights were trained
+    elif w.source == "file":
+        load_file(model, Path(w.path))
+    return model, tuple(mean), tuple(std)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,8 +294,6 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=user_path, default="weights", help="folder for the state_dict files "
                                                                            "(from where you stand)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    from .models import load_resolved
-
     try:
         writable_folder(a.out, "--out")  # before any download
     except CannotWrite as e:

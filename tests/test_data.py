@@ -161,7 +161,7 @@ def test_bad_corrections_rejected(tiny_data, tmp_path):
 def test_shipped_competition_corrections_parse_and_are_opt_in():
     from src.config import DEFAULTS
     from src.data import load_corrections
-    from src.pipeline import corrections_path
+    from src.data import corrections_path
     assert DEFAULTS["corrections"] == ""  # never applied unless asked for
     path = corrections_path("competition")
     assert path.name == "competition.csv" and path.is_file()

@@ -15,7 +15,8 @@ from PIL import Image
 from src import audit, gallery, labels as L
 from src.config import ROOT, load_config
 from src.labels import PROB_COLS
-from src.pipeline import run_job, training_table
+from src.data import training_table
+from src.pipeline import run_job
 from src.run_dir import RunDir
 
 from .conftest import FAST

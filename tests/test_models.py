@@ -2,9 +2,10 @@ import pytest
 import timm
 import torch
 
-from src import models, weights
+from src import weights
 from src.config import load_config
-from src.models import WeightsError, build_model, load_in_order
+from src.models import build_model
+from src.weights import WeightsError, load_in_order
 
 
 def test_head_has_18_classes():
@@ -96,7 +97,7 @@ def test_fresh_head_has_pytorchs_default_linear_init(name, head):
     torch.manual_seed(0)
     model, _, _ = build_model(load_config("seed", ["pretrained=false", f"model={name}", f"head={head}"]))
     backbone = model.backbone if head == "multi" else model
-    (fc,) = models.classifier_layers(backbone)
+    (fc,) = weights.classifier_layers(backbone)
     bound = fc.in_features ** -0.5  # nn.Linear's default: U(-1/sqrt(fan_in), +1/sqrt(fan_in))
     assert fc.weight.abs().max() <= bound and fc.bias.abs().max() <= bound
     assert abs(fc.weight.std().item() - bound / 3 ** 0.5) < 0.1 * bound / 3 ** 0.5  # uniform over the range
@@ -105,7 +106,7 @@ def test_fresh_head_has_pytorchs_default_linear_init(name, head):
 def test_timm_head_init_stays_available_and_is_larger_for_efficientnet():
     torch.manual_seed(0)
     model, _, _ = build_model(load_config("seed", ["pretrained=false", "model=test_efficientnet", "head_init=timm"]))
-    (fc,) = models.classifier_layers(model)
+    (fc,) = weights.classifier_layers(model)
     assert fc.weight.abs().max() > 2 * fc.in_features ** -0.5  # "goog": U(+-1/sqrt(classes))
 
 

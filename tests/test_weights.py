@@ -10,7 +10,8 @@ import yaml
 
 from src import pipeline, weights
 from src.config import load_config
-from src.models import build_model, classifier_layers
+from src.models import build_model
+from src.weights import classifier_layers
 from src.weights import WeightsError, resolve
 from tests.conftest import FAST
 
