@@ -15,6 +15,7 @@ together (DataError), so a user fixes the data in one pass.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,39 @@ CORRECTION_COLUMNS = ("id", "gender", "age", "mask_fix", "note")
 MASK_FIXES = ("swap", "incorrect_is_wear")
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The competition layout under a data folder: the one place its file names are spelled."""
+    root: Path
+
+    @property
+    def train_csv(self) -> Path:
+        return self.root / "train" / "train.csv"
+
+    @property
+    def train_images(self) -> Path:
+        return self.root / "train" / "images"
+
+    @property
+    def eval_info(self) -> Path:
+        return self.root / "eval" / "info.csv"
+
+    @property
+    def eval_images(self) -> Path:
+        return self.root / "eval" / "images"
+
+    @property
+    def eval_answers(self) -> Path:
+        return self.root / "eval" / "answers.csv"
+
+    @property
+    def eval_persons(self) -> Path:
+        return self.root / "eval" / "persons.csv"
+
+    def has_train(self) -> bool:
+        return self.train_csv.exists()
+
+
 STANDIN = ROOT / "input" / "standin"
 
 
@@ -44,7 +78,7 @@ def find_data(given: str | Path | None, configured: str) -> Path | None:
     default = Path(configured) if Path(configured).is_absolute() else ROOT / configured
     if default.exists():
         return default
-    return STANDIN if (STANDIN / "train" / "train.csv").exists() else None
+    return STANDIN if Layout(STANDIN).has_train() else None
 
 
 class DataError(ValueError):
@@ -195,8 +229,7 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
     """One row per training image: person, gender, age, shot, mask, path, label (true boundary)."""
     data_dir = Path(data_dir)
     problems: list[str] = []
-    csv_path = data_dir / "train" / "train.csv"
-    img_root = data_dir / "train" / "images"
+    csv_path, img_root = Layout(data_dir).train_csv, Layout(data_dir).train_images
     df = _read_csv(csv_path, ("id", "gender", "age", "path"), problems)
     if not img_root.is_dir():
         problems.append(f"{img_root}: missing folder")
@@ -308,8 +341,8 @@ def load_eval(data_dir, check_pixels: bool = True) -> pd.DataFrame:
     """eval/info.csv rows in file order with image paths, plus `true` labels when answers.csv exists."""
     data_dir = Path(data_dir)
     problems: list[str] = []
-    info_path = data_dir / "eval" / "info.csv"
-    img_root = data_dir / "eval" / "images"
+    layout = Layout(data_dir)
+    info_path, img_root = layout.eval_info, layout.eval_images
     info = _read_csv(info_path, ("ImageID", "ans"), problems)
     if not img_root.is_dir():
         problems.append(f"{img_root}: missing folder")
@@ -323,7 +356,7 @@ def load_eval(data_dir, check_pixels: bool = True) -> pd.DataFrame:
     missing = [p for p in info["path"] if not Path(p).is_file()]
     problems += [f"{p}: image listed in {info_path} is missing" for p in missing]
 
-    answers_path = data_dir / "eval" / "answers.csv"
+    answers_path = layout.eval_answers
     if answers_path.exists():
         ans = _read_csv(answers_path, ("ImageID", "ans"), problems)
         if ans is not None:
@@ -336,7 +369,7 @@ def load_eval(data_dir, check_pixels: bool = True) -> pd.DataFrame:
                 problems.append(f"{answers_path}: answers must be 0..17, found {sorted(set(bad))[:5]}")
             if not absent and not bad:
                 info["true"] = [int(lookup[i]) for i in info["ImageID"]]
-    persons_path = data_dir / "eval" / "persons.csv"
+    persons_path = layout.eval_persons
     if persons_path.exists():
         persons = _read_csv(persons_path, ("ImageID", "person"), problems)
         if persons is not None:

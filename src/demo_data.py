@@ -22,6 +22,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from . import labels as L
+from .data import Layout
 from .config import user_path
 
 W, H = 96, 128  # 3:4 like the competition's 384x512
@@ -82,7 +83,8 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
     order = rng.permutation(n)
     train_idx, eval_idx = order[:n_train], order[n_train:]
 
-    img_dir = out / "train" / "images"
+    layout = Layout(out)
+    img_dir = layout.train_images
     img_dir.mkdir(parents=True)
     rows = []
     for k, i in enumerate(sorted(train_idx)):
@@ -101,9 +103,9 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
         if k % 11 == 0:  # macOS junk that must be ignored
             (img_dir / folder / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07junk")
         rows.append(dict(id=pid, gender=L.GENDER_NAMES[g], race="Asian", age=age, path=folder))
-    pd.DataFrame(rows).to_csv(out / "train" / "train.csv", index=False)
+    pd.DataFrame(rows).to_csv(layout.train_csv, index=False)
 
-    eval_dir = out / "eval" / "images"
+    eval_dir = layout.eval_images
     eval_dir.mkdir(parents=True)
     info = []
     for i in sorted(eval_idx):
@@ -117,11 +119,11 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
             (eval_dir / name).write_bytes(buf.getvalue())
             info.append((name, int(L.encode(m, g, L.age_band(age))), f"{i + 1:06d}"))
     info = [info[j] for j in rng.permutation(len(info))]  # the competition's order is not by person
-    pd.DataFrame({"ImageID": [r[0] for r in info], "ans": 0}).to_csv(out / "eval" / "info.csv", index=False)
+    pd.DataFrame({"ImageID": [r[0] for r in info], "ans": 0}).to_csv(layout.eval_info, index=False)
     pd.DataFrame({"ImageID": [r[0] for r in info], "ans": [r[1] for r in info]}).to_csv(
-        out / "eval" / "answers.csv", index=False)
+        layout.eval_answers, index=False)
     pd.DataFrame({"ImageID": [r[0] for r in info], "person": [r[2] for r in info]}).to_csv(
-        out / "eval" / "persons.csv", index=False)
+        layout.eval_persons, index=False)
     return out
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from . import labels as L
 from .audit import as_corrections, candidates, person_scores
-from .data import DataError, load_eval
+from .data import DataError, Layout, load_eval
 from .labels import PROB_COLS
 from .run_dir import RunDir, find_run
 from .runtime import CannotWrite, atomic_write_text, writing_errors
@@ -133,7 +133,7 @@ def person_rows(oof: pd.DataFrame, data_dir: str) -> list[dict]:
     """Each OOF person's label: gender, exact age when train.csv still has it, and fold."""
     first = oof.groupby("person", sort=False).first()
     ages = {}
-    csv = Path(data_dir) / "train" / "train.csv" if data_dir else None
+    csv = Layout(Path(data_dir)).train_csv if data_dir else None
     if csv is not None and csv.is_file():
         table = pd.read_csv(csv, dtype=str)
         if {"id", "age"} <= set(table.columns):

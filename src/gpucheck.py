@@ -32,9 +32,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import ROOT
+from .config import ROOT, user_path
+from .data import Layout, load_eval
 from .run_dir import RunDir
-from .config import user_path
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model
@@ -110,7 +110,6 @@ def check_parallel(data, out, overrides, gpus: int) -> dict:
 
 
 def check_onnx(data, out) -> dict:
-    from .data import load_eval
     from .predict import compare_engines
 
     paths = [Path(p) for p in load_eval(data, check_pixels=False)["path"]]
@@ -173,7 +172,7 @@ def main(argv=None) -> int:
     from .demo_data import generate
 
     data = a.out / "data"
-    if not (data / "train" / "train.csv").exists():
+    if not Layout(data).has_train():
         generate(data)
     runs = a.out / "runs"
     common = [f"device={a.device}", f"epochs={a.epochs}", "folds=0", "num_workers=4"]

@@ -27,7 +27,7 @@ from . import distributed as dist
 from .age_edge import fit_for_run, oof_probs_as_eval
 from .cache import cache_root
 from .config import ROOT, Config, ConfigError, load_config, user_path
-from .data import DataError, find_data, load_eval, training_table
+from .data import DataError, Layout, find_data, load_eval, training_table
 from .decision import adjusted_probs, decide_for_run
 from .ensemble import predict_photos, run_features
 from .extra import extra_rows
@@ -69,7 +69,7 @@ class Job:
 def ensure_demo_data() -> None:
     from .demo_data import generate
 
-    if not (DEMO_DIR / "train" / "train.csv").exists():
+    if not Layout(DEMO_DIR).has_train():
         print(f"no data given and {ROOT / 'input/data'} is absent: generating the demo dataset in {DEMO_DIR}")
         generate(DEMO_DIR)
 

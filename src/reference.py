@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ROOT, ConfigError, load_config
-from .data import load_eval, read_image
+from .data import Layout, load_eval, read_image
 from .metrics import summarize
 from .run_dir import RunDir
 from .submission import write_eval_probs
@@ -50,8 +50,9 @@ def script_args(overrides: list[str], data: str) -> list[str]:
                           f"(got model={cfg.model} pretrained={cfg.pretrained}): use --protocol cpu")
     if len(cfg.folds) != 1:
         raise ConfigError("the reference row trains one 4:1 split: the protocol must train one fold")
-    train_csv = pd.read_csv(Path(data) / "train" / "train.csv")
-    folder = Path(data) / "train" / "images" / str(train_csv["path"].iloc[0])
+    layout = Layout(Path(data))
+    train_csv = pd.read_csv(layout.train_csv)
+    folder = layout.train_images / str(train_csv["path"].iloc[0])
     first = next(p for p in sorted(folder.iterdir()) if not p.name.startswith("."))
     ph, pw = read_image(first).shape[:2]
     h, w = cfg.img_size
@@ -69,7 +70,7 @@ def finish(run: RunDir, data: str, wall: float) -> None:
     """The script's result + eval probabilities -> metrics and eval probabilities in the pipeline's format."""
     res = json.loads((run.path / RESULT).read_text())
     probs = np.load(run.path / PROBS)
-    answers = pd.read_csv(Path(data) / "eval" / "answers.csv")  # the script's row order
+    answers = pd.read_csv(Layout(Path(data)).eval_answers)  # the script's row order
     truth = load_eval(data, check_pixels=False).set_index("ImageID").loc[answers["ImageID"], "true"].to_numpy()
     write_eval_probs(run, answers["ImageID"].values, probs)
     last = res["log"][-1]
@@ -87,7 +88,7 @@ def run(script: Path, run_dir: Path, overrides: list[str], data: str) -> int:
         print(f"error: the reference row needs the yardstick script, not found at {script} (--reference PATH)",
               file=sys.stderr)
         return 2
-    if not (Path(data) / "eval" / "answers.csv").is_file():
+    if not Layout(Path(data)).eval_answers.is_file():
         print(f"error: the reference row is scored on {Path(data) / 'eval' / 'answers.csv'}, which does not exist",
               file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ import torch
 from .batches import CachedBatches, LoaderBatches
 from .cache import cache_root, load_or_build
 from .config import ROOT, ConfigError, load_config, user_path
-from .data import DataError, find_data, load_train
+from .data import DataError, Layout, find_data, load_train
 from .models import build_model
 from .run_dir import OUTPUT
 from .runtime import (CannotWrite, peak_memory_gib, pick_device, set_threads, writable_folder,
@@ -87,7 +87,7 @@ def default_data(configured: str) -> Path:
     if found is not None:
         return found
     full = ROOT / "input" / "demo_full"
-    if not (full / "train" / "train.csv").exists():
+    if not Layout(full).has_train():
         from .demo_data import generate
         print(f"generating full-size synthetic photos in {full}")
         generate(full, n_train=150, n_eval=5, size=(384, 512))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import labels as L
 from .config import user_path
+from .data import Layout
 
 
 def eval_persons(info: pd.DataFrame, manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -34,18 +35,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the builder's --seed")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     data, manifest = user_path(a.data), user_path(a.manifest)
-    for path in (data / "eval" / "info.csv", manifest):
+    layout = Layout(data)
+    for path in (layout.eval_info, manifest):
         if not path.is_file():
             print(f"error: {path}: missing", file=sys.stderr)
             return 2
-    out = eval_persons(pd.read_csv(data / "eval" / "info.csv", dtype=str), pd.read_csv(manifest), a.seed)
+    out = eval_persons(pd.read_csv(layout.eval_info, dtype=str), pd.read_csv(manifest), a.seed)
     unknown = out["person"].isna().sum()
     if unknown:
         print(f"error: {unknown} eval photo(s) of {data} match no eval person of {manifest} (seed {a.seed}); "
               f"was it built from this manifest?", file=sys.stderr)
         return 2
-    out.to_csv(data / "eval" / "persons.csv", index=False)
-    print(f"wrote {data / 'eval' / 'persons.csv'}: {len(out)} photos of {out['person'].nunique()} persons")
+    out.to_csv(layout.eval_persons, index=False)
+    print(f"wrote {layout.eval_persons}: {len(out)} photos of {out['person'].nunique()} persons")
     return 0
 
 
