@@ -31,6 +31,15 @@ def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
     return [x, torch.flip(x, dims=[3])] if tta == "flip" else [x]
 
 
+@dataclass(frozen=True)
+class Inference:
+    """How models are run on a batch: where, which TTA views, in which precision and memory layout."""
+    device: torch.device
+    tta: str = "flip"
+    amp: torch.dtype | None = None  # None: full precision
+    channels_last: bool = False
+
+
 def view_outputs(model, v: torch.Tensor, curves: bool) -> torch.Tensor:
     """The softmax of one view; with `curves`, followed by the ordinal head's P(age >= t)."""
     if not curves:
@@ -40,22 +49,20 @@ def view_outputs(model, v: torch.Tensor, curves: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_probs(model, batches, device, tta: str = "flip", amp: torch.dtype | None = None,
-                  channels_last: bool = False, desc: str | None = "predict", augment=None,
-                  curves: bool = False):
+def predict_probs(model, batches, how: Inference, desc: str | None = "predict", augment=None, curves: bool = False):
     """One model's softmax averaged over TTA views. `augment` finishes uint8 cache batches
     (None: the batches are already normalised); desc=None: no progress bar. `curves` (age_head=ordinal):
     returns (probabilities, P(age >= t) per L.AGE_THRESHOLDS, both averaged over the views)."""
     model.eval()
     out = []
     for x, _ in (batches if desc is None else progress(batches, desc=desc, unit="batch")):
-        x = x.to(device, non_blocking=True)
+        x = x.to(how.device, non_blocking=True)
         if augment is not None:
             x = augment(x, train=False)
-        if channels_last:
+        if how.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
-            views = [view_outputs(model, v, curves) for v in tta_views(x, tta)]
+        with autocast(how.device, how.amp):
+            views = [view_outputs(model, v, curves) for v in tta_views(x, how.tta)]
         out.append(torch.stack(views).mean(0).cpu().numpy())
     width = L.N_CLASSES + (len(L.AGE_THRESHOLDS) if curves else 0)
     both = np.concatenate(out) if out else np.zeros((0, width), np.float32)
@@ -95,16 +102,14 @@ def fold_models(ckpts: list[Path], device: torch.device, channels_last: bool,
         yield load_fold_model(ck, device, channels_last, age_edge)
 
 
-def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, device: torch.device, tta: str,
-                   amp: torch.dtype | None, channels_last: bool, show: bool = True) -> np.ndarray:
+def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, how: Inference, show: bool = True) -> np.ndarray:
     """Mean over fold models of each model's TTA-averaged softmax.
 
     `batches_for(fold_model)` gives (batches, augment) for that model's preprocessing."""
     total, n = None, 0
     for fm in models:
         batches, augment = batches_for(fm)
-        p = predict_probs(fm.model, batches, device, tta, amp, channels_last, desc=f"eval {fm.name}" if show else None,
-                          augment=augment)
+        p = predict_probs(fm.model, batches, how, desc=f"eval {fm.name}" if show else None, augment=augment)
         total = p if total is None else total + p
         n += 1
     return total / n
@@ -132,7 +137,7 @@ def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: tor
     """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
     models = fold_models(ckpts, device, cfg.channels_last, age_edge)
     batches_for = photo_batches(paths, cfg, device, cache_root, boxes)
-    return ensemble_probs(models, batches_for, device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last)
+    return ensemble_probs(models, batches_for, Inference(device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last))
 
 
 @torch.no_grad()

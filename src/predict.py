@@ -24,7 +24,7 @@ import torch
 
 from . import labels as L
 from .cache import cache_root
-from .ensemble import EnsembleGraph, FoldModel, ensemble_probs, load_fold_model
+from .ensemble import EnsembleGraph, FoldModel, Inference, ensemble_probs, load_fold_model
 from .faces import face_boxes
 from .labels import PROB_COLS
 from .run_dir import OUTPUT, RunDir, find_run
@@ -101,8 +101,8 @@ class TorchEngine:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         batch = [(torch.from_numpy(x), None)]
-        return ensemble_probs(self.models, lambda fm: (batch, None), torch.device("cpu"), self.models[0].cfg.tta,
-                              None, True, show=False)
+        how = Inference(torch.device("cpu"), self.models[0].cfg.tta, None, True)
+        return ensemble_probs(self.models, lambda fm: (batch, None), how, show=False)
 
 
 class OnnxEngine:

@@ -17,7 +17,7 @@ from . import distributed as dist
 from . import labels as L
 from .batches import CachedBatches, LoaderBatches, balanced_weights
 from .cache import load_or_build
-from .ensemble import predict_probs
+from .ensemble import Inference, predict_probs
 from .labels import PROB_COLS
 from .losses import build_loss, pack_targets
 from .metrics import macro_f1, summarize
@@ -208,8 +208,8 @@ class FoldTrainer:
         """(probabilities of the validation photos in their order, and for age_head=ordinal their
         P(age >= t)), every rank's shard gathered."""
         ordinal = self.cfg.age_head == "ordinal"
-        out = predict_probs(self.model, batches, self.device, self.cfg.tta, self.amp, self.channels_last,
-                            desc=desc, augment=augment, curves=ordinal)
+        how = Inference(self.device, self.cfg.tta, self.amp, self.channels_last)
+        out = predict_probs(self.model, batches, how, desc=desc, augment=augment, curves=ordinal)
         probs, curves = out if ordinal else (out, None)
         return gather_probs(batches, probs, n), None if curves is None else gather_probs(batches, curves, n)
 

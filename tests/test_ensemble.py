@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src import labels as L
 from src.config import load_config
-from src.ensemble import predict_photos, predict_probs
+from src.ensemble import Inference, predict_photos, predict_probs
 from src.models import build_model
 from src.run_dir import RunDir
 from src.runtime import atomic_save
@@ -36,7 +36,7 @@ def test_flip_tta_equals_hand_computation():
     x = torch.zeros(2, 3, 4, 4)
     x[0, :, :, :2] = 1.0  # image 0 bright on the left
     loader = DataLoader(TensorDataset(x, torch.zeros(2)), batch_size=2)
-    probs = predict_probs(LeftRight(), loader, torch.device("cpu"), tta="flip")
+    probs = predict_probs(LeftRight(), loader, Inference(torch.device("cpu"), tta="flip"))
     z = np.zeros(18)
     z_orig, z_flip = z.copy(), z.copy()
     z_orig[0] = 3.0   # left mean 1, right mean 0
@@ -44,7 +44,7 @@ def test_flip_tta_equals_hand_computation():
     hand = (_softmax(z_orig) + _softmax(z_flip)) / 2
     np.testing.assert_allclose(probs[0], hand, atol=1e-6)
     np.testing.assert_allclose(probs[1], _softmax(np.zeros(18)), atol=1e-6)
-    plain = predict_probs(LeftRight(), loader, torch.device("cpu"), tta="none")
+    plain = predict_probs(LeftRight(), loader, Inference(torch.device("cpu"), tta="none"))
     np.testing.assert_allclose(plain[0], _softmax(z_orig), atol=1e-6)
 
 
