@@ -236,6 +236,34 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
     if df is None or problems:
         raise DataError(str(data_dir), problems)
 
+    rows, seen_paths = person_rows(df, csv_path, img_root, problems)
+    dup = df["id"][df["id"].duplicated()].tolist()
+    if dup:
+        problems.append(f"{csv_path}: id(s) listed more than once {dup}")
+    for d in sorted(img_root.iterdir()):
+        if d.is_dir() and not is_hidden(d) and d.name not in seen_paths:
+            problems.append(f"{d}: folder has no row in {csv_path}")
+    if check_pixels and rows:
+        problems += check_images([Path(r["path"]) for r in rows], "checking train images")
+    corr = None
+    if corrections:  # its problems join the data's: one list, every line numbered
+        try:
+            corr = load_corrections(Path(corrections), set(df["id"].str.strip()))
+        except DataError as e:
+            problems += e.problems
+    if problems:
+        raise DataError(str(data_dir), problems)
+
+    table = pd.DataFrame(rows)
+    if corr is not None:
+        table = apply_corrections(table, corr, str(corrections))
+    table["label"] = L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy()))
+    return table.reset_index(drop=True)
+
+
+def person_rows(df: pd.DataFrame, csv_path: Path, img_root: Path, problems: list[str]) -> tuple[list[dict], set]:
+    """(one row per photo of every usable train.csv row, the folders named); what is wrong with a row,
+    its folder or its shots goes to `problems`."""
     rows = []
     seen_paths = set()
     root = img_root.resolve()
@@ -271,28 +299,7 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
         for shot in L.SHOTS:
             rows.append(dict(person=r.id, folder=r.path, gender=gender, age=int(r.age),
                              shot=shot, mask=L.SHOT_MASK[shot], path=str(shots[shot])))
-    dup = df["id"][df["id"].duplicated()].tolist()
-    if dup:
-        problems.append(f"{csv_path}: id(s) listed more than once {dup}")
-    for d in sorted(img_root.iterdir()):
-        if d.is_dir() and not is_hidden(d) and d.name not in seen_paths:
-            problems.append(f"{d}: folder has no row in {csv_path}")
-    if check_pixels and rows:
-        problems += check_images([Path(r["path"]) for r in rows], "checking train images")
-    corr = None
-    if corrections:  # its problems join the data's: one list, every line numbered
-        try:
-            corr = load_corrections(Path(corrections), set(df["id"].str.strip()))
-        except DataError as e:
-            problems += e.problems
-    if problems:
-        raise DataError(str(data_dir), problems)
-
-    table = pd.DataFrame(rows)
-    if corr is not None:
-        table = apply_corrections(table, corr, str(corrections))
-    table["label"] = L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy()))
-    return table.reset_index(drop=True)
+    return rows, seen_paths
 
 
 def corrections_path(value: str) -> Path | None:

@@ -98,19 +98,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
 
     Everything the user typed is checked before any folder is made or any photo read."""
     started = time.perf_counter()
-    overrides = list(overrides or [])
-    cfg = load_config(recipe or "seed", overrides)
-    data_dir = find_data(data, cfg.data_dir)
-    if data_dir is None:  # nothing given and no data of the user's: the demo, with its small recipe
-        data_dir = DEMO_DIR
-        if not recipe:
-            cfg = load_config("demo", overrides)
-    check_run_name(name or cfg.recipe)
-    check_tracker(cfg.tracker)
-    device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
-    # found (or refused) before the data is read: a missing download must not cost a validation pass
-    cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
-    build_model(cfg)  # an unknown model, or a weights file that does not fit it, is refused before any folder
+    cfg, data_dir, device = settled(data, recipe, list(overrides or []), name)
     if data_dir == DEMO_DIR:
         ensure_demo_data()
     if not dist.is_main():
@@ -134,14 +122,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     run = opened or RunDir(path)
     try:
         if dist.is_main():
-            if run.folds.exists():  # a continued run must keep its folds
-                if not run.load_folds()[["person", "fold"]].equals(folds[["person", "fold"]]):
-                    raise DataError(str(run), [f"{run.folds}: the data changed since this run began; start a "
-                                               f"new run (--name)"])
-            else:
-                run.save_folds(folds)
-            run.save_config(cfg)
-            register_tracker(cfg, run)  # before parallel fold workers open it at once
+            record_run(run, cfg, folds)
         table = attach_folds(table, folds)
         pseudo = None
         if extra is not None:  # fold -1: in every fold's training rows, never in a validation fold
@@ -157,6 +138,36 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
         run.unlock()
         raise
     return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo, outside_stats)
+
+
+def settled(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
+    """(the config, the data folder, this process's device): the demo's recipe when there is no data;
+    a bad run name, a missing tracker, an unknown model or weights that do not fit it refused here."""
+    cfg = load_config(recipe or "seed", overrides)
+    data_dir = find_data(data, cfg.data_dir)
+    if data_dir is None:  # nothing given and no data of the user's: the demo, with its small recipe
+        data_dir = DEMO_DIR
+        if not recipe:
+            cfg = load_config("demo", overrides)
+    check_run_name(name or cfg.recipe)
+    check_tracker(cfg.tracker)
+    device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
+    # found (or refused) before the data is read: a missing download must not cost a validation pass
+    cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
+    build_model(cfg)  # an unknown model, or a weights file that does not fit it, is refused before any folder
+    return cfg, data_dir, device
+
+
+def record_run(run: RunDir, cfg: Config, folds: pd.DataFrame) -> None:
+    """Rank 0: the run's folds (a continued run must keep its own), config and tracker."""
+    if run.folds.exists():
+        if not run.load_folds()[["person", "fold"]].equals(folds[["person", "fold"]]):
+            raise DataError(str(run), [f"{run.folds}: the data changed since this run began; start a new run "
+                                       f"(--name)"])
+    else:
+        run.save_folds(folds)
+    run.save_config(cfg)
+    register_tracker(cfg, run)  # before parallel fold workers open it at once
 
 
 def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:

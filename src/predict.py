@@ -213,18 +213,39 @@ def compare_engines(run: RunDir, paths: list[Path], batch_size: int, repeats: in
     return result
 
 
+def export_main(argv: list[str]) -> int:
+    """bash run.sh export --run RUN"""
+    ap = argparse.ArgumentParser(prog="run.sh export", allow_abbrev=False)
+    ap.add_argument("--run", required=True)
+    a = ap.parse_args(argv)
+    try:
+        export_onnx(find_run(a.run))
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def write_rows(df: pd.DataFrame, out: Path | None, run: RunDir) -> None:
+    """The CSV to `out` (never over a file) or standard output; beside `out`, which folds made the rows
+    when the run is unfinished."""
+    if not out:
+        df.to_csv(sys.stdout, index=False, float_format="%.6f")
+        return
+    with open(out, "x") as f:  # "x": never over a file that appeared meanwhile
+        df.to_csv(f, index=False, float_format="%.6f")
+    print(f"wrote {len(df)} row(s) to {out}", file=sys.stderr)
+    used, planned = run.finished_folds(), list(run.load_config().folds)
+    if used != planned:  # an unfinished run: say which models made these rows, beside them
+        side = out.with_name(out.name + ".folds.json")
+        side.write_text(json.dumps({"run": str(run.path), "folds_used": used, "folds_planned": planned}))
+        print(f"note: {side} records that {len(used)} of {len(planned)} folds made these rows", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["export"]:
-        ap = argparse.ArgumentParser(prog="run.sh export", allow_abbrev=False)
-        ap.add_argument("--run", required=True)
-        a = ap.parse_args(argv[1:])
-        try:
-            export_onnx(find_run(a.run))
-        except FileNotFoundError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        return 0
+        return export_main(argv[1:])
     ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run name under output/ or a run folder")
@@ -262,17 +283,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.out:
-        with open(a.out, "x") as f:  # "x": never over a file that appeared meanwhile
-            df.to_csv(f, index=False, float_format="%.6f")
-        print(f"wrote {len(df)} row(s) to {a.out}", file=sys.stderr)
-        used, planned = run.finished_folds(), list(run.load_config().folds)
-        if used != planned:  # an unfinished run: say which models made these rows, beside them
-            side = a.out.with_name(a.out.name + ".folds.json")
-            side.write_text(json.dumps({"run": str(run.path), "folds_used": used, "folds_planned": planned}))
-            print(f"note: {side} records that {len(used)} of {len(planned)} folds made these rows", file=sys.stderr)
-    else:
-        df.to_csv(sys.stdout, index=False, float_format="%.6f")
+    write_rows(df, a.out, run)
     bad = int((df["error"] != "").sum())
     if bad:
         print(f"{bad} image(s) could not be read; see the 'error' column", file=sys.stderr)
