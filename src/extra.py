@@ -282,9 +282,11 @@ def outside_persons(folders: list[Path], ages: tuple[int, int] | None, seed: int
     photos, outside_ages = read_outside(folders, ages)
     if limit:  # a preview: a sample across the ages, not the first files
         photos = random.Random(seed).sample(photos, min(limit, len(photos)))
+    listed = len(photos)
     digests = [file_sha1(p.path) for p in photos]
     unique = dict(zip(digests, photos))  # the same photo twice is one person
     digests, photos = list(unique), list(unique.values())
+    duplicates = listed - len(photos)
     faces = detect_all(photos, digests, cache_dir, detector)
     usable, no_face, small = [], 0, 0
     for photo, digest in zip(photos, digests):
@@ -307,16 +309,18 @@ def outside_persons(folders: list[Path], ages: tuple[int, int] | None, seed: int
                              mask=mask, path=str(folder / f"{shot}.jpg"),
                              label=int(L.encode(mask, photo.gender, L.age_band(photo.age))), fold=EXTRA_FOLD))
     table = pd.DataFrame(rows, columns=["person", "folder", "gender", "age", "shot", "mask", "path", "label", "fold"])
-    return table.drop_duplicates(["person", "shot"]), summary(photos, usable, no_face, small, outside_ages)
+    skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": duplicates,
+               "outside_ages": outside_ages}
+    return table, summary(listed + outside_ages, usable, skipped)
 
 
-def summary(photos, usable, no_face: int, small: int, outside_ages: int) -> dict:
-    """What the report says: persons joined per gender x age band, and what was skipped why."""
+def summary(photos: int, usable: list, skipped: dict) -> dict:
+    """What the report says: persons joined per gender x age band, and what was skipped why (every photo
+    listed is one or the other: persons + the skipped counts = photos)."""
     cells = {f"{L.GENDER_NAMES[g]} {L.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
     for photo, _, _ in usable:
         cells[f"{L.GENDER_NAMES[photo.gender]} {L.AGE_NAMES[L.age_band(photo.age)]}"] += 1
-    return {"photos": len(photos) + outside_ages, "persons": len(usable), "per_cell": cells,
-            "skipped_no_face": no_face, "skipped_small_face": small, "outside_ages": outside_ages}
+    return {"photos": photos, "persons": len(usable), "per_cell": cells, **skipped}
 
 
 def extra_rows(cfg, cache_dir: Path) -> tuple[pd.DataFrame, dict] | tuple[None, None]:
@@ -324,18 +328,22 @@ def extra_rows(cfg, cache_dir: Path) -> tuple[pd.DataFrame, dict] | tuple[None, 
     if not cfg.extra:
         return None, None
     rows, stats = outside_persons(extra_folders(cfg.extra), cfg.extra_ages, cfg.seed, cache_dir)
-    print(f"outside photos ({cfg.extra}): {stats['persons']} persons join training; skipped: "
-          f"{stats['skipped_no_face']} without a face found, {stats['skipped_small_face']} with a face under "
-          f"{MIN_FACE} px, {stats['outside_ages']} outside extra_ages", flush=True)
+    print(f"outside photos ({cfg.extra}): {stats['persons']} persons join training. " + skipped_line(stats),
+          flush=True)
     return rows, stats
 
 
 def summary_lines(stats: dict) -> list[str]:
     """The report's lines about the outside persons."""
     cells = ", ".join(f"{k} {v}" for k, v in stats["per_cell"].items())
-    return [f"{stats['persons']} outside persons (of {stats['photos']} photos), 7 drawn shots each: {cells}.",
-            f"Skipped: {stats['skipped_no_face']} without a face found, {stats['skipped_small_face']} with a face "
-            f"under {MIN_FACE} px wide, {stats['outside_ages']} outside extra_ages."]
+    return [f"{stats['persons']} outside persons (of {stats['photos']} photos listed), 7 drawn shots each: {cells}.",
+            skipped_line(stats)]
+
+
+def skipped_line(stats: dict) -> str:
+    return (f"Skipped: {stats['skipped_no_face']} without a face found (or below {MIN_PROB} confidence), "
+            f"{stats['skipped_small_face']} with a face under {MIN_FACE} px wide, {stats.get('duplicates', 0)} "
+            f"the same photo again, {stats['outside_ages']} outside extra_ages.")
 
 
 # ---- the preview stage --------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def test_shots_of_an_outside_person_follow_the_competition_layout(tmp_path):
     src = generate_outside(tmp_path / "photos", n=6, seed=3)
     rows, stats = extra.outside_persons([src], None, seed=5, cache_dir=tmp_path / "cache")
     assert stats["persons"] + stats["skipped_no_face"] + stats["skipped_small_face"] == stats["photos"] == 6
+    assert stats["duplicates"] == 0
     assert stats["persons"] >= 3 and sum(stats["per_cell"].values()) == stats["persons"]
     labels = pd.read_csv(src / "labels.csv")
     assert len(rows) == 7 * stats["persons"] and (rows["fold"] == extra.EXTRA_FOLD).all()
@@ -96,6 +97,16 @@ def test_a_photo_without_a_face_is_skipped_and_counted(tmp_path):
     pd.DataFrame([{"file": "noise.jpg", "age": 70, "gender": "male"}]).to_csv(src / "labels.csv", index=False)
     rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache")
     assert rows.empty and stats["skipped_no_face"] == 1 and stats["persons"] == 0
+
+
+def test_the_same_photo_twice_is_one_person_and_counted(tmp_path):
+    src = generate_outside(tmp_path / "photos", n=2, seed=1)
+    labels = pd.read_csv(src / "labels.csv")
+    (src / "copy.jpg").write_bytes((src / labels.loc[0, "file"]).read_bytes())
+    pd.concat([labels, labels.head(1).assign(file="copy.jpg")]).to_csv(src / "labels.csv", index=False)
+    face = Face(np.vstack([EYES, NOSE, MOUTH]) * 0.75, tuple(np.array(BOX) * 0.75))
+    rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache", detector=lambda img: (face, 0.99))
+    assert stats["photos"] == 3 and stats["duplicates"] == 1 and stats["persons"] == 2 and len(rows) == 14
 
 
 def test_a_doubtful_face_is_skipped_and_a_sure_one_kept(tmp_path):
