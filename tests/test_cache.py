@@ -21,10 +21,12 @@ def _root(cfg):
     return cache.cache_root(cfg.cache_dir, "unused: cache_dir is set")
 
 
-def test_cache_root_is_the_setting_or_the_output_folder(tmp_path):
+def test_cache_root_is_the_setting_or_the_output_folder(tmp_path, monkeypatch):
     assert cache.cache_root("", tmp_path / "out") == tmp_path / "out" / "cache"
     assert cache.cache_root(str(tmp_path / "c"), tmp_path / "out") == tmp_path / "c"
-    assert cache.cache_root("rel/c", tmp_path) == cache.ROOT / "rel" / "c"
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert cache.cache_root("rel/c", tmp_path) == tmp_path / "here" / "rel" / "c"  # from where the user stands
 
 
 def _paths(data, n=10):
