@@ -42,7 +42,7 @@ from PIL import Image
 from . import labels as L
 from .config import ConfigError, age_range, user_path
 from .data import DataError, image_problem, is_hidden, read_image
-from .faces import file_sha1
+from .faces import FaceDetector, file_sha1
 from .mask_draw import Face, draw
 from .cache import cache_root
 from .run_dir import OUTPUT
@@ -160,27 +160,21 @@ FACE_COLUMNS = ["sha1", "x1", "y1", "x2", "y2", "prob"] + [f"p{i}{a}" for i in r
 
 
 class LandmarkDetector:
-    """MTCNN's most confident face: (Face, probability) in the photo's pixels, or None."""
+    """MTCNN's most confident face (faces.FaceDetector, on up to 512 px for the five landmarks):
+    (Face, probability) in the photo's pixels, or None."""
 
     def __init__(self):
         try:
-            from facenet_pytorch import MTCNN
-        except ImportError as e:
-            raise ConfigError(f"extra= needs facenet-pytorch 2.6.0 (bash run.sh installs it with --no-deps): {e}") \
-                from None
-        self.mtcnn = MTCNN(keep_all=True, device="cpu", post_process=False)
+            self.detector = FaceDetector(side=512, needed_for="extra=")
+        except RuntimeError as e:
+            raise ConfigError(str(e)) from None
 
     def __call__(self, img: np.ndarray) -> tuple[Face, float] | None:
-        h, w = img.shape[:2]
-        scale = min(1.0, 512 / max(h, w))
-        small = Image.fromarray(img).resize((max(1, round(w * scale)), max(1, round(h * scale))))
-        boxes, probs, points = self.mtcnn.detect(small, landmarks=True)
-        if boxes is None:
+        found = self.detector.most_confident(img, landmarks=True)
+        if found is None:
             return None
-        probs = np.asarray(probs, dtype=float)
-        best = int(np.argmax(probs))
-        box = tuple(float(v) for v in np.asarray(boxes[best], float) / scale)
-        return Face(np.asarray(points[best], float) / scale, box), float(probs[best])
+        box, prob, points = found
+        return Face(points, tuple(float(v) for v in box)), prob
 
 
 def save_faces(path: Path, known: dict[str, tuple | None]) -> None:

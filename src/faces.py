@@ -33,29 +33,38 @@ def file_sha1(path) -> str:
 
 
 class FaceDetector:
-    """MTCNN on the CPU; returns the most confident face box in original pixel coordinates."""
+    """MTCNN on the CPU, run on a copy whose longer side is at most `side`; returns the most confident
+    face box in original pixel coordinates (crop=face; `most_confident` also serves extra=)."""
 
-    def __init__(self):
+    def __init__(self, side: int = DETECT_SIDE, needed_for: str = "crop=face"):
         try:
             from facenet_pytorch import MTCNN
         except ImportError as e:
-            raise RuntimeError("crop=face needs facenet-pytorch 2.6.0 (bash run.sh installs it with --no-deps): "
+            raise RuntimeError(f"{needed_for} needs facenet-pytorch 2.6.0 (bash run.sh installs it with --no-deps): "
                                f"{e}") from None
         self.mtcnn = MTCNN(keep_all=True, device="cpu", post_process=False)
+        self.side = side
+
+    def most_confident(self, img: np.ndarray, landmarks: bool = False) -> tuple | None:
+        """(box x1,y1,x2,y2, probability, five landmarks (5, 2) or None) of the most confident face, in the
+        photo's pixels; None when MTCNN finds none."""
+        h, w = img.shape[:2]
+        scale = min(1.0, self.side / max(h, w))
+        small = Image.fromarray(img).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+        found = self.mtcnn.detect(small, landmarks=landmarks)
+        if found[0] is None:
+            return None
+        probs = np.asarray(found[1], dtype=float)  # object arrays on numpy 2
+        best = int(np.argmax(probs))
+        points = np.asarray(found[2][best], dtype=float) / scale if landmarks else None
+        return np.asarray(found[0][best], dtype=float) / scale, float(probs[best]), points
 
     def __call__(self, img: np.ndarray) -> tuple | None:
-        h, w = img.shape[:2]
-        scale = min(1.0, DETECT_SIDE / max(h, w))
-        small = Image.fromarray(img).resize((max(1, round(w * scale)), max(1, round(h * scale))))
-        boxes, probs = self.mtcnn.detect(small)
-        if boxes is None:
+        found = self.most_confident(img)
+        if found is None or found[1] < MIN_PROB:
             return None
-        boxes, probs = np.asarray(boxes, dtype=float), np.asarray(probs, dtype=float)  # object arrays on numpy 2
-        best = int(np.argmax(probs))
-        if probs[best] < MIN_PROB:
-            return None
-        x1, y1, x2, y2 = boxes[best] / scale
-        return float(x1), float(y1), float(x2), float(y2), float(probs[best])
+        x1, y1, x2, y2 = found[0]
+        return float(x1), float(y1), float(x2), float(y2), found[1]
 
 
 def box_cache_path(cache_dir: Path) -> Path:
