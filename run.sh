@@ -14,7 +14,7 @@
 #   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
 #   bash run.sh gpucheck [--out DIR] [--only CHECKS]                             the GPU path end to end
 set -euo pipefail
-# the folder the user stands in: paths they type are taken from there (src/config.user_path)
+# the folder the user stands in: paths they type are taken from there (src/core/config.py: user_path)
 export MASK_CALLER_DIR="${MASK_CALLER_DIR:-$PWD}"
 cd "$(dirname "$0")"
 
@@ -58,50 +58,13 @@ case "${1:-}" in
         browser
         exec "$PY" -m pytest -q tests "$@"
         ;;
-    speed)
+    train|predict|export|audit|gallery|extra|blend|bench|speed|weights|gpucheck)
+        # each stage is one thin module, src/stages/<stage>.py (the list: src/stages/__init__.py)
+        stage=$1
         shift
-        exec "$PY" -m src.speed "$@"
-        ;;
-    predict)
-        shift
-        exec "$PY" -m src.predict "$@"
-        ;;
-    export)
-        exec "$PY" -m src.predict "$@"
-        ;;
-    audit)
-        shift
-        exec "$PY" -m src.audit "$@"
-        ;;
-    extra)
-        shift
-        exec "$PY" -m src.extra "$@"
-        ;;
-    gallery)
-        shift
-        exec "$PY" -m src.gallery "$@"
-        ;;
-    blend)
-        shift
-        exec "$PY" -m src.blend "$@"
-        ;;
-    bench)
-        shift
-        exec "$PY" -m src.bench "$@"
-        ;;
-    weights)
-        shift
-        exec "$PY" -m src.weights "$@"
-        ;;
-    gpucheck)
-        shift
-        exec "$PY" -m src.gpucheck "$@"
-        ;;
-    train)
-        shift
-        exec "$PY" -m src.pipeline "$@"
+        exec "$PY" -m "src.stages.$stage" "$@"
         ;;
     *)
-        exec "$PY" -m src.pipeline "$@"
+        exec "$PY" -m src.stages.train "$@"
         ;;
 esac

@@ -2,9 +2,8 @@ import shutil
 
 import pytest
 
-from src import weights
-
-from src.demo_data import generate
+from src.data.demo import generate
+from src.model import weights
 
 # tiny and fast: a few persons, small pictures
 TINY = dict(n_train=12, n_eval=4, size=(48, 64))

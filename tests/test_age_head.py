@@ -7,14 +7,15 @@ import pandas as pd
 import pytest
 import torch
 
-from src import labels as L
-from src import pipeline, predict
-from src.age_edge import EDGES, decide_edge, edge_f1, fit_edge, oof_probs_as_eval, probs_at_edge
-from src.config import load_config
-from src.losses import OrdinalAgeLoss, build_loss, pack_targets
-from src.models import OrdinalAge, band_log_probs, build_model
-from src.run_dir import RunDir
+from src.core import labels as L
+from src.core.config import load_config
+from src.core.run_dir import RunDir
+from src.infer import predict
+from src.infer.age_edge import EDGES, decide_edge, edge_f1, fit_edge, oof_probs_as_eval, probs_at_edge
+from src.model.backbones import OrdinalAge, band_log_probs, build_model
+from src.model.losses import OrdinalAgeLoss, build_loss, pack_targets
 from tests.conftest import FAST
+from tests.helpers import stage
 
 TINY_MODEL = ["model=test_efficientnet", "pretrained=false"]
 
@@ -117,7 +118,7 @@ def test_probabilities_at_the_training_edge_are_the_ones_the_model_gives():
 @pytest.fixture(scope="module", params=["single", "multi"])
 def ordinal_run(request, tiny_data_master, tmp_path_factory):
     out = tmp_path_factory.mktemp("ordinal")
-    assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "o", "--output", str(out),
+    assert stage("train", ["--data", str(tiny_data_master), "--config", "seed", "--name", "o", "--output", str(out),
                           *FAST, "age_head=ordinal", f"head={request.param}"]) == 0
     return RunDir(out / "o")
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pandas as pd
 
-from src import audit
-from src import labels as L
-from src.data import load_corrections
-from src.labels import PROB_COLS
+from src.core import labels as L
+from src.core.labels import PROB_COLS
+from src.data.tables import load_corrections
+from src.report import audit
 
 
 def _person(pid, gender, age_band, p_gender_label=0.95, swap=False, age_pred=None):

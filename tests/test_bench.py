@@ -2,15 +2,16 @@ import json
 
 import pytest
 
-from src import bench
-from src.run_dir import RunDir
+from src.core.run_dir import RunDir
+from src.measure import bench
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
-    assert bench.main(["--data", str(tiny_data), "--recipes", "seed,recommended", "--name", "t",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "seed,recommended", "--name", "t",
                        *[o for o in FAST if not o.startswith("n_folds")], "n_folds=2", "cache=false"]) == 0
     out = tmp_path / "output" / "bench" / "t"
     res = json.loads((out / "results.json").read_text())
@@ -22,7 +23,7 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
     assert "Δ eval vs seed" in md and "| recommended |" in md
     seed_run = (out / "seed" / "fold0_best.pt").stat().st_mtime_ns
     # the same bench again with one more recipe: finished recipes are reused, not retrained
-    assert bench.main(["--data", str(tiny_data), "--recipes", "seed,recommended,seed+loss=ce", "--name", "t",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "seed,recommended,seed+loss=ce", "--name", "t",
                        *[o for o in FAST if not o.startswith("n_folds")], "n_folds=2", "cache=false"]) == 0
     assert (out / "seed" / "fold0_best.pt").stat().st_mtime_ns == seed_run
     assert not (out / "seed-2").exists()
@@ -43,15 +44,15 @@ def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkey
     assert rec_line.split(" | ")[4] == "–" and rec_line.split(" | ")[3] != "–"  # its own base: no delta
     assert (out / "results.png").stat().st_size > 10_000
     # only finished recipes: nothing trains, and the table is rewritten for exactly these
-    assert bench.main(["--data", str(tiny_data), "--recipes", "seed+loss=ce,seed", "--name", "t",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "seed+loss=ce,seed", "--name", "t",
                        *[o for o in FAST if not o.startswith("n_folds")], "n_folds=2", "cache=false"]) == 0
     listed = [l.split(" | ")[0][2:] for l in (out / "results.md").read_text().splitlines() if l.startswith("| seed")]
     assert listed == ["seed+loss=ce", "seed"]
-    assert bench.main(["--data", str(tiny_data), "--name", "t", "--protocol", "gpu"]) == 2  # other protocol
+    assert stage("bench", ["--data", str(tiny_data), "--name", "t", "--protocol", "gpu"]) == 2  # other protocol
 
 
 def test_unknown_recipe_is_refused(tiny_data):
-    assert bench.main(["--data", str(tiny_data), "--recipes", "seed,nope"]) == 2
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "seed,nope"]) == 2
 
 
 def test_recipe_specs_with_changes():
@@ -60,11 +61,11 @@ def test_recipe_specs_with_changes():
 
 
 def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
     args = ["--data", str(tiny_data), "--recipes", "seed+epochs=1", "--name", "c",
             *[o for o in FAST if not o.startswith(("n_folds", "epochs"))], "n_folds=2", "cache=false"]
-    assert bench.main(args) == 0
+    assert stage("bench", args) == 0
     run = RunDir(tmp_path / "output" / "bench" / "c" / "seed+epochs=1")
     assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"])
     assert not bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=2"])
@@ -93,12 +94,12 @@ json.dump({"log": [{"epoch": 1, "loss": 1.0, "val_f1": 0.5, "train_img_s": 10.0}
 
 
 def test_reference_row_runs_the_yardstick_at_the_protocols_settings(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["model=tf_efficientnet_lite0", "pretrained=true", "folds=0",
                                                  "img_size=32,24", "crop_frac=0.5", "epochs=2", "batch_size=16"])
     script = tmp_path / "ref.py"
     script.write_text(FAKE_REFERENCE)
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
                        "--reference", str(script)]) == 0
     run = tmp_path / "output" / "bench" / "p" / "reference"
     args = json.loads((run / "seedref.json").read_text())["args"]
@@ -112,53 +113,53 @@ def test_reference_row_runs_the_yardstick_at_the_protocols_settings(tiny_data, t
     assert "| reference |" in md and "its own 4:1 person split" in md
     # rerun: reused; other settings under the same name: refused; a missing script: a clear error
     mtime = (run / "seedref.json").stat().st_mtime_ns
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference", "--name", "p",
                        "--reference", str(script)]) == 0
     assert (run / "seedref.json").stat().st_mtime_ns == mtime
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "p", "--reference",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference", "--name", "p", "--reference",
                        str(script), "epochs=3"]) == 2
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "q",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference", "--name", "q",
                        "--reference", str(tmp_path / "none.py")]) == 2
     # another seed of the reference: its own row, compared with the reference; a change it can't make: refused
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference,reference+seed=7", "--name", "p",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference,reference+seed=7", "--name", "p",
                        "--reference", str(script)]) == 0
     args = json.loads((run.parent / "reference+seed=7" / "seedref.json").read_text())["args"]
     assert dict(zip(args[::2], args[1::2]))["--seed"] == "7"
     line = next(l for l in (run.parent / "results.md").read_text().splitlines() if l.startswith("| reference+seed=7"))
     assert line.split(" | ")[4].startswith("+0.0000 [")  # same fake predictions: no difference from reference
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference+loss=ce", "--name", "p2",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference+loss=ce", "--name", "p2",
                        "--reference", str(script)]) == 2
 
 
 def test_reference_row_needs_offline_lite_weights(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     script = tmp_path / "ref.py"
     script.write_text(FAKE_REFERENCE)
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "g", "--protocol", "gpu",
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference", "--name", "g", "--protocol", "gpu",
                        "--reference", str(script)]) == 2
     assert "pretrained=true" in capsys.readouterr().err
 
 
 def test_the_real_yardstick_script_runs_through_the_bench(tiny_data, tmp_path, monkeypatch):
     """The shared seedref.py itself (when this checkout has it beside it), on tiny data."""
-    from src import reference
+    from src.measure import reference
     if not reference.DEFAULT_SCRIPT.is_file():
         pytest.skip(f"{reference.DEFAULT_SCRIPT} is not beside this checkout")
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["model=tf_efficientnet_lite0", "pretrained=true", "folds=0",
                                                  "img_size=32,24", "crop_frac=0.8", "epochs=1", "batch_size=32"])
-    assert bench.main(["--data", str(tiny_data), "--recipes", "reference", "--name", "r"]) == 0
+    assert stage("bench", ["--data", str(tiny_data), "--recipes", "reference", "--name", "r"]) == 0
     row = json.loads((tmp_path / "output" / "bench" / "r" / "results.json").read_text())["rows"][0]
     assert 0 <= row["eval_f1"] <= 1 and row["train_img_s"] > 0
 
 
 def test_blend_rows_are_made_post_hoc_from_earlier_rows(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
     args = ["--data", str(tiny_data), "--name", "b", *FAST]
-    assert bench.main([*args, "--recipes", "seed,blend:seed|nope"]) == 2  # a blend of a row that isn't there
+    assert stage("bench", [*args, "--recipes", "seed,blend:seed|nope"]) == 2  # a blend of a row that isn't there
     assert "nope" in capsys.readouterr().err
-    assert bench.main([*args, "--recipes", "seed,seed+lr=3e-3,blend:seed|seed+lr=3e-3+decision=bias"]) == 0
+    assert stage("bench", [*args, "--recipes", "seed,seed+lr=3e-3,blend:seed|seed+lr=3e-3+decision=bias"]) == 0
     out = tmp_path / "output" / "bench" / "b"
     rows = {r["recipe"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     row = rows["blend:seed|seed+lr=3e-3+decision=bias"]

@@ -4,12 +4,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from src import blend
-from src import labels as L
-from src.decision import decide, fit_biases, nested_estimate
-from src.labels import PROB_COLS
-from src.metrics import fast_macro_f1
-from src.run_dir import RunDir
+from src.core import labels as L
+from src.core.labels import PROB_COLS
+from src.core.metrics import fast_macro_f1
+from src.core.run_dir import RunDir
+from src.infer import blend
+from src.infer.decision import decide, fit_biases, nested_estimate
+from tests.helpers import stage
 
 
 def _softmax(z):
@@ -76,8 +77,8 @@ def _fake_run(root, name, data, probs_oof, probs_eval, folds, oof_rows, eval_ids
 
 @pytest.fixture
 def two_runs(tiny_data, tmp_path):
-    from src.data import load_eval, load_train
-    from src.folds import make_folds
+    from src.data.folds import make_folds
+    from src.data.tables import load_eval, load_train
 
     table = load_train(tiny_data, check_pixels=False)
     folds = make_folds(table, 2, 0)
@@ -112,7 +113,7 @@ def test_blend_refuses_runs_made_on_other_folds(two_runs, tmp_path, capsys):
     a, b, folds, _ = two_runs
     other = folds.assign(fold=1 - folds["fold"])
     other.to_csv(b.folds, index=False)
-    assert blend.main(["--runs", f"{a.path},{b.path}", "--output", str(tmp_path / "out")]) == 2
+    assert stage("blend", ["--runs", f"{a.path},{b.path}", "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "not the folds of" in err and str(b.folds) in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from src import cache
-from src.batches import CachedBatches, LoaderBatches
-from src.config import load_config
-from src.data import load_train
-from src.transforms import DeviceAugment, Geometry
+from src.core.config import load_config
+from src.data import cache
+from src.data.batches import CachedBatches, LoaderBatches
+from src.data.tables import load_train
+from src.data.transforms import DeviceAugment, Geometry
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_other_settings_get_another_cache(tiny_data, cfg, tmp_path):
 
 def test_interrupted_build_leaves_no_usable_cache(tiny_data, cfg, monkeypatch):
     paths = _paths(tiny_data)
-    from src import transforms
+    from src.data import transforms
     real_read = transforms.read_image
 
     def dies(p):
@@ -171,7 +171,7 @@ def test_prefetched_batches_are_the_same_batches_in_the_same_order():
 
 
 def test_prefetch_stops_with_its_consumer_and_passes_errors_on():
-    from src.batches import prefetched
+    from src.data.batches import prefetched
 
     made = []
 

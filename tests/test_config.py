@@ -1,15 +1,14 @@
 import pytest
-
 import yaml
 
-from src.config import ConfigError, load_config, load_saved, save_config
+from src.core.config import ConfigError, Pretrained, load_config, load_saved, save_config
 
 
 def test_seed_recipe_is_the_default():
     cfg = load_config()
     assert cfg.recipe == "seed"
     assert (cfg.model, cfg.loss, cfg.lr, cfg.epochs, cfg.age_boundary) == ("resnet18.tv_in1k", "focal", 8e-5, 10, 55)
-    assert cfg.pretrained == "true"  # ImageNet weights, as the seed team trained
+    assert cfg.pretrained == Pretrained("imagenet")  # ImageNet weights, as the seed team trained
 
 
 def test_overrides_are_typed():
@@ -55,9 +54,12 @@ def test_values_are_parsed_once_into_their_types():
     assert load_config("seed", ["n_folds=3", "folds=2,0"]).folds == (0, 2)
     cfg = load_config("seed", ["task_weights=1,0.5,2", "drop_ages=57-59", "pretrained=no_such.pth"])
     assert cfg.task_weights == (1.0, 0.5, 2.0) and cfg.drop_ages == (57, 59)
-    assert load_config("seed").drop_ages is None and cfg.pretrained == "no_such.pth"
-    assert [load_config("seed", [f"pretrained={v}"]).pretrained for v in ("yes", "1", "No", "")] == \
-        ["true", "true", "false", "false"]
+    assert load_config("seed").drop_ages is None and cfg.pretrained == Pretrained("file", "no_such.pth")
+    assert [load_config("seed", [f"pretrained={v}"]).pretrained.source for v in ("yes", "1", "No", "", "hub", "Package")] \
+        == ["imagenet", "imagenet", "none", "none", "hub", "package"]
+    # config.yaml holds what the user would type, as runs saved before the type did (they still resume)
+    assert [cfg.replace(pretrained=v).saved()["pretrained"] for v in ("yes", "0", "hub", "w/x.pth")] == \
+        ["true", "false", "hub", "w/x.pth"]
 
 
 def test_config_is_frozen_and_replace_checks_again():
@@ -99,7 +101,7 @@ def test_a_bad_value_in_a_recipe_file_names_the_file(tmp_path):
 
 
 def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_path):
-    from src.config import completed, matches_saved
+    from src.core.config import completed, matches_saved
     cfg = load_config("seed")
     assert (cfg.head_init, cfg.resize) == ("torch", "antialias")  # today's defaults
     old = {k: v for k, v in cfg.saved().items() if k not in ("head_init", "resize")}

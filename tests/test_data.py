@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src import labels as L
-from src.data import DataError, load_eval, load_train, read_image
+from src.core import labels as L
+from src.data.tables import DataError, load_eval, load_train, read_image
 
 
 def test_loader_reads_mixed_extensions_and_skips_junk(tiny_data):
@@ -159,9 +159,8 @@ def test_bad_corrections_rejected(tiny_data, tmp_path):
 
 
 def test_shipped_competition_corrections_parse_and_are_opt_in():
-    from src.config import DEFAULTS
-    from src.data import load_corrections
-    from src.data import corrections_path
+    from src.core.config import DEFAULTS
+    from src.data.tables import corrections_path, load_corrections
     assert DEFAULTS["corrections"] == ""  # never applied unless asked for
     path = corrections_path("competition")
     assert path.name == "competition.csv" and path.is_file()
@@ -174,17 +173,17 @@ def test_shipped_competition_corrections_parse_and_are_opt_in():
 
 
 def test_one_rule_finds_the_default_data(tmp_path, monkeypatch):
-    from src import data
+    from src.data import tables
 
     standin = tmp_path / "standin"
-    monkeypatch.setattr(data, "STANDIN", standin)
-    assert data.find_data(tmp_path / "given", "nowhere") == tmp_path / "given"  # --data always wins
-    assert data.find_data(None, str(tmp_path / "missing")) is None  # nothing: the stage decides
+    monkeypatch.setattr(tables, "STANDIN", standin)
+    assert tables.find_data(tmp_path / "given", "nowhere") == tmp_path / "given"  # --data always wins
+    assert tables.find_data(None, str(tmp_path / "missing")) is None  # nothing: the stage decides
     (standin / "train").mkdir(parents=True)
     (standin / "train" / "train.csv").write_text("id\n")
-    assert data.find_data(None, str(tmp_path / "missing")) == standin
+    assert tables.find_data(None, str(tmp_path / "missing")) == standin
     (tmp_path / "mine").mkdir()  # the config's data_dir, even broken, comes first: its problems get reported
-    assert data.find_data(None, str(tmp_path / "mine")) == tmp_path / "mine"
+    assert tables.find_data(None, str(tmp_path / "mine")) == tmp_path / "mine"
 
 
 def test_eval_persons_are_read_and_a_photo_without_one_is_refused(tiny_data):

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.batches import batch_positions
+from src.data.batches import batch_positions
 
 ROOT = Path(__file__).resolve().parent.parent
 # GroupNorm model, no flips: nothing couples samples inside a batch, so 2 ranks x 7 images
@@ -28,10 +28,10 @@ def test_global_batches_are_the_same_for_any_number_of_ranks():
 
 def test_two_gloo_processes_match_one(tiny_data, tmp_path):
     base = ["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path)]
-    subprocess.run([sys.executable, "-m", "src.pipeline", *base, "--name", "single", *CFG],
+    subprocess.run([sys.executable, "-m", "src.stages.train", *base, "--name", "single", *CFG],
                    cwd=ROOT, check=True, capture_output=True)
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                          "-m", "src.pipeline", *base, "--name", "ddp", *CFG],
+                          "-m", "src.stages.train", *base, "--name", "ddp", *CFG],
                          cwd=ROOT, capture_output=True, text=True)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert not (tmp_path / "ddp-2").exists()  # one run folder, written by rank 0
@@ -49,7 +49,7 @@ def test_two_gloo_processes_match_one(tiny_data, tmp_path):
 
 
 def test_prediction_order_matches_what_each_rank_yields():
-    from src.batches import CachedBatches
+    from src.data.batches import CachedBatches
     arr = np.arange(7, dtype=np.uint8).reshape(7, 1, 1, 1).repeat(3, axis=3)
     index = np.array([6, 2, 4, 0, 5, 1, 3])  # not sorted: batches get rearranged for file order
     for rank in range(2):

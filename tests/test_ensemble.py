@@ -1,18 +1,18 @@
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from src import labels as L
-from src.config import load_config
-from src.ensemble import Inference, predict_photos, predict_probs
-from src.models import build_model
-from src.run_dir import RunDir
-from src.runtime import atomic_save
-from src.submission import write_submission
-from src.transforms import Geometry, normaliser
-from src.batches import FaceDataset
+from src.core import labels as L
+from src.core.config import load_config
+from src.core.run_dir import RunDir
+from src.core.runtime import atomic_save
+from src.data.batches import FaceDataset
+from src.data.transforms import Geometry, normaliser
+from src.infer.ensemble import Inference, predict_photos, predict_probs
+from src.infer.submission import write_submission
+from src.model.backbones import build_model
 
 
 class LeftRight(torch.nn.Module):

@@ -8,13 +8,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src import extra, pipeline
-from src.data import DataError
-from src.demo_data import generate_outside
-from src.mask_draw import SHAPES, Face, draw
-from src.run_dir import RunDir
-from src.train import split_masks
+from src.core.run_dir import RunDir
+from src.data import extra
+from src.data.demo import generate_outside
+from src.data.mask_draw import SHAPES, Face, draw
+from src.data.tables import DataError
+from src.pipeline import job as pipeline
+from src.train.trainer import split_masks
 from tests.conftest import FAST
+from tests.helpers import stage
 
 # a face with known landmarks on a 384x512 photo: eyes, nose tip, mouth corners; its box
 EYES = np.array([[150.0, 220.0], [234.0, 220.0]])
@@ -177,7 +179,7 @@ def test_bad_outside_photos_are_refused_naming_the_file(tmp_path, case):
 
 def test_the_job_refuses_bad_outside_photos_before_any_folder(tiny_data, tmp_path, capsys):
     src, expected = bad_folder(tmp_path, "age")
-    code = pipeline.main(["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path / "out"), *FAST,
+    code = stage("train", ["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path / "out"), *FAST,
                           f"extra={src}"])
     err = capsys.readouterr().err
     assert code == 2 and expected in err and "Traceback" not in err
@@ -206,7 +208,7 @@ def test_outside_persons_train_every_fold_and_are_never_validated(tiny_data, tmp
 
 def test_a_run_with_outside_persons_scores_the_competition_persons_alone(tiny_data, tmp_path):
     src = generate_outside(tmp_path / "photos", n=6, seed=3)
-    assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "x", "--output", str(tmp_path),
+    assert stage("train", ["--data", str(tiny_data), "--config", "seed", "--name", "x", "--output", str(tmp_path),
                           *FAST, f"extra={src}", "extra_ages=30-120"]) == 0
     run = RunDir(tmp_path / "x")
     oof = run.load_oof()
@@ -222,12 +224,12 @@ def test_the_preview_stage_writes_a_contact_sheet_and_never_over_a_file(tmp_path
     generate_outside(tmp_path / "photos", n=6, seed=3)
     monkeypatch.chdir(tmp_path)
     args = ["--from", "photos", "--preview", "2", "--out", "sheet.png", "--cache-dir", "cache"]
-    assert extra.main(args) == 0
+    assert stage("extra", args) == 0
     sheet = Image.open(tmp_path / "sheet.png")
     assert sheet.size[0] == 7 * 96 and sheet.size[1] == 2 * (128 + 16)
     assert (tmp_path / "cache" / "extra_faces.csv").exists()
-    assert extra.main(args) == 2  # the same --out again: refused
+    assert stage("extra", args) == 2  # the same --out again: refused
     err = capsys.readouterr().err
     assert "already exists" in err and "Traceback" not in err
-    assert extra.main(["--from", "nowhere", "--out", "x.png"]) == 2
+    assert stage("extra", ["--from", "nowhere", "--out", "x.png"]) == 2
     assert "nowhere: not a folder" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -3,10 +3,10 @@ import shutil
 import numpy as np
 import pytest
 
-from src import faces
-from src.config import load_config
-from src.transforms import Geometry, resize
-from src.data import read_image, load_train
+from src.core.config import load_config
+from src.data import faces
+from src.data.tables import load_train, read_image
+from src.data.transforms import Geometry, resize
 
 
 class CountingDetector:

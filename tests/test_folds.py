@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src import labels as L
-from src.folds import attach_folds, make_folds
+from src.core import labels as L
+from src.data.folds import attach_folds, make_folds
 
 
 def _table(n_persons=203, seed=0, spread_ages=False):

@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src import audit, gallery, labels as L
-from src.config import ROOT, load_config
-from src.labels import PROB_COLS
-from src.data import training_table
-from src.pipeline import run_job
-from src.run_dir import RunDir
+from src.core import labels as L
+from src.core.config import ROOT, load_config
+from src.core.labels import PROB_COLS
+from src.core.run_dir import RunDir
+from src.data.tables import training_table
+from src.pipeline.job import run_job
+from src.report import gallery
+from tests.helpers import stage
 
 from .conftest import FAST
 
@@ -32,7 +34,7 @@ def trained(tmp_path_factory, tiny_data_master):
     out = data.parent / "out"
     result = run_job(data, None, FAST + ["folds=all"], "g", out)
     run = RunDir(result["run_dir"])
-    assert audit.main(["--run", str(run.path), "--threshold", "0"]) == 0
+    assert stage("audit", ["--run", str(run.path), "--threshold", "0"]) == 0
     gallery.write_gallery(run)  # again, now with the audit's candidates
     return run, data
 
@@ -75,7 +77,7 @@ def test_gallery_command_rebuilds_and_reuses_thumbnails(trained, capsys, tmp_pat
     copy.gallery.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in copy.gallery_thumbs.iterdir()}
     (copy.gallery_thumbs / "0123456789abcd.jpg").write_bytes(b"a photo the run no longer has")
-    assert gallery.main(["--run", str(copy.path)]) == 0
+    assert stage("gallery", ["--run", str(copy.path)]) == 0
     assert copy.gallery.is_file() and "wrote" in capsys.readouterr().out
     after = {p.name: p.stat().st_mtime_ns for p in copy.gallery_thumbs.iterdir()}
     assert after == before  # nothing made again, the stale one gone
@@ -97,13 +99,13 @@ def test_a_replaced_photo_gets_a_new_thumbnail_and_an_unreadable_one_a_blank(tmp
 
 
 def test_gallery_errors_name_the_run_and_exit_2(tmp_path, capsys, trained):
-    assert gallery.main(["--run", str(tmp_path / "nowhere")]) == 2
+    assert stage("gallery", ["--run", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "nowhere" in err and "Traceback" not in err
     empty = RunDir(tmp_path / "empty")
     empty.path.mkdir()
     shutil.copy(trained[0].config, empty.config)  # a run that never finished a fold nor wrote eval probabilities
-    assert gallery.main(["--run", str(empty.path)]) == 2
+    assert stage("gallery", ["--run", str(empty.path)]) == 2
     assert "nothing to show" in capsys.readouterr().err and not empty.gallery.exists()
 
 

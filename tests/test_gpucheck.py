@@ -4,21 +4,21 @@ import json
 import pytest
 import torch
 
-from src import gpucheck
-from src.config import load_config
-from src.runtime import amp_dtype
+from src.core.config import load_config
+from src.core.runtime import amp_dtype
+from src.measure import gpucheck
 from tests.conftest import FAST
-
+from tests.helpers import stage
 
 
 def test_refuses_without_cuda(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpucheck.main(["--out", str(tmp_path / "g")]) == 2
+    assert stage("gpucheck", ["--out", str(tmp_path / "g")]) == 2
     assert "needs a CUDA GPU" in capsys.readouterr().err and not (tmp_path / "g").exists()
 
 
 def test_unknown_check_is_refused(tmp_path, capsys):
-    assert gpucheck.main(["--out", str(tmp_path / "g"), "--only", "bf16,warp"]) == 2
+    assert stage("gpucheck", ["--out", str(tmp_path / "g"), "--only", "bf16,warp"]) == 2
     assert "warp" in capsys.readouterr().err
 
 
@@ -37,7 +37,7 @@ def test_summary_names_the_gpu_the_peak_and_every_check(tmp_path):
 def test_an_earlier_gpucheck_is_not_written_over(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     (tmp_path / "summary.json").write_text("{}")
-    assert gpucheck.main(["--out", str(tmp_path)]) == 2
+    assert stage("gpucheck", ["--out", str(tmp_path)]) == 2
     assert "earlier gpucheck" in capsys.readouterr().err and (tmp_path / "summary.json").read_text() == "{}"
 
 
@@ -56,8 +56,7 @@ def test_amp_dtype_by_setting_and_gpu(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_cuda_mixed_precision_run_in_miniature(tiny_data, tmp_path, dtype):
-    from src import pipeline
-    assert pipeline.main(["--data", str(tiny_data), "--output", str(tmp_path), "--name", dtype, *FAST,
+    assert stage("train", ["--data", str(tiny_data), "--output", str(tmp_path), "--name", dtype, *FAST,
                           "device=cuda", "amp=true", f"amp_dtype={dtype}", "folds=0"]) == 0
     m = json.loads((tmp_path / dtype / "metrics.json").read_text())
     assert m["folds"][0]["peak_gpu_gib"] > 0 and 0 <= m["eval"]["f1"] <= 1
@@ -66,7 +65,7 @@ def test_cuda_mixed_precision_run_in_miniature(tiny_data, tmp_path, dtype):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_device_augment_matches_the_cpu():
-    from src.transforms import DeviceAugment
+    from src.data.transforms import DeviceAugment
     x = torch.randint(0, 256, (6, 3, 8, 8), dtype=torch.uint8)
     outs = []
     for device in ("cpu", "cuda"):

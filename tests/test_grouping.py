@@ -2,8 +2,9 @@
 import numpy as np
 import pytest
 
-from src import labels as L
-from src.grouping import apply_grouping, group_photos, grouping_quality, smooth_by_group
+from src.core import labels as L
+from src.infer.grouping import apply_grouping, group_photos, grouping_quality, smooth_by_group
+from tests.helpers import stage
 
 
 def _planted(persons=40, size=7, spread=0.05, dim=32, seed=0):
@@ -67,13 +68,11 @@ def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_pat
 
     import pandas as pd
 
-    from src.labels import PROB_COLS
-
-    from src import pipeline
-    from src.run_dir import RunDir
+    from src.core.labels import PROB_COLS
+    from src.core.run_dir import RunDir
     from tests.conftest import FAST
 
-    assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "g", "--output", str(tmp_path),
+    assert stage("train", ["--data", str(tiny_data), "--config", "seed", "--name", "g", "--output", str(tmp_path),
                           *FAST, "group_eval=7", "decision=bias"]) == 0
     run = RunDir(tmp_path / "g")
     metrics = json.loads(run.metrics.read_text())
@@ -89,7 +88,7 @@ def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_pat
 
 @pytest.mark.parametrize("bad", ["group_eval=1", "group_eval=-2"])
 def test_group_size_is_checked(bad):
-    from src.config import ConfigError, load_config
+    from src.core.config import ConfigError, load_config
 
     with pytest.raises(ConfigError, match="group_eval"):
         load_config("seed", [bad])

@@ -8,14 +8,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src import bench, pipeline, predict, speed
-from src.data import DataError, load_train, read_image
-from src.run_dir import RunDir
+from src.core.run_dir import RunDir
+from src.data.tables import DataError, load_train, read_image
+from src.infer import predict
+from src.measure import bench
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 def _job(data, out, *extra, name="h"):
-    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
+    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
                           *extra])
 
 
@@ -53,7 +55,7 @@ def test_more_folds_than_persons_leaves_no_run_folder(tiny_data, tmp_path, capsy
 def test_a_recipe_with_a_yaml_error_names_the_file_and_line(tiny_data, tmp_path, capsys):
     recipe = tmp_path / "broken.yaml"
     recipe.write_text("epochs: 2\nlr: [1e-3\nmodel: resnet18\n")
-    code = pipeline.main(["--data", str(tiny_data), "--config", str(recipe), "--output", str(tmp_path / "out")])
+    code = stage("train", ["--data", str(tiny_data), "--config", str(recipe), "--output", str(tmp_path / "out")])
     _refused(code, capsys, str(recipe), "line")
     assert not (tmp_path / "out").exists()
 
@@ -66,7 +68,7 @@ def test_cuda_without_a_gpu_is_refused_up_front(tiny_data, tmp_path, capsys):
 
 def test_argument_abbreviations_are_not_guessed(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        pipeline.main(["--dat", str(tiny_data), "--output", str(tmp_path / "out")])
+        stage("train", ["--dat", str(tiny_data), "--output", str(tmp_path / "out")])
     assert e.value.code == 2 and "--dat" in capsys.readouterr().err
 
 
@@ -78,15 +80,15 @@ def test_an_unwritable_output_is_a_message_naming_the_path(tiny_data, tmp_path, 
 
 def test_speed_needs_at_least_one_image(capsys):
     with pytest.raises(SystemExit) as e:
-        speed.main(["--images", "0"])
+        stage("speed", ["--images", "0"])
     assert e.value.code == 2 and "--images" in capsys.readouterr().err
 
 
 def test_bench_checks_every_recipe_before_training_the_first(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     trained = []
     monkeypatch.setattr(bench, "run_job", lambda *a, **k: trained.append(a))
-    code = bench.main(["--data", str(tiny_data), "--recipes", "seed,seed+epochz=2", "--name", "b", *FAST])
+    code = stage("bench", ["--data", str(tiny_data), "--recipes", "seed,seed+epochz=2", "--name", "b", *FAST])
     _refused(code, capsys, "recipe seed+epochz=2", "epochz")
     assert trained == [] and not (tmp_path / "output" / "bench" / "b" / "seed").exists()
 
@@ -149,7 +151,7 @@ def test_palette_and_cmyk_photos_become_the_right_colours(tmp_path):
 
 
 def test_corrections_errors_cite_the_files_own_line(tiny_data, tmp_path):
-    from src.data import load_corrections
+    from src.data.tables import load_corrections
 
     ids = pd.read_csv(tiny_data / "train" / "train.csv", dtype=str)["id"]
     f = tmp_path / "c.csv"
@@ -170,12 +172,12 @@ def finished(tiny_data_master, tmp_path_factory):
 def test_a_stale_onnx_export_is_never_used(finished, tiny_data_master, capsys):
     photos = sorted((tiny_data_master / "eval" / "images").iterdir())[:3]
     predict.export_onnx(finished)
-    assert predict.main(["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]) == 0
+    assert stage("predict", ["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]) == 0
     capsys.readouterr()
     os.utime(finished.fold(0).best, ns=(1, 1))  # the fold's model was rewritten since the export
-    _refused(predict.main(["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]), capsys,
+    _refused(stage("predict", ["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]), capsys,
              "stale", "bash run.sh export")
-    assert predict.main(["--run", str(finished.path), *map(str, photos)]) == 0  # auto: PyTorch, and says so
+    assert stage("predict", ["--run", str(finished.path), *map(str, photos)]) == 0  # auto: PyTorch, and says so
     assert "predicting with PyTorch" in capsys.readouterr().err
 
 
@@ -183,22 +185,22 @@ def test_predict_checks_out_before_reading_photos_and_fails_when_nothing_was_rea
                                                                                 monkeypatch):
     real = predict.predict
     monkeypatch.setattr(predict, "predict", lambda *a, **k: pytest.fail("predicted before checking --out"))
-    _refused(predict.main(["--run", str(finished.path), "--out", str(tmp_path / "no" / "x.csv"), "p.jpg"]), capsys,
+    _refused(stage("predict", ["--run", str(finished.path), "--out", str(tmp_path / "no" / "x.csv"), "p.jpg"]), capsys,
              "does not exist")
     (tmp_path / "taken.csv").write_text("keep me")
-    _refused(predict.main(["--run", str(finished.path), "--out", str(tmp_path / "taken.csv"), "p.jpg"]), capsys,
+    _refused(stage("predict", ["--run", str(finished.path), "--out", str(tmp_path / "taken.csv"), "p.jpg"]), capsys,
              "exists")
     assert (tmp_path / "taken.csv").read_text() == "keep me"
     monkeypatch.setattr(predict, "predict", real)
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not a photo")
-    _refused(predict.main(["--run", str(finished.path), str(junk)]), capsys, "no image could be read")
+    _refused(stage("predict", ["--run", str(finished.path), str(junk)]), capsys, "no image could be read")
 
 
 def test_export_of_a_run_without_a_finished_fold_is_refused(tmp_path, capsys):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.yaml").write_text("epochs: 1\n")
-    _refused(predict.main(["export", "--run", str(tmp_path / "r")]), capsys, "no finished fold")
+    _refused(stage("export", ["--run", str(tmp_path / "r")]), capsys, "no finished fold")
 
 
 def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_data, tmp_path, capsys):

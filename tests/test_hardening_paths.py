@@ -3,6 +3,7 @@ Ctrl-C, full disks, and every stage's arguments (exit 2 with one line naming the
 Ctrl-C, never a traceback)."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,14 +16,15 @@ import pytest
 import torch
 from PIL import Image
 
-from src import audit, blend, pipeline, predict, speed, weights
-from src.config import ROOT
-from src.run_dir import RunDir
+from src.core.config import ROOT
+from src.core.run_dir import RunDir
+from src.stages import STAGES
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 def _job(data, out, *more, name="h"):
-    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
+    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
                           *more])
 
 
@@ -55,13 +57,13 @@ def test_paths_typed_by_the_user_are_taken_from_where_the_user_stands(run2, tiny
     shutil.copy(next((tiny_data / "eval" / "images").iterdir()), work / "one.jpg")
     shutil.copytree(tiny_data, work / "base")
     monkeypatch.chdir(work)
-    assert predict.main(["--run", str(run.path), "--out", "pred.csv", "one.jpg"]) == 0
+    assert stage("predict", ["--run", str(run.path), "--out", "pred.csv", "one.jpg"]) == 0
     assert "wrote 1 row(s) to " + str(work / "pred.csv") in capsys.readouterr().err
     assert pd.read_csv(work / "pred.csv")["error"].isna().all() and not (ROOT / "pred.csv").exists()
     # --data, --output and a corrections file, all relative to here; the folder named absolutely
     ids = pd.read_csv(work / "base" / "train" / "train.csv", dtype=str)["id"]
     (work / "fix.csv").write_text(f"id,gender\n{ids[0]},female\n")
-    assert pipeline.main(["--data", "base", "--config", "seed", "--name", "r", "--output", "runs", *FAST,
+    assert stage("train", ["--data", "base", "--config", "seed", "--name", "r", "--output", "runs", *FAST,
                           "folds=0", "corrections=fix.csv", "cache_dir=c"]) == 0
     assert (work / "runs" / "r" / "run.finished").exists() and (work / "c").is_dir()
     assert f"applied 1 correction(s) from {work / 'fix.csv'}" in capsys.readouterr().out
@@ -76,7 +78,7 @@ def test_paths_typed_by_the_user_are_taken_from_where_the_user_stands(run2, tiny
 
 def test_a_missing_data_folder_is_named_absolutely(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code = pipeline.main(["--data", "nowhere", "--config", "seed", "--output", "out", *FAST])
+    code = stage("train", ["--data", "nowhere", "--config", "seed", "--output", "out", *FAST])
     _refused(code, capsys, str(tmp_path / "nowhere" / "train" / "train.csv"))
     assert not (tmp_path / "out").exists()
 
@@ -143,7 +145,7 @@ def test_a_read_only_cache_and_a_full_disk_are_said_before_any_folder(tiny_data,
         subprocess.run(["mount", "-o", "remount,ro", str(small)], check=True)
         _refused(_job(tiny_data, out, f"cache_dir={small}"), capsys, str(small), "cannot write")
         assert not (out / "h").exists()
-        assert predict.main(["--run", "x", "--out", str(small / "p.csv"), "a.jpg"]) == 2  # checked first
+        assert stage("predict", ["--run", "x", "--out", str(small / "p.csv"), "a.jpg"]) == 2  # checked first
         _refused(2, capsys, str(small))
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
@@ -151,7 +153,7 @@ def test_a_read_only_cache_and_a_full_disk_are_said_before_any_folder(tiny_data,
 
 def test_a_cache_that_finds_the_disk_full_while_building_is_a_clear_error(tmp_path):
     """The memory-mapped cache claims its blocks first: a full disk is an OSError, not SIGBUS."""
-    from src.cache import reserve
+    from src.data.cache import reserve
 
     small = tmp_path / "small"
     if not mounted_tmpfs(small, "1m"):
@@ -184,7 +186,7 @@ def test_too_few_persons_per_cell_is_a_data_error_with_the_others(tiny_data, tmp
 
 def test_ctrl_c_says_where_the_run_stopped_and_the_same_command_continues(tiny_data, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "src.pipeline", "--data", str(tiny_data), "--config", "seed", "--name", "c",
+    cmd = [sys.executable, "-m", "src.stages.train", "--data", str(tiny_data), "--config", "seed", "--name", "c",
            "--output", str(out), *[o for o in FAST if not o.startswith("epochs")], "epochs=30", "folds=0"]
     # Ctrl-C as at a terminal: a job started in the background (nohup ... &) inherits SIGINT ignored
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -210,57 +212,60 @@ def test_blend_options_take_the_config_keys_parsers(capsys):
                         (["--runs", ""], ["name at least one run"]),
                         (["--runs", "a", "--decision", "maybe"], ["--decision"])):
         with pytest.raises(SystemExit) as e:
-            blend.main(args)
+            stage("blend", args)
         _refused(e.value.code, capsys, *words)
 
 
 def test_audit_checks_the_noise_log_before_writing_anything(run2, capsys):
     run = run2[0]
     before = sorted(run.path.glob("audit*.csv"))
-    _refused(audit.main(["--run", str(run.path), "--noise-log", "/missing.csv"]), capsys, "/missing.csv")
+    _refused(stage("audit", ["--run", str(run.path), "--noise-log", "/missing.csv"]), capsys, "/missing.csv")
     assert sorted(run.path.glob("audit*.csv")) == before
 
 
 @pytest.mark.parametrize("args,words", [(["--device", "cuda"], ["device=cuda"]), (["epoch=3"], ["epochs"]),
                                         (["--data", "/missing"], ["/missing/train/train.csv"])])
 def test_speed_says_what_is_wrong(args, words, capsys, tmp_path):
-    _refused(speed.main([*args, "--out", str(tmp_path / "s")]), capsys, *words)
+    _refused(stage("speed", [*args, "--out", str(tmp_path / "s")]), capsys, *words)
 
 
 def test_an_unknown_stage_is_named_with_the_closest_and_the_list(capsys):
-    _refused(pipeline.main(["trian"]), capsys, "'trian' is not a stage", "Did you mean 'train'?", "gallery",
+    _refused(stage("train", ["trian"]), capsys, "'trian' is not a stage", "Did you mean 'train'?", "gallery",
              "extra", "bench")
 
 
 def test_help_lists_every_stage(capsys):
     with pytest.raises(SystemExit):
-        pipeline.main(["--help"])
+        stage("train", ["--help"])
     text = capsys.readouterr().out
-    for stage in ("train", "test", "predict", "export", "audit", "gallery", "extra", "blend", "bench", "speed",
-                  "weights", "gpucheck"):
-        assert f"\n  {stage} " in text
+    for name in ("train", "test", "predict", "export", "audit", "gallery", "extra", "blend", "bench", "speed",
+                 "weights", "gpucheck"):
+        assert f"\n  {name} " in text
 
 
 def test_every_stage_answers_help_without_a_traceback():
-    """What `bash run.sh STAGE --help` runs, for every stage, in one process."""
+    """What `bash run.sh STAGE --help` runs, for every module in src/stages, in one process; and run.sh
+    sends every listed stage to its module."""
     script = ("import importlib, sys\n"
               "for m in sys.argv[1:]:\n"
               "    try:\n"
-              "        importlib.import_module('src.' + m).main(['--help'])\n"
+              "        importlib.import_module('src.stages.' + m).main(['--help'])\n"
               "    except SystemExit as e:\n"
               "        assert e.code in (0, None), m\n"
               "    print('--- ' + m)\n")
-    modules = ["pipeline", "predict", "audit", "gallery", "extra", "blend", "bench", "speed", "weights", "gpucheck",
-               "demo_data", "standin_persons"]
+    modules = sorted(p.stem for p in (ROOT / "src" / "stages").glob("*.py") if p.stem != "__init__")
+    assert {"train", "predict", "export", "gpucheck", "weights"} <= set(modules)
     done = subprocess.run([sys.executable, "-c", script, *modules], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.count("usage:") == len(modules) and all(f"--- {m}" in done.stdout for m in modules)
+    routed = re.search(r"^\s*([a-z|]+)\)\n\s*# each stage is one thin module", (ROOT / "run.sh").read_text(), re.M)
+    assert set(routed.group(1).split("|")) == set(STAGES) - {"(none)", "test"} <= set(modules)
 
 
 def test_weights_out_on_a_place_that_cannot_be_written_is_said_first(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _refused(weights.main(["resnet18", "--out", str(blocker / "sub")]), capsys, str(blocker / "sub"),
+    _refused(stage("weights", ["resnet18", "--out", str(blocker / "sub")]), capsys, str(blocker / "sub"),
              "cannot write")
 
 
@@ -268,7 +273,7 @@ def test_predict_says_how_many_folds_made_its_rows(run2, tiny_data_master, tmp_p
     _, half, _ = run2
     photo = next((tiny_data_master / "eval" / "images").iterdir())
     out = tmp_path / "p.csv"
-    assert predict.main(["--run", str(half.path), "--out", str(out), str(photo)]) == 0
+    assert stage("predict", ["--run", str(half.path), "--out", str(out), str(photo)]) == 0
     err = capsys.readouterr().err
     assert "1 of 2 fold model(s)" in err and "only 1 of the run's 2 folds are finished" in err
     side = json.loads((tmp_path / "p.csv.folds.json").read_text())
@@ -283,10 +288,10 @@ def test_folder_scans_count_what_they_skip(run2, tiny_data_master, tmp_path, cap
     shutil.copy(src, d / "a.jpg")
     Image.open(src).save(d / "b.gif")
     (d / "gone.jpg").symlink_to(d / "nothing-here.jpg")
-    assert predict.main(["--run", str(run.path), str(d)]) == 0
+    assert stage("predict", ["--run", str(run.path), str(d)]) == 0
     err = capsys.readouterr().err
     assert "1 broken link" in err and "1 .gif" in err
-    assert predict.main(["--run", str(run.path), str(d / "b.gif")]) == 0  # named: predicted
+    assert stage("predict", ["--run", str(run.path), str(d / "b.gif")]) == 0  # named: predicted
 
 
 def test_a_corrections_files_unknown_id_is_listed_with_the_datas_other_problems(tiny_data, tmp_path, capsys):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from src import labels as L
+from src.core import labels as L
 
 
 def test_class_table_all_18():

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import torch
 
-from src.config import load_config
-from src.losses import FocalLoss, build_loss, inverse_frequency_weights
+from src.core.config import load_config
+from src.model.losses import FocalLoss, build_loss, inverse_frequency_weights
 
 
 def test_focal_loss_equals_hand_computation():
@@ -50,7 +50,8 @@ def test_loss_choices_build():
 
 def test_soft_f1_loss_matches_hard_f1_on_confident_predictions():
     from sklearn.metrics import f1_score
-    from src.losses import SoftF1Loss
+
+    from src.model.losses import SoftF1Loss
     target = torch.tensor([0, 0, 1, 2, 2, 2])
     pred = torch.tensor([0, 1, 1, 2, 2, 0])
     logits = torch.nn.functional.one_hot(pred, 3).float() * 50  # probabilities ~ one-hot
@@ -59,7 +60,7 @@ def test_soft_f1_loss_matches_hard_f1_on_confident_predictions():
 
 
 def test_soft_f1_loss_has_useful_gradients():
-    from src.losses import SoftF1Loss
+    from src.model.losses import SoftF1Loss
     logits = torch.zeros(4, 3, requires_grad=True)
     SoftF1Loss()(logits, torch.tensor([0, 1, 2, 0])).backward()
     assert logits.grad[0, 0] < 0 and logits.grad[0, 1] > 0  # raise the true class, lower the others

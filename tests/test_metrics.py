@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from src import metrics
+from src.core import metrics
 
 
 def test_weighted_macro_f1_matches_sklearn_on_resamples():

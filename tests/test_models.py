@@ -2,10 +2,10 @@ import pytest
 import timm
 import torch
 
-from src import weights
-from src.config import load_config
-from src.models import build_model
-from src.weights import WeightsError, load_in_order
+from src.core.config import load_config
+from src.model import weights
+from src.model.backbones import build_model
+from src.model.weights import WeightsError, load_in_order
 
 
 def test_head_has_18_classes():
@@ -64,7 +64,7 @@ def test_multi_head_probabilities_are_the_product_of_the_heads():
         joint = torch.softmax(model(x), dim=1)
         z = model.backbone(x)
     pm, pg, pa = torch.softmax(z[:, :3], 1), torch.softmax(z[:, 3:5], 1), torch.softmax(z[:, 5:], 1)
-    from src import labels as L
+    from src.core import labels as L
     for m in range(3):
         for g in range(2):
             for a in range(3):
@@ -73,8 +73,8 @@ def test_multi_head_probabilities_are_the_product_of_the_heads():
 
 
 def test_multi_task_loss_is_the_weighted_sum_of_head_losses():
-    from src.losses import MultiTaskLoss, FocalLoss
-    from src import labels as L
+    from src.core import labels as L
+    from src.model.losses import FocalLoss, MultiTaskLoss
     torch.manual_seed(1)
     z = torch.randn(4, 8)
     lm, lg, la = (torch.log_softmax(z[:, s], 1) for s in (slice(0, 3), slice(3, 5), slice(5, 8)))

@@ -4,8 +4,9 @@ import json
 import pandas as pd
 import pytest
 
-from src import pipeline
+from src.pipeline import job as pipeline
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def out_dir(tmp_path):
 
 def _run(data, name, *extra, out=None):
     out = out or data.parent / "output"
-    return pipeline.main(["--data", str(data), "--config", "seed", "--name", name, "--output", str(out),
+    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out),
                           *FAST, *extra])
 
 
@@ -57,7 +58,7 @@ def test_training_age_boundary_changes_training_not_scoring(tiny_data, out_dir):
     assert _run(tiny_data, "b55", "folds=0", "age_boundary=55", "cache=false") == 0  # the plain loader too
     oof = pd.read_csv(out_dir / "b55" / "fold0_oof.csv")
     t = pd.read_csv(tiny_data / "train" / "train.csv", dtype={"id": str}).set_index("path")
-    from src import labels as L
+    from src.core import labels as L
     ages = oof["path"].map(lambda p: t.loc[p.split("/")[-2], "age"])
     assert (L.decode(oof["label"])[2] == L.age_band(ages.to_numpy())).all()  # scored with 60
 

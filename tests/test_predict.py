@@ -4,16 +4,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src import pipeline, predict
-from src.labels import PROB_COLS
-from src.run_dir import RunDir
+from src.core.labels import PROB_COLS
+from src.core.run_dir import RunDir
+from src.infer import predict
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_data_master, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict_runs")
-    assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "p", "--output", str(out),
+    assert stage("train", ["--data", str(tiny_data_master), "--config", "seed", "--name", "p", "--output", str(out),
                           *FAST]) == 0
     return RunDir(out / "p")
 
@@ -84,13 +85,13 @@ def test_onnx_export_matches_torch(run_dir, photos):
 
 def test_cli_writes_csv_and_never_overwrites(run_dir, photos, tmp_path, capsys):
     out = tmp_path / "pred.csv"
-    assert predict.main(["--run", str(run_dir.path), "--out", str(out), "--engine", "torch", str(photos)]) == 0
+    assert stage("predict", ["--run", str(run_dir.path), "--out", str(out), "--engine", "torch", str(photos)]) == 0
     df = pd.read_csv(out)
     assert len(df) == 5 and "p17" in df.columns
-    assert predict.main(["--run", str(run_dir.path), "--out", str(out), str(photos)]) == 2
+    assert stage("predict", ["--run", str(run_dir.path), "--out", str(out), str(photos)]) == 2
     assert "exists" in capsys.readouterr().err
 
 
 def test_unknown_run_is_a_clear_error(tmp_path, capsys):
-    assert predict.main(["--run", str(tmp_path / "nope"), str(tmp_path)]) == 2
+    assert stage("predict", ["--run", str(tmp_path / "nope"), str(tmp_path)]) == 2
     assert "no run folder" in capsys.readouterr().err

@@ -4,16 +4,17 @@ import json
 import pandas as pd
 import pytest
 
-from src import pipeline
-from src.run_dir import RunDir
-from src.train import split_masks
+from src.core.run_dir import RunDir
+from src.pipeline import job as pipeline
+from src.train.trainer import split_masks
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 @pytest.fixture(scope="module")
 def teacher(tiny_data_master, tmp_path_factory):
     out = tmp_path_factory.mktemp("pseudo_teacher")
-    assert pipeline.main(["--data", str(tiny_data_master), "--config", "seed", "--name", "t", "--output", str(out),
+    assert stage("train", ["--data", str(tiny_data_master), "--config", "seed", "--name", "t", "--output", str(out),
                           *FAST, "folds=0"]) == 0
     return RunDir(out / "t")
 
@@ -33,7 +34,7 @@ def test_pseudo_rows_are_in_every_folds_training_rows_and_no_validation(teacher,
 
 
 def test_a_pseudo_labelled_run_reports_its_photos_and_keeps_them_out_of_the_oof(teacher, tiny_data, tmp_path):
-    assert pipeline.main(["--data", str(tiny_data), "--config", "seed", "--name", "p", "--output", str(tmp_path),
+    assert stage("train", ["--data", str(tiny_data), "--config", "seed", "--name", "p", "--output", str(tmp_path),
                           *FAST, f"pseudo_from={teacher.path}", "pseudo_threshold=0.05"]) == 0
     run = RunDir(tmp_path / "p")
     stats = json.loads(run.metrics.read_text())["pseudo"]
@@ -45,7 +46,7 @@ def test_a_pseudo_labelled_run_reports_its_photos_and_keeps_them_out_of_the_oof(
 
 
 def test_pseudo_from_a_run_that_is_not_there_is_refused(tiny_data, tmp_path, capsys):
-    code = pipeline.main(["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path), *FAST,
+    code = stage("train", ["--data", str(tiny_data), "--config", "seed", "--output", str(tmp_path), *FAST,
                           "pseudo_from=no_such_run"])
     err = capsys.readouterr().err
     assert code == 2 and "pseudo_from=no_such_run" in err and "Traceback" not in err

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cmd(data, out):
-    return [sys.executable, "-m", "src.pipeline", "--data", str(data), "--config", "seed", "--name", "r",
+    return [sys.executable, "-m", "src.stages.train", "--data", str(data), "--config", "seed", "--name", "r",
             "--output", str(out), *[a for a in FAST if not a.startswith("epochs")], "epochs=2", "folds=0,1"]
 
 

@@ -5,8 +5,8 @@ import os
 import pandas as pd
 import pytest
 
-from src.config import load_config
-from src.run_dir import RunBusy, RunDir, find_run, open_run
+from src.core.config import load_config
+from src.core.run_dir import RunBusy, RunDir, find_run, open_run
 
 
 def _finish_fold(run: RunDir, k: int) -> None:
@@ -74,7 +74,7 @@ def test_open_run_continues_the_unfinished_run_of_the_same_config_only(tmp_path)
 
 
 def test_find_run_by_name_or_folder(tmp_path, monkeypatch):
-    from src import run_dir
+    from src.core import run_dir
 
     monkeypatch.setattr(run_dir, "OUTPUT", tmp_path)
     (tmp_path / "a").mkdir()

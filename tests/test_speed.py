@@ -1,11 +1,11 @@
 import json
 
-from src import speed
+from tests.helpers import stage
 
 
 def test_speed_benchmark_writes_its_table(tiny_data, tmp_path):
     out = tmp_path / "speed"
-    assert speed.main(["--data", str(tiny_data), "--images", "40", "--out", str(out), "model=test_efficientnet",
+    assert stage("speed", ["--data", str(tiny_data), "--images", "40", "--out", str(out), "model=test_efficientnet",
                        "img_size=32,24", "batch_size=8", "num_workers=0", f"cache_dir={tmp_path / 'c'}"]) == 0
     (res,) = out.glob("speed-cpu-*.json")
     r = json.loads(res.read_text())

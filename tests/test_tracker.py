@@ -5,10 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from src import pipeline
-from src.pipeline import run_job
-from src.run_dir import RunDir
-from src.tracker import EPOCH_SCALARS, FINAL_SCALARS
+from src.core.run_dir import RunDir
+from src.core.tracker import EPOCH_SCALARS, FINAL_SCALARS
+from src.pipeline.job import run_job
+from tests.helpers import stage
 
 from .conftest import FAST
 
@@ -52,7 +52,7 @@ def test_a_tracker_whose_package_is_missing_is_refused_up_front(tiny_data, tmp_p
     if not missing:
         pytest.skip("mlflow and wandb are both installed here")
     out = tmp_path / "out"
-    rc = pipeline.main(["--data", str(tiny_data), "--output", str(out), *FAST, f"tracker={missing[0]}"])
+    rc = stage("train", ["--data", str(tiny_data), "--output", str(out), *FAST, f"tracker={missing[0]}"])
     err = capsys.readouterr().err
     assert rc == 2 and f"tracker={missing[0]}" in err and "pip install" in err and "Traceback" not in err
     assert not out.exists()  # refused before any folder
@@ -90,7 +90,7 @@ def test_wandb_offline_run(tiny_data, tmp_path, monkeypatch):
 def test_processes_opening_at_once_share_one_tracker_run_id(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
-    from src.tracker import shared_id
+    from src.core.tracker import shared_id
 
     run = RunDir(tmp_path)
     with ThreadPoolExecutor(8) as pool:

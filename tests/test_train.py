@@ -2,11 +2,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from src import labels as L
-from src.batches import CachedBatches, balanced_weights
-from src.config import load_config
-from src.train import split_masks, training_labels
-from src.transforms import HalfCutMix
+from src.core import labels as L
+from src.core.config import load_config
+from src.data.batches import CachedBatches, balanced_weights
+from src.data.transforms import HalfCutMix
+from src.train.trainer import split_masks, training_labels
 
 
 def test_half_cutmix_joins_left_and_right_halves_and_mixes_labels():
@@ -59,7 +59,7 @@ def test_training_labels_use_the_training_boundary():
 
 
 def test_cosine_schedule_by_epoch():
-    from src.train import epoch_lr
+    from src.train.trainer import epoch_lr
     cfg = load_config("seed", ["lr=1.0", "epochs=4", "scheduler=cosine"])
     assert [round(epoch_lr(cfg, e), 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
     assert epoch_lr(load_config("seed", ["lr=0.3"]), 3) == 0.3

@@ -4,12 +4,12 @@ import pytest
 import torch
 from PIL import Image
 
-from src.cache import load_or_build
-from src.batches import CachedBatches
-from src.config import load_config
-from src.ensemble import FoldModel
-from src.predict import Preprocess
-from src.transforms import DeviceAugment, Geometry, centre_window, resize
+from src.core.config import load_config
+from src.data.batches import CachedBatches
+from src.data.cache import load_or_build
+from src.data.transforms import DeviceAugment, Geometry, centre_window, resize
+from src.infer.ensemble import FoldModel
+from src.infer.predict import Preprocess
 
 
 def _photo(path, h=512, w=384, seed=0):

@@ -8,12 +8,12 @@ import timm
 import torch
 import yaml
 
-from src import pipeline, weights
-from src.config import load_config
-from src.models import build_model
-from src.weights import classifier_layers
-from src.weights import WeightsError, resolve
+from src.core.config import load_config
+from src.model import weights
+from src.model.backbones import build_model
+from src.model.weights import WeightsError, classifier_layers, resolve
 from tests.conftest import FAST
+from tests.helpers import stage
 
 
 @pytest.fixture
@@ -71,6 +71,19 @@ def test_missing_package_falls_through_to_the_hub(monkeypatch, offline):
     assert "no-such-pkg is not installed" in msg and "hub cache" in msg and "no connection" in msg
 
 
+def test_package_and_hub_each_look_only_there(monkeypatch, offline, hub_file):
+    _, path = hub_file
+    assert resolve("tf_efficientnet_lite0", "package").source == "package"
+    with pytest.raises(WeightsError) as ei:  # the package would have them: hub= does not look there
+        resolve("tf_efficientnet_lite0", "hub")
+    assert "pretrained=hub" in str(ei.value) and "hub cache" in str(ei.value) and "offline package:" not in str(ei.value)
+    with pytest.raises(WeightsError) as ei:
+        resolve("test_resnet", "package")
+    assert "none ships test_resnet" in str(ei.value) and "hub cache" not in str(ei.value)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: str(path))
+    assert resolve("test_resnet", "hub").source == "hub-cache"
+
+
 def test_nothing_found_says_what_was_tried_and_the_two_ways_out(offline):
     with pytest.raises(WeightsError) as ei:
         resolve("test_resnet", "true")
@@ -87,7 +100,7 @@ def test_unknown_model_or_tag_is_named(model):
 
 def test_run_stops_before_reading_the_data_when_weights_are_missing(tiny_data, tmp_path, offline, capsys):
     t0 = time.perf_counter()
-    code = pipeline.main(["--data", str(tiny_data), "--output", str(tmp_path / "out"), "--name", "w",
+    code = stage("train", ["--data", str(tiny_data), "--output", str(tmp_path / "out"), "--name", "w",
                           *FAST, "model=test_resnet", "pretrained=true"])
     assert code == 2 and time.perf_counter() - t0 < 30
     out = capsys.readouterr()
@@ -98,12 +111,12 @@ def test_run_stops_before_reading_the_data_when_weights_are_missing(tiny_data, t
 def test_weights_command_saves_a_file_that_pretrained_accepts(tmp_path, monkeypatch, offline, hub_file):
     source, path = hub_file
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: str(path))
-    assert weights.main(["test_resnet", "--out", str(tmp_path / "w")]) == 0
+    assert stage("weights", ["test_resnet", "--out", str(tmp_path / "w")]) == 0
     saved = tmp_path / "w" / "test_resnet.r160_in1k.pth"
     state = torch.load(saved, weights_only=True)
     assert state.keys() == source.state_dict().keys()
     assert all(torch.equal(state[k], v) for k, v in source.state_dict().items())  # the head included
-    assert weights.main(["test_resnet", "--out", str(tmp_path / "w")]) == 0  # again: the file is kept
+    assert stage("weights", ["test_resnet", "--out", str(tmp_path / "w")]) == 0  # again: the file is kept
     assert saved.stat().st_size > 0
     model, _, _ = build_model(load_config("seed", ["model=test_resnet", f"pretrained={saved}"]))
     assert same_backbone(model, source)
@@ -112,7 +125,7 @@ def test_weights_command_saves_a_file_that_pretrained_accepts(tmp_path, monkeypa
 
 
 def test_weights_command_fails_cleanly_offline(tmp_path, offline, capsys):
-    assert weights.main(["test_resnet", "--out", str(tmp_path / "w")]) == 2
+    assert stage("weights", ["test_resnet", "--out", str(tmp_path / "w")]) == 2
     assert "no ImageNet weights" in capsys.readouterr().err and not (tmp_path / "w").exists()
 
 
@@ -126,7 +139,7 @@ def test_hub_weights_load_through_timm_with_a_new_head(monkeypatch, offline, hub
 
 def test_a_run_records_its_weights(tiny_data, tmp_path, monkeypatch, offline, hub_file):
     _, path = hub_file
-    code = pipeline.main(["--data", str(tiny_data), "--output", str(tmp_path / "out"), "--name", "r",
+    code = stage("train", ["--data", str(tiny_data), "--output", str(tmp_path / "out"), "--name", "r",
                           *FAST, "model=test_resnet", f"pretrained={path}", "folds=0"])
     assert code == 0
     run = tmp_path / "out" / "r"

@@ -1,0 +1,446 @@
+"""Run configuration: defaults, overlaid by a recipe file, overlaid by `key=value` overrides.
+
+Parsed once, here: `load_config` turns the text of every key into its real type (image size as
+an (H, W) pair, folds as a tuple of fold numbers, task weights as floats, ...), checks it against
+the table KEYS and returns a frozen `Config`. Nothing else parses config text. Every key must
+exist in KEYS, so a typo fails loudly instead of being silently ignored. `Config.saved()` is the
+text form written to `config.yaml`; loading that file gives the same Config back.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]  # src/core/config.py -> the repository
+CONFIG_DIR = ROOT / "configs"
+
+
+class ConfigError(ValueError):
+    """A recipe file or override that cannot be applied."""
+
+
+# ---- parsers: text (or a YAML scalar) -> typed value; each also accepts its own output ----------
+
+def boolean(raw) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    low = str(raw).lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable:
+    def parse(raw) -> int:
+        if isinstance(raw, bool):
+            raise ValueError("expected an integer")
+        try:
+            v = int(str(raw))
+        except ValueError:
+            raise ValueError("expected an integer") from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ValueError(f"must be in {lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}")
+        return v
+    return parse
+
+
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable:
+    def parse(raw) -> float:
+        if isinstance(raw, bool):
+            raise ValueError("expected a number")
+        try:
+            v = float(str(raw))
+        except ValueError:
+            raise ValueError("expected a number") from None
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            raise ValueError(f"must be {'>' if lo_open else '>='} {lo:g}")
+        if hi is not None and v > hi:
+            raise ValueError(f"must be <= {hi:g}")
+        return v
+    return parse
+
+
+def choice(*options: str) -> Callable:
+    def parse(raw) -> str:
+        v = str(raw)
+        if v not in options:
+            raise ValueError(f"choose one of {', '.join(options)}")
+        return v
+    return parse
+
+
+def text(raw) -> str:
+    return "" if raw is None else str(raw)
+
+
+def image_size(raw) -> tuple[int, int]:
+    """(H, W) from "H,W", or H alone with W = 3/4 H like the 512x384 photos."""
+    parts = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
+    try:
+        sizes = [int(x) for x in parts]
+    except ValueError:
+        raise ValueError("expected H or H,W") from None
+    if len(sizes) == 1:
+        sizes = [sizes[0], max(8, int(round(sizes[0] * 0.75 / 8)) * 8)]
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ValueError("expected H or H,W (positive)")
+    return sizes[0], sizes[1]
+
+
+def fold_list(raw) -> tuple[int, ...] | str:
+    """'all' or sorted fold numbers; checked against n_folds in `_cross_checks`."""
+    if isinstance(raw, (tuple, list)):
+        return tuple(sorted({int(x) for x in raw}))
+    if str(raw).strip() == "all":
+        return "all"
+    try:
+        folds = tuple(sorted({int(x) for x in str(raw).split(",") if x.strip() != ""}))
+    except ValueError:
+        raise ValueError("expected 'all' or fold numbers like 0,2") from None
+    if not folds:
+        raise ValueError("expected 'all' or fold numbers like 0,2")
+    return folds
+
+
+def task_weights(raw) -> tuple[float, float, float]:
+    parts = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
+    try:
+        w = tuple(float(x) for x in parts)
+    except ValueError:
+        w = ()
+    if len(w) != 3 or min(w) < 0:
+        raise ValueError("expected three non-negative numbers mask,gender,age")
+    return w
+
+
+def age_range(raw) -> tuple[int, int] | None:
+    """`57-59`: an inclusive range of ages (drop_ages: left out of training; extra_ages: outside persons kept)."""
+    if raw is None or isinstance(raw, (tuple, list)):
+        return None if not raw else (int(raw[0]), int(raw[1]))
+    s = str(raw).strip()
+    if not s:
+        return None
+    try:
+        lo, hi = (int(x) for x in s.split("-"))
+    except ValueError:
+        raise ValueError("expected a range like 57-59") from None
+    if lo > hi:
+        raise ValueError("the range is empty")
+    return lo, hi
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """Where a run's initial weights come from (model/weights.py finds them):
+    none | imagenet (the offline package, else the hub cache, else a download) | package | hub | file."""
+    source: str
+    path: str = ""  # source=file: as the user typed it (taken from where they stand when it is read)
+
+    def __str__(self) -> str:
+        """What config.yaml holds: false | true | package | hub | the path."""
+        return {"none": "false", "imagenet": "true", "file": self.path}.get(self.source, self.source)
+
+
+def pretrained(raw) -> Pretrained:
+    """false | true | package | hub | a path; yes/no/1/0 mean true/false."""
+    if isinstance(raw, Pretrained):
+        return raw
+    low = ("true" if raw else "false") if isinstance(raw, bool) else str(raw).strip().lower()
+    if low in ("true", "1", "yes"):
+        return Pretrained("imagenet")
+    if low in ("false", "0", "no", ""):
+        return Pretrained("none")
+    if low in ("package", "hub"):
+        return Pretrained(low)
+    return Pretrained("file", str(raw))
+
+
+def device_name(raw) -> str:
+    """auto | cpu | cuda | cuda:N (whether that GPU exists is checked when the run starts)."""
+    v = str(raw).strip()
+    if v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit()):
+        return v
+    raise ValueError("expected auto, cpu, cuda or cuda:N")
+
+
+def group_size(raw) -> int:
+    """0 (off) or the number of photos per person to group eval photos into (the competition: 7)."""
+    v = integer(0, 100)(raw)
+    if v == 1:
+        raise ValueError("0 (off) or a group size of at least 2")
+    return v
+
+
+def _joined(values, fmt="{}") -> str:
+    return ",".join(fmt.format(v) for v in values)
+
+
+@dataclass(frozen=True)
+class Key:
+    default: Any                                   # as a recipe file writes it
+    parse: Callable                                # text -> typed value; ValueError says what is wrong
+    dump: Callable = lambda v: v                   # typed value -> what config.yaml holds
+    doc: str = ""
+
+
+LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
+
+KEYS: dict[str, Key] = {
+    # data
+    "data_dir": Key("input/data", text, doc="competition-layout data (--data wins)"),
+    "corrections": Key("", text, doc="'' (none), a CSV path, or a name of a file in configs/corrections/"),
+    # folds
+    "n_folds": Key(5, integer(2)),
+    "folds": Key("all", fold_list, _joined, doc="which folds to train: all or e.g. 0 / 0,2 (held as fold numbers)"),
+    "split": Key("stratified", choice("stratified", "iterative"),
+                 doc="stratified: StratifiedKFold over gender x age band | iterative: also balance the ages "
+                     "next to the training-time boundary (iterative-stratification)"),
+    "seed": Key(42, integer()),
+    "age_boundary": Key(60, integer(31, 60), doc="training-time boundary of the >=60 band; reports always use 60"),
+    "drop_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
+                     doc="e.g. 57-59: persons of these ages are left out of training"),
+    "sampler": Key("random", choice("random", "balanced"),
+                   doc="balanced: each class drawn equally often, with replacement"),
+    "cutmix": Key(0.0, number(0, 1), doc="probability that a batch is made of left+right halves of two faces"),
+    "extra": Key("", text, doc="outside face photos without masks (folders, comma-separated; labels.csv of "
+                               "file,age,gender or UTKFace names): masks drawn on, training-only persons"),
+    "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
+                      doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
+    "pseudo_from": Key("", text, doc="a finished run whose confident eval photos join every fold's training data"),
+    "pseudo_threshold": Key(0.9, number(0, 1), doc="pseudo_from: the least probability of the predicted class"),
+    # model
+    "model": Key("resnet18", text),
+    "pretrained": Key("false", pretrained, str,
+                      doc="false | true (ImageNet: the offline package, else the hub cache, else a download) | "
+                          "package | hub (only that source) | path to a state_dict file"),
+    "drop_rate": Key(0.0, number(0, 1)),
+    "head_init": Key("torch", choice("torch", "timm"),
+                     doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),
+    "head": Key("single", choice("single", "multi"),
+                doc="single: one 18-way head | multi: mask/gender/age heads, product of probabilities"),
+    "age_head": Key("band", choice("band", "ordinal"),
+                    doc="band: the age as three bands | ordinal: P(age >= t) for every t from the exact ages, "
+                        "bands from it, the >=60 edge fitted on the OOF for macro-F1"),
+    "task_weights": Key("1,1,1", task_weights, lambda v: _joined(v, "{:g}"),
+                        doc="multi head: loss weights of mask, gender, age"),
+    # input
+    "img_size": Key("320,240", image_size, _joined, doc="network input H,W (an int means H with W = 3/4 H)"),
+    "crop_frac": Key(0.75, number(0, 1, lo_open=True), doc="centre crop keeps this fraction of each side"),
+    "resize": Key("antialias", choice("antialias", "plain"),
+                  doc="antialias: bilinear over the whole footprint (PIL) | plain: OpenCV bilinear"),
+    "crop": Key("center", choice("center", "face"),
+                doc="center | face (MTCNN box + face_margin; centre crop where no face is found)"),
+    "face_margin": Key(0.3, number(0)),
+    "hflip": Key(0.5, number(0, 1)),
+    "shift_px": Key(0, integer(0)),
+    "color_jitter": Key(0.0, number(0, 1)),
+    # optimisation
+    "epochs": Key(10, integer(1)),
+    "batch_size": Key(64, integer(1)),
+    "lr": Key(8e-5, number(0, lo_open=True)),
+    "scheduler": Key("none", choice("none", "cosine"), doc="cosine: per-epoch cosine decay from lr towards 0"),
+    "weight_decay": Key(0.0, number(0)),
+    "loss": Key("focal", choice(*LOSSES)),
+    "focal_gamma": Key(2.0, number(0)),
+    "label_smoothing": Key(0.1, number(0, 1)),
+    # inference
+    "tta": Key("flip", choice("none", "flip")),
+    "group_eval": Key(0, group_size, doc="7: eval photos grouped into persons by image features, gender and age "
+                                         "shared in a group (uses the eval set's structure; off by default)"),
+    "decision": Key("none", choice("none", "bias"),
+                    doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1"),
+    # data path
+    "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
+    "cache_dir": Key("", text, doc="'' = <output>/cache, shared by all runs"),
+    # machine
+    "device": Key("auto", device_name, doc="auto | cpu | cuda | cuda:N"),
+    "amp": Key(True, boolean, doc="mixed precision on CUDA (ignored on CPU)"),
+    "amp_dtype": Key("auto", choice("auto", "bf16", "fp16")),
+    "channels_last": Key(True, boolean),
+    "num_workers": Key(2, integer(0)),
+    "parallel_folds": Key(0, integer(0)),
+    "threads": Key(0, integer(0)),
+    "max_images": Key(0, integer(0)),
+    # where people look
+    "tracker": Key("none", choice("none", "tensorboard", "mlflow", "wandb"),
+                   doc="also log each epoch and the final scores to TensorBoard (RUN/tensorboard), MLflow or "
+                       "W&B (offline); the package must be installed"),
+}
+
+DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
+
+# What a run saved before a key existed actually did, where that differs from today's default:
+# such a run must not count as made with the new default (bench reuse, resume).
+LEGACY = {"head_init": "timm", "resize": "plain"}
+
+# Keys a saved run config holds besides settings: what the run was made from, written by the pipeline.
+RECORDS = ("recipe", "weights", "data")  # the recipe's name; initial weights (tag, sha256, source); data folder
+
+
+class Config(Mapping):
+    """Typed, frozen settings of a run (cfg.lr == cfg['lr']) plus its records; `replace` makes a new one."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping):
+        object.__setattr__(self, "_values", MappingProxyType(dict(values)))
+
+    def __getattr__(self, key):
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"a Config is frozen: use cfg.replace({key}=...)")
+
+    def __getitem__(self, key):
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __repr__(self):
+        return f"Config({dict(self._values)})"
+
+    def replace(self, **changes) -> Config:
+        return _build({**self._values, **changes}, {k: "replace" for k in changes})
+
+    def saved(self) -> dict:
+        """The text form config.yaml holds (records included when set)."""
+        out = {k: KEYS[k].dump(self._values[k]) for k in KEYS}
+        out.update({k: self._values[k] for k in RECORDS if self._values.get(k) is not None})
+        return out
+
+
+def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
+    """Parse every key once; errors name where the bad value came from."""
+    values = {}
+    for k, key in KEYS.items():
+        try:
+            values[k] = key.parse(raw[k])
+        except ValueError as e:
+            where = sources.get(k, "defaults")
+            raise ConfigError(f"{where}: {k}={raw[k]}: {e}") from None
+    for k in RECORDS:
+        values[k] = raw.get(k)
+    _cross_checks(values, sources)
+    return Config(values)
+
+
+def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
+    """Checks of one key against another: the folds against n_folds."""
+    n = values["n_folds"]
+    if values["folds"] == "all":
+        values["folds"] = tuple(range(n))
+    elif any(not 0 <= f < n for f in values["folds"]):
+        raise ConfigError(f"{sources.get('folds', 'defaults')}: folds={_joined(values['folds'])}: fold numbers "
+                          f"must be in 0..{n - 1} (n_folds={n})")
+
+
+def config_parser(key: str) -> Callable:
+    """A command-line option that sets what a config key does takes that key's own parser (argparse
+    reports its ValueError as the option's error)."""
+    def parse(raw):
+        try:
+            return KEYS[key].parse(raw)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {e} (as the config key {key})") from None
+    parse.__name__ = key
+    return parse
+
+
+CALLER_DIR = "MASK_CALLER_DIR"  # run.sh exports the folder the user typed the command in, then moves
+
+
+def user_path(p: str | Path) -> Path:
+    """A path the user typed, taken from where the user stands (not from the repository)."""
+    p = Path(p).expanduser()
+    return p if p.is_absolute() else Path(os.environ.get(CALLER_DIR) or os.getcwd()) / p
+
+
+def resolve_recipe(name_or_path: str) -> Path:
+    """`seed` -> configs/seed.yaml; an existing file (from where the user stands) is used as is."""
+    p = user_path(name_or_path)
+    if p.is_file():
+        return p
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+    raise ConfigError(f"config '{name_or_path}' not found: not a file, and not one of {known}")
+
+
+def _check_keys(source: str, keys, records: bool = False) -> None:
+    unknown = sorted(set(keys) - set(KEYS) - (set(RECORDS) if records else set()))
+    if unknown:
+        close = {u: difflib.get_close_matches(u, KEYS, n=1) for u in unknown}
+        hints = "".join(f" Did you mean {c[0]} (for {u})?" for u, c in close.items() if c)
+        raise ConfigError(f"{source}: unknown config key(s) {unknown}.{hints} Known keys: {sorted(KEYS)}")
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of key: value")
+    return loaded
+
+
+def load_config(recipe: str | None = "seed", overrides: list[str] | None = None) -> Config:
+    raw, sources = dict(DEFAULTS), {}
+    if recipe:
+        path = resolve_recipe(recipe)
+        loaded = read_yaml(path)
+        _check_keys(str(path), loaded, records=True)  # a saved run config holds its records too
+        raw.update(loaded)
+        sources.update({k: str(path) for k in loaded})
+        raw["recipe"] = loaded.get("recipe") or path.stem  # a saved run config keeps its recipe's name
+    else:
+        raw["recipe"] = "defaults"
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        k, v = item.split("=", 1)
+        _check_keys("command line", [k])
+        raw[k] = v
+        sources[k] = "command line"
+    return _build(raw, sources)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.saved(), sort_keys=True))
+
+
+def completed(saved: Mapping) -> Config:
+    """A config saved by an older version: the keys added since then take the value the code then
+    used (LEGACY, else the default), so the run is reproduced as it was made."""
+    raw = {**DEFAULTS, **LEGACY, **saved}
+    if not raw.get("data"):
+        raw["data"] = saved.get("data_dir")  # older runs wrote the data folder they used into data_dir
+    return _build(raw, {k: "saved config" for k in saved})
+
+
+def load_saved(path: Path) -> Config:
+    return completed(read_yaml(path))
+
+
+def matches_saved(path: Path, cfg: Config, ignore: set[str]) -> bool:
+    """Does `cfg` equal the config saved at `path`, apart from the `ignore` keys?"""
+    saved = load_saved(path)
+    return all(saved[k] == cfg[k] for k in (*KEYS, *RECORDS) if k not in ignore)

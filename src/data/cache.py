@@ -1,0 +1,106 @@
+"""Decode once: the deterministic part of preprocessing (decode, EXIF, resize, centre crop)
+stored as one uint8 array (N, H, W, 3), memory-mapped from disk and shared by folds and runs.
+
+A cache is named by the image list and the preprocessing settings; it records a fingerprint of
+the files: path, size, modification time, inode and inode-change time (ctime). Any rewrite of a
+photo changes its ctime (the kernel sets it; no tool can set it back, unlike the modification
+time, which `touch -d`, `cp -p` or `rsync -t` restore), so a rewritten photo always makes the cache
+stale: it is rebuilt, never silently used. Reading no content keeps the check cheap (a fraction of
+hashing the photos: docs/usage.md, `cache`). A copy of the data (new inodes) also rebuilds it, which
+is the safe direction. A cache is written to a temporary name and renamed when complete, so a killed
+build is never mistaken for a finished one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import user_path
+from ..core.runtime import free_mib, progress
+from .faces import DETECT_SIDE, MIN_PROB
+from .transforms import Geometry
+
+CACHE_VERSION = 2  # bump when the preprocessing code changes meaning (2: crop first, then one resize)
+
+
+def settings(cfg) -> dict:
+    h, w = cfg.img_size
+    conf = {"version": CACHE_VERSION, "h": h, "w": w, "crop_frac": cfg.crop_frac, "crop": cfg.crop,
+            "resize": cfg.resize}
+    if cfg.crop == "face":  # boxes follow from the file contents and these detector settings
+        conf.update(face_margin=cfg.face_margin, detect_side=DETECT_SIDE, min_prob=MIN_PROB)
+    return conf
+
+
+def fingerprint(paths: list[str]) -> str:
+    digest = hashlib.sha1()
+    for p in paths:
+        st = os.stat(p)
+        digest.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def cache_root(setting: str, output: Path) -> Path:
+    """Where caches go: the `cache_dir` setting (from where the user stands), or <output>/cache when it is empty."""
+    return user_path(setting) if setting else Path(output) / "cache"
+
+
+def load_or_build(paths: list[str], cfg, root: Path, desc: str = "caching images",
+                  boxes: dict | None = None) -> np.ndarray:
+    """The (N, H, W, 3) uint8 array for `paths` in the folder `root`, memory-mapped; built first if
+    absent or stale."""
+    paths = [str(Path(p).resolve()) for p in paths]
+    conf = settings(cfg)
+    name = hashlib.sha1(json.dumps([conf, paths]).encode()).hexdigest()[:20]
+    root.mkdir(parents=True, exist_ok=True)
+    array_path, meta_path = root / f"{name}.npy", root / f"{name}.json"
+    current = fingerprint(paths)
+    if array_path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("fingerprint") == current:
+            return np.load(array_path, mmap_mode="r")
+        print(f"cache {array_path.name} is stale (images changed since it was built): rebuilding", flush=True)
+    build(paths, cfg, array_path, desc, boxes)
+    meta_path.write_text(json.dumps({**conf, "n": len(paths), "fingerprint": current,
+                                     "first": paths[:1]}, indent=1))
+    return np.load(array_path, mmap_mode="r")
+
+
+def reserve(path: Path) -> None:
+    """Claim the disk blocks of a fresh memory-mapped file before writing into it: the file is sparse,
+    and a full disk would otherwise kill the process with SIGBUS on the first page that finds no
+    room. A full disk becomes the OSError that `runtime.writing_errors` reports, the partial file gone."""
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as f:
+            os.posix_fallocate(f.fileno(), 0, size)
+    except OSError as e:
+        path.unlink(missing_ok=True)
+        raise OSError(e.errno, f"{e.strerror}: the cache needs {size / 2**20:.0f} MiB, {free_mib(path.parent):.0f} "
+                               f"MiB free there (free some space, point cache_dir= elsewhere, or cache=false)",
+                      str(path)) from None
+
+
+def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None = None) -> None:
+    h, w = cfg.img_size
+    tmp = array_path.with_name(array_path.name + ".part.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
+    reserve(tmp)
+    if boxes is not None:  # boxes are keyed by the paths as given; the cache uses resolved paths
+        boxes = {str(Path(p).resolve()): b for p, b in boxes.items()}
+    geo = Geometry(cfg, boxes)
+
+    def work(i):
+        out[i] = geo(paths[i])
+
+    workers = max(1, (os.cpu_count() or 2))
+    with ThreadPoolExecutor(workers) as pool:  # PIL decode and resize (and cv2) release the GIL
+        list(progress(pool.map(work, range(len(paths))), total=len(paths), desc=desc, unit="img"))
+    out.flush()
+    del out
+    os.replace(tmp, array_path)

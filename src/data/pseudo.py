@@ -1,0 +1,52 @@
+"""Pseudo-labels (opt-in, `pseudo_from=RUN pseudo_threshold=0.9`): a second round of training that
+adds the eval photos a finished run is confident about to every fold's training data.
+
+A photo joins when the run's eval probability of its predicted class is at least the threshold;
+it is labelled with that class (mask, gender and age band; the band's age is a representative one,
+so a training-time `age_boundary` below 60 still sees the >=60 band as such). Pseudo rows carry
+fold -1: they are in the training rows of every fold and never in a validation fold, so OOF scores
+stay on labelled persons only. The eval score of such a run is transductive (it trained on the
+eval photos' predicted labels), as the competition's 2nd-generation teams did.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core import labels as L
+from ..core.config import ConfigError
+from ..core.labels import PROB_COLS
+from ..core.run_dir import find_run, read_eval_probs
+
+PSEUDO_FOLD = -1
+PSEUDO_AGE = {0: 25, 1: 45, 2: 65}  # a pseudo-label's age: inside its band whatever age_boundary training uses
+
+
+def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd.DataFrame:
+    """The confident eval photos of `run_name` as training rows (fold -1)."""
+    try:
+        run = find_run(run_name)
+    except FileNotFoundError as e:
+        raise ConfigError(f"pseudo_from={run_name}: {e}") from None
+    probs = read_eval_probs(run)
+    if probs is None:
+        raise ConfigError(f"pseudo_from={run_name}: {run.path} has no eval probabilities (is it finished?)")
+    merged = eval_table[["ImageID", "path"]].merge(probs, on="ImageID", how="inner", validate="one_to_one")
+    if len(merged) != len(eval_table):
+        raise ConfigError(f"pseudo_from={run_name}: its eval photos are not this data's ({len(merged)} of "
+                          f"{len(eval_table)} IDs match)")
+    p = merged[PROB_COLS].to_numpy()
+    keep = p.max(1) >= threshold
+    cls = p.argmax(1)[keep]
+    mask, gender, band = L.decode(cls)
+    return pd.DataFrame({"person": "pseudo_" + merged["ImageID"][keep].astype(str).values,
+                         "folder": "", "gender": gender, "age": [PSEUDO_AGE[int(b)] for b in band],
+                         "shot": "pseudo", "mask": mask, "path": merged["path"][keep].values, "label": cls,
+                         "fold": PSEUDO_FOLD})
+
+
+def add_pseudo(table: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The training table with the pseudo rows appended, and how many were added per class."""
+    counts = np.bincount(rows["label"].to_numpy(dtype=int), minlength=L.N_CLASSES)
+    stats = {"photos": int(len(rows)), "per_class": [int(c) for c in counts]}
+    return pd.concat([table, rows[table.columns]], ignore_index=True), stats

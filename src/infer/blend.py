@@ -1,0 +1,186 @@
+"""Blend finished runs, and decide for macro-F1: post-hoc, from what the runs saved (seconds).
+
+The command and its manual: src/stages/blend.py (`bash run.sh blend --help`).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.config import load_config
+from ..core.labels import PROB_COLS
+from ..core.metrics import fast_macro_f1, paired_bootstrap, summarize
+from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run, read_eval_probs
+from ..core.runtime import pick_device
+from ..data.cache import cache_root
+from ..data.tables import DataError, load_eval
+from .age_edge import oof_probs_as_eval
+from .decision import adjusted_probs, decide, fit_biases, held_out
+from .ensemble import run_features
+from .grouping import TOP, apply_grouping
+from .submission import write_submission
+
+EPS = 1e-7
+
+
+@dataclass
+class Inputs:
+    """The runs' OOF and eval probabilities, aligned row by row."""
+    runs: list[RunDir]
+    oof: pd.DataFrame          # fold, person, shot, label of each OOF photo
+    oof_probs: list[np.ndarray]
+    eval_ids: np.ndarray
+    eval_probs: list[np.ndarray]
+
+
+def load_inputs(runs: list[RunDir]) -> Inputs:
+    """Every run's OOF and eval probabilities; DataError naming the difference when they don't match."""
+    first = runs[0]
+    folds = first.load_folds()[["person", "fold"]]
+    base = first.load_oof().sort_values(["person", "shot"], kind="stable").reset_index(drop=True)
+    probs, evals, problems = [], [], []
+    eval_ids = None
+    for run in runs:
+        if not run.folds.exists() or not run.load_folds()[["person", "fold"]].equals(folds):
+            problems.append(f"{run.folds}: not the folds of {first.folds} (blend runs made on the same data and folds)")
+            continue
+        oof = run.load_oof().sort_values(["person", "shot"], kind="stable").reset_index(drop=True)
+        if not oof[["fold", "person", "shot", "label"]].equals(base[["fold", "person", "shot", "label"]]):
+            problems.append(f"{run}: its out-of-fold photos (folds {sorted(oof['fold'].unique())}) differ from "
+                            f"{first}'s (folds {sorted(base['fold'].unique())}): train the same folds")
+            continue
+        probs.append(oof_probs_as_eval(run, oof))  # age_head=ordinal: at the edge its eval used
+        ev = read_eval_probs(run)
+        if ev is None:
+            problems.append(f"{run}: no eval probabilities (eval_probs.csv); is the run finished?")
+            continue
+        if eval_ids is None:
+            eval_ids = ev["ImageID"].to_numpy()
+        elif not np.array_equal(ev["ImageID"].to_numpy(), eval_ids):
+            problems.append(f"{run.eval_probs}: other eval photos than {first.eval_probs}")
+            continue
+        evals.append(ev[PROB_COLS].to_numpy())
+    if problems:
+        raise DataError("the runs to blend", problems)
+    return Inputs(runs, base[["fold", "person", "shot", "label", "path"]], probs, eval_ids, evals)
+
+
+def mix(probs: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+    return sum(wi * p for wi, p in zip(w, probs))
+
+
+def fit_weights(probs: list[np.ndarray], y: np.ndarray, steps: int = 500, rate: float = 0.5) -> np.ndarray:
+    """Non-negative weights summing to 1 that minimise the blend's log-loss.
+
+    The log-loss is convex in the weights, so exponentiated gradient descent (multiplicative
+    updates, which stay on the simplex) finds its minimum; no optimiser package needed."""
+    if len(probs) == 1:
+        return np.ones(1)
+    picked = np.stack([p[np.arange(len(y)), y] for p in probs], 1)  # each model's p(true class)
+    w = np.full(len(probs), 1 / len(probs))
+    for _ in range(steps):
+        grad = -(picked / np.clip(picked @ w, EPS, None)[:, None]).mean(0)
+        w = w * np.exp(-rate * (grad - grad.min()))
+        w /= w.sum()
+    return w
+
+
+def fit(probs: list[np.ndarray], y: np.ndarray, decision: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(weights, biases or None) fitted on these rows."""
+    w = fit_weights(probs, y)
+    b = fit_biases(mix(probs, w), y) if decision == "bias" else None
+    return w, b
+
+
+def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str) -> np.ndarray | None:
+    """Out-of-fold decisions: weights and biases fitted on the other folds, for each fold in turn."""
+    def predict_fold(fit_rows, held):
+        w, b = fit([p[fit_rows] for p in probs], y[fit_rows], decision)
+        return decide(mix([p[held] for p in probs], w), b)
+
+    return held_out(folds, predict_fold)
+
+
+def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT,
+          group_eval: int = 0) -> dict:
+    runs = [find_run(r) for r in run_names]
+    name = check_run_name(name or "blend-" + "+".join(r.name for r in runs))  # before any work
+    inputs = load_inputs(runs)
+    y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()
+    first_cfg = runs[0].load_config()
+    data_dir = first_cfg.data
+    eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
+    singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
+    single_evals = list(inputs.eval_probs)  # each run alone, as it was made: what the blend is compared with
+    grouping = None
+    if group_eval:  # persons grouped by the first run's fold models' features (src/grouping.py)
+        oof_f, eval_f = run_features(runs[0], inputs.oof["path"].tolist(), folds, eval_table["path"].tolist(),
+                                     first_cfg, pick_device("auto"), cache_root(first_cfg.cache_dir, output), TOP)
+        inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(
+            inputs.oof_probs, oof_f, folds, inputs.oof["person"].to_numpy(), y, inputs.eval_probs, eval_f, group_eval)
+    w, b = fit(inputs.oof_probs, y, decision)
+    nested_pred = nested(inputs.oof_probs, y, folds, decision)
+
+    def final(probs: list[np.ndarray]) -> np.ndarray:  # blended, then decided: the argmax is the class
+        blended = mix(probs, w)
+        return adjusted_probs(blended, b) if b is not None else blended
+
+    oof_final, eval_final = final(inputs.oof_probs), final(inputs.eval_probs)
+
+    cfg = load_config("seed").replace(data=data_dir)  # a blend's folder holds a record, not a training config
+    out = open_run(name, cfg, output)
+    try:
+        eval_metrics = write_submission(out, eval_table, eval_final)
+        result = {
+            "run": out.name, "runs": [str(r.path) for r in runs], "weights": [float(x) for x in w],
+            "decision": decision, "biases": None if b is None else [float(x) for x in b],
+            "oof": {**summarize(y, oof_final), "in_sample": True},
+            "oof_single_runs": singles,
+            "oof_nested_f1": None if nested_pred is None else fast_macro_f1(y, nested_pred),
+            "eval": eval_metrics, "folds": [], "grouping": grouping,
+        }
+        if eval_metrics is not None:  # the blend against each of its runs, on the same eval photos
+            truth = eval_table["true"].to_numpy()
+            persons = eval_table["person"].to_numpy() if "person" in eval_table else None
+            result["eval_vs_runs"] = {r.name: list(paired_bootstrap(truth, p.argmax(1), eval_final.argmax(1),
+                                                                    groups=persons))
+                                      for r, p in zip(runs, single_evals)}
+            result["eval_resampled"] = "persons" if persons is not None else "photos"
+        out.report.write_text(report(result))
+        record = {k: result[k] for k in ("runs", "weights", "decision", "biases")}
+        out.blend_record.write_text(json.dumps(record, indent=1))
+        out.finish_run(result)
+    finally:
+        out.unlock()
+    print(report(result))
+    return result
+
+
+def report(r: dict) -> str:
+    lines = [f"# Blend `{r['run']}`", "", "| run | weight | OOF macro-F1 (alone) |", "|---|---|---|"]
+    for path, w in zip(r["runs"], r["weights"]):
+        name = Path(path).name
+        lines.append(f"| {name} | {w:.3f} | {r['oof_single_runs'][name]:.4f} |")
+    nested_f1 = r["oof_nested_f1"]
+    lines += ["", f"Decision: `{r['decision']}`" + (f", biases {np.round(r['biases'], 2).tolist()}" if r["biases"] else ""),
+              "", f"- OOF macro-F1, fitted and scored on the same OOF (optimistic): {r['oof']['f1']:.4f}",
+              "- OOF macro-F1, nested (fitted on the other folds, scored on each fold): " +
+              (f"{nested_f1:.4f}" if nested_f1 is not None else
+               "not possible: the runs trained one fold, so nothing was held out of the fit")]
+    if r.get("grouping"):
+        g = r["grouping"]
+        q = g["oof"]
+        lines.append(f"- persons grouped ({g['size']} photos each; blind on OOF persons): coverage {q['coverage']:.3f}, "
+                     f"purity {q['purity']:.3f}, pair precision {q['pair_precision']:.3f}, pair recall "
+                     f"{q['pair_recall']:.3f}; eval coverage {g['eval_coverage']:.3f}; OOF macro-F1 per run "
+                     f"{[round(v, 4) for v in g['oof_f1_before']]} -> {[round(v, 4) for v in g['oof_f1_after']]}")
+    if r["eval"]:
+        lines.append(f"- eval macro-F1: {r['eval']['f1']:.4f}")
+        for name, (d, lo, hi) in r.get("eval_vs_runs", {}).items():
+            lines.append(f"- eval Δ vs `{name}` alone: {d:+.4f} [{lo:+.3f}, {hi:+.3f}] (95 % paired bootstrap "
+                         f"over eval {r.get('eval_resampled', 'photos')})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,156 @@
+"""Training losses. All take (N, C) logits or log-probabilities and (N,) class targets."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..core import labels as L
+from ..core.labels import AGE_THRESHOLDS
+
+
+class FocalLoss(nn.Module):
+    """mean over the batch of -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optional class weights."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight if weight is not None else None)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        log_p = F.log_softmax(logits.float(), dim=1)
+        log_pt = log_p.gather(1, target[:, None]).squeeze(1)
+        loss = -((1 - log_pt.exp()) ** self.gamma) * log_pt
+        if self.weight is not None:
+            loss = loss * self.weight[target]
+        return loss.mean()
+
+
+class SoftF1Loss(nn.Module):
+    """1 - macro-F1 computed with probabilities instead of hard counts (differentiable).
+
+    Classes absent from the batch in both truth and prediction mass contribute little, as with
+    sklearn's macro-F1 over present classes.
+    """
+
+    def __init__(self, eps: float = 1e-7):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = F.softmax(logits.float(), dim=1)
+        t = F.one_hot(target, p.shape[1]).float()
+        tp = (p * t).sum(0)
+        fp = (p * (1 - t)).sum(0)
+        fn = ((1 - p) * t).sum(0)
+        f1 = 2 * tp / (2 * tp + fp + fn + self.eps)
+        present = (t.sum(0) > 0) | (p.sum(0) > 0.5)
+        return 1 - f1[present].mean()
+
+
+class SumOfLosses(nn.Module):
+    def __init__(self, *losses):
+        super().__init__()
+        self.losses = nn.ModuleList(losses)
+
+    def forward(self, logits, target):
+        return sum(loss(logits, target) for loss in self.losses)
+
+
+class MultiTaskLoss(nn.Module):
+    """Weighted sum of one loss per head, for the product-of-heads model.
+
+    The model returns 18 joint log-probabilities; each head's log-probabilities are recovered
+    exactly by marginalising (logsumexp over the other two sub-tasks).
+    """
+
+    def __init__(self, mask_loss, gender_loss, age_loss, weights):
+        super().__init__()
+        self.heads = nn.ModuleList([mask_loss, gender_loss, age_loss])
+        self.weights = weights
+
+    def forward(self, joint: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        lp = joint.float().view(-1, 3, 2, 3)
+        marginals = (lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3)), lp.logsumexp(dim=(1, 2)))
+        targets = (target // 6, (target // 3) % 2, target % 3)  # labels.decode, kept on the device
+        return sum(w * loss(m, t) for w, loss, m, t in zip(self.weights, self.heads, marginals, targets) if w)
+
+
+def pack_targets(labels: np.ndarray, ages: np.ndarray) -> np.ndarray:
+    """age_head=ordinal: one integer per photo carries its class and exact age (capped at 60), so batches,
+    samplers and CutMix move it like a class; `unpack` gives both back."""
+    return np.asarray(labels) + L.N_CLASSES * np.minimum(np.asarray(ages), max(AGE_THRESHOLDS))
+
+
+def unpack(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return target % L.N_CLASSES, target // L.N_CLASSES
+
+
+class OrdinalAgeLoss(nn.Module):
+    """age_head=ordinal (models.OrdinalAge in training mode: 18 joint log-probabilities, then the logits
+    of P(age >= t)). Mask x gender: the run's loss on their marginals (one 6-way, or mask and gender
+    weighted by task_weights). Age: binary cross-entropy of every P(age >= t) against the exact age,
+    summed over t (that sum grows with the error in years, CORAL's loss), divided by AGE_SCALE so a
+    decade's error weighs about as much as one class's cross-entropy."""
+
+    AGE_SCALE = 10.0
+
+    def __init__(self, parts: list[tuple[nn.Module, float]], age_weight: float):
+        super().__init__()
+        self.parts = nn.ModuleList(loss for loss, _ in parts)
+        self.part_weights = [w for _, w in parts]
+        self.age_weight = age_weight
+        self.register_buffer("thresholds", torch.tensor(AGE_THRESHOLDS))
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        label, age = unpack(target)
+        lp = out[:, :L.N_CLASSES].float().view(-1, 3, 2, 3)
+        if len(self.parts) == 1:  # one 6-way mask x gender softmax
+            marginals, targets = [lp.logsumexp(dim=3).reshape(-1, 6)], [label // 3]
+        else:
+            marginals, targets = [lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3))], [label // 6, (label // 3) % 2]
+        loss = sum(w * f(m, t) for f, w, m, t in zip(self.parts, self.part_weights, marginals, targets) if w)
+        older = (age[:, None] >= self.thresholds[None, :]).float()
+        bce = F.binary_cross_entropy_with_logits(out[:, L.N_CLASSES:].float(), older, reduction="none")
+        return loss + self.age_weight * bce.sum(1).mean() / self.AGE_SCALE
+
+
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int = L.N_CLASSES) -> torch.Tensor:
+    """Class weights ~ 1/count, normalised to mean 1 over present classes (absent classes get 0)."""
+    counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)
+    w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    w = w / w[counts > 0].mean()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
+    name = cfg.loss
+    if name == "focal":
+        return FocalLoss(cfg.focal_gamma)
+    if name == "ce":
+        return nn.CrossEntropyLoss()
+    if name == "weighted_ce":
+        return nn.CrossEntropyLoss(weight=inverse_frequency_weights(labels, n_classes))
+    if name == "smooth":
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if name == "f1":
+        return SoftF1Loss()
+    if name == "focal_f1":
+        return SumOfLosses(FocalLoss(cfg.focal_gamma), SoftF1Loss())
+    raise ValueError(f"unknown loss {name}")
+
+
+def build_loss(cfg, train_labels: np.ndarray) -> nn.Module:
+    """The training loss; `train_labels` are the 18 classes (class weights are counted on them)."""
+    if cfg.age_head == "ordinal":
+        m, g, _ = L.decode(np.asarray(train_labels))
+        if cfg.head == "multi":
+            w = cfg.task_weights
+            return OrdinalAgeLoss([(single_loss(cfg, m, 3), w[0]), (single_loss(cfg, g, 2), w[1])], w[2])
+        return OrdinalAgeLoss([(single_loss(cfg, m * 2 + g, 6), 1.0)], 1.0)
+    if cfg.head == "multi":
+        m, g, a = L.decode(np.asarray(train_labels))
+        return MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),
+                             cfg.task_weights)
+    return single_loss(cfg, train_labels, L.N_CLASSES)

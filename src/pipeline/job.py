@@ -1,0 +1,288 @@
+"""The whole job (`bash run.sh`, src/stages/train.py): validate data -> folds -> train each fold ->
+TTA fold ensemble -> report, in the run folder core/run_dir.py names.
+
+Three steps, each a function other stages call: `prepare` (config, data, folds, run folder),
+`train_folds` (in this process, under torchrun, or spread over parallel workers) and `finish`
+(the fold ensemble on eval, submission, report). `run_job` does all three.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ..core import distributed as dist
+from ..core.config import ROOT, Config, ConfigError, load_config
+from ..core.run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
+from ..core.runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, free_mib, out_of_memory_advice,
+                            pick_device, set_threads, writable_folder)
+from ..core.tracker import check_tracker, open_tracker, register_tracker
+from ..data.cache import cache_root
+from ..data.extra import extra_rows
+from ..data.faces import face_boxes
+from ..data.folds import attach_folds, make_folds
+from ..data.pseudo import add_pseudo, pseudo_rows
+from ..data.tables import DataError, Layout, find_data, load_eval, training_table
+from ..infer.age_edge import fit_for_run, oof_probs_as_eval
+from ..infer.decision import adjusted_probs, decide_for_run
+from ..infer.ensemble import predict_photos, run_features
+from ..infer.grouping import TOP, apply_grouping
+from ..infer.submission import write_submission
+from ..model.backbones import build_model
+from ..model.weights import WeightsError, resolve
+from ..report.gallery import write_gallery
+from ..report.run_report import Outcome, build_report, plot_confusion
+from ..train.trainer import train_fold, training_cache
+from .fold_worker import train_in_parallel
+
+DEMO_DIR = ROOT / "input" / "demo"
+
+
+@dataclass
+class Job:
+    """A prepared run: its settings, where it runs, its folder and its data."""
+    cfg: Config
+    ctx: RunContext
+    run: RunDir
+    table: pd.DataFrame        # training photos, with their fold
+    eval_table: pd.DataFrame
+    boxes: dict | None         # crop=face: the face box of every photo
+    face_stats: dict | None
+    started: float
+    pseudo: dict | None = None  # pseudo_from: how many eval photos joined training, per class
+    extra: dict | None = None   # extra: how many outside persons joined training, and how many were skipped
+
+
+def ensure_demo_data() -> None:
+    from ..data.demo import generate
+
+    if not Layout(DEMO_DIR).has_train():
+        print(f"no data given and {ROOT / 'input/data'} is absent: generating the demo dataset in {DEMO_DIR}")
+        generate(DEMO_DIR)
+
+
+def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(training table, eval table, person folds); the problems of both tables, the corrections and the
+    folds (too few persons to split) in one list."""
+    problems, table, eval_table, folds = [], None, None, None
+    try:
+        table = training_table(cfg, data_dir)
+        folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
+    except DataError as e:
+        problems += e.problems
+    try:
+        eval_table = load_eval(data_dir)
+    except DataError as e:
+        problems += e.problems
+    if problems:
+        raise DataError(str(data_dir), problems)
+    return table, eval_table, folds
+
+
+def prepare(data: str | Path | None = None, recipe: str | None = None, overrides: list[str] | None = None,
+            name: str | None = None, output: Path = OUTPUT) -> Job:
+    """Config, weights, data check, folds and the run folder: everything before the first epoch.
+
+    Everything the user typed is checked before any folder is made or any photo read."""
+    started = time.perf_counter()
+    cfg, data_dir, device = settled(data, recipe, list(overrides or []), name)
+    if data_dir == DEMO_DIR:
+        ensure_demo_data()
+    if not dist.is_main():
+        sys.stdout = open(os.devnull, "w")  # one rank speaks; errors still reach stderr
+    ctx = RunContext(Path(data_dir), device, cache_root(cfg.cache_dir, output), Path(output))
+    writable_folder(ctx.cache_root, "cache_dir")
+    set_threads(cfg.threads)
+
+    print(f"checking {data_dir} ...", flush=True)
+    table, eval_table, folds = load_data(cfg, ctx.data_dir)
+    print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
+          f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
+    check_cache_space(cfg, ctx, len(table) + len(eval_table))
+    extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
+    # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
+    outside, outside_stats = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root))
+
+    # rank 0 opens (and locks) the folder; the other ranks learn its path
+    opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
+    path = dist.broadcast(str(opened.path) if opened else None)
+    run = opened or RunDir(path)
+    try:
+        if dist.is_main():
+            record_run(run, cfg, folds)
+        table = attach_folds(table, folds)
+        pseudo = None
+        if extra is not None:  # fold -1: in every fold's training rows, never in a validation fold
+            table, pseudo = add_pseudo(table, extra)
+            print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
+                  f"{cfg.pseudo_threshold} join the training data", flush=True)
+        if outside is not None:
+            table = pd.concat([table, outside[table.columns]], ignore_index=True)
+        print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
+              f"{cfg.epochs} epochs, outputs in {run}", flush=True)
+        boxes, face_stats = detect_faces(cfg, ctx, table[table["fold"] >= 0], eval_table)
+    except BaseException:
+        run.unlock()
+        raise
+    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo, outside_stats)
+
+
+def settled(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
+    """(the config, the data folder, this process's device): the demo's recipe when there is no data;
+    a bad run name, a missing tracker, an unknown model or weights that do not fit it refused here."""
+    cfg = load_config(recipe or "seed", overrides)
+    data_dir = find_data(data, cfg.data_dir)
+    if data_dir is None:  # nothing given and no data of the user's: the demo, with its small recipe
+        data_dir = DEMO_DIR
+        if not recipe:
+            cfg = load_config("demo", overrides)
+    check_run_name(name or cfg.recipe)
+    check_tracker(cfg.tracker)
+    device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
+    # found (or refused) before the data is read: a missing download must not cost a validation pass
+    cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
+    build_model(cfg)  # an unknown model, or a weights file that does not fit it, is refused before any folder
+    return cfg, data_dir, device
+
+
+def record_run(run: RunDir, cfg: Config, folds: pd.DataFrame) -> None:
+    """Rank 0: the run's folds (a continued run must keep its own), config and tracker."""
+    if run.folds.exists():
+        if not run.load_folds()[["person", "fold"]].equals(folds[["person", "fold"]]):
+            raise DataError(str(run), [f"{run.folds}: the data changed since this run began; start a new run "
+                                       f"(--name)"])
+    else:
+        run.save_folds(folds)
+    run.save_config(cfg)
+    register_tracker(cfg, run)  # before parallel fold workers open it at once
+
+
+def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:
+    """cache=true: room for the decoded photos, said before the run folder (the cache is built later)."""
+    if not cfg.cache:
+        return
+    h, w = cfg.img_size
+    need, free = photos * h * w * 3 / 2**20, free_mib(ctx.cache_root)
+    if need > free:  # an upper bound: caches built earlier are reused, not written again
+        raise CannotWrite(f"cannot write the decoded cache in {ctx.cache_root}: {photos} photos at {h}x{w} need up "
+                          f"to {need:.0f} MiB, {free:.0f} MiB free there (free some space, point cache_dir= "
+                          f"elsewhere, or cache=false)")
+
+
+def detect_faces(cfg: Config, ctx: RunContext, table, eval_table) -> tuple[dict | None, dict | None]:
+    """crop=face: boxes for every train and eval photo (cached by content), and fallback counts."""
+    if cfg.crop != "face":
+        return None, None
+    train_paths, eval_paths = table["path"].tolist(), eval_table["path"].tolist()
+    boxes = dist.main_first(lambda: face_boxes(train_paths + eval_paths, ctx.cache_root))  # others read its cache
+    stats = {"train_photos": len(train_paths), "train_fallbacks": sum(boxes[p] is None for p in train_paths),
+             "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths)}
+    print(f"face crops: no face found in {stats['train_fallbacks']} of {stats['train_photos']} training and "
+          f"{stats['eval_fallbacks']} of {stats['eval_photos']} eval photos (centre crop used for those)", flush=True)
+    return boxes, stats
+
+
+def train_folds(job: Job) -> list[dict]:
+    """Every selected fold trained (or found finished): in parallel workers when asked, then here."""
+    cfg, folds = job.cfg, list(job.cfg.folds)
+    if cfg.parallel_folds > 1 and len(folds) > 1 and not dist.enabled():
+        if cfg.cache:  # built once here; the workers read it instead of racing to build it each
+            training_cache(cfg, job.ctx, job.table, job.boxes)
+        train_in_parallel(job.run, job.ctx, folds, cfg.parallel_folds)
+    # folds finished by parallel workers (or an earlier try) are skipped
+    return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes) for fold in folds]
+
+
+def post_hoc(job: Job, probs):
+    """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
+    persons grouped (`group_eval`, src/grouping.py), then the macro-F1 decision (`decision=bias`,
+    src/decision.py). Returns (eval probabilities, what grouping reported, what the decision reported)."""
+    cfg, run = job.cfg, job.run
+    if not cfg.group_eval and cfg.decision == "none":
+        return probs, None, None
+    oof = run.load_oof(list(cfg.folds))
+    oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
+    grouping = decision = None
+    if cfg.group_eval:
+        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(), cfg,
+                                     job.ctx.device, job.ctx.cache_root, TOP, job.boxes)
+        (oof_probs,), (probs,), grouping = apply_grouping([oof_probs], oof_f, oof_folds, oof["person"].to_numpy(), y,
+                                                          [probs], eval_f, cfg.group_eval)
+    if cfg.decision == "bias":
+        biases, decision = decide_for_run(oof_probs, y, oof_folds)
+        probs = adjusted_probs(probs, biases)
+    return probs, grouping, decision
+
+
+def finish(job: Job, results: list[dict]) -> dict:
+    """The fold ensemble on eval -> submission.csv; report.md and metrics.json; the run's marker."""
+    cfg, run, eval_table = job.cfg, job.run, job.eval_table
+    ckpts = run.best_checkpoints(list(cfg.folds))
+    age_edge, edge_report = fit_for_run(run, list(cfg.folds), cfg.age_boundary) if cfg.age_head == "ordinal" \
+        else (None, None)
+    probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes,
+                           age_edge)
+    probs, grouping, decision = post_hoc(job, probs)
+    eval_metrics = write_submission(run, eval_table, probs)
+    if eval_metrics:
+        plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
+                       f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
+    outcome = Outcome(results, eval_metrics, job.face_stats, decision, grouping, job.pseudo, job.extra, edge_report)
+    metrics = build_report(run, cfg, list(cfg.folds), outcome)
+    gallery = write_gallery(run)
+    with open_tracker(cfg, run) as tracker:
+        tracker.final({"oof": metrics["oof"], "eval": eval_metrics})
+    metrics["wall_seconds"] = time.perf_counter() - job.started
+    run.finish_run(metrics)
+
+    print(f"\nout-of-fold macro-F1 {metrics['oof']['f1']:.4f} (acc {metrics['oof']['acc']:.4f})")
+    if eval_metrics:
+        print(f"eval macro-F1 {eval_metrics['f1']:.4f} (acc {eval_metrics['acc']:.4f}; mask "
+              f"{eval_metrics['mask_f1']:.3f} gender {eval_metrics['gender_f1']:.3f} age {eval_metrics['age_f1']:.3f})")
+    print(f"wrote {run.submission} and {run.report} in {metrics['wall_seconds']:.0f} s; the mistakes to look at: "
+          f"{gallery}")
+    return {"run_dir": run.path, **metrics}
+
+
+def run_job(data: str | Path | None = None, recipe: str | None = None, overrides: list[str] | None = None,
+            name: str | None = None, output: Path = OUTPUT) -> dict:
+    """prepare -> train_folds -> finish (rank 0 alone finishes under torchrun)."""
+    job = prepare(data, recipe, overrides, name, output)
+    try:
+        try:
+            results = train_folds(job)
+        except torch.OutOfMemoryError:
+            raise out_of_memory_advice(job.cfg, job.run) from None
+        except KeyboardInterrupt:
+            raise Interrupted(where_interrupted(job.run, list(job.cfg.folds))) from None
+        main_rank = dist.is_main()
+        dist.shutdown()
+        if not main_rank:
+            return {"run_dir": job.run.path}
+        return finish(job, results)
+    finally:
+        job.run.unlock()
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training: says where the run stopped and how to continue it."""
+
+
+def where_interrupted(run: RunDir, folds: list[int]) -> str:
+    """'interrupted after fold k epoch e' from what the run folder holds (its last saved epoch)."""
+    todo = [k for k in folds if not run.fold(k).finished()]
+    if not todo:
+        return f"interrupted after the last fold finished ({run}); run the same command to finish it"
+    log = run.fold(todo[0]).log
+    epochs = len(pd.read_csv(log)) if log.exists() else 0
+    where = f"fold {todo[0]} epoch {epochs}" if epochs else f"fold {todo[0]} began (no epoch of it saved yet)"
+    return f"interrupted after {where}; run the same command to continue ({run})"
+
+
+# what the job raises for bad input: exit 2 with the message, never a traceback
+USER_ERRORS = (DataError, ConfigError, WeightsError, OutOfMemory, WorkerError, RunBusy, CannotWrite)

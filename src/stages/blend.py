@@ -1,0 +1,47 @@
+"""Blend finished runs, and decide for macro-F1: post-hoc, from what the runs saved (seconds).
+
+    bash run.sh blend --runs A[,B,...] [--decision bias] [--group-eval 7] [--name NAME]
+
+The runs must share the data, the folds (folds.csv) and the trained folds, and their eval photos.
+Weights (non-negative, summing to 1) minimise the log-loss of the blended out-of-fold
+probabilities; with `--decision bias` per-class biases on the blend's log-probabilities are then
+fitted on the same OOF for macro-F1 (src/decision.py). One run alone is fine: only the decision
+applies. The estimate reported is honest: weights and biases fitted on the other folds' OOF and
+scored on each fold in turn (needs two or more trained folds; the report says when it could not be
+made). Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the
+blend's log-probabilities plus the biases: its argmax is the submission), metrics.json, report.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.config import ConfigError, config_parser, user_path
+from ..core.run_dir import OUTPUT
+from ..data.tables import DataError
+from ..infer.blend import blend
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh blend", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", required=True, help="comma-separated run names or folders")
+    ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias")
+    ap.add_argument("--group-eval", type=config_parser("group_eval"), default=0, metavar="N",
+                    help="group eval photos into persons of N photos (the competition: 7); 0 = off")
+    ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")
+    ap.add_argument("--output", type=user_path, default=OUTPUT)
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    runs = [r for r in a.runs.split(",") if r.strip()]
+    if not runs:
+        ap.error("--runs: name at least one run (comma-separated run names or folders)")
+    try:
+        blend(runs, a.decision, a.name, a.output, a.group_eval)
+    except (FileNotFoundError, DataError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

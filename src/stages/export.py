@@ -1,0 +1,28 @@
+"""The fold ensemble (+ flip TTA) as one ONNX file, RUN/ensemble.onnx, for `predict --engine onnx`.
+
+    bash run.sh export --run RUN
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.run_dir import find_run
+from ..infer.predict import export_onnx
+
+
+def main(argv: list[str]) -> int:
+    """bash run.sh export --run RUN"""
+    ap = argparse.ArgumentParser(prog="run.sh export", allow_abbrev=False)
+    ap.add_argument("--run", required=True)
+    a = ap.parse_args(argv)
+    try:
+        export_onnx(find_run(a.run))
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Outside face photos (no masks) as extra training persons: `extra=DIR[,DIR...]`, `extra_ages=LO-HI`.
+
+    bash run.sh extra --from DIR[,DIR...] --preview 24 [--out FILE.png|.jpg] [--ages 55-120] [--seed 42]
+
+A folder holds face photos and their labels, in one of two forms:
+  DIR/labels.csv   columns file,age,gender (file relative to DIR or DIR/images; gender male/female,
+                   m/f or 0/1 with 0 male as in UTKFace); the other columns are ignored
+  UTKFace names    <age>_<gender>_<race>_<date>.jpg anywhere under DIR (gender 0 male, 1 female)
+Each photo becomes one person with the competition's 7 shots: the face framed like the
+competition's photos, then five `mask1..5` shots with masks drawn on (src/mask_draw.py),
+one `incorrect_mask` (nose exposed, or the mask on the chin) and the photo itself as `normal`;
+each shot slightly turned, scaled, shifted and lit like the 7 photos of one sitting.
+
+The landmarks come from MTCNN; a photo where no face is found, or a face under MIN_FACE pixels
+wide, is skipped and counted. Landmarks are cached by the photo's content
+(<cache>/extra_faces.csv), the drawn shots by photo content, seed and SYNTH_VERSION
+(<cache>/extra/<key>/), so a rerun draws nothing again.
+
+Outside persons are training-only: their rows carry fold -1 (like pseudo-labels), so they are in
+every fold's training data and in no validation fold, the OOF and every score stay on the
+competition's persons, and the competition persons' folds are made before they join.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from PIL import Image
+
+from ..core import labels as L
+from ..core.config import ConfigError, age_range, user_path
+from ..core.run_dir import OUTPUT
+from ..core.runtime import first_free
+from ..data.cache import cache_root
+from ..data.extra import contact_sheet, extra_folders, outside_persons, summary_lines
+from ..data.tables import DataError
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh extra", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--from", dest="source", required=True, help="folder(s) of outside photos, comma-separated")
+    ap.add_argument("--preview", type=int, default=24, help="how many persons the contact sheet shows")
+    ap.add_argument("--out", help="the picture to write, .png or .jpg (default: output/extra-preview.png, never "
+                                  "over a file)")
+    ap.add_argument("--ages", default="", help="only these ages, e.g. 55-120 (as extra_ages=)")
+    ap.add_argument("--seed", type=int, default=42, help="the drawing seed (a run uses its seed=)")
+    ap.add_argument("--cache-dir", default="", help="where landmarks and drawn shots are kept (default output/cache)")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if a.preview < 1:
+            raise ConfigError(f"--preview {a.preview}: show at least one person")
+        try:
+            ages = age_range(a.ages)
+        except ValueError as e:
+            raise ConfigError(f"--ages {a.ages}: {e}") from None
+        out = user_path(a.out) if a.out else first_free(OUTPUT, "extra-preview", ".png")
+        if out.exists():
+            raise ConfigError(f"--out {out}: already exists; this stage never writes over a file")
+        if not out.parent.is_dir():
+            raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
+        if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise ConfigError(f"--out {out}: write a .png or .jpg")
+        cache = cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT)
+        rows, stats = outside_persons(extra_folders(a.source), ages, a.seed, cache, limit=a.preview * 2)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if rows.empty:
+        print(f"error: no face found in the first {stats['photos']} photos of {a.source}", file=sys.stderr)
+        return 2
+    Image.fromarray(contact_sheet(rows, a.preview)).save(out, quality=85)
+    print("\n".join(summary_lines(stats)))
+    print(f"wrote {out}: {min(a.preview, stats['persons'])} persons x 7 shots "
+          f"({', '.join(L.SHOTS)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

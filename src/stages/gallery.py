@@ -1,0 +1,42 @@
+"""The error-analysis page of a run: RUN/gallery.html, opened from the file system.
+
+    bash run.sh gallery --run RUN
+
+Built from what the run saved (out-of-fold and eval probabilities, the data's tables); no model
+is loaded. Thumbnails are small JPEGs in RUN/gallery/, named by the photo's path, size and
+modification time, so a rebuild makes only the missing ones. The page (src/gallery_page.html with
+the run's data as JSON inside) needs no server and no internet: the confusion matrices of the
+18 classes and of each sub-task (a click on a cell shows its photos, most confident first), the
+persons whose shots disagree, the audit's candidates with buttons that mark corrections, and a
+download of those corrections in the format `corrections=FILE` reads.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..core.run_dir import find_run
+from ..core.runtime import CannotWrite
+from ..report.gallery import write_gallery
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh gallery", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run name under output/, or its folder")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    t0 = time.perf_counter()
+    try:
+        path = write_gallery(find_run(a.run))
+    except (FileNotFoundError, CannotWrite) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    size = path.stat().st_size / 2**20
+    print(f"wrote {path} ({size:.1f} MB, thumbnails in {path.parent / 'gallery'}) in {time.perf_counter() - t0:.0f} s;"
+          f" open it in a browser: file://{path.resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

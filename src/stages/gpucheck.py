@@ -1,0 +1,96 @@
+"""The GPU path end to end, on the demo data: one command for the first GPU machine.
+
+    bash run.sh gpucheck [--out DIR] [--only NAME,...] [--epochs N]
+
+Each check runs the real pipeline (as its own process, the way a user runs it) on the synthetic
+demo data, and passes or fails on a stated condition:
+  fp32      amp=false, one fold: the full-precision yardstick for the next two
+  bf16      mixed precision (bf16), channels-last, the cached data path with flip/normalise on the
+            GPU: finite losses, eval macro-F1 within 0.1 of fp32
+  fp16      amp_dtype=fp16 with the gradient scaler: the same condition
+  resume    a bf16 run (3x the epochs) killed with SIGKILL once its first epoch is saved, then the
+            same command: it resumes after that epoch and ends within 0.02 eval F1 of the same run
+            uninterrupted (GPU kernels are not bit-deterministic)
+  torchrun  DistributedDataParallel with NCCL on every visible GPU (torchrun --nproc_per_node=N)
+  parallel  parallel_folds over the visible GPUs, all folds
+  onnx      the bf16 run exported to ONNX: onnxruntime and PyTorch agree within 1e-4
+  speed     `bash run.sh speed --device cuda` on the demo photos
+One table is printed; DIR/summary.json holds the GPU's name, peak GPU memory, images/s and every
+check's result. Without CUDA it refuses at once (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from ..core.config import ROOT, user_path
+from ..core.run_dir import RunDir
+from ..data.tables import Layout
+from ..measure.gpucheck import (CHECKS, check_onnx, check_parallel, check_precision, check_resume, check_speed,
+                                check_torchrun, table, write_summary)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=user_path, default=ROOT / "output" / "gpucheck")
+    ap.add_argument("--only", default=",".join(CHECKS), help="comma-separated subset of the checks")
+    ap.add_argument("--epochs", type=int, default=6, help="epochs of each demo run")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                    help="cpu: rehearse the checks' plumbing without a GPU (no mixed precision there)")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    only = [c.strip() for c in a.only.split(",") if c.strip()]
+    unknown = sorted(set(only) - set(CHECKS))
+    if unknown:
+        print(f"error: unknown check(s) {unknown}; choose from {', '.join(CHECKS)}", file=sys.stderr)
+        return 2
+    import torch
+
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("error: gpucheck needs a CUDA GPU, and torch sees none (torch.cuda.is_available() is False)",
+              file=sys.stderr)
+        return 2
+    if (a.out / "summary.json").exists():
+        print(f"error: {a.out} holds an earlier gpucheck; pass another --out", file=sys.stderr)
+        return 2
+    gpus, gpu = (torch.cuda.device_count(), torch.cuda.get_device_name(0)) if a.device == "cuda" else (2, "CPU rehearsal")
+    from ..data.demo import generate
+
+    data = a.out / "data"
+    if not Layout(data).has_train():
+        generate(data)
+    runs = a.out / "runs"
+    common = [f"device={a.device}", f"epochs={a.epochs}", "folds=0", "num_workers=4"]
+    results: dict = {}
+
+    def attempt(name, fn, *args):
+        if name not in only:
+            return
+        t0 = time.perf_counter()
+        try:
+            results[name] = fn(*args)
+        except Exception as e:  # one failing check must not hide the others
+            results[name] = {"ok": False, "detail": f"{type(e).__name__}: {str(e)[-300:]}"}
+        results[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"gpucheck {name}: {'ok' if results[name]['ok'] else 'FAILED'} - {results[name]['detail']}", flush=True)
+
+    attempt("fp32", check_precision, data, runs, "fp32", None, *common, "amp=false")
+    base = results.get("fp32") if results.get("fp32", {}).get("eval_f1") is not None else None
+    attempt("bf16", check_precision, data, runs, "bf16", base, *common, "amp=true", "amp_dtype=bf16")
+    attempt("fp16", check_precision, data, runs, "fp16", base, *common, "amp=true", "amp_dtype=fp16")
+    # enough epochs that the kill lands inside the fold, not after it
+    resume = [o for o in common if not o.startswith("epochs=")] + [f"epochs={max(3, 3 * a.epochs)}"]
+    attempt("resume", check_resume, data, runs, [*resume, "amp=true", "amp_dtype=bf16"])
+    attempt("torchrun", check_torchrun, data, runs, [*common, "amp=true"], gpus)
+    attempt("parallel", check_parallel, data, runs, [*common, "amp=true"], gpus)
+    if RunDir(runs / "bf16").fold(0).finished():
+        attempt("onnx", check_onnx, data, runs)
+    attempt("speed", check_speed, data, runs, a.device)
+    summary = write_summary(a.out, gpu, results)
+    print(f"\ngpucheck on {gpu} ({gpus} visible)\n\n{table(results)}\n\nwrote {a.out / 'summary.json'}")
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Speed benchmark: where does training time go?
+
+    bash run.sh speed [--device cpu|cuda] [--data DIR] [--images N] [key=value ...]
+
+Measures, on the same N photos and the same config (default: the seed recipe):
+  loader, naive     decode + resize/crop per image (DataLoader, num_workers), flip + normalise on the device
+  loader, cached    uint8 batches sliced from the decoded cache, moved to the device (the data
+                    path; on a GPU the flip/normalise below runs there, not on the CPU)
+  ... + augment     the same plus flip/normalise on the device (on a CPU-only run: the CPU)
+  model only        forward + backward + Adam step on random tensors already on the device
+  training          the real training loop (cached batches) over the same photos
+and prints images/second with the ratios cached/naive and training/model-only.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.config import ROOT, ConfigError, user_path
+from ..core.runtime import CannotWrite, writing_errors
+from ..data.tables import DataError
+from ..measure.speed import measure
+from ..model.weights import WeightsError
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh speed", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--data", type=user_path)
+    ap.add_argument("--config", default="seed")
+    ap.add_argument("--images", type=int, default=512, help="photos per measurement")
+    ap.add_argument("--out", type=user_path, default=ROOT / "output" / "speed", help="folder for the result files")
+    ap.add_argument("overrides", nargs="*", metavar="key=value")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.images < 1:
+        ap.error(f"--images {args.images}: must be at least 1")
+    try:
+        with writing_errors():
+            return measure(args)
+    except (ConfigError, DataError, WeightsError, CannotWrite) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

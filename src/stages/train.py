@@ -1,0 +1,56 @@
+"""The whole job: validate data -> folds -> train each fold -> TTA fold ensemble -> report.
+
+    bash run.sh [train] [--data DIR] [--config NAME|FILE] [--name RUN] [--output DIR] [key=value ...]
+
+Everything a run makes goes to output/<run>/. A finished run folder is never written over: a new
+run takes the next free name (<run>-2, <run>-3, ...). An unfinished run with the same config is
+continued: finished folds are skipped, the interrupted fold resumes after its last finished epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.config import user_path
+from ..core.run_dir import OUTPUT
+from ..core.runtime import writing_errors
+from ..pipeline.job import USER_ERRORS, Interrupted, run_job
+from . import listing, unknown_stage
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="run.sh", description=__doc__, allow_abbrev=False, epilog=listing(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=user_path, help="competition-layout data dir (default: input/data, else input/standin, "
+                                   "else the demo)")
+    ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file (from where you stand)")
+    ap.add_argument("--name", help="run name: output/<name>/ (default: the recipe name)")
+    ap.add_argument("--output", type=user_path, default=OUTPUT, help="where run folders go (default: output/ of the "
+                                                                     "repository)")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    stray = [o for o in args.overrides if "=" not in o]
+    if stray:  # `bash run.sh trian`: a mistyped stage reaches the job as an override
+        print(f"error: {unknown_stage(stray[0])}", file=sys.stderr)
+        return 2
+    try:
+        with writing_errors():
+            run_job(args.data, args.config, args.overrides, args.name, args.output)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"\n{e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("\ninterrupted before training began; nothing to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Fetch and verify ImageNet weights, save them as plain state_dict files: run once where there is
+internet, then train anywhere with pretrained=FILE.
+
+    bash run.sh weights MODEL... [--out DIR]
+
+Each file is checked by building the model from it; what it holds is printed with its sha256.
+Where `pretrained` looks for weights: src/model/weights.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from ..core.config import user_path
+from ..core.runtime import CannotWrite, writable_folder
+from ..model.weights import WeightsError, file_sha256, load_resolved, resolve
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", metavar="MODEL", help="timm model names, with or without a tag")
+    ap.add_argument("--out", type=user_path, default="weights", help="folder for the state_dict files "
+                                                                           "(from where you stand)")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        writable_folder(a.out, "--out")  # before any download
+    except CannotWrite as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    code = 0
+    for name in a.models:
+        try:
+            w = resolve(name, "true")
+            model, _, _ = load_resolved(name, w, {})
+        except (WeightsError, RuntimeError) as e:
+            print(f"error: {name}: {e}", file=sys.stderr)
+            code = 2
+            continue
+        state = model.state_dict()
+        a.out.mkdir(parents=True, exist_ok=True)
+        target = a.out / f"{w.tag}.pth"
+        if target.exists():
+            print(f"{target} exists; not written over", file=sys.stderr)
+        else:
+            tmp = target.with_name(target.name + ".part")
+            torch.save(state, tmp)
+            os.replace(tmp, target)
+        print(f"{name}: {w.tag} from {w.source} ({w.path}), {len(state)} tensors, source sha256 {w.sha256}\n"
+              f"  -> {target} (sha256 {file_sha256(target)}); use pretrained={target}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

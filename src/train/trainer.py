@@ -1,0 +1,316 @@
+"""Train one fold: best/last checkpoints, per-epoch log, out-of-fold probabilities.
+
+`train_fold` reads top to bottom; `FoldTrainer` holds what one optimisation step needs (model,
+optimiser, loss scaler, mixed-precision dtype, memory layout) and `FoldProgress` what a resumed
+fold must get back (epoch, log, best epoch, throughput counters)."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..core import distributed as dist
+from ..core import labels as L
+from ..core.labels import PROB_COLS
+from ..core.metrics import macro_f1, summarize
+from ..core.run_dir import FoldFiles, RunDir
+from ..core.runtime import RunContext, amp_dtype, autocast, peak_memory_gib, progress, seed_everything
+from ..core.tracker import Tracker, open_tracker
+from ..data.batches import CachedBatches, LoaderBatches, balanced_weights
+from ..data.cache import load_or_build
+from ..data.transforms import DeviceAugment, Geometry, HalfCutMix
+from ..infer.ensemble import Inference, predict_probs
+from ..model.backbones import build_model
+from ..model.losses import build_loss, pack_targets
+
+
+def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
+    """Labels the model is trained on: the seed recipe moves the old band's boundary (e.g. 55)."""
+    return L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy(), age_boundary))
+
+
+def training_targets(cfg, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(the classes trained on, what the batches carry: those classes, or for age_head=ordinal each
+    class packed with the photo's exact age)."""
+    labels = training_labels(table, cfg.age_boundary)
+    return labels, (pack_targets(labels, table["age"].to_numpy()) if cfg.age_head == "ordinal" else labels)
+
+
+def epoch_lr(cfg, epoch: int) -> float:
+    if cfg.scheduler == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return cfg.lr
+
+
+def epoch_seed(seed: int, fold: int, epoch: int) -> int:
+    # a pure function of (seed, fold, epoch): an epoch replays the same way on every run
+    return (seed * 1_000_003 + fold * 1_009 + epoch) % 2**31
+
+
+def split_masks(cfg, table: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows). `drop_ages` thins training only; validation stays whole."""
+    in_val = (table["fold"] == fold).to_numpy()
+    in_train = ~in_val
+    if cfg.drop_ages:
+        in_train &= ~table["age"].between(*cfg.drop_ages).to_numpy()
+    return in_train, in_val
+
+
+def make_batches(cfg, ctx: RunContext, table, in_train, in_val, y_train, y_val, mean, std, boxes=None):
+    """(train batches, validation batches, the device augment) for one fold (this rank's shard).
+
+    Both sources yield Geometry's uint8 output in the same order; `DeviceAugment` does the rest."""
+    pin = ctx.device.type == "cuda"
+    shard = dict(rank=dist.rank(), world=dist.world_size())
+    weights = balanced_weights(y_train % L.N_CLASSES) if cfg.sampler == "balanced" else None  # classes, not ages
+    if cfg.cache:
+        array = dist.main_first(lambda: training_cache(cfg, ctx, table, boxes))
+        train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
+                              weights=weights)
+        val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
+    else:
+        geo = Geometry(cfg, boxes)
+        train = LoaderBatches(table.loc[in_train, "path"], y_train, geo, cfg.batch_size, True, cfg.num_workers, pin,
+                              **shard, weights=weights)
+        val = LoaderBatches(table.loc[in_val, "path"], y_val, geo, cfg.batch_size, False, cfg.num_workers, pin,
+                            **shard)
+    return train, val, DeviceAugment.from_config(cfg, mean, std, ctx.device)
+
+
+def training_cache(cfg, ctx: RunContext, table: pd.DataFrame, boxes: dict | None = None) -> np.ndarray:
+    """The decoded cache of every training photo (all folds share it)."""
+    return load_or_build(table["path"].tolist(), cfg, ctx.cache_root, desc="caching training images", boxes=boxes)
+
+
+def gather_probs(batches, probs: np.ndarray, n: int) -> np.ndarray:
+    """Every rank's shard of predictions put back in sample order (padding duplicates dropped)."""
+    if not dist.enabled():
+        return probs
+    full = np.zeros((n, probs.shape[1]), dtype=probs.dtype)
+    for order, part in dist.all_gather((batches.order(), probs)):
+        full[order] = part
+    return full
+
+
+def gather_epoch(ep: dict) -> dict:
+    """Training loss / labels / predictions summed over ranks."""
+    if not dist.enabled():
+        return ep
+    parts = dist.all_gather((ep["loss"] * ep["images"], ep["images"], ep["trues"], ep["preds"]))
+    images = sum(p[1] for p in parts)
+    return {**ep, "loss": sum(p[0] for p in parts) / max(images, 1), "images": images,
+            "trues": np.concatenate([p[2] for p in parts]), "preds": np.concatenate([p[3] for p in parts])}
+
+
+def optimiser(cfg, model, amp: torch.dtype | None):
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # bf16 needs no loss scaling; fp16 does (its small gradients would underflow)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    return opt, scaler
+
+
+@dataclass
+class FoldProgress:
+    """What a fold has done so far; last.pt carries it, so a resumed fold ends like an uninterrupted one."""
+    epoch: int = 0  # epochs finished
+    log: list = field(default_factory=list)
+    best: dict = field(default_factory=lambda: {"f1": -1.0, "epoch": -1, "probs": None, "curves": None})
+    train_images: int = 0
+    train_seconds: float = 0.0
+
+    def add(self, row: dict, val_f1: float, probs: np.ndarray, curves: np.ndarray | None, images: int,
+            seconds: float) -> bool:
+        """Record a finished epoch; True when it is the best so far."""
+        self.epoch = row["epoch"]
+        self.log.append(row)
+        self.train_images += images
+        self.train_seconds += seconds
+        if val_f1 > self.best["f1"]:
+            self.best = {"f1": val_f1, "epoch": row["epoch"], "probs": probs, "curves": curves}
+            return True
+        return False
+
+
+class FoldTrainer:
+    """One fold's model (DDP-wrapped under torchrun), optimiser, loss scaler, AMP dtype and layout."""
+
+    def __init__(self, cfg, device: torch.device, train_labels: np.ndarray):
+        self.cfg, self.device = cfg, device
+        model, self.mean, self.std = build_model(cfg)
+        model.to(device)
+        self.channels_last = bool(cfg.channels_last)  # NHWC: faster on GPUs and oneDNN CPUs alike
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.amp = amp_dtype(cfg, device)
+        self.net = model
+        if dist.enabled():
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.loss_fn = build_loss(cfg, train_labels).to(device)
+        self.opt, self.scaler = optimiser(cfg, model, self.amp)
+        self.mixer = HalfCutMix(cfg.cutmix)
+
+    def start_epoch(self, epoch: int, seed: int) -> None:
+        """The epoch's learning rate and random streams: functions of the epoch alone, so a resumed
+        run replays it exactly."""
+        self.mixer.seed(seed + 2)
+        torch.manual_seed(seed)
+        for group in self.opt.param_groups:
+            group["lr"] = epoch_lr(self.cfg, epoch)
+
+    def train_epoch(self, batches, augment, desc: str = "train", max_batches: int | None = None) -> dict:
+        """One pass of optimisation: mean loss, labels, predictions, images, seconds (summed over ranks)."""
+        return gather_epoch(self._run_epoch(batches, augment, desc, max_batches))
+
+    def _run_epoch(self, batches, augment, desc: str, max_batches: int | None) -> dict:
+        net, device, loss_fn = self.net, self.device, self.loss_fn
+        net.train()
+        t0 = time.perf_counter()
+        loss_sum, preds, trues = torch.zeros((), device=device), [], []
+        bar = progress(batches, desc=desc, unit="batch", total=min(len(batches), max_batches or len(batches)))
+        for i, (x, y) in enumerate(bar):
+            if max_batches is not None and i >= max_batches:
+                break
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            if augment is not None:
+                x = augment(x, train=True)
+            x, y, y_right, lam = self.mixer(x, y)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device, self.amp):
+                logits = net(x)
+                loss = loss_fn(logits, y)
+                if y_right is not None:
+                    loss = lam * loss + (1 - lam) * loss_fn(logits, y_right)
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            # kept on the device: a .item() per step would stall a GPU
+            loss_sum += loss.detach() * len(y)
+            preds.append(logits.detach()[:, :L.N_CLASSES].argmax(1))  # an ordinal head's age logits follow
+            trues.append(y % L.N_CLASSES)  # an ordinal target carries the age too
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / sum(len(t) for t in trues):.4f}",
+                                f1=f"{macro_f1(torch.cat(trues).cpu(), torch.cat(preds).cpu()):.3f}")
+        bar.close()
+        trues, preds = torch.cat(trues).cpu().numpy(), torch.cat(preds).cpu().numpy()  # also waits for the GPU
+        return {"loss": loss_sum.item() / max(len(trues), 1), "trues": trues, "preds": preds, "images": len(trues),
+                "seconds": time.perf_counter() - t0}
+
+    def validate(self, batches, augment, n: int, desc: str = "val") -> tuple[np.ndarray, np.ndarray | None]:
+        """(probabilities of the validation photos in their order, and for age_head=ordinal their
+        P(age >= t)), every rank's shard gathered."""
+        ordinal = self.cfg.age_head == "ordinal"
+        how = Inference(self.device, self.cfg.tta, self.amp, self.channels_last)
+        out = predict_probs(self.model, batches, how, desc=desc, augment=augment, curves=ordinal)
+        probs, curves = out if ordinal else (out, None)
+        return gather_probs(batches, probs, n), None if curves is None else gather_probs(batches, curves, n)
+
+    def weights_state(self, fold: int, epoch: int, val_f1: float) -> dict:
+        """What best.pt holds: the weights and what predicting with them needs."""
+        return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                "epoch": epoch, "val_f1": val_f1, "config": self.cfg.saved(), "mean": self.mean, "std": self.std,
+                "fold": fold}
+
+    def save(self, run: RunDir, files: FoldFiles, fold: int, prog: FoldProgress, val_f1: float,
+             improved: bool) -> None:
+        state = self.weights_state(fold, prog.epoch, val_f1)
+        if improved:
+            run.save_checkpoint(state, files.best)
+        # last.pt carries everything needed to continue exactly where this epoch ended
+        state.update(optimizer=self.opt.state_dict(), scaler=self.scaler.state_dict(), log=prog.log, best=prog.best,
+                     train_images=prog.train_images, train_seconds=prog.train_seconds)
+        run.save_checkpoint(state, files.last)
+
+    def resume(self, path) -> FoldProgress:
+        ck = RunDir.load_checkpoint(path)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.scaler.load_state_dict(ck["scaler"])
+        return FoldProgress(ck["epoch"], ck["log"], ck["best"], ck["train_images"], ck["train_seconds"])
+
+
+def epoch_row(epoch: int, ep: dict, y_val: np.ndarray, probs: np.ndarray, seconds: float,
+              lr: float) -> tuple[dict, dict]:
+    """(the log row of an epoch, its validation summary)."""
+    val = summarize(y_val, probs)
+    val_nll = float(-np.log(np.clip(probs[np.arange(len(y_val)), y_val], 1e-8, 1)).mean())
+    row = dict(epoch=epoch + 1, lr=lr, train_loss=ep["loss"], train_f1=macro_f1(ep["trues"], ep["preds"]),
+               val_nll=val_nll, val_f1=val["f1"], val_acc=val["acc"], mask_f1=val["mask_f1"],
+               gender_f1=val["gender_f1"], age_f1=val["age_f1"], train_img_s=ep["images"] / ep["seconds"],
+               seconds=seconds)
+    return row, val
+
+
+def write_oof(files: FoldFiles, fold: int, va: pd.DataFrame, probs: np.ndarray, curves: np.ndarray | None) -> None:
+    oof = va[["person", "shot", "path", "label"]].copy()
+    oof.insert(0, "fold", fold)
+    oof["pred"] = probs.argmax(1)
+    oof[PROB_COLS] = probs
+    if curves is not None:
+        oof[L.CURVE_COLS] = curves
+    oof.to_csv(files.oof, index=False, float_format="%.6f")
+
+
+def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir, boxes: dict | None = None) -> dict:
+    """Train on every fold but `fold`, validate on `fold` (true age boundary), save its files."""
+    files = run.fold(fold)
+    if files.finished():
+        print(f"fold {fold}: already finished in {run}, skipping", flush=True)
+        return run.fold_result(fold)
+    device = ctx.device
+    seed_everything(cfg.seed + fold)  # same on every rank: identical initial weights
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # each fold's own peak
+
+    table = table.reset_index(drop=True)
+    in_train, in_val = split_masks(cfg, table, fold)
+    va = table[in_val].reset_index(drop=True)
+    if not in_train.any() or len(va) == 0:
+        raise ValueError(f"fold {fold}: empty train ({in_train.sum()}) or validation ({len(va)}) split")
+    labels, y_train = training_targets(cfg, table[in_train])
+    y_val = va["label"].to_numpy()  # true boundary: what the competition scores
+
+    trainer = FoldTrainer(cfg, device, labels)
+    train_batches, val_batches, augment = make_batches(cfg, ctx, table, in_train, in_val, y_train, y_val,
+                                                       trainer.mean, trainer.std, boxes)
+    prog = FoldProgress()
+    if files.last.exists():  # an interrupted run: continue after its last finished epoch
+        prog = trainer.resume(files.last)
+        print(f"fold {fold}: resuming after epoch {prog.epoch} from {files.last}", flush=True)
+    with open_tracker(cfg, run) if dist.is_main() else Tracker() as tracker:
+        for epoch in range(prog.epoch, cfg.epochs):
+            s = epoch_seed(cfg.seed, fold, epoch)
+            train_batches.seed(s)
+            augment.seed(s + 1)
+            trainer.start_epoch(epoch, s)
+            t_epoch = time.perf_counter()
+            ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
+            probs, curves = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
+            row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, epoch_lr(cfg, epoch))
+            improved = prog.add(row, val["f1"], probs, curves, ep["images"], ep["seconds"])
+            if not dist.is_main():
+                continue  # every rank took the same decisions; rank 0 alone writes
+            pd.DataFrame(prog.log).to_csv(files.log, index=False, float_format="%.5f")
+            trainer.save(run, files, fold, prog, val["f1"], improved)
+            print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
+                  f"val F1 {val['f1']:.4f} acc {val['acc']:.4f} (mask {val['mask_f1']:.3f} "
+                  f"gender {val['gender_f1']:.3f} age {val['age_f1']:.3f}) "
+                  f"{row['train_img_s']:.1f} img/s{'  *best' if improved else ''}", flush=True)
+            tracker.epoch(fold, row)
+
+    result = {"fold": fold, "best_epoch": prog.best["epoch"], "best_f1": prog.best["f1"],
+              "train_img_s": prog.train_images / max(prog.train_seconds, 1e-9), "train_seconds": prog.train_seconds,
+              **peak_memory_gib(device)}
+    if dist.is_main():
+        write_oof(files, fold, va, prog.best["probs"], prog.best.get("curves"))  # older last.pt: no curves
+        run.finish_fold(fold, result)  # written last: the fold is done
+    dist.barrier()
+    return result
