@@ -7,7 +7,7 @@ import torch
 
 from src.core.config import load_config
 from src.data import cache
-from src.data.batches import CachedBatches, LoaderBatches
+from src.data.batches import BatchPlan, CachedBatches, LoaderBatches
 from src.data.tables import load_train
 from src.data.transforms import DeviceAugment, Geometry
 
@@ -114,8 +114,8 @@ def test_cached_batches_equal_the_plain_loaders_in_every_epoch(tiny_data, cfg, w
     paths = _paths(tiny_data, 10)
     labels = np.arange(10) % 3
     index = np.array([0, 2, 3, 5, 6, 7, 8, 9, 1, 4])[:8]  # a fold's rows: not all, not in a simple run
-    plain = LoaderBatches([paths[i] for i in index], labels[index], Geometry(cfg), 3, True, workers, False)
-    cached = CachedBatches(cache.load_or_build(paths, cfg, _root(cfg)), index, labels[index], 3, True, False)
+    plain = LoaderBatches([paths[i] for i in index], labels[index], Geometry(cfg), BatchPlan(3, True), workers)
+    cached = CachedBatches(cache.load_or_build(paths, cfg, _root(cfg)), index, labels[index], BatchPlan(3, True))
     for epoch in range(2):
         plain.seed(epoch)
         cached.seed(epoch)
@@ -158,7 +158,7 @@ def test_prefetched_batches_are_the_same_batches_in_the_same_order():
     labels = np.arange(50) % 18
     runs = []
     for prefetch in (False, True):
-        b = CachedBatches(array, np.arange(50), labels, 8, True, False, prefetch=prefetch)
+        b = CachedBatches(array, np.arange(50), labels, BatchPlan(8, True), prefetch=prefetch)
         epochs = []
         for epoch in range(2):
             b.seed(epoch)

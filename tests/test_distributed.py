@@ -49,11 +49,11 @@ def test_two_gloo_processes_match_one(tiny_data, tmp_path):
 
 
 def test_prediction_order_matches_what_each_rank_yields():
-    from src.data.batches import CachedBatches
+    from src.data.batches import BatchPlan, CachedBatches
     arr = np.arange(7, dtype=np.uint8).reshape(7, 1, 1, 1).repeat(3, axis=3)
     index = np.array([6, 2, 4, 0, 5, 1, 3])  # not sorted: batches get rearranged for file order
     for rank in range(2):
-        b = CachedBatches(arr, index, np.arange(7), 3, False, False, rank=rank, world=2)
+        b = CachedBatches(arr, index, np.arange(7), BatchPlan(3, False, rank=rank, world=2))
         yielded = np.concatenate([y.numpy() for _, y in b])
         assert yielded.tolist() == b.order().tolist()  # labels are positions here
         assert [int(x[0, 0, 0]) for xb, _ in b for x in xb] == index[b.order()].tolist()

@@ -10,7 +10,7 @@ from src.core.run_dir import RunDir
 from src.core.runtime import atomic_save
 from src.data.batches import FaceDataset
 from src.data.transforms import Geometry, normaliser
-from src.infer.ensemble import Inference, predict_photos, predict_probs
+from src.infer.ensemble import Inference, PhotoReading, predict_photos, predict_probs
 from src.infer.submission import write_submission
 from src.model.backbones import build_model
 
@@ -70,7 +70,7 @@ def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
         with torch.no_grad():
             views = [torch.softmax(model(v), 1) for v in (x, torch.flip(x, dims=[3]))]
         hand.append(((views[0] + views[1]) / 2).numpy())
-    got = predict_photos(ckpts, paths, cfg, torch.device("cpu"), tmp_path / "cache")
+    got = predict_photos(ckpts, paths, PhotoReading(cfg, torch.device("cpu"), tmp_path / "cache"))
     assert not np.allclose(hand[0], hand[1], atol=1e-3)
     np.testing.assert_allclose(got, (hand[0] + hand[1]) / 2, atol=1e-5)
     np.testing.assert_allclose(got.sum(1), 1, atol=1e-5)

@@ -1,5 +1,6 @@
 """Persons grouped at test time: planted clusters found, ambiguous photos left alone, smoothing."""
 import numpy as np
+import pandas as pd
 import pytest
 
 from src.core import labels as L
@@ -57,7 +58,7 @@ def test_grouping_fixes_a_photo_whose_gender_the_others_outvote():
     probs[np.arange(len(y)), y] = 0.83
     wrong = 3  # one photo of person 0 looks like the other gender
     probs[wrong] = np.roll(probs[wrong], 3)
-    (oof,), (ev,), report = apply_grouping([probs], feats, np.zeros(len(y), int), persons, y, [probs], feats, 7)
+    (oof,), (ev,), report = apply_grouping(pd.DataFrame({"fold": 0, "person": persons, "label": y}), [probs], feats, [probs], feats, 7)
     assert probs[wrong].argmax() != y[wrong] and oof[wrong].argmax() == y[wrong]
     assert report["oof"]["purity"] == 1.0 and report["oof_f1_after"][0] > report["oof_f1_before"][0]
     np.testing.assert_allclose(ev, oof)
@@ -65,8 +66,6 @@ def test_grouping_fixes_a_photo_whose_gender_the_others_outvote():
 
 def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_path):
     import json
-
-    import pandas as pd
 
     from src.core.labels import PROB_COLS
     from src.core.run_dir import RunDir

@@ -4,7 +4,7 @@ import torch
 
 from src.core import labels as L
 from src.core.config import load_config
-from src.data.batches import CachedBatches, balanced_weights
+from src.data.batches import BatchPlan, CachedBatches, balanced_weights
 from src.data.transforms import HalfCutMix
 from src.train.trainer import split_masks, training_labels
 
@@ -36,8 +36,8 @@ def test_cutmix_loss_is_the_area_weighted_mean():
 
 def test_balanced_sampler_draws_classes_equally():
     labels = np.array([0] * 90 + [1] * 9 + [2] * 1)
-    b = CachedBatches(np.zeros((100, 1, 1, 3), np.uint8), np.arange(100), labels, 50, True, False,
-                      weights=balanced_weights(labels))
+    b = CachedBatches(np.zeros((100, 1, 1, 3), np.uint8), np.arange(100), labels,
+                      BatchPlan(50, True, weights=balanced_weights(labels)))
     b.seed(0)
     drawn = np.concatenate([y.numpy() for _ in range(20) for _, y in b])
     share = np.bincount(drawn, minlength=3) / len(drawn)

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from src.core.config import load_config
-from src.data.batches import CachedBatches
+from src.data.batches import BatchPlan, CachedBatches
 from src.data.cache import load_or_build
 from src.data.transforms import DeviceAugment, Geometry, centre_window, resize
 from src.infer.ensemble import FoldModel
@@ -60,7 +60,7 @@ def test_cache_and_predict_see_the_same_pixels(tmp_path, how):
     cfg = load_config("seed", ["img_size=40,30", "crop_frac=0.9", f"resize={how}", f"cache_dir={tmp_path / 'c'}"])
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     array = load_or_build([str(p) for p in paths], cfg, tmp_path / "c")
-    (xb, _), = CachedBatches(array, np.arange(3), None, 8, False, False)
+    (xb, _), = CachedBatches(array, np.arange(3), None, BatchPlan(8, False))
     cached = DeviceAugment(mean, std, 0.0, "cpu")(xb, train=False)
     x, errors = Preprocess(FoldModel(None, mean, std, cfg, "fold0_best"))(paths)
     assert errors == [None] * 3

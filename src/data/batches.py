@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -61,16 +62,27 @@ def balanced_weights(labels: np.ndarray) -> torch.Tensor:
     return torch.tensor(1.0 / counts[labels], dtype=torch.double)
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a source cuts its samples into batches, whichever source it is."""
+    size: int
+    shuffle: bool
+    pin: bool = False                    # pinned host memory (for a CUDA device)
+    rank: int = 0                        # this process's shard of every batch (DDP) ...
+    world: int = 1                       # ... of this many
+    weights: torch.Tensor | None = None  # shuffle: draw with replacement in proportion (balanced sampler)
+
+
 class _Positions:
     """Re-iterable batch sampler drawing a new order per epoch from its own generator.
 
-    With `weights`, an epoch draws n samples with replacement in proportion to them
+    With the plan's `weights`, an epoch draws n samples with replacement in proportion to them
     (the class-balanced sampler); otherwise it is a permutation.
     """
 
-    def __init__(self, n, batch_size, shuffle, rank, world, weights=None):
-        self.n, self.batch_size, self.shuffle, self.rank, self.world = n, batch_size, shuffle, rank, world
-        self.weights = weights
+    def __init__(self, n: int, plan: BatchPlan):
+        self.n, self.batch_size, self.shuffle, self.rank, self.world = n, plan.size, plan.shuffle, plan.rank, plan.world
+        self.weights = plan.weights
         self.generator = torch.Generator()
 
     def batches(self) -> list[np.ndarray]:
@@ -110,11 +122,10 @@ class _Batches:
 
 
 class LoaderBatches(_Batches):
-    def __init__(self, paths, labels, geometry, batch_size, shuffle, num_workers, pin, rank=0, world=1,
-                 weights=None):
+    def __init__(self, paths, labels, geometry, plan: BatchPlan, num_workers: int = 0):
         self.dataset = FaceDataset(paths, labels, geometry)
-        self.positions = _Positions(len(self.dataset), batch_size, shuffle, rank, world, weights)
-        self.num_workers, self.pin = num_workers, pin
+        self.positions = _Positions(len(self.dataset), plan)
+        self.num_workers, self.pin = num_workers, plan.pin
 
     def __iter__(self):
         # the epoch's batches drawn once, here: a DataLoader may iterate its batch sampler more than once.
@@ -169,15 +180,14 @@ def prefetched(items: Iterator, depth: int = 3) -> Iterator:
 
 
 class CachedBatches(_Batches):
-    def __init__(self, array: np.ndarray, index, labels, batch_size, shuffle, pin, rank=0, world=1, weights=None,
-                 prefetch: bool | None = None):
+    def __init__(self, array: np.ndarray, index, labels, plan: BatchPlan, prefetch: bool | None = None):
         self.array = array
         self.index = np.asarray(index)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.pin = pin
+        self.pin = plan.pin
         # on the CPU the thread would compete with torch's own threads for the cores
-        self.prefetch = pin if prefetch is None else prefetch
-        self.positions = _Positions(len(self.index), batch_size, shuffle, rank, world, weights)
+        self.prefetch = plan.pin if prefetch is None else prefetch
+        self.positions = _Positions(len(self.index), plan)
 
     def _arrange(self, pos: np.ndarray) -> np.ndarray:
         # within a batch the order is free: read the memmap in file order, in one gather

@@ -20,7 +20,7 @@ from ..data.cache import cache_root
 from ..data.tables import DataError, load_eval
 from .age_edge import oof_probs_as_eval
 from .decision import adjusted_probs, decide, fit_biases, held_out
-from .ensemble import run_features
+from .ensemble import PhotoReading, run_features
 from .grouping import TOP, apply_grouping
 from .submission import write_submission
 
@@ -118,10 +118,11 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
     single_evals = list(inputs.eval_probs)  # each run alone, as it was made: what the blend is compared with
     grouping = None
     if group_eval:  # persons grouped by the first run's fold models' features (src/grouping.py)
+        reading = PhotoReading(first_cfg, pick_device("auto"), cache_root(first_cfg.cache_dir, output))
         oof_f, eval_f = run_features(runs[0], inputs.oof["path"].tolist(), folds, eval_table["path"].tolist(),
-                                     first_cfg, pick_device("auto"), cache_root(first_cfg.cache_dir, output), TOP)
-        inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(
-            inputs.oof_probs, oof_f, folds, inputs.oof["person"].to_numpy(), y, inputs.eval_probs, eval_f, group_eval)
+                                     reading, TOP)
+        inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(inputs.oof, inputs.oof_probs, oof_f,
+                                                                       inputs.eval_probs, eval_f, group_eval)
     w, b = fit(inputs.oof_probs, y, decision)
     nested_pred = nested(inputs.oof_probs, y, folds, decision)
 

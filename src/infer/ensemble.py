@@ -20,7 +20,7 @@ from ..core import labels as L
 from ..core.config import Config, Pretrained, completed
 from ..core.run_dir import RunDir
 from ..core.runtime import amp_dtype, autocast, progress
-from ..data.batches import CachedBatches, LoaderBatches
+from ..data.batches import BatchPlan, CachedBatches, LoaderBatches
 from ..data.cache import load_or_build
 from ..data.transforms import DeviceAugment, Geometry
 from ..model.backbones import build_model
@@ -115,29 +115,41 @@ def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, how: Infe
     return total / n
 
 
-def photo_batches(paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
-                  boxes: dict | None = None) -> Callable:
+@dataclass(frozen=True)
+class PhotoReading:
+    """How a run's photos are read for its models: the run's config (input size, crop, batch size,
+    cache or loader), the device, the cache folder and the face boxes (crop=face)."""
+    cfg: Config
+    device: torch.device
+    cache_root: Path
+    boxes: dict | None = None
+
+
+def photo_batches(paths: list[str], reading: PhotoReading) -> Callable:
     """`batches_for(fold_model)` over a list of photo paths: the decoded cache (built once) or the
     plain loader, each model's own normalisation on the device."""
-    pin = device.type == "cuda"
-    array = load_or_build(paths, cfg, cache_root, desc="caching eval images", boxes=boxes) if cfg.cache else None
+    cfg, device = reading.cfg, reading.device
+    plan = BatchPlan(cfg.batch_size, False, pin=device.type == "cuda")
+    array = load_or_build(paths, cfg, reading.cache_root, desc="caching eval images",
+                          boxes=reading.boxes) if cfg.cache else None
 
     def batches_for(fm: FoldModel):
         if array is not None:
-            batches = CachedBatches(array, np.arange(len(paths)), None, cfg.batch_size, False, pin)
+            batches = CachedBatches(array, np.arange(len(paths)), None, plan)
         else:
-            batches = LoaderBatches(paths, None, Geometry(fm.cfg, boxes), cfg.batch_size, False, cfg.num_workers, pin)
+            batches = LoaderBatches(paths, None, Geometry(fm.cfg, reading.boxes), plan, cfg.num_workers)
         return batches, DeviceAugment(fm.mean, fm.std, 0.0, device)
 
     return batches_for
 
 
-def predict_photos(ckpts: list[Path], paths: list[str], cfg: Config, device: torch.device, cache_root: Path,
-                   boxes: dict | None = None, age_edge: int | None = None) -> np.ndarray:
+def predict_photos(ckpts: list[Path], paths: list[str], reading: PhotoReading, age_edge: int | None = None
+                   ) -> np.ndarray:
     """The ensemble's probabilities for a list of photo paths (the pipeline's eval set)."""
+    cfg, device = reading.cfg, reading.device
     models = fold_models(ckpts, device, cfg.channels_last, age_edge)
-    batches_for = photo_batches(paths, cfg, device, cache_root, boxes)
-    return ensemble_probs(models, batches_for, Inference(device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last))
+    return ensemble_probs(models, photo_batches(paths, reading),
+                          Inference(device, cfg.tta, amp_dtype(cfg, device), cfg.channels_last))
 
 
 @torch.no_grad()
@@ -177,17 +189,17 @@ class EnsembleGraph(nn.Module):
         return torch.stack(per_model).mean(0)
 
 
-def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_paths: list[str], cfg: Config,
-                 device: torch.device, cache_root: Path, top: float, boxes: dict | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_paths: list[str],
+                 reading: PhotoReading, top: float) -> tuple[np.ndarray, np.ndarray]:
     """(features of each OOF photo from the model of its own fold, features of each eval photo
     averaged over the fold models): what grouping needs, without a model that trained on the photo."""
-    eval_batches = photo_batches(eval_paths, cfg, device, cache_root, boxes)  # decoded once for every fold
+    device = reading.device
+    eval_batches = photo_batches(eval_paths, reading)  # decoded once for every fold
     oof_feats, eval_feats = None, []
     for k in np.unique(oof_folds):
         fm = load_fold_model(run.fold(int(k)).best, device)
         sel = np.flatnonzero(oof_folds == k)
-        f = photo_features([fm], photo_batches([oof_paths[i] for i in sel], cfg, device, cache_root, boxes), device, top)
+        f = photo_features([fm], photo_batches([oof_paths[i] for i in sel], reading), device, top)
         if oof_feats is None:
             oof_feats = np.zeros((len(oof_paths), f.shape[1]), np.float32)
         oof_feats[sel] = f

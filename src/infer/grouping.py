@@ -15,6 +15,7 @@ truth is known.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..core import labels as L
 from ..core.metrics import fast_macro_f1
@@ -84,11 +85,13 @@ def smooth_by_group(probs: np.ndarray, groups: np.ndarray) -> np.ndarray:
 TOP = 0.45  # features of the top of each photo: eyes, hair, background; a person's 7 shots differ below
 
 
-def apply_grouping(oof_probs: list[np.ndarray], oof_features: np.ndarray, oof_folds: np.ndarray,
-                   oof_persons: np.ndarray, oof_labels: np.ndarray, eval_probs: list[np.ndarray],
-                   eval_features: np.ndarray, size: int) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
+def apply_grouping(oof: pd.DataFrame, oof_probs: list[np.ndarray], oof_features: np.ndarray,
+                   eval_probs: list[np.ndarray], eval_features: np.ndarray, size: int
+                   ) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     """Group OOF photos (within each fold: one model's feature space) and eval photos; smooth every
-    given probability table by its groups; report the OOF grouping against the true persons."""
+    given probability table by its groups; report the OOF grouping against the true persons.
+    `oof`: the OOF rows' fold, person and label."""
+    oof_folds, oof_persons, oof_labels = (oof[c].to_numpy() for c in ("fold", "person", "label"))
     oof_groups = np.full(len(oof_folds), -1)
     offset = 0
     for k in np.unique(oof_folds):

@@ -14,7 +14,7 @@ import torch
 from ..core.config import ROOT, load_config
 from ..core.run_dir import OUTPUT
 from ..core.runtime import peak_memory_gib, pick_device, set_threads, writable_folder
-from ..data.batches import CachedBatches, LoaderBatches
+from ..data.batches import BatchPlan, CachedBatches, LoaderBatches
 from ..data.cache import cache_root, load_or_build
 from ..data.tables import Layout, find_data, load_train
 from ..data.transforms import DeviceAugment, Geometry
@@ -61,7 +61,7 @@ def time_model(cfg, device, n_images: int) -> float:
 def time_training(cfg, device, array, labels) -> float:
     trainer = FoldTrainer(cfg, device, labels)
     augment = DeviceAugment.from_config(cfg, trainer.mean, trainer.std, device)
-    batches = CachedBatches(array, np.arange(len(labels)), labels, cfg.batch_size, True, device.type == "cuda")
+    batches = CachedBatches(array, np.arange(len(labels)), labels, BatchPlan(cfg.batch_size, True, device.type == "cuda"))
     trainer.train_epoch(batches, augment, desc="warm-up", max_batches=2)
     ep = trainer.train_epoch(batches, augment, desc="training")
     return ep["images"] / ep["seconds"]
@@ -97,14 +97,14 @@ def measure(args) -> int:
           f"device {device}, {torch.get_num_threads()} CPU threads, {cfg.num_workers} loader workers", flush=True)
 
     _, mean, std = build_model(cfg)
-    naive = LoaderBatches(paths, labels, Geometry(cfg), cfg.batch_size, True, cfg.num_workers, device.type == "cuda")
+    naive = LoaderBatches(paths, labels, Geometry(cfg), BatchPlan(cfg.batch_size, True, device.type == "cuda"), cfg.num_workers)
     naive.seed(0)
     r = {}
     r["loader_naive"] = time_loader(naive, device, DeviceAugment.from_config(cfg, mean, std, device))
     t0 = time.perf_counter()
     array = load_or_build(paths, cfg, cache_root(cfg.cache_dir, OUTPUT), desc="building the cache")
     r["cache_build_s"] = time.perf_counter() - t0
-    cached = CachedBatches(array, np.arange(len(paths)), labels, cfg.batch_size, True, device.type == "cuda")
+    cached = CachedBatches(array, np.arange(len(paths)), labels, BatchPlan(cfg.batch_size, True, device.type == "cuda"))
     time_loader(cached, device)  # page the memmap in
     r["loader_cached"] = time_loader(cached, device)
     r["loader_cached_augmented"] = time_loader(cached, device, DeviceAugment.from_config(cfg, mean, std, device))

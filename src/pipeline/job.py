@@ -30,7 +30,7 @@ from ..data.pseudo import add_pseudo, pseudo_rows
 from ..data.tables import DataError, Layout, find_data, load_eval, training_table
 from ..infer.age_edge import fit_for_run, oof_probs_as_eval
 from ..infer.decision import adjusted_probs, decide_for_run
-from ..infer.ensemble import predict_photos, run_features
+from ..infer.ensemble import PhotoReading, predict_photos, run_features
 from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
 from ..model.backbones import build_model
@@ -209,14 +209,17 @@ def post_hoc(job: Job, probs):
     oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
     grouping = decision = None
     if cfg.group_eval:
-        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(), cfg,
-                                     job.ctx.device, job.ctx.cache_root, TOP, job.boxes)
-        (oof_probs,), (probs,), grouping = apply_grouping([oof_probs], oof_f, oof_folds, oof["person"].to_numpy(), y,
-                                                          [probs], eval_f, cfg.group_eval)
+        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(),
+                                     reading(job), TOP)
+        (oof_probs,), (probs,), grouping = apply_grouping(oof, [oof_probs], oof_f, [probs], eval_f, cfg.group_eval)
     if cfg.decision == "bias":
         biases, decision = decide_for_run(oof_probs, y, oof_folds)
         probs = adjusted_probs(probs, biases)
     return probs, grouping, decision
+
+
+def reading(job: Job) -> PhotoReading:
+    return PhotoReading(job.cfg, job.ctx.device, job.ctx.cache_root, job.boxes)
 
 
 def finish(job: Job, results: list[dict]) -> dict:
@@ -225,8 +228,7 @@ def finish(job: Job, results: list[dict]) -> dict:
     ckpts = run.best_checkpoints(list(cfg.folds))
     age_edge, edge_report = fit_for_run(run, list(cfg.folds), cfg.age_boundary) if cfg.age_head == "ordinal" \
         else (None, None)
-    probs = predict_photos(ckpts, eval_table["path"].tolist(), cfg, job.ctx.device, job.ctx.cache_root, job.boxes,
-                           age_edge)
+    probs = predict_photos(ckpts, eval_table["path"].tolist(), reading(job), age_edge)
     probs, grouping, decision = post_hoc(job, probs)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:

@@ -20,7 +20,7 @@ from ..core.metrics import macro_f1, summarize
 from ..core.run_dir import FoldFiles, RunDir
 from ..core.runtime import RunContext, amp_dtype, autocast, peak_memory_gib, progress, seed_everything
 from ..core.tracker import Tracker, open_tracker
-from ..data.batches import CachedBatches, LoaderBatches, balanced_weights
+from ..data.batches import BatchPlan, CachedBatches, LoaderBatches, balanced_weights
 from ..data.cache import load_or_build
 from ..data.transforms import DeviceAugment, Geometry, HalfCutMix
 from ..infer.ensemble import Inference, predict_probs
@@ -60,24 +60,32 @@ def split_masks(cfg, table: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.nda
     return in_train, in_val
 
 
-def make_batches(cfg, ctx: RunContext, table, in_train, in_val, y_train, y_val, mean, std, boxes=None):
+@dataclass(frozen=True)
+class FoldRows:
+    """One fold's rows of the training table (boolean masks) and their targets."""
+    in_train: np.ndarray
+    in_val: np.ndarray
+    y_train: np.ndarray  # at the training-time age boundary
+    y_val: np.ndarray    # the true labels: what the competition scores
+
+
+def make_batches(cfg, ctx: RunContext, table, rows: FoldRows, mean, std, boxes=None):
     """(train batches, validation batches, the device augment) for one fold (this rank's shard).
 
     Both sources yield Geometry's uint8 output in the same order; `DeviceAugment` does the rest."""
     pin = ctx.device.type == "cuda"
-    shard = dict(rank=dist.rank(), world=dist.world_size())
-    weights = balanced_weights(y_train % L.N_CLASSES) if cfg.sampler == "balanced" else None  # classes, not ages
+    shard = dict(pin=pin, rank=dist.rank(), world=dist.world_size())
+    weights = balanced_weights(rows.y_train % L.N_CLASSES) if cfg.sampler == "balanced" else None  # classes, not ages
+    train_plan = BatchPlan(cfg.batch_size, True, **shard, weights=weights)
+    val_plan = BatchPlan(cfg.batch_size, False, **shard)
     if cfg.cache:
         array = dist.main_first(lambda: training_cache(cfg, ctx, table, boxes))
-        train = CachedBatches(array, np.flatnonzero(in_train), y_train, cfg.batch_size, True, pin, **shard,
-                              weights=weights)
-        val = CachedBatches(array, np.flatnonzero(in_val), y_val, cfg.batch_size, False, pin, **shard)
+        train = CachedBatches(array, np.flatnonzero(rows.in_train), rows.y_train, train_plan)
+        val = CachedBatches(array, np.flatnonzero(rows.in_val), rows.y_val, val_plan)
     else:
         geo = Geometry(cfg, boxes)
-        train = LoaderBatches(table.loc[in_train, "path"], y_train, geo, cfg.batch_size, True, cfg.num_workers, pin,
-                              **shard, weights=weights)
-        val = LoaderBatches(table.loc[in_val, "path"], y_val, geo, cfg.batch_size, False, cfg.num_workers, pin,
-                            **shard)
+        train = LoaderBatches(table.loc[rows.in_train, "path"], rows.y_train, geo, train_plan, cfg.num_workers)
+        val = LoaderBatches(table.loc[rows.in_val, "path"], rows.y_val, geo, val_plan, cfg.num_workers)
     return train, val, DeviceAugment.from_config(cfg, mean, std, ctx.device)
 
 
@@ -279,8 +287,8 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
     y_val = va["label"].to_numpy()  # true boundary: what the competition scores
 
     trainer = FoldTrainer(cfg, device, labels)
-    train_batches, val_batches, augment = make_batches(cfg, ctx, table, in_train, in_val, y_train, y_val,
-                                                       trainer.mean, trainer.std, boxes)
+    rows = FoldRows(in_train, in_val, y_train, y_val)
+    train_batches, val_batches, augment = make_batches(cfg, ctx, table, rows, trainer.mean, trainer.std, boxes)
     prog = FoldProgress()
     if files.last.exists():  # an interrupted run: continue after its last finished epoch
         prog = trainer.resume(files.last)
