@@ -2,8 +2,10 @@ import shutil
 
 import pytest
 
+from src.core.run_dir import RunDir
 from src.data.demo import generate
 from src.model import weights
+from tests.helpers import train_fast
 
 # tiny and fast: a few persons, small pictures
 TINY = dict(n_train=12, n_eval=4, size=(48, 64))
@@ -22,9 +24,14 @@ def tiny_data(tiny_data_master, tmp_path):
     return dst
 
 
-# config for runs that must finish in seconds
-FAST = ["model=test_efficientnet", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=1", "batch_size=16",
-        "n_folds=2", "num_workers=0", "lr=1e-3", "threads=2"]
+@pytest.fixture(scope="session")
+def tiny_run(tiny_data_master, tmp_path_factory) -> RunDir:
+    """One finished tiny run (seed recipe, FAST: 2 folds) on tiny_data_master, trained once for the whole
+    session and only read; a test that changes a run works on `copy_run(tiny_run, ...)`. Continuing a
+    copy with `train_fast(tiny_data_master, out, name=...)` is the same command: it only finishes."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    assert train_fast(tiny_data_master, out, name="tiny") == 0
+    return RunDir(out / "tiny")
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,59 @@
-"""What many test files share: running a stage as `bash run.sh STAGE ...` would."""
+"""What many test files share: the fast settings, running a stage as `bash run.sh STAGE ...` would,
+a refusal's checks, private copies of runs, probabilities from logits."""
 from __future__ import annotations
 
 import importlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from src.core import labels as L
+from src.core.run_dir import RunDir
 
 
 def stage(name: str, argv: list[str]) -> int:
     """`bash run.sh NAME ARGS...` in this process: src/stages/NAME.py's main, its exit code."""
     return importlib.import_module(f"src.stages.{name}").main(argv)
+
+
+# config for runs that must finish in seconds
+FAST = ["model=test_efficientnet", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=1", "batch_size=16",
+        "n_folds=2", "num_workers=0", "lr=1e-3", "threads=2"]
+
+
+def train_fast(data, out, *more: str, name: str = "h") -> int:
+    """`bash run.sh --data DATA --config seed --name NAME --output OUT` with FAST and `more`: its exit code."""
+    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
+                           *more])
+
+
+def copy_run(run: RunDir, dest: Path) -> RunDir:
+    """A private copy of a run folder, for a test that changes it (the shared tiny run stays as trained)."""
+    shutil.copytree(run.path, dest)
+    return RunDir(dest)
+
+
+def refused(code: int, capsys, *words: str, rc: int = 2) -> str:
+    """The command ended with `rc`, no traceback, and its message holds every word."""
+    err = capsys.readouterr().err
+    assert code == rc, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def shifted_case(n=3000, seed=0):
+    """Good logits with class 5 pushed down by 1.5 nats: argmax misses most of class 5."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, L.N_CLASSES, n)
+    z = rng.normal(0, 1, (n, L.N_CLASSES))
+    z[np.arange(n), y] += 2.0
+    z[:, 5] -= 1.5
+    return softmax(z), y

@@ -22,7 +22,7 @@ from PIL import Image
 from ..core.runtime import atomic_write_text, progress
 from .tables import read_image
 
-DETECT_SIDE = 256  # detection runs on a copy whose longer side is this: 4x faster, same boxes
+DETECT_SIDE = 256  # detection runs on a copy whose longer side is this: faster, the boxes scaled back
 MIN_PROB = 0.90
 BOX_COLUMNS = ["sha1", "x1", "y1", "x2", "y2", "prob"]
 

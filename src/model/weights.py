@@ -104,7 +104,7 @@ def hub_files(tag: str) -> tuple[str, tuple[str, ...]]:
 
 
 def hub_reachable(timeout: float = 5.0) -> bool:
-    """One TCP connection instead of the hub client's five retries (~25 s) when there is no network."""
+    """One TCP connection instead of the hub client's five retries, each waiting out its timeout, when there is no network."""
     import huggingface_hub.constants as hc
 
     if hc.HF_HUB_OFFLINE:

@@ -5,18 +5,13 @@ import pytest
 from PIL import Image
 
 from src.core.labels import PROB_COLS
-from src.core.run_dir import RunDir
 from src.infer import predict
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import copy_run, stage
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_data_master, tmp_path_factory):
-    out = tmp_path_factory.mktemp("predict_runs")
-    assert stage("train", ["--data", str(tiny_data_master), "--config", "seed", "--name", "p", "--output", str(out),
-                          *FAST]) == 0
-    return RunDir(out / "p")
+def run_dir(tiny_run, tmp_path_factory):
+    return copy_run(tiny_run, tmp_path_factory.mktemp("predict_runs") / "p")
 
 
 def test_predict_gives_the_pipelines_eval_probabilities(run_dir, tiny_data_master):

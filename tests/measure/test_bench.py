@@ -4,8 +4,7 @@ import pytest
 
 from src.core.run_dir import RunDir
 from src.measure import bench
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import FAST, stage
 
 
 def test_bench_runs_each_recipe_and_writes_one_table(tiny_data, tmp_path, monkeypatch):

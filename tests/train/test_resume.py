@@ -4,13 +4,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from tests.conftest import FAST
-
-ROOT = Path(__file__).resolve().parent.parent
+from src.core.config import ROOT
+from tests.helpers import FAST
 
 
 def _cmd(data, out):

@@ -12,8 +12,7 @@ from src.core.config import load_config
 from src.model import weights
 from src.model.backbones import build_model
 from src.model.weights import WeightsError, classifier_layers, resolve
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import FAST, stage
 
 
 @pytest.fixture

@@ -8,47 +8,30 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.core.run_dir import RunDir
 from src.data.tables import DataError, load_train, read_image
 from src.infer import predict
 from src.measure import bench
-from tests.conftest import FAST
-from tests.helpers import stage
-
-
-def _job(data, out, *extra, name="h"):
-    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
-                          *extra])
-
-
-def _refused(code, capsys, *words):
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in err, err
-    return err
-
+from tests.helpers import FAST, copy_run, refused, stage, train_fast
 
 # ---- what the user typed --------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["../escape", "/tmp/abs-run", "a/b", ".", ".hidden"])
 def test_a_run_name_must_be_a_plain_name(tiny_data, tmp_path, capsys, name):
     out = tmp_path / "out"
-    _refused(_job(tiny_data, out, name=name), capsys, "plain folder name")
+    refused(train_fast(tiny_data, out, name=name), capsys, "plain folder name")
     assert not out.exists() and not (tmp_path / "escape").exists()
 
 
 @pytest.mark.parametrize("bad", ["epochs=0", "lr=0", "batch_size=0", "lr=-1", "device=gpu", "n_folds=1"])
 def test_bad_values_are_refused_before_any_folder(tiny_data, tmp_path, capsys, bad):
     out = tmp_path / "out"
-    _refused(_job(tiny_data, out, bad), capsys, bad.split("=")[0])
+    refused(train_fast(tiny_data, out, bad), capsys, bad.split("=")[0])
     assert not out.exists()
 
 
 def test_more_folds_than_persons_leaves_no_run_folder(tiny_data, tmp_path, capsys):
     out = tmp_path / "out"
-    _refused(_job(tiny_data, out, "n_folds=50", "folds=0"), capsys, "12 person(s) cannot be split", "n_folds=50")
+    refused(train_fast(tiny_data, out, "n_folds=50", "folds=0"), capsys, "12 person(s) cannot be split", "n_folds=50")
     assert not (out / "h").exists()
 
 
@@ -56,13 +39,13 @@ def test_a_recipe_with_a_yaml_error_names_the_file_and_line(tiny_data, tmp_path,
     recipe = tmp_path / "broken.yaml"
     recipe.write_text("epochs: 2\nlr: [1e-3\nmodel: resnet18\n")
     code = stage("train", ["--data", str(tiny_data), "--config", str(recipe), "--output", str(tmp_path / "out")])
-    _refused(code, capsys, str(recipe), "line")
+    refused(code, capsys, str(recipe), "line")
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without a GPU")
 def test_cuda_without_a_gpu_is_refused_up_front(tiny_data, tmp_path, capsys):
-    _refused(_job(tiny_data, tmp_path / "out", "device=cuda"), capsys, "device=cuda", "no CUDA GPU")
+    refused(train_fast(tiny_data, tmp_path / "out", "device=cuda"), capsys, "device=cuda", "no CUDA GPU")
     assert not (tmp_path / "out").exists()
 
 
@@ -75,7 +58,7 @@ def test_argument_abbreviations_are_not_guessed(tiny_data, tmp_path, capsys):
 def test_an_unwritable_output_is_a_message_naming_the_path(tiny_data, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    _refused(_job(tiny_data, blocker / "out"), capsys, "cannot write", str(blocker))
+    refused(train_fast(tiny_data, blocker / "out"), capsys, "cannot write", str(blocker))
 
 
 def test_speed_needs_at_least_one_image(capsys):
@@ -89,7 +72,7 @@ def test_bench_checks_every_recipe_before_training_the_first(tiny_data, tmp_path
     trained = []
     monkeypatch.setattr(bench, "run_job", lambda *a, **k: trained.append(a))
     code = stage("bench", ["--data", str(tiny_data), "--recipes", "seed,seed+epochz=2", "--name", "b", *FAST])
-    _refused(code, capsys, "recipe seed+epochz=2", "epochz")
+    refused(code, capsys, "recipe seed+epochz=2", "epochz")
     assert trained == [] and not (tmp_path / "output" / "bench" / "b" / "seed").exists()
 
 
@@ -105,7 +88,7 @@ def _edit_train_csv(data, fn):
 def test_train_and_eval_problems_come_in_one_list(tiny_data, tmp_path, capsys):
     _edit_train_csv(tiny_data, lambda df: df.__setitem__("gender", ["robot"] + list(df["gender"][1:])))
     next((tiny_data / "eval" / "images").iterdir()).unlink()
-    _refused(_job(tiny_data, tmp_path / "out"), capsys, "2 problem(s)", "robot", "is missing")
+    refused(train_fast(tiny_data, tmp_path / "out"), capsys, "2 problem(s)", "robot", "is missing")
     assert not (tmp_path / "out" / "h").exists()
 
 
@@ -163,10 +146,8 @@ def test_corrections_errors_cite_the_files_own_line(tiny_data, tmp_path):
 # ---- outputs that can't lie -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def finished(tiny_data_master, tmp_path_factory):
-    out = tmp_path_factory.mktemp("hardening_runs")
-    assert _job(tiny_data_master, out, "folds=0") == 0
-    return RunDir(out / "h")
+def finished(tiny_run, tmp_path_factory):
+    return copy_run(tiny_run, tmp_path_factory.mktemp("hardening_runs") / "h")
 
 
 def test_a_stale_onnx_export_is_never_used(finished, tiny_data_master, capsys):
@@ -175,7 +156,7 @@ def test_a_stale_onnx_export_is_never_used(finished, tiny_data_master, capsys):
     assert stage("predict", ["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]) == 0
     capsys.readouterr()
     os.utime(finished.fold(0).best, ns=(1, 1))  # the fold's model was rewritten since the export
-    _refused(stage("predict", ["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]), capsys,
+    refused(stage("predict", ["--run", str(finished.path), "--engine", "onnx", *map(str, photos)]), capsys,
              "stale", "bash run.sh export")
     assert stage("predict", ["--run", str(finished.path), *map(str, photos)]) == 0  # auto: PyTorch, and says so
     assert "predicting with PyTorch" in capsys.readouterr().err
@@ -185,28 +166,27 @@ def test_predict_checks_out_before_reading_photos_and_fails_when_nothing_was_rea
                                                                                 monkeypatch):
     real = predict.predict
     monkeypatch.setattr(predict, "predict", lambda *a, **k: pytest.fail("predicted before checking --out"))
-    _refused(stage("predict", ["--run", str(finished.path), "--out", str(tmp_path / "no" / "x.csv"), "p.jpg"]), capsys,
+    refused(stage("predict", ["--run", str(finished.path), "--out", str(tmp_path / "no" / "x.csv"), "p.jpg"]), capsys,
              "does not exist")
     (tmp_path / "taken.csv").write_text("keep me")
-    _refused(stage("predict", ["--run", str(finished.path), "--out", str(tmp_path / "taken.csv"), "p.jpg"]), capsys,
+    refused(stage("predict", ["--run", str(finished.path), "--out", str(tmp_path / "taken.csv"), "p.jpg"]), capsys,
              "exists")
     assert (tmp_path / "taken.csv").read_text() == "keep me"
     monkeypatch.setattr(predict, "predict", real)
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not a photo")
-    _refused(stage("predict", ["--run", str(finished.path), str(junk)]), capsys, "no image could be read")
+    refused(stage("predict", ["--run", str(finished.path), str(junk)]), capsys, "no image could be read")
 
 
-def test_export_of_a_run_without_a_finished_fold_is_refused(tmp_path, capsys):
+def test_export_of_a_run_without_a_finished_fold_isrefused(tmp_path, capsys):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.yaml").write_text("epochs: 1\n")
-    _refused(stage("export", ["--run", str(tmp_path / "r")]), capsys, "no finished fold")
+    refused(stage("export", ["--run", str(tmp_path / "r")]), capsys, "no finished fold")
 
 
-def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_data, tmp_path, capsys):
+def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_run, tiny_data_master, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _job(tiny_data, out, "folds=0", name="busy") == 0
-    run = RunDir(out / "busy")
+    run = copy_run(tiny_run, out / "busy")
     run.marker.unlink()  # make it look unfinished, so the same command would continue it
     run.metrics.unlink()
     fd = os.open(run.lock_file, os.O_RDWR)
@@ -214,22 +194,21 @@ def test_a_second_process_on_the_same_run_is_told_who_holds_it(tiny_data, tmp_pa
     os.ftruncate(fd, 0)
     os.write(fd, b"process 4242 on somewhere since now")
     try:
-        _refused(_job(tiny_data, out, "folds=0", name="busy"), capsys, "being written by process 4242")
+        refused(train_fast(tiny_data_master, out, name="busy"), capsys, "being written by process 4242")
     finally:
         os.close(fd)
     assert not (out / "busy-2").exists()
 
 
-def test_partial_files_of_a_killed_write_are_cleaned_when_the_run_continues(tiny_data, tmp_path):
+def test_partial_files_of_a_killed_write_are_cleaned_when_the_run_continues(tiny_run, tiny_data_master, tmp_path):
     out = tmp_path / "out"
-    assert _job(tiny_data, out, "folds=0", name="c") == 0
-    run = RunDir(out / "c")
+    run = copy_run(tiny_run, out / "c")
     run.marker.unlink()
     run.metrics.unlink()
     orphans = [run.path / "fold0_last.ptabc123.tmp", run.path / "metrics.json.tmp", run.onnx_partial]
     for p in orphans:
         p.write_bytes(b"half")
-    assert _job(tiny_data, out, "folds=0", name="c") == 0  # the same command continues (and finishes) it
+    assert train_fast(tiny_data_master, out, name="c") == 0  # the same command continues (and finishes) it
     assert not any(p.exists() for p in orphans) and run.finished()
 
 
@@ -240,7 +219,7 @@ def test_a_full_disk_is_a_message_naming_the_file(tiny_data, tmp_path, capsys, m
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 4416 vs 4310")
 
     monkeypatch.setattr(torch, "save", full)
-    err = _refused(_job(tiny_data, tmp_path / "out", "folds=0"), capsys, "cannot write", "fold0_",
+    err = refused(train_fast(tiny_data, tmp_path / "out", "folds=0"), capsys, "cannot write", "fold0_",
                    "unexpected pos", "MiB free")
     assert "Traceback" not in err
     assert not list((tmp_path / "out" / "h").glob("*.tmp"))  # the half-written checkpoint is gone

@@ -7,8 +7,7 @@ import torch
 from src.core.config import load_config
 from src.core.runtime import amp_dtype
 from src.measure import gpucheck
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import FAST, stage
 
 
 def test_refuses_without_cuda(tmp_path, monkeypatch, capsys):

@@ -15,8 +15,7 @@ from src.data.mask_draw import SHAPES, Face, draw
 from src.data.tables import DataError
 from src.pipeline import job as pipeline
 from src.train.trainer import split_masks
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import FAST, stage
 
 # a face with known landmarks on a 384x512 photo: eyes, nose tip, mouth corners; its box
 EYES = np.array([[150.0, 220.0], [234.0, 220.0]])

@@ -19,29 +19,14 @@ from PIL import Image
 from src.core.config import ROOT
 from src.core.run_dir import RunDir
 from src.stages import STAGES
-from tests.conftest import FAST
-from tests.helpers import stage
-
-
-def _job(data, out, *more, name="h"):
-    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out), *FAST,
-                          *more])
-
-
-def _refused(code, capsys, *words, rc=2):
-    err = capsys.readouterr().err
-    assert code == rc, err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in err, err
-    return err
+from tests.helpers import FAST, copy_run, refused, stage, train_fast
 
 
 @pytest.fixture(scope="module")
-def run2(tiny_data_master, tmp_path_factory):
+def run2(tiny_run, tmp_path_factory):
     """A finished 2-fold run, and a copy of it stopped after fold 0 (fold 1 and the run unfinished)."""
     out = tmp_path_factory.mktemp("paths_runs")
-    assert _job(tiny_data_master, out) == 0
+    copy_run(tiny_run, out / "h")
     shutil.copytree(out / "h", out / "half")
     for f in [*(out / "half").glob("fold1*"), out / "half" / "run.finished"]:
         f.unlink()
@@ -79,7 +64,7 @@ def test_paths_typed_by_the_user_are_taken_from_where_the_user_stands(run2, tiny
 def test_a_missing_data_folder_is_named_absolutely(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = stage("train", ["--data", "nowhere", "--config", "seed", "--output", "out", *FAST])
-    _refused(code, capsys, str(tmp_path / "nowhere" / "train" / "train.csv"))
+    refused(code, capsys, str(tmp_path / "nowhere" / "train" / "train.csv"))
     assert not (tmp_path / "out").exists()
 
 
@@ -118,9 +103,9 @@ def test_a_failed_start_leaves_no_run_folder(tiny_data, tmp_path, capsys, case):
         cache.mkdir()
         cache.chmod(0o500)
         more, words = [f"cache_dir={cache}"], [str(cache), "cannot write"]
-    _refused(_job(tiny_data, out, *more), capsys, *words)
+    refused(train_fast(tiny_data, out, *more), capsys, *words)
     assert not (out / "h").exists()
-    assert _job(tiny_data, out, "folds=0") == 0 and (out / "h" / "run.finished").exists()  # the name is free
+    assert train_fast(tiny_data, out, "folds=0") == 0 and (out / "h" / "run.finished").exists()  # the name is free
 
 
 def mounted_tmpfs(where: Path, size: str) -> bool:
@@ -139,14 +124,14 @@ def test_a_read_only_cache_and_a_full_disk_are_said_before_any_folder(tiny_data,
     try:
         out = tmp_path / "out"
         # full: the decoded cache at 320x240 needs ~28 MiB for 112 photos; 2 MiB are there
-        err = _refused(_job(tiny_data, out, "img_size=320,240", f"cache_dir={small}"), capsys, "MiB free",
+        err = refused(train_fast(tiny_data, out, "img_size=320,240", f"cache_dir={small}"), capsys, "MiB free",
                        str(small))
         assert "cache=false" in err and not (out / "h").exists() and not list(small.glob("*.npy*"))
         subprocess.run(["mount", "-o", "remount,ro", str(small)], check=True)
-        _refused(_job(tiny_data, out, f"cache_dir={small}"), capsys, str(small), "cannot write")
+        refused(train_fast(tiny_data, out, f"cache_dir={small}"), capsys, str(small), "cannot write")
         assert not (out / "h").exists()
         assert stage("predict", ["--run", "x", "--out", str(small / "p.csv"), "a.jpg"]) == 2  # checked first
-        _refused(2, capsys, str(small))
+        refused(2, capsys, str(small))
     finally:
         subprocess.run(["umount", str(small)], capture_output=True)
 
@@ -177,7 +162,7 @@ def test_too_few_persons_per_cell_is_a_data_error_with_the_others(tiny_data, tmp
         shutil.rmtree(tiny_data / "train" / "images" / folder)
     keep.to_csv(tiny_data / "train" / "train.csv", index=False)
     (tiny_data / "eval" / "info.csv").write_text("ImageID,ans\nmissing.jpg,0\n")
-    err = _refused(_job(tiny_data, tmp_path / "out"), capsys, "fewer persons than n_folds=2", "missing.jpg")
+    err = refused(train_fast(tiny_data, tmp_path / "out"), capsys, "fewer persons than n_folds=2", "missing.jpg")
     assert "Traceback" not in err
     assert not (tmp_path / "out" / "h").exists()
 
@@ -213,24 +198,24 @@ def test_blend_options_take_the_config_keys_parsers(capsys):
                         (["--runs", "a", "--decision", "maybe"], ["--decision"])):
         with pytest.raises(SystemExit) as e:
             stage("blend", args)
-        _refused(e.value.code, capsys, *words)
+        refused(e.value.code, capsys, *words)
 
 
 def test_audit_checks_the_noise_log_before_writing_anything(run2, capsys):
     run = run2[0]
     before = sorted(run.path.glob("audit*.csv"))
-    _refused(stage("audit", ["--run", str(run.path), "--noise-log", "/missing.csv"]), capsys, "/missing.csv")
+    refused(stage("audit", ["--run", str(run.path), "--noise-log", "/missing.csv"]), capsys, "/missing.csv")
     assert sorted(run.path.glob("audit*.csv")) == before
 
 
 @pytest.mark.parametrize("args,words", [(["--device", "cuda"], ["device=cuda"]), (["epoch=3"], ["epochs"]),
                                         (["--data", "/missing"], ["/missing/train/train.csv"])])
 def test_speed_says_what_is_wrong(args, words, capsys, tmp_path):
-    _refused(stage("speed", [*args, "--out", str(tmp_path / "s")]), capsys, *words)
+    refused(stage("speed", [*args, "--out", str(tmp_path / "s")]), capsys, *words)
 
 
 def test_an_unknown_stage_is_named_with_the_closest_and_the_list(capsys):
-    _refused(stage("train", ["trian"]), capsys, "'trian' is not a stage", "Did you mean 'train'?", "gallery",
+    refused(stage("train", ["trian"]), capsys, "'trian' is not a stage", "Did you mean 'train'?", "gallery",
              "extra", "bench")
 
 
@@ -265,7 +250,7 @@ def test_every_stage_answers_help_without_a_traceback():
 def test_weights_out_on_a_place_that_cannot_be_written_is_said_first(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _refused(stage("weights", ["resnet18", "--out", str(blocker / "sub")]), capsys, str(blocker / "sub"),
+    refused(stage("weights", ["resnet18", "--out", str(blocker / "sub")]), capsys, str(blocker / "sub"),
              "cannot write")
 
 
@@ -299,14 +284,14 @@ def test_a_corrections_files_unknown_id_is_listed_with_the_datas_other_problems(
     fix = tmp_path / "fix.csv"
     fix.write_text(f"id,gender\n# from the audit\n{ids[0]},robot\nno_such_person,male\n")
     (tiny_data / "eval" / "info.csv").write_text("ImageID,ans\nmissing.jpg,0\n")
-    err = _refused(_job(tiny_data, tmp_path / "out", f"corrections={fix}"), capsys,
+    err = refused(train_fast(tiny_data, tmp_path / "out", f"corrections={fix}"), capsys,
                    f"{fix} line 3 (id {ids[0]}): gender 'robot'", f"{fix} line 4 (id no_such_person)",
                    "missing.jpg")
     assert "not a person in train.csv" in err
 
 
 def test_progress_off_a_terminal_is_one_line_per_loop(tiny_data, tmp_path, capsys):
-    assert _job(tiny_data, tmp_path / "out", "folds=0") == 0
+    assert train_fast(tiny_data, tmp_path / "out", "folds=0") == 0
     captured = capsys.readouterr()
     assert "\r" not in captured.err and "\r" not in captured.out
     assert "fold 0 epoch 1/1: " in captured.err  # the epoch's line: batches, seconds, loss

@@ -69,7 +69,7 @@ def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_pat
 
     from src.core.labels import PROB_COLS
     from src.core.run_dir import RunDir
-    from tests.conftest import FAST
+    from tests.helpers import FAST
 
     assert stage("train", ["--data", str(tiny_data), "--config", "seed", "--name", "g", "--output", str(tmp_path),
                           *FAST, "group_eval=7", "decision=bias"]) == 0

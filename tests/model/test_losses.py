@@ -1,9 +1,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from src.core.config import load_config
+from src.core.config import LOSSES, load_config
 from src.model.losses import FocalLoss, build_loss, inverse_frequency_weights
 
 
@@ -41,11 +42,42 @@ def test_inverse_frequency_weights():
     assert abs(w[:2].mean() - 1) < 1e-6
 
 
-def test_loss_choices_build():
-    y = np.arange(18).repeat(2)
-    for name in ("focal", "ce", "weighted_ce", "smooth"):
-        loss = build_loss(load_config("seed", [f"loss={name}"]), y)
-        assert loss(torch.randn(4, 18), torch.tensor([0, 1, 2, 3])).item() > 0
+def _hand_loss(name: str, logits: list[list[float]], target: list[int], train: list[int], gamma: float,
+               eps: float) -> float:
+    """Each loss of config.LOSSES written out in plain Python, from its definition."""
+    probs = [[math.exp(v) / sum(math.exp(u) for u in row) for v in row] for row in logits]
+    n, c = len(target), len(logits[0])
+    nll = [-math.log(p[t]) for p, t in zip(probs, target)]
+    focal = sum((1 - p[t]) ** gamma * l for p, t, l in zip(probs, target, nll)) / n
+    counts = [train.count(k) for k in range(c)]
+    inv = [1 / k if k else 0.0 for k in counts]
+    w = [x / (sum(inv) / sum(1 for k in counts if k)) for x in inv]  # mean 1 over the classes present
+    f1s = []
+    for k in range(c):
+        tp = sum(p[k] for p, t in zip(probs, target) if t == k)
+        fp = sum(p[k] for p, t in zip(probs, target) if t != k)
+        fn = sum(1 - p[k] for p, t in zip(probs, target) if t == k)
+        if k in target or sum(p[k] for p in probs) > 0.5:
+            f1s.append(2 * tp / (2 * tp + fp + fn + 1e-7))
+    soft_f1 = 1 - sum(f1s) / len(f1s)
+    return {"focal": focal,
+            "ce": sum(nll) / n,
+            "weighted_ce": sum(w[t] * l for t, l in zip(target, nll)) / sum(w[t] for t in target),
+            "smooth": sum((1 - eps) * l + eps / c * sum(-math.log(q) for q in p) for p, l in zip(probs, nll)) / n,
+            "f1": soft_f1,
+            "focal_f1": focal + soft_f1}[name]
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_loss_equals_its_hand_value(name):
+    torch.manual_seed(1)
+    logits = (torch.randn(5, 18) * 2).double()
+    target = [0, 1, 1, 5, 17]
+    train = [0] * 6 + [1] * 3 + [5] * 2 + [17] + list(range(18))  # unequal counts: weights that matter
+    cfg = load_config("seed", [f"loss={name}", "focal_gamma=1.5", "label_smoothing=0.2"])
+    got = build_loss(cfg, np.array(train))(logits.float(), torch.tensor(target)).item()
+    hand = _hand_loss(name, logits.tolist(), target, train, gamma=1.5, eps=0.2)
+    assert got == pytest.approx(hand, rel=1e-4, abs=1e-5)
 
 
 def test_soft_f1_loss_matches_hard_f1_on_confident_predictions():

@@ -8,9 +8,7 @@ import pytest
 from src.core.run_dir import RunDir
 from src.core.tracker import EPOCH_SCALARS, FINAL_SCALARS
 from src.pipeline.job import run_job
-from tests.helpers import stage
-
-from .conftest import FAST
+from tests.helpers import FAST, stage
 
 
 def scalars(folder) -> dict[str, list[tuple[int, float]]]:

@@ -2,14 +2,13 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from src.core.config import ROOT
 from src.data.batches import batch_positions
 
-ROOT = Path(__file__).resolve().parent.parent
 # GroupNorm model, no flips: nothing couples samples inside a batch, so 2 ranks x 7 images
 # must reproduce 1 process x 14 images up to float summation order
 CFG = ["model=test_efficientnet_gn", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=2", "batch_size=14",

@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 
 from src.pipeline import job as pipeline
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import train_fast
 
 
 @pytest.fixture
@@ -15,15 +14,12 @@ def out_dir(tmp_path):
 
 
 def _run(data, name, *extra, out=None):
-    out = out or data.parent / "output"
-    return stage("train", ["--data", str(data), "--config", "seed", "--name", name, "--output", str(out),
-                          *FAST, *extra])
+    return train_fast(data, out or data.parent / "output", *extra, name=name)
 
 
-def test_end_to_end_writes_valid_submission_and_report(tiny_data, out_dir):
-    assert _run(tiny_data, "tiny") == 0
-    run = out_dir / "tiny"
-    info = pd.read_csv(tiny_data / "eval" / "info.csv")
+def test_end_to_end_writes_valid_submission_and_report(tiny_run, tiny_data_master):
+    run = tiny_run.path
+    info = pd.read_csv(tiny_data_master / "eval" / "info.csv")
     sub = pd.read_csv(run / "submission.csv")
     assert list(sub.columns) == ["ImageID", "ans"]
     assert sub["ImageID"].tolist() == info["ImageID"].tolist()  # each once, in info.csv order

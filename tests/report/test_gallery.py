@@ -17,23 +17,17 @@ from src.core.config import ROOT, load_config
 from src.core.labels import PROB_COLS
 from src.core.run_dir import RunDir
 from src.data.tables import training_table
-from src.pipeline.job import run_job
 from src.report import gallery
-from tests.helpers import stage
-
-from .conftest import FAST
+from tests.helpers import copy_run, stage
 
 SCREENSHOTS = ROOT / "output" / "test-screenshots"  # for a person to look at after the tests
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_data_master):
+def trained(tmp_path_factory, tiny_data_master, tiny_run):
     """A tiny finished run (2 folds, eval answers known) with an audit that lists every person."""
-    data = tmp_path_factory.mktemp("gallery") / "data"
-    shutil.copytree(tiny_data_master, data)
-    out = data.parent / "out"
-    result = run_job(data, None, FAST + ["folds=all"], "g", out)
-    run = RunDir(result["run_dir"])
+    data = tiny_data_master  # only read
+    run = copy_run(tiny_run, tmp_path_factory.mktemp("gallery") / "g")
     assert stage("audit", ["--run", str(run.path), "--threshold", "0"]) == 0
     gallery.write_gallery(run)  # again, now with the audit's candidates
     return run, data

@@ -14,8 +14,7 @@ from src.infer import predict
 from src.infer.age_edge import EDGES, decide_edge, edge_f1, fit_edge, oof_probs_as_eval, probs_at_edge
 from src.model.backbones import OrdinalAge, band_log_probs, build_model
 from src.model.losses import OrdinalAgeLoss, build_loss, pack_targets
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import FAST, stage
 
 TINY_MODEL = ["model=test_efficientnet", "pretrained=false"]
 

@@ -7,16 +7,12 @@ import pytest
 from src.core.run_dir import RunDir
 from src.pipeline import job as pipeline
 from src.train.trainer import split_masks
-from tests.conftest import FAST
-from tests.helpers import stage
+from tests.helpers import FAST, stage
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny_data_master, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pseudo_teacher")
-    assert stage("train", ["--data", str(tiny_data_master), "--config", "seed", "--name", "t", "--output", str(out),
-                          *FAST, "folds=0"]) == 0
-    return RunDir(out / "t")
+def teacher(tiny_run):
+    return tiny_run  # only read
 
 
 def test_pseudo_rows_are_in_every_folds_training_rows_and_no_validation(teacher, tiny_data, tmp_path):

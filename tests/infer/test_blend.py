@@ -1,59 +1,19 @@
-"""The decision layer and the blend on small synthetic cases."""
+"""The blend of finished runs, on small synthetic cases."""
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from src.core import labels as L
 from src.core.labels import PROB_COLS
-from src.core.metrics import fast_macro_f1
 from src.core.run_dir import RunDir
 from src.infer import blend
-from src.infer.decision import decide, fit_biases, nested_estimate
-from tests.helpers import stage
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def _shifted_case(n=3000, seed=0):
-    """Good logits with class 5 pushed down by 1.5 nats: argmax misses most of class 5."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, L.N_CLASSES, n)
-    z = rng.normal(0, 1, (n, L.N_CLASSES))
-    z[np.arange(n), y] += 2.0
-    z[:, 5] -= 1.5
-    return _softmax(z), y
-
-
-def test_bias_search_recovers_a_known_shift_and_never_lowers_the_fitted_f1():
-    probs, y = _shifted_case()
-    b = fit_biases(probs, y, grid=np.round(np.arange(-2, 2.01, 0.1), 2), passes=3)
-    assert b[5] - np.median(np.delete(b, 5)) == pytest.approx(1.5, abs=0.45)  # class 5 pushed back up
-    before, after = fast_macro_f1(y, probs.argmax(1)), fast_macro_f1(y, decide(probs, b))
-    assert after > before + 0.02
-    for seed in range(3):  # on pure noise too: never below the argmax it starts from
-        noise = _softmax(np.random.default_rng(seed).normal(0, 1, (400, 18)))
-        yn = np.random.default_rng(seed + 9).integers(0, 18, 400)
-        assert fast_macro_f1(yn, decide(noise, fit_biases(noise, yn))) >= fast_macro_f1(yn, noise.argmax(1))
-
-
-def test_nested_estimate_is_below_the_in_sample_one_on_noise():
-    rng = np.random.default_rng(3)
-    probs, y = _softmax(rng.normal(0, 1, (900, 18))), rng.integers(0, 18, 900)
-    folds = np.arange(900) % 3
-    in_sample = fast_macro_f1(y, decide(probs, fit_biases(probs, y)))
-    nested, _ = nested_estimate(probs, y, folds)
-    assert nested < in_sample
-    assert nested_estimate(probs, y, np.zeros(900)) is None  # one fold: nothing to hold out
+from tests.helpers import shifted_case, softmax, stage
 
 
 def test_blend_weights_favour_the_better_model():
-    probs, y = _shifted_case(2000, seed=4)
+    probs, y = shifted_case(2000, seed=4)
     rng = np.random.default_rng(5)
-    bad = _softmax(rng.normal(0, 1, probs.shape))
+    bad = softmax(rng.normal(0, 1, probs.shape))
     w = blend.fit_weights([bad, probs], y)
     assert w.sum() == pytest.approx(1) and (w >= 0).all() and w[1] > 0.8
 
@@ -85,10 +45,10 @@ def two_runs(tiny_data, tmp_path):
     oof = table.merge(folds[["person", "fold"]], on="person")[["fold", "person", "shot", "label", "path"]]
     ev = load_eval(tiny_data, check_pixels=False)
     rng = np.random.default_rng(0)
-    good = _softmax(np.eye(18)[oof["label"]] * 3 + rng.normal(0, 1, (len(oof), 18)))
-    good_eval = _softmax(np.eye(18)[ev["true"]] * 3 + rng.normal(0, 1, (len(ev), 18)))
-    noisy = _softmax(rng.normal(0, 1, (len(oof), 18)))
-    noisy_eval = _softmax(rng.normal(0, 1, (len(ev), 18)))
+    good = softmax(np.eye(18)[oof["label"]] * 3 + rng.normal(0, 1, (len(oof), 18)))
+    good_eval = softmax(np.eye(18)[ev["true"]] * 3 + rng.normal(0, 1, (len(ev), 18)))
+    noisy = softmax(rng.normal(0, 1, (len(oof), 18)))
+    noisy_eval = softmax(rng.normal(0, 1, (len(ev), 18)))
     runs = tmp_path / "runs"
     a = _fake_run(runs, "good", tiny_data, good, good_eval, folds, oof, ev["ImageID"])
     b = _fake_run(runs, "noisy", tiny_data, noisy, noisy_eval, folds, oof, ev["ImageID"])
