@@ -8,6 +8,7 @@
 #   bash run.sh export --run RUN                                                 the ensemble as ONNX
 #   bash run.sh audit --run RUN [--noise-log FILE]                               suspected mislabels
 #   bash run.sh gallery --run RUN                                                the error-analysis page
+#   bash run.sh compare RUN_A RUN_B                                              the same numbers?
 #   bash run.sh extra --from DIR [--preview 24] [--out FILE.png]                 outside photos with drawn masks
 #   bash run.sh blend --runs A[,B...] [--decision bias] [--name N]              blend runs, decide for macro-F1
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
@@ -58,7 +59,7 @@ case "${1:-}" in
         browser
         exec "$PY" -m pytest -q tests "$@"
         ;;
-    train|predict|export|audit|gallery|extra|blend|bench|speed|weights|gpucheck)
+    train|predict|export|audit|gallery|compare|extra|blend|bench|speed|weights|gpucheck)
         # each stage is one thin module, src/stages/<stage>.py (the list: src/stages/__init__.py)
         stage=$1
         shift

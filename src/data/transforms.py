@@ -85,7 +85,13 @@ class DeviceAugment:
 
     @classmethod
     def from_config(cls, cfg, mean, std, device):
+        """Training's: the config's flip, shift and colour."""
         return cls(mean, std, cfg.hflip, device, cfg.shift_px, cfg.color_jitter)
+
+    @classmethod
+    def normalise_only(cls, mean, std, device):
+        """Inference's: the model's normalisation and nothing random (TTA views are made afterwards)."""
+        return cls(mean, std, 0.0, device)
 
     def _uniform(self, n: int, lo: float, hi: float, device) -> torch.Tensor:
         return (lo + (hi - lo) * torch.rand(n, generator=self.generator)).to(device)

@@ -138,7 +138,7 @@ def photo_batches(paths: list[str], reading: PhotoReading) -> Callable:
             batches = CachedBatches(array, np.arange(len(paths)), None, plan)
         else:
             batches = LoaderBatches(paths, None, Geometry(fm.cfg, reading.boxes), plan, cfg.num_workers)
-        return batches, DeviceAugment(fm.mean, fm.std, 0.0, device)
+        return batches, DeviceAugment.normalise_only(fm.mean, fm.std, device)
 
     return batches_for
 

@@ -12,6 +12,7 @@ STAGES = {
     "export": "the fold ensemble (+ flip TTA) as one ONNX file  --run RUN",
     "audit": "persons whose labels the OOF predictions contradict  --run RUN [--noise-log FILE]",
     "gallery": "the error-analysis page RUN/gallery.html  --run RUN",
+    "compare": "are two runs the same numbers (apart from the machine's times)?  RUN_A RUN_B",
     "extra": "outside photos with drawn masks, as a contact sheet  --from DIR [--preview 24] [--out FILE.png]",
     "blend": "blend runs, group persons, decide for macro-F1  --runs A[,B...] [--decision bias] [--group-eval 7]",
     "bench": "recipes trained under one protocol, one table  [--protocol cpu|gpu] [--recipes seed,recommended]",

@@ -24,8 +24,8 @@ import argparse
 import sys
 import time
 
-from ..core.config import ROOT, user_path
-from ..core.run_dir import RunDir
+from ..core.config import user_path
+from ..core.run_dir import OUTPUT, RunDir
 from ..data.tables import Layout
 from ..measure.gpucheck import (CHECKS, check_onnx, check_parallel, check_precision, check_resume, check_speed,
                                 check_torchrun, table, write_summary)
@@ -34,7 +34,7 @@ from ..measure.gpucheck import (CHECKS, check_onnx, check_parallel, check_precis
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=user_path, default=ROOT / "output" / "gpucheck")
+    ap.add_argument("--out", type=user_path, default=OUTPUT / "gpucheck")
     ap.add_argument("--only", default=",".join(CHECKS), help="comma-separated subset of the checks")
     ap.add_argument("--epochs", type=int, default=6, help="epochs of each demo run")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..core.config import ROOT, ConfigError, user_path
+from ..core.config import ConfigError, user_path
+from ..core.run_dir import OUTPUT
 from ..core.runtime import CannotWrite, writing_errors
 from ..data.tables import DataError
 from ..measure.speed import measure
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data", type=user_path)
     ap.add_argument("--config", default="seed")
     ap.add_argument("--images", type=int, default=512, help="photos per measurement")
-    ap.add_argument("--out", type=user_path, default=ROOT / "output" / "speed", help="folder for the result files")
+    ap.add_argument("--out", type=user_path, default=OUTPUT / "speed", help="folder for the result files")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     if args.images < 1:

@@ -61,7 +61,7 @@ def test_cache_and_predict_see_the_same_pixels(tmp_path, how):
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     array = load_or_build([str(p) for p in paths], cfg, tmp_path / "c")
     (xb, _), = CachedBatches(array, np.arange(3), None, BatchPlan(8, False))
-    cached = DeviceAugment(mean, std, 0.0, "cpu")(xb, train=False)
+    cached = DeviceAugment.normalise_only(mean, std, "cpu")(xb, train=False)
     x, errors = Preprocess(FoldModel(None, mean, std, cfg, "fold0_best"))(paths)
     assert errors == [None] * 3
     torch.testing.assert_close(torch.from_numpy(x), cached, atol=1e-5, rtol=1e-5)

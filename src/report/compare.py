@@ -1,0 +1,92 @@
+"""Are two runs the same numbers? Every file of run A against the same file of run B: byte for byte,
+else the same values apart from what measures the machine rather than the model (wall-clock
+seconds, images per second, memory, when the page was built). Checkpoints: every tensor exactly.
+
+What it is for: a change that must not change results (a refactor, a faster data path) is checked
+by training the same command before and after and comparing the two runs.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.run_dir import RunDir
+
+# keys and columns whose values measure the machine: any name holding one of these
+MACHINE = ("seconds", "img_s", "gib", "built")
+# files that only repeat the numbers above for people (with the machine's times in their tables),
+# or name the process that held the run
+SKIPPED = {"report.md", "gallery.html", "run.lock", "curves.png", "confusion_oof.png", "confusion_eval.png"}
+
+
+def machine(name: str) -> bool:
+    return any(m in name for m in MACHINE)
+
+
+def without_machine(value):
+    """A JSON-like value with every machine-measuring key left out, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_machine(v) for k, v in value.items() if not machine(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [without_machine(v) for v in value]
+    return value
+
+
+def csv_rows(path: Path) -> list[dict]:
+    rows = csv.DictReader(io.StringIO(path.read_text()))
+    return [{k: v for k, v in r.items() if not machine(k)} for r in rows]
+
+
+def same_tensors(a, b) -> bool:
+    """Nested dicts/lists of tensors, arrays and plain values: equal, tensors and arrays exactly;
+    machine keys left out."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
+            and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype \
+            and np.array_equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka = {k for k in a if not machine(str(k))}
+        return ka == {k for k in b if not machine(str(k))} and all(same_tensors(a[k], b[k]) for k in ka)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_tensors(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def same_values(a: Path, b: Path) -> bool:
+    """The two files hold the same values apart from the machine's measurements."""
+    if a.suffix == ".json":
+        return without_machine(json.loads(a.read_text())) == without_machine(json.loads(b.read_text()))
+    if a.suffix == ".csv":
+        return csv_rows(a) == csv_rows(b)
+    if a.suffix == ".pt":
+        load = dict(map_location="cpu", weights_only=False)
+        return same_tensors(torch.load(a, **load), torch.load(b, **load))
+    return False
+
+
+def compare_runs(a: RunDir, b: RunDir) -> list[tuple[str, str]]:
+    """(file, verdict) for every file of either run folder: identical | same numbers | DIFFERENT |
+    only in A | only in B | not compared (SKIPPED)."""
+    names = sorted({p.name for run in (a, b) for p in run.path.iterdir() if p.is_file()})
+    verdicts = []
+    for name in names:
+        fa, fb = a.path / name, b.path / name
+        if name in SKIPPED:
+            verdict = "not compared"
+        elif not fb.exists():
+            verdict = "only in A"
+        elif not fa.exists():
+            verdict = "only in B"
+        elif fa.read_bytes() == fb.read_bytes():
+            verdict = "identical"
+        else:
+            verdict = "same numbers" if same_values(fa, fb) else "DIFFERENT"
+        verdicts.append((name, verdict))
+    return verdicts

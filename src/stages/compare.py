@@ -1,0 +1,40 @@
+"""Are two runs the same numbers? Every file of run A against run B (src/report/compare.py).
+
+    bash run.sh compare RUN_A RUN_B
+
+Byte for byte, else the same values apart from what measures the machine (seconds, images/s,
+memory, build times); checkpoints tensor by tensor. report.md, gallery.html and the plots only
+repeat those numbers for people and are not compared. Exit code 0 when every compared file is the
+same, 1 when one differs or is in one run only, 2 when a run is not there.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..core.run_dir import find_run
+from ..report.compare import compare_runs
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh compare", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs=2, metavar="RUN", help="a run name under output/, or its folder")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        runs = [find_run(r) for r in a.runs]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    verdicts = compare_runs(*runs)
+    width = max(len(name) for name, _ in verdicts)
+    for name, verdict in verdicts:
+        print(f"{name:<{width}}  {verdict}")
+    differ = [name for name, v in verdicts if v in ("DIFFERENT", "only in A", "only in B")]
+    print(f"{runs[0].path} vs {runs[1].path}: " + (f"{len(differ)} file(s) differ" if differ else
+                                                   "the same numbers"))
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
