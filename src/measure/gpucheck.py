@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..core.config import ROOT
 from ..core.run_dir import RunDir
-from ..data.tables import load_eval
+from ..data.demo import generate
+from ..data.tables import Layout, load_eval
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model
@@ -126,3 +127,39 @@ def write_summary(out: Path, gpu: str, results: dict) -> dict:
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "summary.md").write_text(f"# gpucheck on {gpu}\n\n{table(results)}\n")
     return summary
+
+
+def run_checks(out: Path, only: list[str], epochs: int, device: str, gpus: int) -> dict:
+    """The checks in `only`, in CHECKS' order, each on the demo data under `out`; one failing check
+    does not hide the others. {check: its result, with ok, detail and seconds}."""
+    data = out / "data"
+    if not Layout(data).has_train():
+        generate(data)
+    runs = out / "runs"
+    common = [f"device={device}", f"epochs={epochs}", "folds=0", "num_workers=4"]
+    results: dict = {}
+
+    def attempt(name, fn, *args):
+        if name not in only:
+            return
+        t0 = time.perf_counter()
+        try:
+            results[name] = fn(*args)
+        except Exception as e:  # one failing check must not hide the others
+            results[name] = {"ok": False, "detail": f"{type(e).__name__}: {str(e)[-300:]}"}
+        results[name]["seconds"] = round(time.perf_counter() - t0, 1)
+        print(f"gpucheck {name}: {'ok' if results[name]['ok'] else 'FAILED'} - {results[name]['detail']}", flush=True)
+
+    attempt("fp32", check_precision, data, runs, "fp32", None, *common, "amp=false")
+    base = results.get("fp32") if results.get("fp32", {}).get("eval_f1") is not None else None
+    attempt("bf16", check_precision, data, runs, "bf16", base, *common, "amp=true", "amp_dtype=bf16")
+    attempt("fp16", check_precision, data, runs, "fp16", base, *common, "amp=true", "amp_dtype=fp16")
+    # enough epochs that the kill lands inside the fold, not after it
+    resume = [o for o in common if not o.startswith("epochs=")] + [f"epochs={max(3, 3 * epochs)}"]
+    attempt("resume", check_resume, data, runs, [*resume, "amp=true", "amp_dtype=bf16"])
+    attempt("torchrun", check_torchrun, data, runs, [*common, "amp=true"], gpus)
+    attempt("parallel", check_parallel, data, runs, [*common, "amp=true"], gpus)
+    if RunDir(runs / "bf16").fold(0).finished():
+        attempt("onnx", check_onnx, data, runs)
+    attempt("speed", check_speed, data, runs, device)
+    return results

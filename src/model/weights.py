@@ -290,3 +290,15 @@ def load_resolved(name: str, w: Weights, kwargs: dict, head_init: str = "torch")
     elif w.source == "file":
         load_file(model, Path(w.path))
     return model, tuple(mean), tuple(std)
+
+
+def save_state_file(state: dict, target: Path) -> bool:
+    """A plain state_dict file that `pretrained=FILE` reads, written whole or not at all; never over
+    an existing file (False then)."""
+    if target.exists():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    torch.save(state, tmp)
+    os.replace(tmp, target)
+    return True

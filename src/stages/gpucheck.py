@@ -22,13 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from ..core.config import user_path
-from ..core.run_dir import OUTPUT, RunDir
-from ..data.tables import Layout
-from ..measure.gpucheck import (CHECKS, check_onnx, check_parallel, check_precision, check_resume, check_speed,
-                                check_torchrun, table, write_summary)
+from ..core.run_dir import OUTPUT
+from ..measure.gpucheck import CHECKS, run_checks, table, write_summary
 
 
 def main(argv=None) -> int:
@@ -55,38 +52,7 @@ def main(argv=None) -> int:
         print(f"error: {a.out} holds an earlier gpucheck; pass another --out", file=sys.stderr)
         return 2
     gpus, gpu = (torch.cuda.device_count(), torch.cuda.get_device_name(0)) if a.device == "cuda" else (2, "CPU rehearsal")
-    from ..data.demo import generate
-
-    data = a.out / "data"
-    if not Layout(data).has_train():
-        generate(data)
-    runs = a.out / "runs"
-    common = [f"device={a.device}", f"epochs={a.epochs}", "folds=0", "num_workers=4"]
-    results: dict = {}
-
-    def attempt(name, fn, *args):
-        if name not in only:
-            return
-        t0 = time.perf_counter()
-        try:
-            results[name] = fn(*args)
-        except Exception as e:  # one failing check must not hide the others
-            results[name] = {"ok": False, "detail": f"{type(e).__name__}: {str(e)[-300:]}"}
-        results[name]["seconds"] = round(time.perf_counter() - t0, 1)
-        print(f"gpucheck {name}: {'ok' if results[name]['ok'] else 'FAILED'} - {results[name]['detail']}", flush=True)
-
-    attempt("fp32", check_precision, data, runs, "fp32", None, *common, "amp=false")
-    base = results.get("fp32") if results.get("fp32", {}).get("eval_f1") is not None else None
-    attempt("bf16", check_precision, data, runs, "bf16", base, *common, "amp=true", "amp_dtype=bf16")
-    attempt("fp16", check_precision, data, runs, "fp16", base, *common, "amp=true", "amp_dtype=fp16")
-    # enough epochs that the kill lands inside the fold, not after it
-    resume = [o for o in common if not o.startswith("epochs=")] + [f"epochs={max(3, 3 * a.epochs)}"]
-    attempt("resume", check_resume, data, runs, [*resume, "amp=true", "amp_dtype=bf16"])
-    attempt("torchrun", check_torchrun, data, runs, [*common, "amp=true"], gpus)
-    attempt("parallel", check_parallel, data, runs, [*common, "amp=true"], gpus)
-    if RunDir(runs / "bf16").fold(0).finished():
-        attempt("onnx", check_onnx, data, runs)
-    attempt("speed", check_speed, data, runs, a.device)
+    results = run_checks(a.out, only, a.epochs, a.device, gpus)
     summary = write_summary(a.out, gpu, results)
     print(f"\ngpucheck on {gpu} ({gpus} visible)\n\n{table(results)}\n\nwrote {a.out / 'summary.json'}")
     return 0 if summary["ok"] else 1

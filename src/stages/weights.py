@@ -9,14 +9,11 @@ Where `pretrained` looks for weights: src/model/weights.py.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-import torch
-
-from ..core.config import user_path
+from ..core.config import Pretrained, user_path
 from ..core.runtime import CannotWrite, writable_folder
-from ..model.weights import WeightsError, file_sha256, load_resolved, resolve
+from ..model.weights import WeightsError, file_sha256, load_resolved, resolve, save_state_file
 
 
 def main(argv=None) -> int:
@@ -34,21 +31,16 @@ def main(argv=None) -> int:
     code = 0
     for name in a.models:
         try:
-            w = resolve(name, "true")
+            w = resolve(name, Pretrained("imagenet"))
             model, _, _ = load_resolved(name, w, {})
         except (WeightsError, RuntimeError) as e:
             print(f"error: {name}: {e}", file=sys.stderr)
             code = 2
             continue
         state = model.state_dict()
-        a.out.mkdir(parents=True, exist_ok=True)
         target = a.out / f"{w.tag}.pth"
-        if target.exists():
+        if not save_state_file(state, target):
             print(f"{target} exists; not written over", file=sys.stderr)
-        else:
-            tmp = target.with_name(target.name + ".part")
-            torch.save(state, tmp)
-            os.replace(tmp, target)
         print(f"{name}: {w.tag} from {w.source} ({w.path}), {len(state)} tensors, source sha256 {w.sha256}\n"
               f"  -> {target} (sha256 {file_sha256(target)}); use pretrained={target}")
     return code
