@@ -7,8 +7,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from src.core import labels as L
+from src.core.config import load_config
+from src.core.labels import PROB_COLS
 from src.core.run_dir import RunDir
 
 
@@ -32,6 +35,27 @@ def copy_run(run: RunDir, dest: Path) -> RunDir:
     """A private copy of a run folder, for a test that changes it (the shared tiny run stays as trained)."""
     shutil.copytree(run.path, dest)
     return RunDir(dest)
+
+
+def fake_run(path: Path, data: Path, oof: pd.DataFrame, oof_probs: np.ndarray, eval_ids, eval_probs: np.ndarray
+             ) -> RunDir:
+    """A finished run folder holding only what the post-hoc stages read (blend, gallery, audit): the
+    demo recipe's config on `data`, each fold's OOF rows (`oof`: fold, person, shot, path, label) with
+    `oof_probs`, and eval_probs.csv; written as a run writes them."""
+    run = RunDir(path)
+    run.path.mkdir(parents=True)
+    run.save_config(load_config("demo").replace(data=str(data)))
+    for k in sorted(oof["fold"].unique()):
+        sel = (oof["fold"] == k).to_numpy()
+        part = oof[sel].copy()
+        part["pred"] = oof_probs[sel].argmax(1)
+        part[PROB_COLS] = oof_probs[sel]
+        part.to_csv(run.fold(int(k)).oof, index=False, float_format="%.6f")
+        run.finish_fold(int(k), {"fold": int(k)})
+    table = pd.DataFrame(eval_probs, columns=PROB_COLS)
+    table.insert(0, "ImageID", list(eval_ids))
+    table.to_csv(run.eval_probs, index=False, float_format="%.6f")
+    return run
 
 
 def refused(code: int, capsys, *words: str, rc: int = 2) -> str:

@@ -1,6 +1,7 @@
 """The modules of src/ import each other without a circle, counting imports inside functions too
 (a lazy import hides a circle; it does not remove it), and every package stays in its room."""
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
@@ -62,6 +63,16 @@ def test_no_import_circle():
 # the one inference path, so train/ comes after infer/); nothing but stages/ imports a command.
 ROOMS = ("core", "data", "model", "infer", "train", "report", "pipeline", "measure", "stages")
 MAY_USE = {room: set(ROOMS[:i + 1]) for i, room in enumerate(ROOMS)}
+
+
+def test_every_module_run_as_a_process_has_a_main():
+    """`python -m src.X` of a module without a __main__ block runs nothing and exits 0: a subprocess
+    named by text (the pipeline's workers, gpucheck's runs) must name a module that runs."""
+    named = {m.group(1) for p in MODULES.values() for m in re.finditer(r'"-m",\s*"(src\.[\w.]+)"', p.read_text())}
+    named |= set(re.findall(r"-m (src\.[\w.]+)", (SRC.parent / "run.sh").read_text()))
+    assert {"src.stages.train", "src.stages.speed", "src.pipeline.fold_worker"} <= named
+    for module in named:
+        assert 'if __name__ == "__main__":' in MODULES[module].read_text(), f"{module} runs nothing"
 
 
 def test_each_room_uses_only_the_rooms_before_it():

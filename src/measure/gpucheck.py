@@ -103,7 +103,7 @@ def check_onnx(data, out) -> dict:
 
 
 def check_speed(data, out, device: str) -> dict:
-    subprocess.run([sys.executable, "-m", "src.measure.speed", "--device", device, "--data", str(data), "--out",
+    subprocess.run([sys.executable, "-m", "src.stages.speed", "--device", device, "--data", str(data), "--out",
                     str(out / "speed"), "--images", "256"], check=True, cwd=ROOT)
     r = json.loads(max((out / "speed").glob(f"speed-{device}-*.json")).read_text())
     return {"ok": r["training"] > 0, "img_s": r["training"], "peak_gpu_gib": r.get("peak_gpu_gib"),

@@ -2,7 +2,7 @@
 
     python -m src.pipeline.fold_worker RUN_DIR --folds 0,2 --cache-root DIR --device cuda|cpu [--threads N]
 
-The parent (`pipeline.train_folds`) has made the run folder, its config.yaml and folds.csv and
+The parent (`pipeline.job.train_folds`) has made the run folder, its config.yaml and folds.csv and
 built the training cache; a worker reads those, never a recipe, so it trains exactly the run the
 parent prepared. One worker per visible GPU (CUDA_VISIBLE_DEVICES), or CPU processes sharing the
 cores when there is none.

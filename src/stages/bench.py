@@ -4,11 +4,11 @@
 
 A recipe is a config name, optionally with changes: `recommended+crop=face` or
 `seed+loss=ce+lr=3e-4` — one-line ablations of single ingredients. `blend:A|B[+decision=bias]
-[+group_eval=7]` is a post-hoc row over rows listed before it (src/blend.py; no training).
+[+group_eval=7]` is a post-hoc row over rows listed before it (src/infer/blend.py; no training).
 
 `reference` is the parity row: the independent implementation of the seed recipe
 (`--reference`, default ../shared/reference/seedref.py) at the protocol's settings, the yardstick
-`seed` must at least match (see src/reference.py); `reference+seed=1` is its run with another seed.
+`seed` must at least match (see src/measure/reference.py); `reference+seed=1` is its run with another seed.
 
 Protocols (overrides applied on top of every recipe, so only the recipe's ingredients differ):
   cpu   offline-pretrained tf_efficientnet_lite0, 400x300 centre crop of the photo -> 149x112,

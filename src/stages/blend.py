@@ -5,7 +5,7 @@
 The runs must share the data, the folds (folds.csv) and the trained folds, and their eval photos.
 Weights (non-negative, summing to 1) minimise the log-loss of the blended out-of-fold
 probabilities; with `--decision bias` per-class biases on the blend's log-probabilities are then
-fitted on the same OOF for macro-F1 (src/decision.py). One run alone is fine: only the decision
+fitted on the same OOF for macro-F1 (src/infer/decision.py). One run alone is fine: only the decision
 applies. The estimate reported is honest: weights and biases fitted on the other folds' OOF and
 scored on each fold in turn (needs two or more trained folds; the report says when it could not be
 made). Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the

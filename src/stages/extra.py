@@ -7,7 +7,7 @@ A folder holds face photos and their labels, in one of two forms:
                    m/f or 0/1 with 0 male as in UTKFace); the other columns are ignored
   UTKFace names    <age>_<gender>_<race>_<date>.jpg anywhere under DIR (gender 0 male, 1 female)
 Each photo becomes one person with the competition's 7 shots: the face framed like the
-competition's photos, then five `mask1..5` shots with masks drawn on (src/mask_draw.py),
+competition's photos, then five `mask1..5` shots with masks drawn on (src/data/mask_draw.py),
 one `incorrect_mask` (nose exposed, or the mask on the chin) and the photo itself as `normal`;
 each shot slightly turned, scaled, shifted and lit like the 7 photos of one sitting.
 

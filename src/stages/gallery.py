@@ -4,7 +4,7 @@
 
 Built from what the run saved (out-of-fold and eval probabilities, the data's tables); no model
 is loaded. Thumbnails are small JPEGs in RUN/gallery/, named by the photo's path, size and
-modification time, so a rebuild makes only the missing ones. The page (src/gallery_page.html with
+modification time, so a rebuild makes only the missing ones. The page (src/report/gallery_page.html with
 the run's data as JSON inside) needs no server and no internet: the confusion matrices of the
 18 classes and of each sub-task (a click on a cell shows its photos, most confident first), the
 persons whose shots disagree, the audit's candidates with buttons that mark corrections, and a

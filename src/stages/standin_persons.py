@@ -4,7 +4,7 @@
 
 The stand-in's builder names an eval photo sha1("<seed>-<AAF id>-<shot>").jpg; its manifest lists
 the eval persons' AAF ids, so each photo's person follows. Writes DATA/eval/persons.csv
-(ImageID,person), which `data.load_eval` reads; refuses when a photo of info.csv matches no person.
+(ImageID,person), which `data.tables.load_eval` reads; refuses when a photo of info.csv matches no person.
 """
 from __future__ import annotations
 

@@ -2,12 +2,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from src.core.labels import PROB_COLS
 from src.core.run_dir import RunDir
 from src.infer import blend
-from tests.helpers import shifted_case, softmax, stage
+from tests.helpers import fake_run, shifted_case, softmax, stage
 
 
 def test_blend_weights_favour_the_better_model():
@@ -16,23 +15,6 @@ def test_blend_weights_favour_the_better_model():
     bad = softmax(rng.normal(0, 1, probs.shape))
     w = blend.fit_weights([bad, probs], y)
     assert w.sum() == pytest.approx(1) and (w >= 0).all() and w[1] > 0.8
-
-
-def _fake_run(root, name, data, probs_oof, probs_eval, folds, oof_rows, eval_ids):
-    run = RunDir(root / name)
-    run.path.mkdir(parents=True)
-    run.config.write_text(yaml.safe_dump({"data": str(data), "epochs": 1}))
-    folds.to_csv(run.folds, index=False)
-    for k in sorted(oof_rows["fold"].unique()):
-        sel = (oof_rows["fold"] == k).to_numpy()
-        part = oof_rows[sel].copy()
-        part[PROB_COLS] = probs_oof[sel]
-        part.to_csv(run.fold(k).oof, index=False)
-        run.finish_fold(k, {"fold": int(k)})
-    ev = pd.DataFrame(probs_eval, columns=PROB_COLS)
-    ev.insert(0, "ImageID", eval_ids)
-    ev.to_csv(run.eval_probs, index=False)
-    return run
 
 
 @pytest.fixture
@@ -50,8 +32,10 @@ def two_runs(tiny_data, tmp_path):
     noisy = softmax(rng.normal(0, 1, (len(oof), 18)))
     noisy_eval = softmax(rng.normal(0, 1, (len(ev), 18)))
     runs = tmp_path / "runs"
-    a = _fake_run(runs, "good", tiny_data, good, good_eval, folds, oof, ev["ImageID"])
-    b = _fake_run(runs, "noisy", tiny_data, noisy, noisy_eval, folds, oof, ev["ImageID"])
+    a = fake_run(runs / "good", tiny_data, oof, good, ev["ImageID"], good_eval)
+    b = fake_run(runs / "noisy", tiny_data, oof, noisy, ev["ImageID"], noisy_eval)
+    for run in (a, b):
+        folds.to_csv(run.folds, index=False)
     return a, b, folds, oof
 
 

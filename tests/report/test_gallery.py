@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from src.core import labels as L
-from src.core.config import ROOT, load_config
+from src.core.config import ROOT
 from src.core.labels import PROB_COLS
 from src.core.run_dir import RunDir
 from src.data.tables import training_table
 from src.report import gallery
-from tests.helpers import copy_run, stage
+from tests.helpers import copy_run, fake_run, softmax, stage
 
 SCREENSHOTS = ROOT / "output" / "test-screenshots"  # for a person to look at after the tests
 
@@ -242,7 +242,7 @@ def test_corrections_marked_downloaded_and_read_back(opened, trained, tmp_path):
 
 # ---- a competition-sized page -----------------------------------------------------------------
 
-def fake_run(root: Path, persons: int = 3000, eval_photos: int = 12600, seed: int = 0) -> RunDir:
+def big_run(root: Path, persons: int = 3000, eval_photos: int = 12600, seed: int = 0) -> RunDir:
     """A finished 5-fold run of `persons` persons and its data, every photo the same tiny JPEG
     (hard links), probabilities random: what the page must carry, not what a model says."""
     rng = np.random.default_rng(seed)
@@ -258,33 +258,20 @@ def fake_run(root: Path, persons: int = 3000, eval_photos: int = 12600, seed: in
     pd.DataFrame({"ImageID": ids, "ans": 0}).to_csv(root / "data" / "eval" / "info.csv", index=False)
     pd.DataFrame({"ImageID": ids, "ans": truth}).to_csv(root / "data" / "eval" / "answers.csv", index=False)
 
-    def probs(n, labels):
-        logits = rng.normal(0, 1, (n, 18))
-        logits[np.arange(n), labels] += 2.5
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+    def probs(labels):
+        logits = rng.normal(0, 1, (len(labels), 18))
+        logits[np.arange(len(labels)), labels] += 2.5
+        return softmax(logits)
 
-    run = RunDir(root / "run")
-    run.path.mkdir()
-    run.save_config(load_config("demo").replace(data=str(root / "data")))
-    table = pd.DataFrame({"ImageID": ids})
-    table[PROB_COLS] = probs(eval_photos, truth)
-    table.to_csv(run.eval_probs, index=False, float_format="%.6f")
     person_ids = [f"{i:06d}" for i in range(persons)]
-    for k in range(5):
-        mine = person_ids[k::5]
-        rows = pd.DataFrame({"fold": k, "person": np.repeat(mine, 7), "shot": np.tile(L.SHOTS, len(mine)),
-                             "path": str(photo)})
-        rows["label"] = L.encode(rows["shot"].map(L.SHOT_MASK), rng.integers(0, 2, len(rows)), rng.integers(0, 3, len(rows)))
-        rows["pred"] = 0
-        rows[PROB_COLS] = probs(len(rows), rows["label"].to_numpy())
-        rows.to_csv(run.fold(k).oof, index=False, float_format="%.6f")
-        run.fold(k).marker.touch()
-    return run
+    oof = pd.DataFrame({"person": np.repeat(person_ids, 7), "shot": np.tile(L.SHOTS, persons), "path": str(photo)})
+    oof.insert(0, "fold", np.repeat(np.arange(persons) % 5, 7))
+    oof["label"] = L.encode(oof["shot"].map(L.SHOT_MASK), rng.integers(0, 2, len(oof)), rng.integers(0, 3, len(oof)))
+    return fake_run(root / "run", root / "data", oof, probs(oof["label"].to_numpy()), ids, probs(truth))
 
 
 def test_a_3000_person_page_opens_in_under_3_seconds(browser, tmp_path):
-    run = fake_run(tmp_path / "big")
+    run = big_run(tmp_path / "big")
     gallery.write_gallery(run)
     size_mb = run.gallery.stat().st_size / 2**20
     o = Opened(browser, run.gallery)
