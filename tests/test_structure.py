@@ -1,5 +1,6 @@
-"""The modules of src/ import each other without a circle, counting imports inside functions too
-(a lazy import hides a circle; it does not remove it), and every package stays in its room."""
+"""The shape of src/: modules import each other without a circle, counting imports inside functions
+too (a lazy import hides a circle; it does not remove it); every package stays in its room; every
+module run as a process runs; no function grows past what a reader holds in view."""
 import ast
 import re
 from pathlib import Path
@@ -80,3 +81,19 @@ def test_each_room_uses_only_the_rooms_before_it():
              if t.split(".")[1] not in MAY_USE[m.split(".")[1]]]
     assert not wrong, wrong
     assert set(MAY_USE) == {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+
+
+def test_no_function_over_60_lines_or_7_parameters():
+    """self/cls aside; *args and **kwargs count as one each."""
+    too_big = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            a = node.args
+            params = [x for x in a.posonlyargs + a.args + a.kwonlyargs if x.arg not in ("self", "cls")]
+            n_params = len(params) + bool(a.vararg) + bool(a.kwarg)
+            lines = node.end_lineno - node.lineno + 1
+            if lines > 60 or n_params > 7:
+                too_big.append(f"{module}.{node.name}: {lines} lines, {n_params} parameters")
+    assert not too_big, too_big
