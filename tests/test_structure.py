@@ -71,6 +71,7 @@ def test_every_module_run_as_a_process_has_a_main():
     named by text (the pipeline's workers, gpucheck's runs) must name a module that runs."""
     named = {m.group(1) for p in MODULES.values() for m in re.finditer(r'"-m",\s*"(src\.[\w.]+)"', p.read_text())}
     named |= set(re.findall(r"-m (src\.[\w.]+)", (SRC.parent / "run.sh").read_text()))
+    named |= {m for m in MODULES if m.startswith("src.stages.")}  # run.sh: -m "src.stages.$stage"
     assert {"src.stages.train", "src.stages.speed", "src.pipeline.fold_worker"} <= named
     for module in named:
         assert 'if __name__ == "__main__":' in MODULES[module].read_text(), f"{module} runs nothing"

@@ -11,11 +11,11 @@ from ..core.run_dir import find_run
 from ..infer.predict import export_onnx
 
 
-def main(argv: list[str]) -> int:
-    """bash run.sh export --run RUN"""
-    ap = argparse.ArgumentParser(prog="run.sh export", allow_abbrev=False)
-    ap.add_argument("--run", required=True)
-    a = ap.parse_args(argv)
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run.sh export", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="run name under output/, or its folder")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         export_onnx(find_run(a.run))
     except FileNotFoundError as e:

@@ -228,23 +228,51 @@ def test_help_lists_every_stage(capsys):
         assert f"\n  {name} " in text
 
 
-def test_every_stage_answers_help_without_a_traceback():
-    """What `bash run.sh STAGE --help` runs, for every module in src/stages, in one process; and run.sh
-    sends every listed stage to its module."""
+def stage_help() -> dict[str, str]:
+    """What `bash run.sh STAGE --help` prints, for every module in src/stages, run in one process the
+    way `python -m` runs it: main() with no arguments, the command line in sys.argv."""
     script = ("import importlib, sys\n"
               "for m in sys.argv[1:]:\n"
+              "    sys.argv = ['run.sh', '--help']\n"
               "    try:\n"
-              "        importlib.import_module('src.stages.' + m).main(['--help'])\n"
+              "        importlib.import_module('src.stages.' + m).main()\n"
               "    except SystemExit as e:\n"
               "        assert e.code in (0, None), m\n"
               "    print('--- ' + m)\n")
     modules = sorted(p.stem for p in (ROOT / "src" / "stages").glob("*.py") if p.stem != "__init__")
-    assert {"train", "predict", "export", "gpucheck", "weights"} <= set(modules)
     done = subprocess.run([sys.executable, "-c", script, *modules], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
-    assert done.stdout.count("usage:") == len(modules) and all(f"--- {m}" in done.stdout for m in modules)
+    texts = dict(zip(modules, re.split(r"^--- \w+$", done.stdout, flags=re.M)))
+    assert all("usage:" in t for t in texts.values()) and len(texts) == len(modules)
+    return texts
+
+
+def readme_stages() -> dict[str, list[str]]:
+    """The README's table of stages: each stage's name and the options its row shows."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## The stages"):].split("\n## ")[0]
+    rows = re.findall(r"^\| `([a-z]+)([^`]*)`", table, re.M)
+    return {name: re.findall(r"--[a-z-]+", rest) for name, rest in rows}
+
+
+def test_every_stage_answers_help_and_knows_the_options_the_readme_shows():
+    """`bash run.sh STAGE --help` for every stage module; run.sh sends every listed stage to its
+    module; every stage and option in the README's table is one that exists."""
+    texts = stage_help()
+    assert {"train", "predict", "export", "gpucheck", "weights", "compare"} <= set(texts)
     routed = re.search(r"^\s*([a-z|]+)\)\n\s*# each stage is one thin module", (ROOT / "run.sh").read_text(), re.M)
-    assert set(routed.group(1).split("|")) == set(STAGES) - {"(none)", "test"} <= set(modules)
+    assert set(routed.group(1).split("|")) == set(STAGES) - {"(none)", "test"} <= set(texts)
+    shown = readme_stages()
+    assert len(shown) >= 12 and set(shown) - {"test"} <= set(routed.group(1).split("|"))
+    for name, options in shown.items():
+        for option in options:
+            assert option in texts.get(name, ""), f"README: {name} {option} is not an option of that stage"
+
+
+def test_run_sh_reaches_a_stage():
+    """The real path once: bash run.sh -> .venv's python -> src/stages/export.py."""
+    done = subprocess.run(["bash", str(ROOT / "run.sh"), "export", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: run.sh export" in done.stdout, done.stderr
 
 
 def test_weights_out_on_a_place_that_cannot_be_written_is_said_first(tmp_path, capsys):
