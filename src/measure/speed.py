@@ -115,7 +115,7 @@ def measure(args) -> int:
     r["training_over_model"] = r["training"] / r["model_only"]
 
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
-    lines = [f"| measurement | images/s |", "|---|---|",
+    lines = ["| measurement | images/s |", "|---|---|",
              f"| loader, naive (decode per image, {cfg.num_workers} workers) | {r['loader_naive']:.1f} |",
              f"| loader, cached (uint8 batches from the cache, on the device) | {r['loader_cached']:.1f} |",
              f"| loader, cached + flip/normalise on the device | {r['loader_cached_augmented']:.1f} |",
