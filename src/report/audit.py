@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..core import labels as L
 from ..core.labels import PROB_COLS
+from ..core.run_dir import RunDir
 
 SUGGESTED_AGE = {0: 25, 1: 45, 2: 60}  # the age a fix suggests for each band (60: as train.csv caps it)
 NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}
@@ -103,3 +104,13 @@ def read_noise_log(path: Path) -> pd.DataFrame:
     if not {"id", "noise"} <= set(log.columns):
         raise ValueError(f"--noise-log {path}: expected columns id,noise (has {list(log.columns)})")
     return log
+
+
+def write_audit(run: RunDir, oof: pd.DataFrame, threshold: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """(every person's scores, the candidates above `threshold`, the file they were written to: a new
+    RUN/audit*.csv in the corrections format, never over an earlier audit)."""
+    scores = person_scores(oof)
+    cands = candidates(scores, threshold)
+    out = run.new_audit_file()
+    as_corrections(cands).to_csv(out, index=False, float_format="%.4f")
+    return scores, cands, out

@@ -19,7 +19,7 @@ import sys
 
 from ..core.config import user_path
 from ..core.run_dir import find_run
-from ..report.audit import as_corrections, candidates, person_scores, read_noise_log, score_against_noise
+from ..report.audit import read_noise_log, score_against_noise, write_audit
 
 
 def main(argv=None) -> int:
@@ -37,10 +37,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    scores = person_scores(oof)
-    cands = candidates(scores, a.threshold)
-    out = run.new_audit_file()
-    as_corrections(cands).to_csv(out, index=False, float_format="%.4f")
+    scores, cands, out = write_audit(run, oof, a.threshold)
     print(f"audited {len(scores)} persons from {oof['fold'].nunique()} fold(s): {len(cands)} candidate(s) "
           f"({', '.join(f'{k} {n}' for k, n in cands['kind'].value_counts().items()) or 'none'}) -> {out}")
     if noise is not None:

@@ -1,33 +1,32 @@
 """Detect the faces of a dataset ahead of training (crop=face caches them anyway; see src/data/faces.py).
 
-    python -m src.stages.faces --data DIR --cache DIR
+    python -m src.stages.faces --data DIR --cache DIR [--threads N]
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
+
+import torch
 
 from ..data.faces import box_cache_path, face_boxes, fallback_count
 from ..data.tables import load_eval, load_train
 
 
 def main(argv=None) -> int:
-    """Detect the faces of a dataset ahead of training: python -m src.data.faces --data DIR --cache DIR."""
-    import argparse
-    import sys
-
-    import torch
-
-    ap = argparse.ArgumentParser(prog="python -m src.data.faces", description=main.__doc__, allow_abbrev=False)
+    ap = argparse.ArgumentParser(prog="python -m src.stages.faces", description=__doc__, allow_abbrev=False,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True)
     ap.add_argument("--cache", required=True, help="cache folder (a run's cache_dir)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(a.threads)
-    paths = load_train(a.data, check_pixels=False)["path"].tolist() + load_eval(a.data, check_pixels=False)["path"].tolist()
+    paths = [*load_train(a.data, check_pixels=False)["path"], *load_eval(a.data, check_pixels=False)["path"]]
     boxes = face_boxes(paths, Path(a.cache))
     print(f"{len(paths)} photos, no face found in {fallback_count(boxes)}; boxes in {box_cache_path(Path(a.cache))}")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
