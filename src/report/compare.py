@@ -28,23 +28,13 @@ def machine(name: str) -> bool:
     return any(m in name for m in MACHINE)
 
 
-def without_machine(value):
-    """A JSON-like value with every machine-measuring key left out, at any depth."""
-    if isinstance(value, dict):
-        return {k: without_machine(v) for k, v in value.items() if not machine(str(k))}
-    if isinstance(value, (list, tuple)):
-        return [without_machine(v) for v in value]
-    return value
-
-
 def csv_rows(path: Path) -> list[dict]:
-    rows = csv.DictReader(io.StringIO(path.read_text()))
-    return [{k: v for k, v in r.items() if not machine(k)} for r in rows]
+    return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
-def same_tensors(a, b) -> bool:
-    """Nested dicts/lists of tensors, arrays and plain values: equal, tensors and arrays exactly;
-    machine keys left out."""
+def same(a, b) -> bool:
+    """Nested dicts/lists of tensors, arrays and plain values (a checkpoint, a JSON file, CSV rows):
+    equal, tensors and arrays exactly; keys and columns that measure the machine left out."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
             and a.dtype == b.dtype and torch.equal(a, b)
@@ -53,21 +43,21 @@ def same_tensors(a, b) -> bool:
             and np.array_equal(a, b)
     if isinstance(a, dict) and isinstance(b, dict):
         ka = {k for k in a if not machine(str(k))}
-        return ka == {k for k in b if not machine(str(k))} and all(same_tensors(a[k], b[k]) for k in ka)
+        return ka == {k for k in b if not machine(str(k))} and all(same(a[k], b[k]) for k in ka)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same_tensors(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b
 
 
 def same_values(a: Path, b: Path) -> bool:
     """The two files hold the same values apart from the machine's measurements."""
     if a.suffix == ".json":
-        return without_machine(json.loads(a.read_text())) == without_machine(json.loads(b.read_text()))
+        return same(json.loads(a.read_text()), json.loads(b.read_text()))
     if a.suffix == ".csv":
-        return csv_rows(a) == csv_rows(b)
+        return same(csv_rows(a), csv_rows(b))
     if a.suffix == ".pt":
         load = dict(map_location="cpu", weights_only=False)
-        return same_tensors(torch.load(a, **load), torch.load(b, **load))
+        return same(torch.load(a, **load), torch.load(b, **load))
     return False
 
 
