@@ -82,7 +82,7 @@ class RunDir:
         self.onnx_record, self.lock_file = p / "ensemble.onnx.json", p / "run.lock"
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
-        self.age_edge = p / "age_edge.json"  # age_head=ordinal: the >=60 edge fitted on the OOF (src/age_edge.py)
+        self.age_edge = p / "age_edge.json"  # age_head=ordinal: the >=60 edge fitted on the OOF (src/infer/age_edge.py)
         self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
         self.tensorboard, self.mlruns, self.wandb = p / "tensorboard", p / "mlruns", p / "wandb"  # tracker=...
         self._lock = None
@@ -158,6 +158,10 @@ class RunDir:
 
     def finished_folds(self) -> list[int]:
         return sorted({int(m.group(1)) for p in self.path.glob("fold*") if (m := FOLD_DONE.match(p.name))})
+
+    def planned_folds(self) -> list[int]:
+        """The folds the run's config trains (an unfinished run has finished fewer)."""
+        return list(self.load_config().folds)
 
     def best_checkpoints(self, folds: list[int] | None = None) -> list[Path]:
         """The best.pt of the given folds, or of every finished fold."""

@@ -229,7 +229,8 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
     """One row per training image: person, gender, age, shot, mask, path, label (true boundary)."""
     data_dir = Path(data_dir)
     problems: list[str] = []
-    csv_path, img_root = Layout(data_dir).train_csv, Layout(data_dir).train_images
+    layout = Layout(data_dir)
+    csv_path, img_root = layout.train_csv, layout.train_images
     df = _read_csv(csv_path, ("id", "gender", "age", "path"), problems)
     if not img_root.is_dir():
         problems.append(f"{img_root}: missing folder")

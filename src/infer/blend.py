@@ -117,7 +117,7 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
     singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
     single_evals = list(inputs.eval_probs)  # each run alone, as it was made: what the blend is compared with
     grouping = None
-    if group_eval:  # persons grouped by the first run's fold models' features (src/grouping.py)
+    if group_eval:  # persons grouped by the first run's fold models' features (src/infer/grouping.py)
         reading = PhotoReading(first_cfg, pick_device("auto"), cache_root(first_cfg.cache_dir, output))
         oof_f, eval_f = run_features(runs[0], inputs.oof["path"].tolist(), folds, eval_table["path"].tolist(),
                                      reading, TOP)

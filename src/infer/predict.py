@@ -152,7 +152,7 @@ def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
 def predict(run: RunDir, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:
     models, prep = load_ensemble(run)
     engine = pick_engine(run, models, engine_choice)
-    planned = list(run.load_config().folds)
+    planned = run.planned_folds()
     unfinished = f" (only {len(models)} of the run's {len(planned)} folds are finished: folds " \
                  f"{run.finished_folds()})" if len(models) < len(planned) else ""
     print(f"predicting {len(paths)} image(s) with {len(models)} of {len(planned)} fold model(s) via "

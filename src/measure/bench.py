@@ -165,7 +165,7 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
     unit = add_intervals(rows, out, data, baseline)
     text = table(rows, baseline)
     plot(rows, baseline, out / "results.png")
-    notes = ("\n\n`reference`: the independent implementation of the seed recipe (src/reference.py); its OOF "
+    notes = ("\n\n`reference`: the independent implementation of the seed recipe (src/measure/reference.py); its OOF "
              "column is its last epoch's validation macro-F1 on its own 4:1 person split, its task F1s are on eval."
              if any(recipe_parts(r["recipe"])[0] == reference.NAME for r in rows) else "")
     (out / "results.md").write_text(
@@ -209,7 +209,7 @@ def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list
 
 def run_reference(script: Path, out: Path, name: str, recipe: str, protocol: str, overrides: list[str],
                   data: str) -> int:
-    """The parity row: the yardstick script at the protocol's settings (see src/reference.py);
+    """The parity row: the yardstick script at the protocol's settings (see src/measure/reference.py);
     `reference+seed=1` changes what the script can change (seed, epochs, lr, ...)."""
     reused = RunDir(out / folder(recipe)).finished()  # reference.run checks its settings are the same
     if not reused:
@@ -244,7 +244,7 @@ def blend_parts(recipe: str) -> tuple[list[str], str, int]:
 
 
 def run_blend(out: Path, name: str, recipe: str) -> int:
-    """A post-hoc row: src/blend.py over finished rows of this bench (seconds; grouping: minutes)."""
+    """A post-hoc row: src/infer/blend.py over finished rows of this bench (seconds; grouping: minutes)."""
     names, decision, group = blend_parts(recipe)
     if RunDir(out / folder(recipe)).finished():
         print(f"bench {name}: {recipe} already made in {out / folder(recipe)}, reusing it", flush=True)
@@ -292,25 +292,26 @@ def bench_folder(name: str, protocol: str, overrides: list[str], data: str) -> P
     return out
 
 
-def run_bench(a, recipes: list[str], name: str, out: Path, data: str) -> int:
+def run_bench(protocol: str, overrides: list[str], script: Path, recipes: list[str], name: str, out: Path,
+              data: str) -> int:
     """Each recipe trained (or reused) in turn, the table rewritten after every trained one."""
     rows, text, written = [], "", 0
+    on_top = [*PROTOCOLS[protocol], *overrides]  # the protocol, then the user's overrides, on every recipe
     for recipe in recipes:
-        overrides = [*PROTOCOLS[a.protocol], *a.overrides]
         if recipe_parts(recipe)[0] == reference.NAME:
-            code = run_reference(a.reference, out, name, recipe, a.protocol, overrides, data)
+            code = run_reference(script, out, name, recipe, protocol, on_top, data)
         elif recipe.startswith(BLEND):
             code = run_blend(out, name, recipe)
         else:
-            code = run_recipe(out, name, recipe, a.protocol, overrides, data)
+            code = run_recipe(out, name, recipe, protocol, on_top, data)
         if code not in (TRAINED, REUSED):
             return code
         rows.append(row_for(RunDir(out / folder(recipe)), recipe))
         if code == TRAINED:
-            text, written = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0]), len(rows)
+            text, written = write_results(out, name, protocol, overrides, data, rows, recipes[0]), len(rows)
     if written < len(rows):  # reused recipes after the last trained one (or only reused ones)
-        text = write_results(out, name, a.protocol, a.overrides, data, rows, recipes[0])
-    (out / "results.json").write_text(json.dumps({"protocol": a.protocol, "data": data, "overrides": a.overrides,
+        text = write_results(out, name, protocol, overrides, data, rows, recipes[0])
+    (out / "results.json").write_text(json.dumps({"protocol": protocol, "data": data, "overrides": overrides,
                                                   "rows": rows}, indent=2))
     print(f"\n{text}\n\nwrote {out / 'results.md'}")
     return 0

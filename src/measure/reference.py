@@ -62,7 +62,7 @@ def script_args(overrides: list[str], data: str) -> list[str]:
             "--bs", str(cfg.batch_size), "--lr", str(cfg.lr), "--old", str(cfg.age_boundary), "--seed", str(cfg.seed)]
 
 
-# the script's own files in its run folder (the pipeline's files are named by src/run_dir.py)
+# the script's own files in its run folder (the pipeline's files are named by src/core/run_dir.py)
 RESULT, PROBS, COMMAND = "seedref.json", "seedref.eval_probs.npy", "command.json"
 
 

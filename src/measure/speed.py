@@ -58,10 +58,10 @@ def time_model(cfg, device, n_images: int) -> float:
     return ep["images"] / ep["seconds"]
 
 
-def time_training(cfg, device, array, labels) -> float:
+def time_training(cfg, device, array, labels, plan: BatchPlan) -> float:
     trainer = FoldTrainer(cfg, device, labels)
     augment = DeviceAugment.from_config(cfg, trainer.mean, trainer.std, device)
-    batches = CachedBatches(array, np.arange(len(labels)), labels, BatchPlan(cfg.batch_size, True, device.type == "cuda"))
+    batches = CachedBatches(array, np.arange(len(labels)), labels, plan)  # its own draws, not the loader test's
     trainer.train_epoch(batches, augment, desc="warm-up", max_batches=2)
     ep = trainer.train_epoch(batches, augment, desc="training")
     return ep["images"] / ep["seconds"]
@@ -82,34 +82,38 @@ def default_data(configured: str) -> Path:
 
 
 
-def measure(args) -> int:
+def measure(recipe: str, overrides: list[str], device_setting: str, data: Path | None, images: int,
+            out: Path) -> int:
+    """The speed table for `images` photos of `data` (default: the config's data, else the demo's) under
+    the recipe + overrides, printed and written to `out` (.md and .json)."""
     # the weights' values don't change the speed: random ones spare an offline machine the download
-    cfg = load_config(args.config, ["pretrained=false", *args.overrides, f"device={args.device}"])
+    cfg = load_config(recipe, ["pretrained=false", *overrides, f"device={device_setting}"])
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
-    writable_folder(args.out, "--out")
-    data = args.data or default_data(cfg.data_dir)
+    writable_folder(out, "--out")
+    data = data or default_data(cfg.data_dir)
     table = load_train(data, check_pixels=False)
-    table = table.sample(n=min(args.images, len(table)), random_state=0).reset_index(drop=True)
+    table = table.sample(n=min(images, len(table)), random_state=0).reset_index(drop=True)
     paths, labels = table["path"].tolist(), table["label"].to_numpy()
     h, w = cfg.img_size
     print(f"speed: {cfg.model} at {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos from {data}, "
           f"device {device}, {torch.get_num_threads()} CPU threads, {cfg.num_workers} loader workers", flush=True)
 
     _, mean, std = build_model(cfg)
-    naive = LoaderBatches(paths, labels, Geometry(cfg), BatchPlan(cfg.batch_size, True, device.type == "cuda"), cfg.num_workers)
+    plan = BatchPlan(cfg.batch_size, True, pin=device.type == "cuda")
+    naive = LoaderBatches(paths, labels, Geometry(cfg), plan, cfg.num_workers)
     naive.seed(0)
     r = {}
     r["loader_naive"] = time_loader(naive, device, DeviceAugment.from_config(cfg, mean, std, device))
     t0 = time.perf_counter()
     array = load_or_build(paths, cfg, cache_root(cfg.cache_dir, OUTPUT), desc="building the cache")
     r["cache_build_s"] = time.perf_counter() - t0
-    cached = CachedBatches(array, np.arange(len(paths)), labels, BatchPlan(cfg.batch_size, True, device.type == "cuda"))
+    cached = CachedBatches(array, np.arange(len(paths)), labels, plan)
     time_loader(cached, device)  # page the memmap in
     r["loader_cached"] = time_loader(cached, device)
     r["loader_cached_augmented"] = time_loader(cached, device, DeviceAugment.from_config(cfg, mean, std, device))
     r["model_only"] = time_model(cfg, device, len(paths))
-    r["training"] = time_training(cfg, device, array, labels)
+    r["training"] = time_training(cfg, device, array, labels, plan)
     r.update(peak_memory_gib(device))
     r["cached_over_naive"] = r["loader_cached"] / r["loader_naive"]
     r["training_over_model"] = r["training"] / r["model_only"]
@@ -128,11 +132,11 @@ def measure(args) -> int:
     header = (f"{cfg.model} {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos, {device_name}; "
               f"cache built in {r['cache_build_s']:.1f} s; peak host RAM {r['peak_host_gib']:.2f} GiB{gpu}")
     print("\n" + header + "\n\n" + "\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     stem = f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"
-    (args.out / f"{stem}.md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
-    (args.out / f"{stem}.json").write_text(json.dumps({**r, "device": device_name, "model": cfg.model,
+    (out / f"{stem}.md").write_text(header + "\n\n" + "\n".join(lines) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps({**r, "device": device_name, "model": cfg.model,
                                                         "img_size": [h, w], "batch_size": cfg.batch_size,
                                                         "images": len(paths), "data": str(data)}, indent=2))
-    print(f"\nwrote {args.out / stem}.md/.json")
+    print(f"\nwrote {out / stem}.md/.json")
     return 0

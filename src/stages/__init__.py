@@ -2,6 +2,7 @@
 stage is checked against (run.sh's case statement maps each name to its module)."""
 from __future__ import annotations
 
+import argparse
 import difflib
 
 STAGES = {
@@ -33,3 +34,10 @@ def unknown_stage(word: str) -> str:
     close = difflib.get_close_matches(word, [s for s in STAGES if s != "(none)"], n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"'{word}' is not a stage, nor a key=value override.{hint}\n{listing()}"
+
+
+def parser(prog: str, manual: str | None, **kw) -> argparse.ArgumentParser:
+    """A stage's argument parser: its module docstring as the --help manual (line breaks kept), and no
+    option guessed from an abbreviation."""
+    return argparse.ArgumentParser(prog=prog, description=manual, allow_abbrev=False,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter, **kw)

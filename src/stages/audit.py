@@ -14,17 +14,16 @@ noise) it also prints precision and recall.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import user_path
 from ..core.run_dir import find_run
 from ..report.audit import read_noise_log, score_against_noise, write_audit
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh audit", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh audit", __doc__)
     ap.add_argument("--run", required=True)
     ap.add_argument("--noise-log", type=user_path, help="CSV id,noise of injected label noise (stand-in builder)")
     ap.add_argument("--top", type=int, default=50, help="candidates per kind counted as 'top' for recall")

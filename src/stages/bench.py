@@ -22,7 +22,6 @@ added to --recipes: the table then covers them all.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -31,11 +30,11 @@ from ..data.tables import find_data
 from ..measure import reference
 from ..measure.bench import PROTOCOLS, bench_folder, check_recipes, run_bench
 from ..pipeline.job import Interrupted
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh bench", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh bench", __doc__)
     ap.add_argument("--data", type=user_path, help="competition-layout data (default: input/data, else input/standin)")
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
     ap.add_argument("--recipes", default="seed,recommended", help="comma-separated; the first is the baseline")
@@ -62,7 +61,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        return run_bench(a, recipes, name, out, data)
+        return run_bench(a.protocol, a.overrides, a.reference, recipes, name, out, data)
     except (Interrupted, KeyboardInterrupt) as e:
         print(f"\n{e or 'interrupted'}; the same bench command continues it (finished recipes are reused)",
               file=sys.stderr)

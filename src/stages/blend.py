@@ -13,18 +13,17 @@ blend's log-probabilities plus the biases: its argmax is the submission), metric
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import ConfigError, config_parser, user_path
 from ..core.run_dir import OUTPUT
 from ..data.tables import DataError
 from ..infer.blend import blend
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh blend", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh blend", __doc__)
     ap.add_argument("--runs", required=True, help="comma-separated run names or folders")
     ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias")
     ap.add_argument("--group-eval", type=config_parser("group_eval"), default=0, metavar="N",

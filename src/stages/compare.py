@@ -9,16 +9,15 @@ same, 1 when one differs or is in one run only, 2 when a run is not there.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.run_dir import find_run
 from ..report.compare import compare_runs
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh compare", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh compare", __doc__)
     ap.add_argument("runs", nargs=2, metavar="RUN", help="a run name under output/, or its folder")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:

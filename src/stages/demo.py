@@ -4,16 +4,15 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import user_path
 from ..data.demo import generate
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("python -m src.stages.demo", __doc__)
     ap.add_argument("out", type=user_path)
     ap.add_argument("--train", type=int, default=90, help="training persons")
     ap.add_argument("--eval", type=int, default=30, help="eval persons")

@@ -4,16 +4,15 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.run_dir import find_run
 from ..infer.predict import export_onnx
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh export", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh export", __doc__)
     ap.add_argument("--run", required=True, help="run name under output/, or its folder")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:

@@ -22,7 +22,6 @@ competition's persons, and the competition persons' folds are made before they j
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from PIL import Image
@@ -34,11 +33,11 @@ from ..core.runtime import first_free
 from ..data.cache import cache_root
 from ..data.extra import contact_sheet, extra_folders, outside_persons, summary_lines
 from ..data.tables import DataError
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh extra", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh extra", __doc__)
     ap.add_argument("--from", dest="source", required=True, help="folder(s) of outside photos, comma-separated")
     ap.add_argument("--preview", type=int, default=24, help="how many persons the contact sheet shows")
     ap.add_argument("--out", help="the picture to write, .png or .jpg (default: output/extra-preview.png, never "

@@ -4,7 +4,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -12,11 +11,11 @@ import torch
 
 from ..data.faces import box_cache_path, face_boxes, fallback_count
 from ..data.tables import load_eval, load_train
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m src.stages.faces", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("python -m src.stages.faces", __doc__)
     ap.add_argument("--data", required=True)
     ap.add_argument("--cache", required=True, help="cache folder (a run's cache_dir)")
     ap.add_argument("--threads", type=int, default=1)

@@ -12,18 +12,17 @@ download of those corrections in the format `corrections=FILE` reads.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 from ..core.run_dir import find_run
 from ..core.runtime import CannotWrite
 from ..report.gallery import write_gallery
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh gallery", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh gallery", __doc__)
     ap.add_argument("--run", required=True, help="run name under output/, or its folder")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     t0 = time.perf_counter()

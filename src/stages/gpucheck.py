@@ -20,17 +20,16 @@ check's result. Without CUDA it refuses at once (exit 2).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import user_path
 from ..core.run_dir import OUTPUT
 from ..measure.gpucheck import CHECKS, run_checks, table, write_summary
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh gpucheck", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh gpucheck", __doc__)
     ap.add_argument("--out", type=user_path, default=OUTPUT / "gpucheck")
     ap.add_argument("--only", default=",".join(CHECKS), help="comma-separated subset of the checks")
     ap.add_argument("--epochs", type=int, default=6, help="epochs of each demo run")

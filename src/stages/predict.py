@@ -11,7 +11,6 @@ images and checks that their outputs agree.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..core.config import user_path
 from ..core.run_dir import RunDir, find_run
 from ..core.runtime import CannotWrite, writable_folder
 from ..infer.predict import collect_images, compare_engines, predict
+from . import parser
 
 
 def write_rows(df: pd.DataFrame, out: Path | None, run: RunDir) -> None:
@@ -34,7 +34,7 @@ def write_rows(df: pd.DataFrame, out: Path | None, run: RunDir) -> None:
     with open(out, "x") as f:  # "x": never over a file that appeared meanwhile
         df.to_csv(f, index=False, float_format="%.6f")
     print(f"wrote {len(df)} row(s) to {out}", file=sys.stderr)
-    used, planned = run.finished_folds(), list(run.load_config().folds)
+    used, planned = run.finished_folds(), run.planned_folds()
     if used != planned:  # an unfinished run: say which models made these rows, beside them
         side = out.with_name(out.name + ".folds.json")
         side.write_text(json.dumps({"run": str(run.path), "folds_used": used, "folds_planned": planned}))
@@ -43,8 +43,7 @@ def write_rows(df: pd.DataFrame, out: Path | None, run: RunDir) -> None:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    ap = argparse.ArgumentParser(prog="run.sh predict", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh predict", __doc__)
     ap.add_argument("--run", required=True, help="run name under output/ or a run folder")
     ap.add_argument("--out", type=user_path, help="CSV file to write (default: standard output)")
     ap.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto")

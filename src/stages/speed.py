@@ -13,7 +13,6 @@ and prints images/second with the ratios cached/naive and training/model-only.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import ConfigError, user_path
@@ -22,11 +21,11 @@ from ..core.runtime import CannotWrite, writing_errors
 from ..data.tables import DataError
 from ..measure.speed import measure
 from ..model.weights import WeightsError
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh speed", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh speed", __doc__)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--data", type=user_path)
     ap.add_argument("--config", default="seed")
@@ -38,7 +37,7 @@ def main(argv=None) -> int:
         ap.error(f"--images {args.images}: must be at least 1")
     try:
         with writing_errors():
-            return measure(args)
+            return measure(args.config, args.overrides, args.device, args.data, args.images, args.out)
     except (ConfigError, DataError, WeightsError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

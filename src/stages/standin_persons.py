@@ -8,7 +8,6 @@ the eval persons' AAF ids, so each photo's person follows. Writes DATA/eval/pers
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import pandas as pd
@@ -16,11 +15,11 @@ import pandas as pd
 from ..core.config import user_path
 from ..data.standin_persons import eval_persons
 from ..data.tables import Layout
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m src.data.standin_persons", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("python -m src.stages.standin_persons", __doc__)
     ap.add_argument("--data", required=True, help="the built stand-in (e.g. input/standin)")
     ap.add_argument("--manifest", required=True, help="the manifest it was built from (persons.csv)")
     ap.add_argument("--seed", type=int, default=0, help="the builder's --seed")

@@ -8,19 +8,17 @@ continued: finished folds are skipped, the interrupted fold resumes after its la
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import user_path
 from ..core.run_dir import OUTPUT
 from ..core.runtime import writing_errors
 from ..pipeline.job import USER_ERRORS, Interrupted, run_job
-from . import listing, unknown_stage
+from . import listing, parser, unknown_stage
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="run.sh", description=__doc__, allow_abbrev=False, epilog=listing(),
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh", __doc__, epilog=listing())
     ap.add_argument("--data", type=user_path, help="competition-layout data dir (default: input/data, else input/standin, "
                                    "else the demo)")
     ap.add_argument("--config", help="recipe name in configs/ (seed, demo, ...) or a YAML file (from where you stand)")

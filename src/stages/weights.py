@@ -8,17 +8,16 @@ Where `pretrained` looks for weights: src/model/weights.py.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..core.config import Pretrained, user_path
 from ..core.runtime import CannotWrite, writable_folder
 from ..model.weights import WeightsError, file_sha256, load_resolved, resolve, save_state_file
+from . import parser
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="run.sh weights", description=__doc__, allow_abbrev=False,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("run.sh weights", __doc__)
     ap.add_argument("models", nargs="+", metavar="MODEL", help="timm model names, with or without a tag")
     ap.add_argument("--out", type=user_path, default="weights", help="folder for the state_dict files "
                                                                            "(from where you stand)")
