@@ -66,8 +66,7 @@ def test_every_run_writes_its_gallery(trained):
 
 def test_gallery_command_rebuilds_and_reuses_thumbnails(trained, capsys, tmp_path):
     run, _ = trained
-    copy = RunDir(tmp_path / "copy")
-    shutil.copytree(run.path, copy.path)
+    copy = copy_run(run, tmp_path / "copy")
     copy.gallery.unlink()
     before = {p.name: p.stat().st_mtime_ns for p in copy.gallery_thumbs.iterdir()}
     (copy.gallery_thumbs / "0123456789abcd.jpg").write_bytes(b"a photo the run no longer has")
@@ -289,8 +288,7 @@ def test_a_3000_person_page_opens_in_under_3_seconds(browser, tmp_path):
 
 def test_eval_photos_gone_since_the_run_leave_the_oof_page(trained, tmp_path, capsys):
     run, data = trained
-    copy = RunDir(tmp_path / "copy")
-    shutil.copytree(run.path, copy.path)
+    copy = copy_run(run, tmp_path / "copy")
     moved = tmp_path / "moved"
     cfg = copy.load_config()
     copy.save_config(cfg.replace(data=str(moved)))  # the data folder is gone
