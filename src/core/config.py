@@ -246,7 +246,8 @@ KEYS: dict[str, Key] = {
     "color_jitter": Key(0.0, number(0, 1)),
     # optimisation
     "epochs": Key(10, integer(1)),
-    "batch_size": Key(64, integer(1)),
+    "batch_size": Key(64, integer(2), doc="photos per step (per process: batch_size / torchrun's processes >= 2; "
+                                          "BatchNorm cannot train on one photo)"),
     "lr": Key(8e-5, number(0, lo_open=True)),
     "scheduler": Key("none", choice("none", "cosine"), doc="cosine: per-epoch cosine decay from lr towards 0"),
     "weight_decay": Key(0.0, number(0)),

@@ -56,6 +56,18 @@ def batch_positions(n: int, batch_size: int, order: np.ndarray, rank: int = 0, w
     return [padded[i + rank * per_rank: i + (rank + 1) * per_rank] for i in range(0, total, step)]
 
 
+def no_batch_of_one(batches: list[np.ndarray], training: bool) -> list[np.ndarray]:
+    """Training batches never hold one photo: BatchNorm cannot normalise a single sample where the
+    feature map is 1x1, and anywhere it skews the running statistics. A last batch of one (n % B == 1)
+    joins the batch before it (B + 1 photos), so every photo is still seen once per epoch. The one rule
+    for every batch source (the cache, the loader, CutMix on either); DDP shards never end short (the
+    order wraps), and a shard of one is refused with the config (batch_size >= 2 per process).
+    Prediction batches are left as they are (BatchNorm then uses its running statistics)."""
+    if training and len(batches) > 1 and len(batches[-1]) == 1:
+        return batches[:-2] + [np.concatenate(batches[-2:])]
+    return batches
+
+
 def balanced_weights(labels: np.ndarray) -> torch.Tensor:
     """Sampling weight 1/count(class): every class is drawn equally often."""
     counts = np.bincount(labels)
@@ -86,6 +98,9 @@ class _Positions:
         self.generator = torch.Generator()
 
     def batches(self) -> list[np.ndarray]:
+        return no_batch_of_one(self._drawn(), self.shuffle)
+
+    def _drawn(self) -> list[np.ndarray]:
         if not self.shuffle:
             order = np.arange(self.n)
         elif self.weights is not None:
@@ -95,7 +110,8 @@ class _Positions:
         return batch_positions(self.n, self.batch_size, order, self.rank, self.world)
 
     def __len__(self):
-        return len(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world))
+        return len(no_batch_of_one(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world),
+                                   self.shuffle))
 
 
 class _Batches:

@@ -143,6 +143,9 @@ def settled(data, recipe: str | None, overrides: list[str], name: str | None) ->
             cfg = load_config("demo", overrides)
     check_run_name(name or cfg.recipe)
     check_tracker(cfg.tracker)
+    if dist.world_size() > 1 and -(-cfg.batch_size // dist.world_size()) < 2:
+        raise ConfigError(f"batch_size={cfg.batch_size} over {dist.world_size()} processes gives each a batch of one "
+                          f"photo, which BatchNorm cannot train on: batch_size >= {2 * dist.world_size()}")
     device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
