@@ -83,6 +83,30 @@ def text(raw) -> str:
     return "" if raw is None else str(raw)
 
 
+def path_text(raw) -> str:
+    """A file or folder the user typed, resolved from where the user stands ('' = none): config.yaml holds
+    it absolute, so a run continued from another folder reads the same files."""
+    s = text(raw).strip()
+    return str(user_path(s)) if s else ""
+
+
+def folder_list(raw) -> str:
+    """`A,B`: folders, each resolved as `path_text`, joined by commas ('' = none)."""
+    s = text(raw).strip()
+    if not s:
+        return ""
+    parts = [p.strip() for p in s.split(",")]
+    if not all(parts):
+        raise ValueError("an empty folder name (a stray comma?); give folders as A or A,B")
+    return ",".join(path_text(p) for p in parts)
+
+
+def corrections_file(raw) -> str:
+    """'' | a name of configs/corrections/ (kept as the name) | a CSV file (resolved as `path_text`)."""
+    s = text(raw).strip()
+    return s if not s or (CONFIG_DIR / "corrections" / f"{s}.csv").is_file() else path_text(s)
+
+
 def image_size(raw) -> tuple[int, int]:
     """(H, W) from "H,W", or H alone with W = 3/4 H like the 512x384 photos."""
     parts = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
@@ -144,7 +168,7 @@ class Pretrained:
     """Where a run's initial weights come from (model/weights.py finds them):
     none | imagenet (the offline package, else the hub cache, else a download) | package | hub | file."""
     source: str
-    path: str = ""  # source=file: as the user typed it (taken from where they stand when it is read)
+    path: str = ""  # source=file: the file, resolved from where the user stood when it was typed
 
     def __str__(self) -> str:
         """What config.yaml holds: false | true | package | hub | the path."""
@@ -162,7 +186,7 @@ def pretrained(raw) -> Pretrained:
         return Pretrained("none")
     if low in ("package", "hub"):
         return Pretrained(low)
-    return Pretrained("file", str(raw))
+    return Pretrained("file", path_text(raw))  # resolved like every path key
 
 
 def device_name(raw) -> str:
@@ -198,7 +222,7 @@ LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
 KEYS: dict[str, Key] = {
     # data
     "data_dir": Key("input/data", text, doc="competition-layout data (--data wins)"),
-    "corrections": Key("", text, doc="'' (none), a CSV path, or a name of a file in configs/corrections/"),
+    "corrections": Key("", corrections_file, doc="'' (none), a CSV path, or a name of a file in configs/corrections/"),
     # folds
     "n_folds": Key(5, integer(2)),
     "folds": Key("all", fold_list, _joined, doc="which folds to train: all or e.g. 0 / 0,2 (held as fold numbers)"),
@@ -212,7 +236,7 @@ KEYS: dict[str, Key] = {
     "sampler": Key("random", choice("random", "balanced"),
                    doc="balanced: each class drawn equally often, with replacement"),
     "cutmix": Key(0.0, number(0, 1), doc="probability that a batch is made of left+right halves of two faces"),
-    "extra": Key("", text, doc="outside face photos without masks (folders, comma-separated; labels.csv of "
+    "extra": Key("", folder_list, doc="outside face photos without masks (folders, comma-separated; labels.csv of "
                                "file,age,gender or UTKFace names): masks drawn on, training-only persons"),
     "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
                       doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
@@ -262,7 +286,7 @@ KEYS: dict[str, Key] = {
                     doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1"),
     # data path
     "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
-    "cache_dir": Key("", text, doc="'' = <output>/cache, shared by all runs"),
+    "cache_dir": Key("", path_text, doc="'' = <output>/cache, shared by all runs"),
     # machine
     "device": Key("auto", device_name, doc="auto | cpu | cuda | cuda:N"),
     "amp": Key(True, boolean, doc="mixed precision on CUDA (ignored on CPU)"),
@@ -343,7 +367,10 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
 
 
 def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
-    """Checks of one key against another: the folds against n_folds."""
+    """Checks of one key against another: the folds against n_folds, extra_ages against extra."""
+    if values["extra_ages"] is not None and not values["extra"]:
+        raise ConfigError(f"{sources.get('extra_ages', 'defaults')}: extra_ages={KEYS['extra_ages'].dump(values['extra_ages'])} "
+                          f"without extra=: it chooses among outside photos; set extra=DIR too (or drop extra_ages)")
     n = values["n_folds"]
     if values["folds"] == "all":
         values["folds"] = tuple(range(n))

@@ -252,13 +252,17 @@ def open_run(name: str, cfg: Config, output: Path) -> RunDir:
     return run
 
 
-def find_run(run: str) -> RunDir:
-    """A run by folder path (from where the user stands) or by name under output/."""
+def find_run(run: str, named_by: str = "--run") -> RunDir:
+    """A run by folder path (from where the user stands) or by name under output/; `named_by` is what the
+    user typed it as (an option, a key, an argument), for the message."""
     p = user_path(run)
-    for candidate in (p, OUTPUT / run):
+    candidates = list(dict.fromkeys([p, OUTPUT / run]))  # an absolute path is looked for once
+    for candidate in candidates:
         if (candidate / "config.yaml").is_file():
             return RunDir(candidate)
-    raise FileNotFoundError(f"--run {run}: no run folder with a config.yaml (looked in {p} and {OUTPUT / run})")
+    looked = " and ".join(map(str, candidates))
+    typed = f"{named_by}{run}" if named_by.endswith("=") else f"{named_by} {run}"
+    raise FileNotFoundError(f"{typed}: no run folder with a config.yaml (looked in {looked})")
 
 
 def read_eval_probs(run: RunDir) -> pd.DataFrame | None:

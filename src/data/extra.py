@@ -5,6 +5,7 @@ The command and its manual: src/stages/extra.py (`bash run.sh extra --help`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -24,7 +25,7 @@ from ..core.config import ConfigError, user_path
 from ..core.runtime import atomic_write_text, progress
 from .faces import FaceDetector, file_sha1
 from .mask_draw import Face, draw
-from .tables import DataError, image_problem, is_hidden, read_image
+from .tables import DataError, check_images, is_hidden, read_image
 
 EXTRA_FOLD = -1                 # in every fold's training rows, never validated (as pseudo-labels)
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -33,7 +34,7 @@ FACE_WIDTH = 0.58               # the face box's share of the canvas width (abou
 FACE_CENTRE = (0.5, 0.56)       # x, y of the face box's centre, as fractions of the canvas
 MIN_FACE = 40                   # pixels: a smaller face holds too little to draw a mask on (skipped)
 MIN_PROB = 0.7                  # the photos are known to show a face: a plainer detection still counts
-SYNTH_VERSION = 1               # bump when drawing changes meaning: cached persons are drawn anew
+SYNTH_VERSION = 2               # bump when drawing changes meaning: cached persons are drawn anew
 UTK_NAME = re.compile(r"^(\d+)_(\d+)_")  # UTKFace: <age>_<gender>_<race>_<date>; race is not needed
 GENDER_WORDS = {"male": 0, "m": 0, "0": 0, "man": 0, "female": 1, "f": 1, "1": 1, "woman": 1}
 SHOT_STATES = {"mask1": "wear", "mask2": "wear", "mask3": "wear", "mask4": "wear", "mask5": "wear",
@@ -45,6 +46,19 @@ class OutsidePhoto:
     path: Path
     age: int
     gender: int  # 0 male, 1 female
+    line: str    # where it is listed, for messages: "<DIR>/labels.csv row 7", or the photo itself (UTKFace names)
+
+
+@dataclass(frozen=True)
+class OutsideSet:
+    """The outside photos that may join training (one per content, inside extra_ages), checked, and what
+    the others were: every photo listed is one of them or counted here."""
+    where: str                  # the folders, for messages
+    photos: list[OutsidePhoto]
+    digests: list[str]          # SHA-1 of each photo's bytes
+    listed: int
+    duplicates: int             # the same content listed again (with the same labels)
+    outside_ages: int
 
 
 # ---- labels -------------------------------------------------------------------------------------
@@ -52,6 +66,21 @@ class OutsidePhoto:
 def _parse_age(raw: str) -> int | None:
     s = str(raw).strip()
     return int(s) if s.isdigit() and 1 <= int(s) <= 120 else None
+
+
+def listed_path(folder: Path, file: str, where: str, problems: list[str]) -> Path | None:
+    """The photo a labels.csv row names, inside its folder (or its images/); a name that leaves the
+    folder (absolute, or through ..) is refused: it could reach the competition's own photos."""
+    inside = os.path.normpath(file)
+    if os.path.isabs(inside) or inside == ".." or inside.startswith(".." + os.sep):
+        problems.append(f"{where}: file '{file}' lies outside {folder}; list photos by their name inside the "
+                        f"folder (copy or link them in)")
+        return None
+    candidates = [folder / inside, folder / "images" / inside]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        problems.append(f"{candidates[0]}: listed in {where} but missing (also not in images/)")
+    return path
 
 
 def read_label_csv(folder: Path, csv_path: Path, problems: list[str]) -> list[OutsidePhoto]:
@@ -64,6 +93,8 @@ def read_label_csv(folder: Path, csv_path: Path, problems: list[str]) -> list[Ou
     if missing:
         problems.append(f"{csv_path}: missing column(s) {missing} (has {list(df.columns)}); expected file,age,gender")
         return []
+    if df.empty:
+        problems.append(f"{csv_path}: lists no photos (a header and no rows)")
     photos = []
     for i, r in enumerate(df.itertuples(index=False)):
         where = f"{csv_path} row {i + 2}"
@@ -72,13 +103,9 @@ def read_label_csv(folder: Path, csv_path: Path, problems: list[str]) -> list[Ou
             problems.append(f"{where}: age '{r.age}' is not a whole number of years (1..120)")
         if gender is None:
             problems.append(f"{where}: gender '{r.gender}' is not male/female (or 0/1)")
-        candidates = [folder / r.file, folder / "images" / r.file]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            problems.append(f"{candidates[0]}: listed in {csv_path} row {i + 2} but missing"
-                            f"{' (also not in images/)' if not Path(r.file).is_absolute() else ''}")
+        path = listed_path(folder, r.file, where, problems)
         if age is not None and gender is not None and path is not None:
-            photos.append(OutsidePhoto(path, age, gender))
+            photos.append(OutsidePhoto(path, age, gender, where))
     return photos
 
 
@@ -96,7 +123,7 @@ def read_utk_names(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
         elif age is None or gender is None:
             problems.append(f"{p}: age '{m.group(1)}' or gender '{m.group(2)}' (0 male, 1 female) does not parse")
         else:
-            photos.append(OutsidePhoto(p, age, gender))
+            photos.append(OutsidePhoto(p, age, gender, str(p)))
     return photos
 
 
@@ -106,29 +133,77 @@ def read_folder(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
         problems.append(f"{folder}: not a folder")
         return []
     csv_path = folder / "labels.csv"
-    photos = read_label_csv(folder, csv_path, problems) if csv_path.is_file() else read_utk_names(folder, problems)
+    if csv_path.is_file():
+        return read_label_csv(folder, csv_path, problems)
+    photos = read_utk_names(folder, problems)
     if not photos and not problems:
         problems.append(f"{folder}: no photos ({', '.join(sorted(PHOTO_EXTS))}) and no labels.csv")
     return photos
 
 
-def read_outside(folders: list[Path], ages: tuple[int, int] | None, check_pixels: bool = True
-                 ) -> tuple[list[OutsidePhoto], int]:
-    """(the photos of every folder inside `ages`, how many were outside it); every problem of every
-    folder in one DataError, before any work."""
-    problems: list[str] = []
+def conflicts(photos: list[OutsidePhoto], digests: list[str]) -> list[str]:
+    """One photo (the same file, or the same bytes) listed with two labels: a data error naming both lines."""
+    first: dict[str, OutsidePhoto] = {}
+    problems = []
+    for photo, digest in zip(photos, digests):
+        seen = first.setdefault(digest, photo)
+        if (seen.age, seen.gender) != (photo.age, photo.gender):
+            problems.append(f"{seen.line} and {photo.line}: the same photo ({photo.path.name}) with two labels: "
+                            f"{L.GENDER_NAMES[seen.gender]} {seen.age} vs {L.GENDER_NAMES[photo.gender]} {photo.age}")
+    return problems
+
+
+def leaks(photos: list[OutsidePhoto], digests: list[str], competition: list[str]) -> list[str]:
+    """An outside photo byte-identical to a competition photo (train or eval) would train on what is
+    scored. Only competition photos of the same size as an outside one are hashed."""
+    by_size: dict[int, list[tuple[OutsidePhoto, str]]] = {}
+    for photo, digest in zip(photos, digests):
+        by_size.setdefault(photo.path.stat().st_size, []).append((photo, digest))
+    problems = []
+    for path in competition:
+        try:
+            same_size = by_size.get(os.stat(path).st_size)
+        except OSError:  # a missing competition photo is the data check's to report
+            continue
+        if same_size:
+            digest = file_sha1(path)
+            problems += [f"{photo.line}: {photo.path} is the competition's photo {path} (byte for byte); an outside "
+                         f"photo must not be a training or eval photo" for photo, d in same_size if d == digest]
+    return problems
+
+
+def read_outside(folders: list[Path], ages: tuple[int, int] | None, problems: list[str],
+                 competition: list[str] = (), check_pixels: bool = True) -> OutsideSet | None:
+    """The outside photos of every folder: labels, pixels, one label per photo, none of the competition's;
+    what is wrong goes to `problems` (None then). One per content is kept, then those inside `ages`."""
+    before = len(problems)
     photos = [p for f in folders for p in read_folder(f, problems)]
-    if check_pixels and not problems:
-        with ThreadPoolExecutor(4) as pool:
-            problems += [r for r in pool.map(image_problem, [p.path for p in photos]) if r]
+    if check_pixels and len(problems) == before:
+        problems += check_images([p.path for p in photos], "checking the outside photos")
+    if len(problems) > before:
+        return None
+    digests = [file_sha1(p.path) for p in progress(photos, desc="hashing the outside photos", unit="img")]
+    problems += conflicts(photos, digests) + leaks(photos, digests, list(competition))
+    if len(problems) > before:
+        return None
+    unique = dict(zip(digests, photos))  # the same photo twice is one person
+    kept = {d: p for d, p in unique.items() if ages is None or ages[0] <= p.age <= ages[1]}
+    return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(photos),
+                      len(photos) - len(unique), len(unique) - len(kept))
+
+
+def checked_outside(folders: list[Path], ages: tuple[int, int] | None, competition: list[str] = ()) -> OutsideSet:
+    """read_outside, its problems raised as one DataError."""
+    problems: list[str] = []
+    outside = read_outside(folders, ages, problems, competition)
     if problems:
         raise DataError("the outside photos (extra=)", problems)
-    kept = [p for p in photos if ages is None or ages[0] <= p.age <= ages[1]]
-    return kept, len(photos) - len(kept)
+    return outside
 
 
 def extra_folders(setting: str) -> list[Path]:
-    """`extra=A,B`: the folders, from where the user stands."""
+    """`extra=A,B`: the folders (config.yaml holds them resolved; a relative one is taken from where the user
+    stands)."""
     return [user_path(s.strip()) for s in setting.split(",") if s.strip()]
 
 
@@ -155,10 +230,33 @@ class LandmarkDetector:
         return Face(points, tuple(float(v) for v in box)), prob
 
 
+def as_cached(found: tuple[Face, float] | None) -> tuple[Face, float] | None:
+    """A detection as the cache holds it (every number at 2 decimals, read back exactly): fresh, resumed and
+    re-drawn runs draw from the same landmarks, so they make the same persons byte for byte."""
+    if found is None:
+        return None
+    face, prob = found
+    r = lambda v: float(f"{v:.2f}")  # noqa: E731 (what "%.2f" in the CSV and a round-trip read give)
+    return Face(np.array([[r(x), r(y)] for x, y in face.points]), tuple(r(v) for v in face.box)), r(prob)
+
+
 def save_faces(path: Path, known: dict[str, tuple | None]) -> None:
     rows = [(k, *v[0].box, v[1], *v[0].points.ravel()) if v else (k, *[np.nan] * 15) for k, v in known.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(pd.DataFrame(rows, columns=FACE_COLUMNS).to_csv(index=False, float_format="%.2f"), path)
+
+
+def load_faces(path: Path) -> dict[str, tuple | None]:
+    """What save_faces wrote; every number read as Python reads its text (what `as_cached` gives)."""
+    known: dict[str, tuple | None] = {}
+    if not path.exists():
+        return known
+    for r in pd.read_csv(path, dtype=str, keep_default_na=False).itertuples(index=False):
+        v = {c: float(getattr(r, c)) if getattr(r, c) else float("nan") for c in FACE_COLUMNS[1:]}
+        known[r.sha1] = None if np.isnan(v["prob"]) else (
+            Face(np.array([[v[f"p{i}x"], v[f"p{i}y"]] for i in range(5)]), (v["x1"], v["y1"], v["x2"], v["y2"])),
+            v["prob"])
+    return known
 
 
 def detect_all(photos: list[OutsidePhoto], digests: list[str], cache_dir: Path, detector=None,
@@ -166,18 +264,13 @@ def detect_all(photos: list[OutsidePhoto], digests: list[str], cache_dir: Path, 
     """sha1 of each photo -> (Face, probability) or None; detected once per content, cached (the
     probability too: MIN_PROB is applied where the faces are used, so changing it detects nothing again)."""
     path = Path(cache_dir) / "extra_faces.csv"
-    known: dict[str, tuple | None] = {}
-    if path.exists():
-        for r in pd.read_csv(path, dtype={"sha1": str}).itertuples(index=False):
-            known[r.sha1] = None if np.isnan(r.prob) else (
-                Face(np.array([[getattr(r, f"p{i}x"), getattr(r, f"p{i}y")] for i in range(5)]),
-                     (r.x1, r.y1, r.x2, r.y2)), r.prob)
+    known = load_faces(path)
     todo = [(p, d) for p, d in zip(photos, digests) if d not in known]
     if todo:
         detector = detector or LandmarkDetector()
         for i, (p, d) in enumerate(progress(todo, desc="finding faces in the outside photos", unit="img",
                                             total=len(todo))):
-            known[d] = detector(read_image(p.path))
+            known[d] = as_cached(detector(read_image(p.path)))
             if (i + 1) % save_every == 0:  # a killed run keeps what it found (UTKFace: 23,000 photos)
                 save_faces(path, known)
         save_faces(path, known)
@@ -215,30 +308,35 @@ def jittered(img: np.ndarray, face: Face, rng: random.Random) -> tuple[np.ndarra
     return out, moved(face, m)
 
 
-def person_shots(img: np.ndarray, face: Face, rng: random.Random) -> dict[str, np.ndarray]:
-    """The 7 shots of one outside photo (RGB uint8, CANVAS sized)."""
+def person_shots(img: np.ndarray, face: Face, rng: random.Random) -> dict[str, tuple[np.ndarray, Face]]:
+    """The 7 shots of one outside photo (RGB uint8, CANVAS sized), each with where its face is."""
     base, face = framed(img, face)
     shots = {}
     for shot, state in SHOT_STATES.items():
         photo, f = jittered(base, face, rng)
         if state is None:
             state = "nose" if rng.random() < 0.7 else "chin"
-        shots[shot] = photo if state == "none" else draw(photo, f, state, rng)[0]
+        shots[shot] = (photo if state == "none" else draw(photo, f, state, rng)[0]), f
     return shots
+
+
+BOXES = "boxes.json"  # in a drawn person's folder: each shot's face box (crop=face crops outside persons by it)
 
 
 def synthesise(photo: OutsidePhoto, digest: str, face: Face, seed: int, root: Path) -> Path:
     """The folder of the photo's 7 shots under `root`, drawn once (a function of content, seed, version)."""
     key = hashlib.sha1(f"{digest}-{seed}-{SYNTH_VERSION}-{CANVAS}-{FACE_WIDTH}-{FACE_CENTRE}".encode()).hexdigest()[:20]
     folder = root / key
-    if all((folder / f"{s}.jpg").is_file() for s in L.SHOTS):
+    if (folder / BOXES).is_file() and all((folder / f"{s}.jpg").is_file() for s in L.SHOTS):
         return folder
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
     try:
         shots = person_shots(read_image(photo.path), face, random.Random(f"{seed}-{digest}"))
-        for shot, img in shots.items():
+        for shot, (img, _) in shots.items():
             Image.fromarray(img).save(tmp / f"{shot}.jpg", quality=92)
+        boxes = {shot: [round(float(v), 2) for v in f.box] for shot, (_, f) in shots.items()}
+        (tmp / BOXES).write_text(json.dumps(boxes, sort_keys=True))
         if folder.exists():  # a half-made folder of a killed run
             shutil.rmtree(folder)
         os.replace(tmp, folder)
@@ -248,20 +346,17 @@ def synthesise(photo: OutsidePhoto, digest: str, face: Face, seed: int, root: Pa
     return folder
 
 
-def outside_persons(folders: list[Path], ages: tuple[int, int] | None, seed: int, cache_dir: Path,
-                    detector=None, limit: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """(training rows of the outside persons, fold EXTRA_FOLD; what joined and what was skipped)."""
-    photos, outside_ages = read_outside(folders, ages)
-    if limit:  # a preview: a sample across the ages, not the first files
-        photos = random.Random(seed).sample(photos, min(limit, len(photos)))
-    listed = len(photos)
-    digests = [file_sha1(p.path) for p in photos]
-    unique = dict(zip(digests, photos))  # the same photo twice is one person
-    digests, photos = list(unique), list(unique.values())
-    duplicates = listed - len(photos)
-    faces = detect_all(photos, digests, cache_dir, detector)
+@dataclass(frozen=True)
+class OutsidePersons:
+    rows: pd.DataFrame   # 7 training rows per person, fold EXTRA_FOLD
+    stats: dict          # what joined and what was skipped (summary)
+    boxes: dict          # path of every drawn shot -> its face box (x1, y1, x2, y2, probability): crop=face
+
+
+def usable_faces(outside: OutsideSet, faces: dict) -> tuple[list, int, int]:
+    """([(photo, digest, face)] of the photos a mask can be drawn on, how many had no face, how many a small one)."""
     usable, no_face, small = [], 0, 0
-    for photo, digest in zip(photos, digests):
+    for photo, digest in zip(outside.photos, outside.digests):
         found = faces[digest]
         if found is None or found[1] < MIN_PROB:
             no_face += 1
@@ -269,21 +364,40 @@ def outside_persons(folders: list[Path], ages: tuple[int, int] | None, seed: int
             small += 1
         else:
             usable.append((photo, digest, found[0]))
+    return usable, no_face, small
+
+
+def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=None, limit: int | None = None
+                    ) -> OutsidePersons:
+    """The outside photos as training persons; a DataError when none of them joins."""
+    if limit:  # a preview: a sample across the ages, not the first files
+        picked = sorted(random.Random(seed).sample(range(len(outside.photos)), min(limit, len(outside.photos))))
+        outside = OutsideSet(outside.where, [outside.photos[i] for i in picked], [outside.digests[i] for i in picked],
+                             len(picked), 0, 0)
+    faces = detect_all(outside.photos, outside.digests, cache_dir, detector)
+    usable, no_face, small = usable_faces(outside, faces)
+    skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": outside.duplicates,
+               "outside_ages": outside.outside_ages}
+    stats = summary(outside.listed, usable, skipped)
+    if not usable:
+        raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
+                                                   f"{skipped_line(stats)}"])
     root = Path(cache_dir) / "extra"
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
         made = list(progress(pool.map(lambda u: synthesise(*u, seed, root), usable), total=len(usable),
                              desc="drawing masks on the outside photos", unit="person"))
-    rows = []
+    rows, boxes = [], {}
     for (photo, digest, _), folder in zip(usable, made):
+        prob = faces[digest][1]
+        shot_boxes = json.loads((folder / BOXES).read_text())
         for shot in L.SHOTS:
-            mask = L.SHOT_MASK[shot]
+            mask, path = L.SHOT_MASK[shot], str(folder / f"{shot}.jpg")
             rows.append(dict(person=f"extra_{digest[:12]}", folder="", gender=photo.gender, age=photo.age, shot=shot,
-                             mask=mask, path=str(folder / f"{shot}.jpg"),
-                             label=int(L.encode(mask, photo.gender, L.age_band(photo.age))), fold=EXTRA_FOLD))
+                             mask=mask, path=path, label=int(L.encode(mask, photo.gender, L.age_band(photo.age))),
+                             fold=EXTRA_FOLD))
+            boxes[path] = (*shot_boxes[shot], prob)
     table = pd.DataFrame(rows, columns=["person", "folder", "gender", "age", "shot", "mask", "path", "label", "fold"])
-    skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": duplicates,
-               "outside_ages": outside_ages}
-    return table, summary(listed + outside_ages, usable, skipped)
+    return OutsidePersons(table, stats, boxes)
 
 
 def summary(photos: int, usable: list, skipped: dict) -> dict:
@@ -295,14 +409,16 @@ def summary(photos: int, usable: list, skipped: dict) -> dict:
     return {"photos": photos, "persons": len(usable), "per_cell": cells, **skipped}
 
 
-def extra_rows(cfg, cache_dir: Path) -> tuple[pd.DataFrame, dict] | tuple[None, None]:
-    """`extra=`/`extra_ages=` of a config: the outside persons' rows and summary (None, None when off)."""
+def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None) -> OutsidePersons | None:
+    """`extra=`/`extra_ages=` of a config: the outside persons (None when off); `outside` as the data check
+    read it, else read here (a fold worker)."""
     if not cfg.extra:
-        return None, None
-    rows, stats = outside_persons(extra_folders(cfg.extra), cfg.extra_ages, cfg.seed, cache_dir)
-    print(f"outside photos ({cfg.extra}): {stats['persons']} persons join training. " + skipped_line(stats),
-          flush=True)
-    return rows, stats
+        return None
+    outside = outside or checked_outside(extra_folders(cfg.extra), cfg.extra_ages)
+    persons = outside_persons(outside, cfg.seed, cache_dir)
+    print(f"outside photos ({cfg.extra}): {persons.stats['persons']} persons join training. "
+          + skipped_line(persons.stats), flush=True)
+    return persons
 
 
 def summary_lines(stats: dict) -> list[str]:

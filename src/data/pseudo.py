@@ -25,9 +25,9 @@ PSEUDO_AGE = {0: 25, 1: 45, 2: 65}  # a pseudo-label's age: inside its band what
 def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd.DataFrame:
     """The confident eval photos of `run_name` as training rows (fold -1)."""
     try:
-        run = find_run(run_name)
+        run = find_run(run_name, "pseudo_from=")
     except FileNotFoundError as e:
-        raise ConfigError(f"pseudo_from={run_name}: {e}") from None
+        raise ConfigError(str(e)) from None
     probs = read_eval_probs(run)
     if probs is None:
         raise ConfigError(f"pseudo_from={run_name}: {run.path} has no eval probabilities (is it finished?)")

@@ -57,10 +57,13 @@ def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
     table = attach_folds(training_table(cfg, ctx.data_dir), run.load_folds())
     if cfg.pseudo_from:  # the same pseudo rows the parent added
         table, _ = add_pseudo(table, pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, load_eval(ctx.data_dir)))
-    outside, _ = extra_rows(cfg, ctx.cache_root)  # the same outside persons (drawn once, cached)
+    competition = table["path"].tolist()
+    outside = extra_rows(cfg, ctx.cache_root)  # the same outside persons (drawn once, cached)
     if outside is not None:
-        table = pd.concat([table, outside[table.columns]], ignore_index=True)
-    boxes = face_boxes(table["path"].tolist(), ctx.cache_root) if cfg.crop == "face" else None  # the parent's cache
+        table = pd.concat([table, outside.rows[table.columns]], ignore_index=True)
+    boxes = None
+    if cfg.crop == "face":  # the parent's cache; outside persons' boxes come with their drawing
+        boxes = {**face_boxes(competition, ctx.cache_root), **(outside.boxes if outside else {})}
     for fold in folds:
         train_fold(cfg, ctx, table, fold, run, boxes)
 

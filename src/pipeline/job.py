@@ -18,12 +18,12 @@ import torch
 
 from ..core import distributed as dist
 from ..core.config import ROOT, Config, ConfigError, load_config
-from ..core.run_dir import OUTPUT, RunBusy, RunDir, check_run_name, open_run
+from ..core.run_dir import OUTPUT, RunBusy, RunDir, check_run_name, find_run, open_run
 from ..core.runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, free_mib, out_of_memory_advice,
                             pick_device, set_threads, writable_folder)
 from ..core.tracker import check_tracker, open_tracker, register_tracker
 from ..data.cache import cache_root
-from ..data.extra import extra_rows
+from ..data.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, read_outside
 from ..data.faces import face_boxes
 from ..data.folds import attach_folds, make_folds
 from ..data.pseudo import add_pseudo, pseudo_rows
@@ -66,9 +66,9 @@ def ensure_demo_data() -> None:
         generate(DEMO_DIR)
 
 
-def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """(training table, eval table, person folds); the problems of both tables, the corrections and the
-    folds (too few persons to split) in one list."""
+def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, OutsideSet | None]:
+    """(training table, eval table, person folds, the outside photos of `extra=`); the problems of both
+    tables, the corrections, the folds (too few persons to split) and the outside photos in one list."""
     problems, table, eval_table, folds = [], None, None, None
     try:
         table = training_table(cfg, data_dir)
@@ -79,9 +79,13 @@ def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
         eval_table = load_eval(data_dir)
     except DataError as e:
         problems += e.problems
+    outside = None
+    if cfg.extra:  # checked against every competition photo, train and eval: none may come back as outside
+        competition = [p for t in (table, eval_table) if t is not None for p in t["path"]]
+        outside = read_outside(extra_folders(cfg.extra), cfg.extra_ages, problems, competition)
     if problems:
-        raise DataError(str(data_dir), problems)
-    return table, eval_table, folds
+        raise DataError(str(data_dir) + (f" and extra={cfg.extra}" if cfg.extra else ""), problems)
+    return table, eval_table, folds, outside
 
 
 def prepare(data: str | Path | None = None, recipe: str | None = None, overrides: list[str] | None = None,
@@ -100,13 +104,13 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     set_threads(cfg.threads)
 
     print(f"checking {data_dir} ...", flush=True)
-    table, eval_table, folds = load_data(cfg, ctx.data_dir)
+    table, eval_table, folds, outside_set = load_data(cfg, ctx.data_dir)
     print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
     check_cache_space(cfg, ctx, len(table) + len(eval_table))
     extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
-    outside, outside_stats = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root))
+    outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
@@ -122,14 +126,15 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
             print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
                   f"{cfg.pseudo_threshold} join the training data", flush=True)
         if outside is not None:
-            table = pd.concat([table, outside[table.columns]], ignore_index=True)
+            table = pd.concat([table, outside.rows[table.columns]], ignore_index=True)
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
               f"{cfg.epochs} epochs, outputs in {run}", flush=True)
-        boxes, face_stats = detect_faces(cfg, ctx, table[table["fold"] >= 0], eval_table)
+        boxes, face_stats = detect_faces(cfg, ctx, table, eval_table, outside)
     except BaseException:
         run.unlock()
         raise
-    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo, outside_stats)
+    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo,
+               outside.stats if outside else None)
 
 
 def settled(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
@@ -143,6 +148,11 @@ def settled(data, recipe: str | None, overrides: list[str], name: str | None) ->
             cfg = load_config("demo", overrides)
     check_run_name(name or cfg.recipe)
     check_tracker(cfg.tracker)
+    if cfg.pseudo_from:  # saved as the run's folder: a run continued from elsewhere reads the same one
+        try:
+            cfg = cfg.replace(pseudo_from=str(find_run(cfg.pseudo_from, "pseudo_from=").path))
+        except FileNotFoundError as e:
+            raise ConfigError(str(e)) from None
     if dist.world_size() > 1 and -(-cfg.batch_size // dist.world_size()) < 2:
         raise ConfigError(f"batch_size={cfg.batch_size} over {dist.world_size()} processes gives each a batch of one "
                           f"photo, which BatchNorm cannot train on: batch_size >= {2 * dist.world_size()}")
@@ -177,16 +187,22 @@ def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:
                           f"elsewhere, or cache=false)")
 
 
-def detect_faces(cfg: Config, ctx: RunContext, table, eval_table) -> tuple[dict | None, dict | None]:
-    """crop=face: boxes for every train and eval photo (cached by content), and fallback counts."""
+def detect_faces(cfg: Config, ctx: RunContext, table, eval_table, outside: OutsidePersons | None
+                 ) -> tuple[dict | None, dict | None]:
+    """crop=face: boxes for every train and eval photo (cached by content; an outside person's shots have
+    theirs from the landmarks they were drawn by), and fallback counts."""
     if cfg.crop != "face":
         return None, None
+    competition = table.loc[table["fold"] >= 0, "path"].tolist()
     train_paths, eval_paths = table["path"].tolist(), eval_table["path"].tolist()
-    boxes = dist.main_first(lambda: face_boxes(train_paths + eval_paths, ctx.cache_root))  # others read its cache
+    boxes = dist.main_first(lambda: face_boxes(competition + eval_paths, ctx.cache_root))  # others read its cache
+    boxes.update(outside.boxes if outside else {})
     stats = {"train_photos": len(train_paths), "train_fallbacks": sum(boxes[p] is None for p in train_paths),
-             "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths)}
-    print(f"face crops: no face found in {stats['train_fallbacks']} of {stats['train_photos']} training and "
-          f"{stats['eval_fallbacks']} of {stats['eval_photos']} eval photos (centre crop used for those)", flush=True)
+             "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths),
+             "outside_photos": len(outside.boxes) if outside else 0}
+    print(f"face crops: no face found in {stats['train_fallbacks']} of {stats['train_photos']} training "
+          f"(outside persons' shots included: {stats['outside_photos']}) and {stats['eval_fallbacks']} of "
+          f"{stats['eval_photos']} eval photos (centre crop used for those)", flush=True)
     return boxes, stats
 
 

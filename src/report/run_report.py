@@ -144,7 +144,9 @@ def face_crops_section(cfg, face_stats: dict) -> list[str]:
     return ["## Face crops", "",
             f"No face found (centre crop used instead) in {face_stats['train_fallbacks']} of "
             f"{face_stats['train_photos']} training photos and {face_stats['eval_fallbacks']} of "
-            f"{face_stats['eval_photos']} eval photos.", ""]
+            f"{face_stats['eval_photos']} eval photos. The training photos include "
+            f"{face_stats.get('outside_photos', 0)} shots of outside persons (extra=), cropped by the face their "
+            f"mask was drawn on.", ""]
 
 
 def training_section(run: RunDir, fold_results: list[dict]) -> list[str]:

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", type=user_path, default=reference.DEFAULT_SCRIPT,
                     help="the yardstick script run for the recipe 'reference' (default: %(default)s)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
-    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    a = ap.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
     found = find_data(a.data, DEFAULTS["data_dir"])
     if found is None:

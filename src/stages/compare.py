@@ -18,12 +18,16 @@ from . import parser
 
 def main(argv=None) -> int:
     ap = parser("run.sh compare", __doc__)
-    ap.add_argument("runs", nargs=2, metavar="RUN", help="a run name under output/, or its folder")
+    ap.add_argument("run_a", metavar="RUN_A", help="a run name under output/, or its folder")
+    ap.add_argument("run_b", metavar="RUN_B", help="the run to compare it with")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        runs = [find_run(r) for r in a.runs]
+        runs = [find_run(r, f"RUN_{ab}") for r, ab in zip((a.run_a, a.run_b), "AB")]
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    if runs[0].path.resolve() == runs[1].path.resolve():
+        print(f"error: RUN_A and RUN_B are the same folder ({runs[0].path}); name two runs", file=sys.stderr)
         return 2
     verdicts = compare_runs(*runs)
     width = max(len(name) for name, _ in verdicts)

@@ -29,9 +29,9 @@ from PIL import Image
 from ..core import labels as L
 from ..core.config import ConfigError, age_range, user_path
 from ..core.run_dir import OUTPUT
-from ..core.runtime import first_free
+from ..core.runtime import CannotWrite, first_free, writable_folder
 from ..data.cache import cache_root
-from ..data.extra import contact_sheet, extra_folders, outside_persons, summary_lines
+from ..data.extra import checked_outside, contact_sheet, extra_folders, outside_persons, summary_lines
 from ..data.tables import DataError
 from . import parser
 
@@ -60,17 +60,18 @@ def main(argv=None) -> int:
             raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
         if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
             raise ConfigError(f"--out {out}: write a .png or .jpg")
-        cache = cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT)
-        rows, stats = outside_persons(extra_folders(a.source), ages, a.seed, cache, limit=a.preview * 2)
-    except (ConfigError, DataError) as e:
+        writable_folder(out.parent, "--out")  # said now, not after the drawing
+        cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
+        folders = extra_folders(a.source)
+        if not folders:
+            raise ConfigError(f"--from '{a.source}' names no folder")
+        persons = outside_persons(checked_outside(folders, ages), a.seed, cache, limit=a.preview * 2)
+    except (ConfigError, DataError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if rows.empty:
-        print(f"error: no face found in the first {stats['photos']} photos of {a.source}", file=sys.stderr)
-        return 2
-    Image.fromarray(contact_sheet(rows, a.preview)).save(out, quality=85)
-    print("\n".join(summary_lines(stats)))
-    print(f"wrote {out}: {min(a.preview, stats['persons'])} persons x 7 shots "
+    Image.fromarray(contact_sheet(persons.rows, a.preview)).save(out, quality=85)
+    print("\n".join(summary_lines(persons.stats)))
+    print(f"wrote {out}: {min(a.preview, persons.stats['persons'])} persons x 7 shots "
           f"({', '.join(L.SHOTS)})")
     return 0
 

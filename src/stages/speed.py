@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=512, help="photos per measurement")
     ap.add_argument("--out", type=user_path, default=OUTPUT / "speed", help="folder for the result files")
     ap.add_argument("overrides", nargs="*", metavar="key=value")
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    args = ap.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     if args.images < 1:
         ap.error(f"--images {args.images}: must be at least 1")
     try:

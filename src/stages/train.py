@@ -26,7 +26,7 @@ def parse_args(argv):
     ap.add_argument("--output", type=user_path, default=OUTPUT, help="where run folders go (default: output/ of the "
                                                                      "repository)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
-    return ap.parse_args(argv)
+    return ap.parse_intermixed_args(argv)  # key=value before, between or after the options
 
 
 def main(argv=None) -> int:

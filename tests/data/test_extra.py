@@ -1,7 +1,9 @@
 """Outside photos (extra=): masks drawn where the landmarks say, the label readers and their
 refusals, and outside persons kept out of validation, the OOF and the competition's folds."""
 import json
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -68,9 +70,15 @@ def test_masks_land_where_the_landmarks_say(shape, angle):
         assert covered(chin, mouth_centre) == 0  # on the chin: the mouth is free too
 
 
+def drawn(src, seed: int, cache, detector=None, ages=None) -> tuple[pd.DataFrame, dict]:
+    """(rows, stats) of the outside persons of folder `src`."""
+    persons = extra.outside_persons(extra.checked_outside([src], ages), seed, cache, detector)
+    return persons.rows, persons.stats
+
+
 def test_shots_of_an_outside_person_follow_the_competition_layout(tmp_path):
     src = generate_outside(tmp_path / "photos", n=6, seed=3)
-    rows, stats = extra.outside_persons([src], None, seed=5, cache_dir=tmp_path / "cache")
+    rows, stats = drawn(src, 5, tmp_path / "cache")
     assert stats["persons"] + stats["skipped_no_face"] + stats["skipped_small_face"] == stats["photos"] == 6
     assert stats["duplicates"] == 0
     assert stats["persons"] >= 3 and sum(stats["per_cell"].values()) == stats["persons"]
@@ -84,20 +92,20 @@ def test_shots_of_an_outside_person_follow_the_competition_layout(tmp_path):
         for p in shots["path"]:
             assert Image.open(p).size == (384, 512)
     # drawn once: a second call finds every person in the cache and detects nothing
-    again, _ = extra.outside_persons([src], None, seed=5, cache_dir=tmp_path / "cache",
-                                     detector=lambda img: pytest.fail("detected again"))
+    again, _ = drawn(src, 5, tmp_path / "cache", detector=lambda img: pytest.fail("detected again"))
     assert again["path"].tolist() == rows["path"].tolist()
-    other, _ = extra.outside_persons([src], None, seed=6, cache_dir=tmp_path / "cache")
+    other, _ = drawn(src, 6, tmp_path / "cache")
     assert set(other["path"]).isdisjoint(rows["path"])  # another seed draws other shots
 
 
 def test_a_photo_without_a_face_is_skipped_and_counted(tmp_path):
-    src = tmp_path / "photos"
-    src.mkdir()
+    src = generate_outside(tmp_path / "photos", n=2, seed=1)
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (384, 288, 3), dtype=np.uint8)).save(src / "noise.jpg")
-    pd.DataFrame([{"file": "noise.jpg", "age": 70, "gender": "male"}]).to_csv(src / "labels.csv", index=False)
-    rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache")
-    assert rows.empty and stats["skipped_no_face"] == 1 and stats["persons"] == 0
+    labels = pd.read_csv(src / "labels.csv")
+    pd.concat([labels, pd.DataFrame([{"file": "noise.jpg", "age": 70, "gender": "male"}])]).to_csv(
+        src / "labels.csv", index=False)
+    rows, stats = drawn(src, 0, tmp_path / "cache")
+    assert stats["skipped_no_face"] == 1 and stats["persons"] == 2 and len(rows) == 14
 
 
 def test_the_same_photo_twice_is_one_person_and_counted(tmp_path):
@@ -106,7 +114,7 @@ def test_the_same_photo_twice_is_one_person_and_counted(tmp_path):
     (src / "copy.jpg").write_bytes((src / labels.loc[0, "file"]).read_bytes())
     pd.concat([labels, labels.head(1).assign(file="copy.jpg")]).to_csv(src / "labels.csv", index=False)
     face = Face(np.vstack([EYES, NOSE, MOUTH]) * 0.75, tuple(np.array(BOX) * 0.75))
-    rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache", detector=lambda img: (face, 0.99))
+    rows, stats = drawn(src, 0, tmp_path / "cache", detector=lambda img: (face, 0.99))
     assert stats["photos"] == 3 and stats["duplicates"] == 1 and stats["persons"] == 2 and len(rows) == 14
 
 
@@ -114,21 +122,21 @@ def test_a_doubtful_face_is_skipped_and_a_sure_one_kept(tmp_path):
     src = generate_outside(tmp_path / "photos", n=2, seed=1)
     face = Face(np.vstack([EYES, NOSE, MOUTH]) * 0.75, tuple(np.array(BOX) * 0.75))
     answers = iter([(face, extra.MIN_PROB - 0.01), (face, extra.MIN_PROB + 0.01)])
-    rows, stats = extra.outside_persons([src], None, 0, tmp_path / "cache", detector=lambda img: next(answers))
+    rows, stats = drawn(src, 0, tmp_path / "cache", detector=lambda img: next(answers))
     assert stats["skipped_no_face"] == 1 and stats["persons"] == 1 and len(rows) == 7
 
 
 def test_extra_ages_keeps_only_those_ages(tmp_path):
     src = generate_outside(tmp_path / "photos", n=10, seed=2)
     ages = pd.read_csv(src / "labels.csv")["age"]
-    kept, outside = extra.read_outside([src], (55, 120))
-    assert sorted(p.age for p in kept) == sorted(a for a in ages if a >= 55)
-    assert outside == int((ages < 55).sum())
+    outside = extra.checked_outside([src], (55, 120))
+    assert sorted(p.age for p in outside.photos) == sorted(a for a in ages if a >= 55)
+    assert outside.outside_ages == int((ages < 55).sum()) and outside.listed == 10
 
 
 def test_utkface_names_are_read(tmp_path):
     src = generate_outside(tmp_path / "utk", n=5, seed=4, utkface=True)
-    photos, _ = extra.read_outside([src], None)
+    photos = extra.checked_outside([src], None).photos
     assert len(photos) == 5
     for p in photos:
         age, gender = p.path.name.split("_")[:2]
@@ -172,7 +180,7 @@ CASES = ["columns", "age", "gender", "missing", "unreadable", "empty", "utk"]
 def test_bad_outside_photos_are_refused_naming_the_file(tmp_path, case):
     src, expected = bad_folder(tmp_path, case)
     with pytest.raises(DataError) as e:
-        extra.read_outside([src], None)
+        extra.checked_outside([src], None)
     assert expected in str(e.value) and str(src) in str(e.value)
 
 
@@ -232,3 +240,81 @@ def test_the_preview_stage_writes_a_contact_sheet_and_never_over_a_file(tmp_path
     assert "already exists" in err and "Traceback" not in err
     assert stage("extra", ["--from", "nowhere", "--out", "x.png"]) == 2
     assert "nowhere: not a folder" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+# ---- hardening: what leaks, vanishes or changes on a rerun ---------------------------------------
+
+def unrounded_detector(img):
+    """Landmarks with many decimals (as MTCNN gives them), a function of the photo alone."""
+    h, w = img.shape[:2]
+    k = w / 384 * (1 + img.mean() / 1e4)
+    return Face(np.vstack([EYES, NOSE, MOUTH]) * k + 0.123456, tuple(np.array(BOX) * k + 0.0987)), 0.987654
+
+
+def test_fresh_resumed_and_redrawn_persons_are_byte_identical(tmp_path):
+    src = generate_outside(tmp_path / "photos", n=3, seed=2)
+    fresh, _ = drawn(src, 7, tmp_path / "a", detector=unrounded_detector)
+    (tmp_path / "other").mkdir()  # another cache, drawn from nothing: the same bytes
+    other, _ = drawn(src, 7, tmp_path / "other", detector=unrounded_detector)
+    for folder in (tmp_path / "a" / "extra").iterdir():  # as after Ctrl-C while drawing: the landmarks cached,
+        if folder.name < "8":                            # some persons drawn, the others not
+            for f in folder.iterdir():
+                f.unlink()
+            folder.rmdir()
+    redrawn, _ = drawn(src, 7, tmp_path / "a", detector=lambda img: pytest.fail("detected again"))
+    assert fresh["path"].tolist() == redrawn["path"].tolist()
+    for a, b, c in zip(fresh["path"], redrawn["path"], other["path"]):
+        assert Path(a).read_bytes() == Path(b).read_bytes() == Path(c).read_bytes()
+    assert (Path(fresh["path"][0]).parent / extra.BOXES).is_file()
+
+
+def test_no_outside_person_left_is_refused_with_the_skip_counts(tmp_path):
+    src = tmp_path / "noise"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (384, 288, 3), np.uint8)).save(src / f"{i}.jpg")
+    pd.DataFrame({"file": ["0.jpg", "1.jpg"], "age": [70, 71], "gender": ["male", "female"]}).to_csv(
+        src / "labels.csv", index=False)
+    with pytest.raises(DataError, match="none of its 2 photos joins training") as e:
+        drawn(src, 0, tmp_path / "cache")
+    assert "2 without a face found" in str(e.value) and str(src) in str(e.value)
+
+
+def test_a_photo_listed_with_two_labels_is_refused_naming_both_lines(tmp_path):
+    src = generate_outside(tmp_path / "photos", n=3, seed=1)
+    labels = pd.read_csv(src / "labels.csv", dtype=str)
+    again = labels.head(1).assign(age=str(int(labels.loc[0, "age"]) + 1))  # the same file, another age
+    (src / "copy.jpg").write_bytes((src / labels.loc[1, "file"]).read_bytes())  # the same bytes, other gender
+    other = labels.iloc[[1]].assign(file="copy.jpg", gender="female" if labels.loc[1, "gender"] == "male" else "male")
+    pd.concat([labels, again, other]).to_csv(src / "labels.csv", index=False)
+    with pytest.raises(DataError) as e:
+        extra.checked_outside([src], None)
+    assert "row 2 and" in str(e.value) and "row 5: the same photo" in str(e.value)
+    assert "row 3 and" in str(e.value) and "row 6: the same photo" in str(e.value)
+
+
+def test_a_photo_outside_the_folder_or_of_the_competition_is_refused(tmp_path, tiny_data):
+    src = generate_outside(tmp_path / "photos", n=2, seed=1)
+    labels = pd.read_csv(src / "labels.csv", dtype=str)
+    eval_photo = sorted((tiny_data / "eval" / "images").iterdir())[0]
+    train_photo = sorted((tiny_data / "train" / "images").rglob("normal.*"))[0]
+    (src / "mine.jpg").write_bytes(train_photo.read_bytes())
+    extra_rows = pd.DataFrame({"file": [os.path.relpath(eval_photo, src), str(eval_photo), "mine.jpg"],
+                               "age": ["40"] * 3, "gender": ["male"] * 3})
+    pd.concat([labels, extra_rows]).to_csv(src / "labels.csv", index=False)
+    with pytest.raises(DataError) as e:
+        extra.checked_outside([src], None)
+    assert "row 4: file '../" in str(e.value) and f"row 5: file '{eval_photo}' lies outside" in str(e.value)
+    labels_ok = pd.concat([labels, extra_rows.iloc[[2]]])
+    labels_ok.to_csv(src / "labels.csv", index=False)
+    with pytest.raises(DataError) as e:
+        extra.checked_outside([src], None, competition=[str(eval_photo), str(train_photo)])
+    assert f"row 4: {src / 'mine.jpg'} is the competition's photo {train_photo}" in str(e.value)
+
+
+def test_a_header_only_labels_csv_says_it_lists_no_photos(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    (src / "labels.csv").write_text("file,age,gender\n")
+    with pytest.raises(DataError, match="lists no photos"):
+        extra.checked_outside([src], None)

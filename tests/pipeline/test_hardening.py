@@ -2,15 +2,21 @@
 nothing made or left behind where the check should come first; and nothing silently wrong."""
 import fcntl
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
+
+from src.core.config import load_config
+from src.data.demo import generate_outside
 
 from src.data.tables import DataError, load_train, read_image
 from src.infer import predict
 from src.measure import bench
+from src.pipeline.job import prepare
 from tests.helpers import FAST, copy_run, refused, stage, train_fast
 
 # ---- what the user typed --------------------------------------------------------------------
@@ -223,3 +229,88 @@ def test_a_full_disk_is_a_message_naming_the_file(tiny_data, tmp_path, capsys, m
                    "unexpected pos", "MiB free")
     assert "Traceback" not in err
     assert not list((tmp_path / "out" / "h").glob("*.tmp"))  # the half-written checkpoint is gone
+
+
+# ---- outside photos (extra=) and the other keys that name paths -------------------------------
+
+def noise_folder(path: Path, n: int = 2) -> Path:
+    """Outside photos where no face can be found."""
+    path.mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (384, 288, 3), np.uint8)).save(path / f"{i}.jpg")
+    pd.DataFrame({"file": [f"{i}.jpg" for i in range(n)], "age": [70] * n, "gender": ["male"] * n}).to_csv(
+        path / "labels.csv", index=False)
+    return path
+
+
+@pytest.mark.parametrize("case", ["no face", "no age", "comma", "ages alone"])
+def test_outside_photos_that_leave_no_person_are_refused_before_any_folder(tiny_data, tmp_path, capsys, case):
+    faces = generate_outside(tmp_path / "faces", n=2, seed=1)
+    setting, words = {"no face": ([f"extra={noise_folder(tmp_path / 'noise')}"], ["none of its 2 photos", "without a face"]),
+                      "no age": ([f"extra={faces}", "extra_ages=100-120"], ["none of its 2 photos", "2 outside extra_ages"]),
+                      "comma": (["extra=,"], ["extra=,", "empty folder name"]),
+                      "ages alone": (["extra_ages=55-120"], ["extra_ages=55-120 without extra="])}[case]
+    out = tmp_path / "out"
+    refused(train_fast(tiny_data, out, *setting), capsys, *words)
+    assert not (out / "h").exists()
+
+
+def test_data_and_outside_photo_problems_come_in_one_list(tiny_data, tmp_path, capsys):
+    faces = generate_outside(tmp_path / "faces", n=2, seed=1)
+    labels = pd.read_csv(faces / "labels.csv", dtype=str)
+    labels.loc[0, "age"] = "old"
+    labels.to_csv(faces / "labels.csv", index=False)
+    gone = sorted((tiny_data / "train" / "images").rglob("mask2.*"))[0]
+    gone.unlink()
+    err = refused(train_fast(tiny_data, tmp_path / "out", f"extra={faces}"), capsys, "age 'old'", gone.parent.name)
+    assert err.count("error:") == 1
+
+
+def test_an_outside_copy_of_a_competition_photo_is_refused_naming_both(tiny_data, tmp_path, capsys):
+    faces = generate_outside(tmp_path / "faces", n=2, seed=1)
+    train_photo = sorted((tiny_data / "train" / "images").rglob("mask1.*"))[0]
+    (faces / "copy.jpg").write_bytes(train_photo.read_bytes())
+    labels = pd.read_csv(faces / "labels.csv", dtype=str)
+    pd.concat([labels, pd.DataFrame([{"file": "copy.jpg", "age": "33", "gender": "female"}])]).to_csv(
+        faces / "labels.csv", index=False)
+    refused(train_fast(tiny_data, tmp_path / "out", f"extra={faces}"), capsys, str(faces / "copy.jpg"), str(train_photo))
+    assert not (tmp_path / "out" / "h").exists()
+
+
+def test_path_keys_are_saved_resolved_and_a_run_continues_from_elsewhere(tiny_data, tmp_path, monkeypatch):
+    generate_outside(tmp_path / "here" / "faces", n=3, seed=3)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    job = prepare(tiny_data, "seed", [*FAST, "extra=faces", "cache_dir=cache", "crop=face"], "x", tmp_path / "out")
+    job.run.unlock()
+    saved = yaml.safe_load(job.run.config.read_text())
+    assert saved["extra"] == str(tmp_path / "here" / "faces") and saved["cache_dir"] == str(tmp_path / "here" / "cache")
+    # crop=face: outside persons are cropped by the face they were drawn on, and counted
+    outside = job.table.loc[job.table["fold"] < 0, "path"].tolist()
+    assert outside and all(job.boxes[p] is not None for p in outside)
+    assert job.face_stats["outside_photos"] == len(outside) and job.face_stats["train_photos"] == len(job.table)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the saved config, read from another folder: the same files
+    cfg = load_config(str(job.run.config))
+    assert cfg.extra == saved["extra"] and cfg.cache_dir == saved["cache_dir"]
+
+
+def test_overrides_go_anywhere_on_the_command_line(tiny_data, tmp_path):
+    assert stage("train", ["epochs=1", "--data", str(tiny_data), *FAST[:-1], "--config", "seed", "--name", "anywhere",
+                           "--output", str(tmp_path), FAST[-1]]) == 0
+    assert (tmp_path / "anywhere" / "submission.csv").exists()
+
+
+def test_compare_names_its_arguments_and_refuses_a_run_against_itself(tiny_run, tmp_path, capsys):
+    refused(stage("compare", [str(tiny_run.path), str(tiny_run.path)]), capsys, "the same folder")
+    err = refused(stage("compare", [str(tiny_run.path), str(tmp_path / "nowhere")]), capsys, "RUN_B")
+    assert "--run" not in err and f"looked in {tmp_path / 'nowhere'})" in err  # once, not "in X and X"
+
+
+def test_the_preview_checks_its_picture_can_be_written_before_any_work(tmp_path, monkeypatch, capsys):
+    faces = generate_outside(tmp_path / "faces", n=2, seed=1)
+    (tmp_path / "locked").mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path / "locked" else real_access(p, mode))
+    refused(stage("extra", ["--from", str(faces), "--out", str(tmp_path / "locked" / "x.png"),
+                            "--cache-dir", str(tmp_path / "cache")]), capsys, "--out", "locked")
+    assert not (tmp_path / "cache").exists()  # nothing drawn
