@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from ..core.config import user_path
-from ..core.runtime import free_mib, progress
+from ..core.runtime import free_mib, parallel_map
 from .faces import DETECT_SIDE, MIN_PROB
 from .transforms import Geometry
 
@@ -99,8 +98,7 @@ def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None
         out[i] = geo(paths[i])
 
     workers = max(1, (os.cpu_count() or 2))
-    with ThreadPoolExecutor(workers) as pool:  # PIL decode and resize (and cv2) release the GIL
-        list(progress(pool.map(work, range(len(paths))), total=len(paths), desc=desc, unit="img"))
+    parallel_map(work, range(len(paths)), workers, desc)  # PIL decode and resize (and cv2) release the GIL
     out.flush()
     del out
     os.replace(tmp, array_path)

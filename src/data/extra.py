@@ -11,7 +11,6 @@ import random
 import re
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from PIL import Image
 
 from ..core import labels as L
 from ..core.config import ConfigError, user_path
-from ..core.runtime import atomic_write_text, progress
+from ..core.runtime import atomic_write_text, parallel_map, progress
 from .faces import FaceDetector, file_sha1
 from .mask_draw import Face, draw
 from .tables import DataError, check_images, is_hidden, read_image
@@ -383,9 +382,8 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
         raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
                                                    f"{skipped_line(stats)}"])
     root = Path(cache_dir) / "extra"
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        made = list(progress(pool.map(lambda u: synthesise(*u, seed, root), usable), total=len(usable),
-                             desc="drawing masks on the outside photos", unit="person"))
+    made = parallel_map(lambda u: synthesise(*u, seed, root), usable, min(4, os.cpu_count() or 1),
+                        "drawing masks on the outside photos", "person")
     rows, boxes = [], {}
     for (photo, digest, _), folder in zip(usable, made):
         prob = faces[digest][1]

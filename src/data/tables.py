@@ -14,7 +14,6 @@ together (DataError), so a user fixes the data in one pass.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from PIL import Image, ImageOps
 
 from ..core import labels as L
 from ..core.config import CONFIG_DIR, ROOT, user_path
-from ..core.runtime import progress
+from ..core.runtime import parallel_map
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 GENDERS = {"male": 0, "female": 1}
@@ -145,9 +144,7 @@ def image_problem(path: Path) -> str | None:
 
 
 def check_images(paths: list[Path], desc: str, workers: int = 4) -> list[str]:
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(progress(pool.map(image_problem, paths), total=len(paths), desc=desc, unit="img"))
-    return [r for r in results if r]
+    return [r for r in parallel_map(image_problem, paths, workers, desc) if r]
 
 
 def _read_csv(path: Path, required: tuple[str, ...], problems: list[str], comments: bool = False) -> pd.DataFrame | None:

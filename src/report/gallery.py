@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from PIL import Image
 from ..core import labels as L
 from ..core.labels import PROB_COLS
 from ..core.run_dir import RunDir, read_eval_probs
-from ..core.runtime import atomic_write_text, writing_errors
+from ..core.runtime import atomic_write_text, parallel_map, writing_errors
 from ..data.tables import DataError, Layout, load_eval
 from .audit import as_corrections, candidates, person_scores
 
@@ -57,8 +56,7 @@ def make_thumbs(paths: list[Path], folder: Path) -> tuple[list[str], int]:
     folder.mkdir(exist_ok=True)
     names = [thumb_name(p) for p in paths]
     todo = [(p, folder / f"{n}.jpg") for p, n in dict(zip(paths, names)).items() if not (folder / f"{n}.jpg").exists()]
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        ok = list(pool.map(lambda job: make_thumb(*job), todo))
+    ok = parallel_map(lambda job: make_thumb(*job), todo, min(8, os.cpu_count() or 1), "making the gallery's thumbnails")
     bad = {dst.stem for (_, dst), good in zip(todo, ok) if not good}
     return ["" if n in bad else n for n in names], len(bad)
 

@@ -3,7 +3,28 @@ stage is checked against (run.sh's case statement maps each name to its module).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import os
+import sys
+
+
+def interrupted(kind, value, tb) -> None:
+    """Ctrl-C at any moment of any stage (torch still loading, photos being checked, ...): one line and
+    exit 130, never a traceback. Stages that can say more (where a run stopped) catch it themselves first;
+    the files they write are written whole or not at all (runtime.atomic_*), so nothing is left half-made."""
+    if issubclass(kind, KeyboardInterrupt):
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        stage = spec.name.rsplit(".", 1)[-1] if spec else os.path.basename(sys.argv[0])
+        with contextlib.suppress(Exception):  # a closed pipe must not turn this into a traceback
+            print(f"\ninterrupted (Ctrl-C): bash run.sh {stage} stopped", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+        os._exit(130)
+    sys.__excepthook__(kind, value, tb)
+
+
+# set before the stage module itself runs (python -m src.stages.X imports this package first)
+sys.excepthook = interrupted
 
 STAGES = {
     "(none)": "the whole job: data check, folds, training, fold ensemble on eval, report  [key=value ...]",

@@ -189,6 +189,22 @@ def test_ctrl_c_says_where_the_run_stopped_and_the_same_command_continues(tiny_d
     assert f"epoch {done};" in err or f"epoch {done - 1};" in err  # the epoch saved when the signal came
 
 
+@pytest.mark.parametrize("stage_name,args", [("train", ["--config", "seed"]), ("predict", ["--run", "r", "x.jpg"]),
+                                             ("extra", ["--from", "."]), ("bench", []), ("compare", ["a", "b"])])
+def test_ctrl_c_while_the_libraries_load_is_one_line_and_130(stage_name, args, tmp_path):
+    """Before any stage code runs (torch and timm take seconds to import): no KeyboardInterrupt traceback."""
+    for delay in (0.3, 1.2):
+        proc = subprocess.Popen([sys.executable, "-m", f"src.stages.{stage_name}", *args], cwd=tmp_path,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and err.strip() == f"interrupted (Ctrl-C): bash run.sh {stage_name} stopped"
+
+
 # ---- every stage's arguments ----------------------------------------------------------------
 
 def test_blend_options_take_the_config_keys_parsers(capsys):
