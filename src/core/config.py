@@ -83,6 +83,25 @@ def text(raw) -> str:
     return "" if raw is None else str(raw)
 
 
+def comma_items(raw) -> list[str]:
+    """`A,B`: the items, stripped; an empty one (`A,,B`, `A,`, `,`) is a mistake, not a thing to skip."""
+    parts = [p.strip() for p in text(raw).split(",")]
+    if not all(parts):
+        raise ValueError("an empty item between commas (a stray comma?); give A or A,B")
+    return parts
+
+
+def option_items(option: str) -> Callable:
+    """A command-line option holding a comma-separated list (blend --runs, bench --recipes, extra --from)."""
+    def parse(raw):
+        try:
+            return comma_items(raw)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"{raw!r}: {e}") from None
+    parse.__name__ = option
+    return parse
+
+
 def path_text(raw) -> str:
     """A file or folder the user typed, resolved from where the user stands ('' = none): config.yaml holds
     it absolute, so a run continued from another folder reads the same files."""
@@ -92,13 +111,7 @@ def path_text(raw) -> str:
 
 def folder_list(raw) -> str:
     """`A,B`: folders, each resolved as `path_text`, joined by commas ('' = none)."""
-    s = text(raw).strip()
-    if not s:
-        return ""
-    parts = [p.strip() for p in s.split(",")]
-    if not all(parts):
-        raise ValueError("an empty folder name (a stray comma?); give folders as A or A,B")
-    return ",".join(path_text(p) for p in parts)
+    return ",".join(path_text(p) for p in comma_items(raw)) if text(raw).strip() else ""
 
 
 def corrections_file(raw) -> str:
@@ -128,12 +141,9 @@ def fold_list(raw) -> tuple[int, ...] | str:
     if str(raw).strip() == "all":
         return "all"
     try:
-        folds = tuple(sorted({int(x) for x in str(raw).split(",") if x.strip() != ""}))
+        return tuple(sorted({int(x) for x in comma_items(raw)}))
     except ValueError:
         raise ValueError("expected 'all' or fold numbers like 0,2") from None
-    if not folds:
-        raise ValueError("expected 'all' or fold numbers like 0,2")
-    return folds
 
 
 def task_weights(raw) -> tuple[float, float, float]:

@@ -149,7 +149,7 @@ def check_images(paths: list[Path], desc: str, workers: int = 4) -> list[str]:
 
 def _read_csv(path: Path, required: tuple[str, ...], problems: list[str], comments: bool = False) -> pd.DataFrame | None:
     if not path.is_file():
-        problems.append(f"{path}: missing")
+        problems.append(f"{path}: {'a folder, not a CSV file' if path.is_dir() else 'missing'}")
         return None
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#" if comments else None)

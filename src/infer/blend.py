@@ -107,7 +107,7 @@ def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: 
 
 def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT,
           group_eval: int = 0) -> dict:
-    runs = [find_run(r) for r in run_names]
+    runs = [find_run(r, "--runs") for r in run_names]
     name = check_run_name(name or "blend-" + "+".join(r.name for r in runs))  # before any work
     inputs = load_inputs(runs)
     y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()

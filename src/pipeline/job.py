@@ -100,6 +100,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     if not dist.is_main():
         sys.stdout = open(os.devnull, "w")  # one rank speaks; errors still reach stderr
     ctx = RunContext(Path(data_dir), device, cache_root(cfg.cache_dir, output), Path(output))
+    writable_folder(ctx.output, "--output")
     writable_folder(ctx.cache_root, "cache_dir")
     set_threads(cfg.threads)
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core.config import DEFAULTS, ConfigError, user_path
+from ..core.config import DEFAULTS, ConfigError, option_items, user_path
 from ..data.tables import find_data
 from ..measure import reference
 from ..measure.bench import PROTOCOLS, bench_folder, check_recipes, run_bench
@@ -37,13 +37,14 @@ def main(argv=None) -> int:
     ap = parser("run.sh bench", __doc__)
     ap.add_argument("--data", type=user_path, help="competition-layout data (default: input/data, else input/standin)")
     ap.add_argument("--protocol", choices=sorted(PROTOCOLS), default="cpu")
-    ap.add_argument("--recipes", default="seed,recommended", help="comma-separated; the first is the baseline")
+    ap.add_argument("--recipes", default="seed,recommended", type=option_items("--recipes"),
+                    help="comma-separated; the first is the baseline")
     ap.add_argument("--name", help="bench name (default: <protocol>-<timestamp>)")
     ap.add_argument("--reference", type=user_path, default=reference.DEFAULT_SCRIPT,
                     help="the yardstick script run for the recipe 'reference' (default: %(default)s)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
     a = ap.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
-    recipes = [r.strip() for r in a.recipes.split(",") if r.strip()]
+    recipes = a.recipes
     found = find_data(a.data, DEFAULTS["data_dir"])
     if found is None:
         print("error: no --data, and neither input/data nor input/standin exists", file=sys.stderr)

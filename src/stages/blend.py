@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import ConfigError, config_parser, user_path
+from ..core.config import ConfigError, config_parser, option_items, user_path
 from ..core.run_dir import OUTPUT
 from ..data.tables import DataError
 from ..infer.blend import blend
@@ -24,18 +24,15 @@ from . import parser
 
 def main(argv=None) -> int:
     ap = parser("run.sh blend", __doc__)
-    ap.add_argument("--runs", required=True, help="comma-separated run names or folders")
+    ap.add_argument("--runs", required=True, type=option_items("--runs"), help="comma-separated run names or folders")
     ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias")
     ap.add_argument("--group-eval", type=config_parser("group_eval"), default=0, metavar="N",
                     help="group eval photos into persons of N photos (the competition: 7); 0 = off")
     ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")
     ap.add_argument("--output", type=user_path, default=OUTPUT)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    runs = [r for r in a.runs.split(",") if r.strip()]
-    if not runs:
-        ap.error("--runs: name at least one run (comma-separated run names or folders)")
     try:
-        blend(runs, a.decision, a.name, a.output, a.group_eval)
+        blend(a.runs, a.decision, a.name, a.output, a.group_eval)
     except (FileNotFoundError, DataError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

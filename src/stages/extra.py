@@ -27,18 +27,19 @@ import sys
 from PIL import Image
 
 from ..core import labels as L
-from ..core.config import ConfigError, age_range, user_path
+from ..core.config import ConfigError, age_range, option_items, user_path
 from ..core.run_dir import OUTPUT
 from ..core.runtime import CannotWrite, first_free, writable_folder
 from ..data.cache import cache_root
-from ..data.extra import checked_outside, contact_sheet, extra_folders, outside_persons, summary_lines
+from ..data.extra import checked_outside, contact_sheet, outside_persons, summary_lines
 from ..data.tables import DataError
 from . import parser
 
 
 def main(argv=None) -> int:
     ap = parser("run.sh extra", __doc__)
-    ap.add_argument("--from", dest="source", required=True, help="folder(s) of outside photos, comma-separated")
+    ap.add_argument("--from", dest="source", required=True, type=option_items("--from"),
+                    help="folder(s) of outside photos, comma-separated")
     ap.add_argument("--preview", type=int, default=24, help="how many persons the contact sheet shows")
     ap.add_argument("--out", help="the picture to write, .png or .jpg (default: output/extra-preview.png, never "
                                   "over a file)")
@@ -62,9 +63,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"--out {out}: write a .png or .jpg")
         writable_folder(out.parent, "--out")  # said now, not after the drawing
         cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
-        folders = extra_folders(a.source)
-        if not folders:
-            raise ConfigError(f"--from '{a.source}' names no folder")
+        folders = [user_path(f) for f in a.source]
         persons = outside_persons(checked_outside(folders, ages), a.seed, cache, limit=a.preview * 2)
     except (ConfigError, DataError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -314,3 +314,24 @@ def test_the_preview_checks_its_picture_can_be_written_before_any_work(tmp_path,
     refused(stage("extra", ["--from", str(faces), "--out", str(tmp_path / "locked" / "x.png"),
                             "--cache-dir", str(tmp_path / "cache")]), capsys, "--out", "locked")
     assert not (tmp_path / "cache").exists()  # nothing drawn
+
+
+@pytest.mark.parametrize("args,words", [
+    (["folds=0,,1"], ["folds=0,,1"]),
+    (["corrections=afolder"], ["afolder: a folder, not a CSV file"]),
+    (["--output", "afile"], ["--output", "afile is not a folder"]),
+])
+def test_the_other_path_and_list_keys_refuse_the_same_mistakes(tiny_data, tmp_path, monkeypatch, capsys, args, words):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    refused(stage("train", ["--data", str(tiny_data), "--output", "out", *FAST, *args]), capsys, *words)  # the last
+    assert not (tmp_path / "out").exists()                                                           # --output wins
+
+
+@pytest.mark.parametrize("stage_name,args", [("blend", ["--runs", "a,,b"]), ("bench", ["--recipes", "seed,"]),
+                                             ("extra", ["--from", "photos,"])])
+def test_a_stray_comma_in_a_list_option_is_named(stage_name, args, capsys):
+    with pytest.raises(SystemExit) as e:
+        stage(stage_name, args)
+    assert e.value.code == 2 and "an empty item between commas" in capsys.readouterr().err
