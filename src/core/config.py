@@ -85,6 +85,8 @@ def text(raw) -> str:
 
 def comma_items(raw) -> list[str]:
     """`A,B`: the items, stripped; an empty one (`A,,B`, `A,`, `,`) is a mistake, not a thing to skip."""
+    if not text(raw).strip():
+        raise ValueError("names nothing; give A or A,B")
     parts = [p.strip() for p in text(raw).split(",")]
     if not all(parts):
         raise ValueError("an empty item between commas (a stray comma?); give A or A,B")

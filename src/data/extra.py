@@ -20,7 +20,7 @@ import pandas as pd
 from PIL import Image
 
 from ..core import labels as L
-from ..core.config import ConfigError, user_path
+from ..core.config import ConfigError, comma_items, user_path
 from ..core.runtime import atomic_write_text, parallel_map, progress
 from .faces import FaceDetector, file_sha1
 from .mask_draw import Face, draw
@@ -203,7 +203,7 @@ def checked_outside(folders: list[Path], ages: tuple[int, int] | None, competiti
 def extra_folders(setting: str) -> list[Path]:
     """`extra=A,B`: the folders (config.yaml holds them resolved; a relative one is taken from where the user
     stands)."""
-    return [user_path(s.strip()) for s in setting.split(",") if s.strip()]
+    return [user_path(s) for s in comma_items(setting)] if setting else []
 
 
 # ---- landmarks ----------------------------------------------------------------------------------

@@ -248,7 +248,7 @@ def test_outside_photos_that_leave_no_person_are_refused_before_any_folder(tiny_
     faces = generate_outside(tmp_path / "faces", n=2, seed=1)
     setting, words = {"no face": ([f"extra={noise_folder(tmp_path / 'noise')}"], ["none of its 2 photos", "without a face"]),
                       "no age": ([f"extra={faces}", "extra_ages=100-120"], ["none of its 2 photos", "2 outside extra_ages"]),
-                      "comma": (["extra=,"], ["extra=,", "empty folder name"]),
+                      "comma": (["extra=,"], ["extra=,", "an empty item"]),
                       "ages alone": (["extra_ages=55-120"], ["extra_ages=55-120 without extra="])}[case]
     out = tmp_path / "out"
     refused(train_fast(tiny_data, out, *setting), capsys, *words)

@@ -210,7 +210,7 @@ def test_ctrl_c_while_the_libraries_load_is_one_line_and_130(stage_name, args, t
 def test_blend_options_take_the_config_keys_parsers(capsys):
     for args, words in ((["--runs", "a", "--group-eval", "1"], ["group size of at least 2"]),
                         (["--runs", "a", "--group-eval", "-1"], ["--group-eval"]),
-                        (["--runs", ""], ["name at least one run"]),
+                        (["--runs", ""], ["--runs", "names nothing"]),
                         (["--runs", "a", "--decision", "maybe"], ["--decision"])):
         with pytest.raises(SystemExit) as e:
             stage("blend", args)
