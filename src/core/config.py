@@ -252,6 +252,9 @@ KEYS: dict[str, Key] = {
                                "file,age,gender or UTKFace names): masks drawn on, training-only persons"),
     "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
                       doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
+    "extra_conflicts": Key("error", choice("error", "drop"),
+                           doc="extra: one photo listed with two labels (the same file or the same bytes) is an "
+                               "error naming both lines | drop: such photos are left out and counted"),
     "pseudo_from": Key("", text, doc="a finished run whose confident eval photos join every fold's training data"),
     "pseudo_threshold": Key(0.9, number(0, 1), doc="pseudo_from: the least probability of the predicted class"),
     # model
@@ -380,9 +383,10 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
 
 def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
     """Checks of one key against another: the folds against n_folds, extra_ages against extra."""
-    if values["extra_ages"] is not None and not values["extra"]:
-        raise ConfigError(f"{sources.get('extra_ages', 'defaults')}: extra_ages={KEYS['extra_ages'].dump(values['extra_ages'])} "
-                          f"without extra=: it chooses among outside photos; set extra=DIR too (or drop extra_ages)")
+    for k in ("extra_ages", "extra_conflicts"):  # they choose among outside photos: alone they would do nothing
+        if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
+            raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
+                              f"chooses among outside photos; set extra=DIR too (or leave {k} out)")
     n = values["n_folds"]
     if values["folds"] == "all":
         values["folds"] = tuple(range(n))

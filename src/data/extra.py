@@ -58,6 +58,7 @@ class OutsideSet:
     listed: int
     duplicates: int             # the same content listed again (with the same labels)
     outside_ages: int
+    conflicting: int = 0        # extra_conflicts=drop: listings of a photo listed with two labels, left out
 
 
 # ---- labels -------------------------------------------------------------------------------------
@@ -140,16 +141,21 @@ def read_folder(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
     return photos
 
 
-def conflicts(photos: list[OutsidePhoto], digests: list[str]) -> list[str]:
-    """One photo (the same file, or the same bytes) listed with two labels: a data error naming both lines."""
+def conflicts(photos: list[OutsidePhoto], digests: list[str]) -> tuple[list[str], set[str]]:
+    """One photo (the same file, or the same bytes) listed with two labels: (a message naming both lines for
+    each, the digests of such photos). Public sets have them (All-Age-Faces: the same picture under two
+    names and two ages); the last listing must not silently win."""
     first: dict[str, OutsidePhoto] = {}
-    problems = []
+    problems, torn = [], set()
     for photo, digest in zip(photos, digests):
         seen = first.setdefault(digest, photo)
         if (seen.age, seen.gender) != (photo.age, photo.gender):
-            problems.append(f"{seen.line} and {photo.line}: the same photo ({photo.path.name}) with two labels: "
-                            f"{L.GENDER_NAMES[seen.gender]} {seen.age} vs {L.GENDER_NAMES[photo.gender]} {photo.age}")
-    return problems
+            names = seen.path.name if seen.path == photo.path else f"{seen.path.name} and {photo.path.name}"
+            problems.append(f"{seen.line} and {photo.line}: the same photo ({names}) with two labels, "
+                            f"{L.GENDER_NAMES[seen.gender]} {seen.age} and {L.GENDER_NAMES[photo.gender]} "
+                            f"{photo.age}; keep one line (or extra_conflicts=drop leaves such photos out)")
+            torn.add(digest)
+    return problems, torn
 
 
 def leaks(photos: list[OutsidePhoto], digests: list[str], competition: list[str]) -> list[str]:
@@ -171,10 +177,19 @@ def leaks(photos: list[OutsidePhoto], digests: list[str], competition: list[str]
     return problems
 
 
-def read_outside(folders: list[Path], ages: tuple[int, int] | None, problems: list[str],
-                 competition: list[str] = (), check_pixels: bool = True) -> OutsideSet | None:
+@dataclass(frozen=True)
+class OutsideRules:
+    """What an outside photo must pass besides its own labels and pixels (config keys extra_ages and
+    extra_conflicts; the competition's photos it must not be)."""
+    ages: tuple[int, int] | None = None
+    drop_conflicts: bool = False         # extra_conflicts=drop: a photo listed with two labels is left out
+    competition: tuple[str, ...] = ()    # every competition train and eval photo
+
+
+def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], check_pixels: bool = True
+                 ) -> OutsideSet | None:
     """The outside photos of every folder: labels, pixels, one label per photo, none of the competition's;
-    what is wrong goes to `problems` (None then). One per content is kept, then those inside `ages`."""
+    what is wrong goes to `problems` (None then). One per content is kept, then those inside the ages."""
     before = len(problems)
     photos = [p for f in folders for p in read_folder(f, problems)]
     if check_pixels and len(problems) == before:
@@ -182,19 +197,21 @@ def read_outside(folders: list[Path], ages: tuple[int, int] | None, problems: li
     if len(problems) > before:
         return None
     digests = [file_sha1(p.path) for p in progress(photos, desc="hashing the outside photos", unit="img")]
-    problems += conflicts(photos, digests) + leaks(photos, digests, list(competition))
+    torn_problems, torn = conflicts(photos, digests)
+    problems += ([] if rules.drop_conflicts else torn_problems) + leaks(photos, digests, list(rules.competition))
     if len(problems) > before:
         return None
-    unique = dict(zip(digests, photos))  # the same photo twice is one person
-    kept = {d: p for d, p in unique.items() if ages is None or ages[0] <= p.age <= ages[1]}
+    clear = [(d, p) for d, p in zip(digests, photos) if d not in torn]
+    unique = dict(clear)  # the same photo twice is one person
+    kept = {d: p for d, p in unique.items() if rules.ages is None or rules.ages[0] <= p.age <= rules.ages[1]}
     return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(photos),
-                      len(photos) - len(unique), len(unique) - len(kept))
+                      len(clear) - len(unique), len(unique) - len(kept), len(photos) - len(clear))
 
 
-def checked_outside(folders: list[Path], ages: tuple[int, int] | None, competition: list[str] = ()) -> OutsideSet:
+def checked_outside(folders: list[Path], rules: OutsideRules = OutsideRules()) -> OutsideSet:
     """read_outside, its problems raised as one DataError."""
     problems: list[str] = []
-    outside = read_outside(folders, ages, problems, competition)
+    outside = read_outside(folders, rules, problems)
     if problems:
         raise DataError("the outside photos (extra=)", problems)
     return outside
@@ -372,11 +389,11 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     if limit:  # a preview: a sample across the ages, not the first files
         picked = sorted(random.Random(seed).sample(range(len(outside.photos)), min(limit, len(outside.photos))))
         outside = OutsideSet(outside.where, [outside.photos[i] for i in picked], [outside.digests[i] for i in picked],
-                             len(picked), 0, 0)
+                             len(picked), 0, 0, 0)
     faces = detect_all(outside.photos, outside.digests, cache_dir, detector)
     usable, no_face, small = usable_faces(outside, faces)
     skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": outside.duplicates,
-               "outside_ages": outside.outside_ages}
+               "outside_ages": outside.outside_ages, "conflicting_labels": outside.conflicting}
     stats = summary(outside.listed, usable, skipped)
     if not usable:
         raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
@@ -407,12 +424,16 @@ def summary(photos: int, usable: list, skipped: dict) -> dict:
     return {"photos": photos, "persons": len(usable), "per_cell": cells, **skipped}
 
 
+def outside_rules(cfg, competition: list[str] = ()) -> OutsideRules:
+    return OutsideRules(cfg.extra_ages, cfg.extra_conflicts == "drop", tuple(competition))
+
+
 def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None) -> OutsidePersons | None:
     """`extra=`/`extra_ages=` of a config: the outside persons (None when off); `outside` as the data check
     read it, else read here (a fold worker)."""
     if not cfg.extra:
         return None
-    outside = outside or checked_outside(extra_folders(cfg.extra), cfg.extra_ages)
+    outside = outside or checked_outside(extra_folders(cfg.extra), outside_rules(cfg))
     persons = outside_persons(outside, cfg.seed, cache_dir)
     print(f"outside photos ({cfg.extra}): {persons.stats['persons']} persons join training. "
           + skipped_line(persons.stats), flush=True)
@@ -429,7 +450,8 @@ def summary_lines(stats: dict) -> list[str]:
 def skipped_line(stats: dict) -> str:
     return (f"Skipped: {stats['skipped_no_face']} without a face found (or below {MIN_PROB} confidence), "
             f"{stats['skipped_small_face']} with a face under {MIN_FACE} px wide, {stats.get('duplicates', 0)} "
-            f"the same photo again, {stats['outside_ages']} outside extra_ages.")
+            f"the same photo again, {stats['outside_ages']} outside extra_ages, {stats.get('conflicting_labels', 0)} "
+            f"listings of a photo listed with two labels (extra_conflicts=drop).")
 
 
 # ---- the preview stage --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..core.runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, f
                             pick_device, set_threads, writable_folder)
 from ..core.tracker import check_tracker, open_tracker, register_tracker
 from ..data.cache import cache_root
-from ..data.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, read_outside
+from ..data.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, outside_rules, read_outside
 from ..data.faces import face_boxes
 from ..data.folds import attach_folds, make_folds
 from ..data.pseudo import add_pseudo, pseudo_rows
@@ -82,7 +82,7 @@ def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     outside = None
     if cfg.extra:  # checked against every competition photo, train and eval: none may come back as outside
         competition = [p for t in (table, eval_table) if t is not None for p in t["path"]]
-        outside = read_outside(extra_folders(cfg.extra), cfg.extra_ages, problems, competition)
+        outside = read_outside(extra_folders(cfg.extra), outside_rules(cfg, competition), problems)
     if problems:
         raise DataError(str(data_dir) + (f" and extra={cfg.extra}" if cfg.extra else ""), problems)
     return table, eval_table, folds, outside

@@ -27,11 +27,11 @@ import sys
 from PIL import Image
 
 from ..core import labels as L
-from ..core.config import ConfigError, age_range, option_items, user_path
+from ..core.config import ConfigError, age_range, config_parser, option_items, user_path
 from ..core.run_dir import OUTPUT
 from ..core.runtime import CannotWrite, first_free, writable_folder
 from ..data.cache import cache_root
-from ..data.extra import checked_outside, contact_sheet, outside_persons, summary_lines
+from ..data.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, summary_lines
 from ..data.tables import DataError
 from . import parser
 
@@ -45,6 +45,8 @@ def main(argv=None) -> int:
                                   "over a file)")
     ap.add_argument("--ages", default="", help="only these ages, e.g. 55-120 (as extra_ages=)")
     ap.add_argument("--seed", type=int, default=42, help="the drawing seed (a run uses its seed=)")
+    ap.add_argument("--conflicts", type=config_parser("extra_conflicts"), default="error",
+                    help="a photo listed with two labels: error (naming both lines) | drop (as extra_conflicts=)")
     ap.add_argument("--cache-dir", default="", help="where landmarks and drawn shots are kept (default output/cache)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -64,7 +66,8 @@ def main(argv=None) -> int:
         writable_folder(out.parent, "--out")  # said now, not after the drawing
         cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
         folders = [user_path(f) for f in a.source]
-        persons = outside_persons(checked_outside(folders, ages), a.seed, cache, limit=a.preview * 2)
+        rules = OutsideRules(ages, a.conflicts == "drop")
+        persons = outside_persons(checked_outside(folders, rules), a.seed, cache, limit=a.preview * 2)
     except (ConfigError, DataError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -72,7 +72,7 @@ def test_masks_land_where_the_landmarks_say(shape, angle):
 
 def drawn(src, seed: int, cache, detector=None, ages=None) -> tuple[pd.DataFrame, dict]:
     """(rows, stats) of the outside persons of folder `src`."""
-    persons = extra.outside_persons(extra.checked_outside([src], ages), seed, cache, detector)
+    persons = extra.outside_persons(extra.checked_outside([src], extra.OutsideRules(ages)), seed, cache, detector)
     return persons.rows, persons.stats
 
 
@@ -129,14 +129,14 @@ def test_a_doubtful_face_is_skipped_and_a_sure_one_kept(tmp_path):
 def test_extra_ages_keeps_only_those_ages(tmp_path):
     src = generate_outside(tmp_path / "photos", n=10, seed=2)
     ages = pd.read_csv(src / "labels.csv")["age"]
-    outside = extra.checked_outside([src], (55, 120))
+    outside = extra.checked_outside([src], extra.OutsideRules((55, 120)))
     assert sorted(p.age for p in outside.photos) == sorted(a for a in ages if a >= 55)
     assert outside.outside_ages == int((ages < 55).sum()) and outside.listed == 10
 
 
 def test_utkface_names_are_read(tmp_path):
     src = generate_outside(tmp_path / "utk", n=5, seed=4, utkface=True)
-    photos = extra.checked_outside([src], None).photos
+    photos = extra.checked_outside([src]).photos
     assert len(photos) == 5
     for p in photos:
         age, gender = p.path.name.split("_")[:2]
@@ -180,7 +180,7 @@ CASES = ["columns", "age", "gender", "missing", "unreadable", "empty", "utk"]
 def test_bad_outside_photos_are_refused_naming_the_file(tmp_path, case):
     src, expected = bad_folder(tmp_path, case)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src], None)
+        extra.checked_outside([src])
     assert expected in str(e.value) and str(src) in str(e.value)
 
 
@@ -288,9 +288,12 @@ def test_a_photo_listed_with_two_labels_is_refused_naming_both_lines(tmp_path):
     other = labels.iloc[[1]].assign(file="copy.jpg", gender="female" if labels.loc[1, "gender"] == "male" else "male")
     pd.concat([labels, again, other]).to_csv(src / "labels.csv", index=False)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src], None)
+        extra.checked_outside([src])
     assert "row 2 and" in str(e.value) and "row 5: the same photo" in str(e.value)
-    assert "row 3 and" in str(e.value) and "row 6: the same photo" in str(e.value)
+    assert "row 3 and" in str(e.value) and f"row 6: the same photo ({labels.loc[1, 'file']} and copy.jpg)" in str(e.value)
+    dropped = extra.checked_outside([src], extra.OutsideRules(drop_conflicts=True))  # extra_conflicts=drop
+    assert [p.path.name for p in dropped.photos] == [labels.loc[2, "file"]]
+    assert dropped.conflicting == 4 and dropped.listed == 5 and dropped.duplicates == dropped.outside_ages == 0
 
 
 def test_a_photo_outside_the_folder_or_of_the_competition_is_refused(tmp_path, tiny_data):
@@ -303,12 +306,12 @@ def test_a_photo_outside_the_folder_or_of_the_competition_is_refused(tmp_path, t
                                "age": ["40"] * 3, "gender": ["male"] * 3})
     pd.concat([labels, extra_rows]).to_csv(src / "labels.csv", index=False)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src], None)
+        extra.checked_outside([src])
     assert "row 4: file '../" in str(e.value) and f"row 5: file '{eval_photo}' lies outside" in str(e.value)
     labels_ok = pd.concat([labels, extra_rows.iloc[[2]]])
     labels_ok.to_csv(src / "labels.csv", index=False)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src], None, competition=[str(eval_photo), str(train_photo)])
+        extra.checked_outside([src], extra.OutsideRules(competition=(str(eval_photo), str(train_photo))))
     assert f"row 4: {src / 'mine.jpg'} is the competition's photo {train_photo}" in str(e.value)
 
 
@@ -317,4 +320,4 @@ def test_a_header_only_labels_csv_says_it_lists_no_photos(tmp_path):
     src.mkdir()
     (src / "labels.csv").write_text("file,age,gender\n")
     with pytest.raises(DataError, match="lists no photos"):
-        extra.checked_outside([src], None)
+        extra.checked_outside([src])
