@@ -66,10 +66,14 @@ def ensure_demo_data() -> None:
         generate(DEMO_DIR)
 
 
-def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, OutsideSet | None]:
-    """(training table, eval table, person folds, the outside photos of `extra=`); the problems of both
-    tables, the corrections, the folds (too few persons to split) and the outside photos in one list."""
-    problems, table, eval_table, folds = [], None, None, None
+def competition_tables(cfg: Config, data_dir: Path, problems: list[str]) -> tuple:
+    """(training table, eval table, person folds), each None where it cannot be made; what is wrong goes to
+    `problems` (the tables', the corrections', the folds' (too few persons to split))."""
+    table = eval_table = folds = None
+    if not Path(data_dir).is_dir():  # one line, not four about the files it would hold
+        what = "a file, not a folder" if Path(data_dir).exists() else "no such folder"
+        problems.append(f"{data_dir}: {what} (a data folder holds train/ and eval/)")
+        return table, eval_table, folds
     try:
         table = training_table(cfg, data_dir)
         folds = make_folds(table, cfg.n_folds, cfg.seed, cfg.split, cfg.age_boundary)
@@ -79,6 +83,14 @@ def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
         eval_table = load_eval(data_dir)
     except DataError as e:
         problems += e.problems
+    return table, eval_table, folds
+
+
+def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, OutsideSet | None]:
+    """(training table, eval table, person folds, the outside photos of `extra=`): every problem of the
+    data and of the outside photos in one list."""
+    problems: list[str] = []
+    table, eval_table, folds = competition_tables(cfg, data_dir, problems)
     outside = None
     if cfg.extra:  # checked against every competition photo, train and eval: none may come back as outside
         competition = [p for t in (table, eval_table) if t is not None for p in t["path"]]
