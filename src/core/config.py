@@ -252,6 +252,11 @@ KEYS: dict[str, Key] = {
                                "file,age,gender or UTKFace names): masks drawn on, training-only persons"),
     "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
                       doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
+    "extra_format": Key("auto", choice("auto", "labels", "utkface", "aaf", "afad", "fairface"),
+                        doc="extra: the folders' layout — auto (found from their contents) | labels (labels.csv) | "
+                            "utkface | aaf (All-Age-Faces) | afad (AFAD-Full/Lite) | fairface"),
+    "extra_race": Key("", text, doc="extra: only outside photos of this race, where the layout names one "
+                                    "(FairFace: e.g. 'East Asian'); '' = all"),
     "extra_conflicts": Key("error", choice("error", "drop"),
                            doc="extra: one photo listed with two labels (the same file or the same bytes) is an "
                                "error naming both lines | drop: such photos are left out and counted"),
@@ -383,7 +388,7 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
 
 def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
     """Checks of one key against another: the folds against n_folds, extra_ages against extra."""
-    for k in ("extra_ages", "extra_conflicts"):  # they choose among outside photos: alone they would do nothing
+    for k in ("extra_ages", "extra_conflicts", "extra_format", "extra_race"):  # they choose among outside photos: alone they would do nothing
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")

@@ -8,7 +8,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -24,28 +23,18 @@ from ..core.config import ConfigError, comma_items, user_path
 from ..core.runtime import atomic_write_text, parallel_map, progress
 from .faces import FaceDetector, file_sha1
 from .mask_draw import Face, draw
-from .tables import DataError, check_images, is_hidden, read_image
+from .outside_layouts import OutsidePhoto, cell_counts, read_folder
+from .tables import DataError, check_images, read_image
 
 EXTRA_FOLD = -1                 # in every fold's training rows, never validated (as pseudo-labels)
-PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CANVAS = (512, 384)             # H, W of a competition photo
 FACE_WIDTH = 0.58               # the face box's share of the canvas width (about the stand-in's photos')
 FACE_CENTRE = (0.5, 0.56)       # x, y of the face box's centre, as fractions of the canvas
 MIN_FACE = 40                   # pixels: a smaller face holds too little to draw a mask on (skipped)
 MIN_PROB = 0.7                  # the photos are known to show a face: a plainer detection still counts
 SYNTH_VERSION = 2               # bump when drawing changes meaning: cached persons are drawn anew
-UTK_NAME = re.compile(r"^(\d+)_(\d+)_")  # UTKFace: <age>_<gender>_<race>_<date>; race is not needed
-GENDER_WORDS = {"male": 0, "m": 0, "0": 0, "man": 0, "female": 1, "f": 1, "1": 1, "woman": 1}
 SHOT_STATES = {"mask1": "wear", "mask2": "wear", "mask3": "wear", "mask4": "wear", "mask5": "wear",
                "incorrect_mask": None, "normal": "none"}  # incorrect: nose exposed or on the chin
-
-
-@dataclass(frozen=True)
-class OutsidePhoto:
-    path: Path
-    age: int
-    gender: int  # 0 male, 1 female
-    line: str    # where it is listed, for messages: "<DIR>/labels.csv row 7", or the photo itself (UTKFace names)
 
 
 @dataclass(frozen=True)
@@ -59,87 +48,11 @@ class OutsideSet:
     duplicates: int             # the same content listed again (with the same labels)
     outside_ages: int
     conflicting: int = 0        # extra_conflicts=drop: listings of a photo listed with two labels, left out
+    across_bands: int = 0       # an age known as a range that spans two bands (at the training edge or 60)
+    other_race: int = 0         # extra_race: photos of another race
 
 
-# ---- labels -------------------------------------------------------------------------------------
-
-def _parse_age(raw: str) -> int | None:
-    s = str(raw).strip()
-    return int(s) if s.isdigit() and 1 <= int(s) <= 120 else None
-
-
-def listed_path(folder: Path, file: str, where: str, problems: list[str]) -> Path | None:
-    """The photo a labels.csv row names, inside its folder (or its images/); a name that leaves the
-    folder (absolute, or through ..) is refused: it could reach the competition's own photos."""
-    inside = os.path.normpath(file)
-    if os.path.isabs(inside) or inside == ".." or inside.startswith(".." + os.sep):
-        problems.append(f"{where}: file '{file}' lies outside {folder}; list photos by their name inside the "
-                        f"folder (copy or link them in)")
-        return None
-    candidates = [folder / inside, folder / "images" / inside]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        problems.append(f"{candidates[0]}: listed in {where} but missing (also not in images/)")
-    return path
-
-
-def read_label_csv(folder: Path, csv_path: Path, problems: list[str]) -> list[OutsidePhoto]:
-    try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-    except Exception as e:
-        problems.append(f"{csv_path}: not a readable CSV ({e})")
-        return []
-    missing = [c for c in ("file", "age", "gender") if c not in df.columns]
-    if missing:
-        problems.append(f"{csv_path}: missing column(s) {missing} (has {list(df.columns)}); expected file,age,gender")
-        return []
-    if df.empty:
-        problems.append(f"{csv_path}: lists no photos (a header and no rows)")
-    photos = []
-    for i, r in enumerate(df.itertuples(index=False)):
-        where = f"{csv_path} row {i + 2}"
-        age, gender = _parse_age(r.age), GENDER_WORDS.get(str(r.gender).strip().lower())
-        if age is None:
-            problems.append(f"{where}: age '{r.age}' is not a whole number of years (1..120)")
-        if gender is None:
-            problems.append(f"{where}: gender '{r.gender}' is not male/female (or 0/1)")
-        path = listed_path(folder, r.file, where, problems)
-        if age is not None and gender is not None and path is not None:
-            photos.append(OutsidePhoto(path, age, gender, where))
-    return photos
-
-
-def read_utk_names(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
-    photos = []
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or is_hidden(p) or p.suffix.lower() not in PHOTO_EXTS:
-            continue
-        m = UTK_NAME.match(p.name)
-        age = _parse_age(m.group(1)) if m else None
-        gender = {"0": 0, "1": 1}.get(m.group(2)) if m else None
-        if m is None:
-            problems.append(f"{p}: name is not UTKFace's <age>_<gender>_<race>_<date>.jpg, and {folder} has no "
-                            f"labels.csv (file,age,gender)")
-        elif age is None or gender is None:
-            problems.append(f"{p}: age '{m.group(1)}' or gender '{m.group(2)}' (0 male, 1 female) does not parse")
-        else:
-            photos.append(OutsidePhoto(p, age, gender, str(p)))
-    return photos
-
-
-def read_folder(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
-    """The labelled photos of one folder; what is wrong goes to `problems`."""
-    if not folder.is_dir():
-        problems.append(f"{folder}: not a folder")
-        return []
-    csv_path = folder / "labels.csv"
-    if csv_path.is_file():
-        return read_label_csv(folder, csv_path, problems)
-    photos = read_utk_names(folder, problems)
-    if not photos and not problems:
-        problems.append(f"{folder}: no photos ({', '.join(sorted(PHOTO_EXTS))}) and no labels.csv")
-    return photos
-
+# ---- labels ---------------------------------------------------------------------------------------
 
 def conflicts(photos: list[OutsidePhoto], digests: list[str]) -> tuple[list[str], set[str]]:
     """One photo (the same file, or the same bytes) listed with two labels: (a message naming both lines for
@@ -149,7 +62,7 @@ def conflicts(photos: list[OutsidePhoto], digests: list[str]) -> tuple[list[str]
     problems, torn = [], set()
     for photo, digest in zip(photos, digests):
         seen = first.setdefault(digest, photo)
-        if (seen.age, seen.gender) != (photo.age, photo.gender):
+        if (seen.age_range, seen.gender) != (photo.age_range, photo.gender):
             names = seen.path.name if seen.path == photo.path else f"{seen.path.name} and {photo.path.name}"
             problems.append(f"{seen.line} and {photo.line}: the same photo ({names}) with two labels, "
                             f"{L.GENDER_NAMES[seen.gender]} {seen.age} and {L.GENDER_NAMES[photo.gender]} "
@@ -179,19 +92,47 @@ def leaks(photos: list[OutsidePhoto], digests: list[str], competition: list[str]
 
 @dataclass(frozen=True)
 class OutsideRules:
-    """What an outside photo must pass besides its own labels and pixels (config keys extra_ages and
-    extra_conflicts; the competition's photos it must not be)."""
+    """What an outside photo must pass besides its own labels and pixels (the config keys extra_format,
+    extra_ages, extra_race, extra_conflicts, age_boundary, age_head; the competition's photos it must not be)."""
     ages: tuple[int, int] | None = None
     drop_conflicts: bool = False         # extra_conflicts=drop: a photo listed with two labels is left out
     competition: tuple[str, ...] = ()    # every competition train and eval photo
+    layout: str = "auto"                 # extra_format: the layout of every folder, or found from its contents
+    race: str = ""                       # extra_race: only photos of this race (where the layout says)
+    boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge: an age range must not straddle it
+    exact_ages: bool = False             # age_head=ordinal: ages known only as ranges cannot train it
+
+
+def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) -> list[OutsidePhoto]:
+    """Every folder read as its layout (said, with photos per gender x band); what is wrong to `problems`."""
+    photos = []
+    for folder in folders:
+        before = len(problems)
+        layout, found = read_folder(folder, rules.layout, problems)
+        if rules.exact_ages and any(p.age_hi is not None for p in found):
+            problems.append(f"{folder}: {layout} gives ages as ranges; age_head=ordinal needs exact ages "
+                            f"(use age_head=band, or leave this folder out)")
+        if rules.race and found and not any(p.race for p in found):
+            problems.append(f"extra_race={rules.race}: {folder} ({layout}) names no race")
+        if len(problems) == before:
+            print(f"outside photos: {folder} read as {layout}: {len(found)} photos ({cell_counts(found)})", flush=True)
+        photos += found
+    return photos
+
+
+def one_band(photo: OutsidePhoto, boundary: int) -> bool:
+    """Does the photo's age (a range, or exact) lie inside one age band, at the training edge and at 60?"""
+    lo, hi = photo.age_range
+    return all(L.age_band(lo, b) == L.age_band(hi, b) for b in {boundary, L.TRUE_AGE_BOUNDARY})
 
 
 def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], check_pixels: bool = True
                  ) -> OutsideSet | None:
     """The outside photos of every folder: labels, pixels, one label per photo, none of the competition's;
-    what is wrong goes to `problems` (None then). One per content is kept, then those inside the ages."""
+    what is wrong goes to `problems` (None then). One per content is kept, then those of the race, with
+    an age inside one band and inside the ages."""
     before = len(problems)
-    photos = [p for f in folders for p in read_folder(f, problems)]
+    photos = read_layouts(folders, rules, problems)
     if check_pixels and len(problems) == before:
         problems += check_images([p.path for p in photos], "checking the outside photos")
     if len(problems) > before:
@@ -203,9 +144,13 @@ def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], 
         return None
     clear = [(d, p) for d, p in zip(digests, photos) if d not in torn]
     unique = dict(clear)  # the same photo twice is one person
-    kept = {d: p for d, p in unique.items() if rules.ages is None or rules.ages[0] <= p.age <= rules.ages[1]}
+    raced = {d: p for d, p in unique.items() if not rules.race or p.race.lower() == rules.race.lower()}
+    banded = {d: p for d, p in raced.items() if one_band(p, rules.boundary)}
+    kept = {d: p for d, p in banded.items()
+            if rules.ages is None or rules.ages[0] <= p.age_range[0] <= p.age_range[1] <= rules.ages[1]}
     return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(photos),
-                      len(clear) - len(unique), len(unique) - len(kept), len(photos) - len(clear))
+                      len(clear) - len(unique), len(banded) - len(kept), len(photos) - len(clear),
+                      len(raced) - len(banded), len(unique) - len(raced))
 
 
 def checked_outside(folders: list[Path], rules: OutsideRules = OutsideRules()) -> OutsideSet:
@@ -389,11 +334,12 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     if limit:  # a preview: a sample across the ages, not the first files
         picked = sorted(random.Random(seed).sample(range(len(outside.photos)), min(limit, len(outside.photos))))
         outside = OutsideSet(outside.where, [outside.photos[i] for i in picked], [outside.digests[i] for i in picked],
-                             len(picked), 0, 0, 0)
+                             len(picked), 0, 0, 0, 0, 0)
     faces = detect_all(outside.photos, outside.digests, cache_dir, detector)
     usable, no_face, small = usable_faces(outside, faces)
     skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": outside.duplicates,
-               "outside_ages": outside.outside_ages, "conflicting_labels": outside.conflicting}
+               "outside_ages": outside.outside_ages, "conflicting_labels": outside.conflicting,
+               "across_bands": outside.across_bands, "other_race": outside.other_race}
     stats = summary(outside.listed, usable, skipped)
     if not usable:
         raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
@@ -419,13 +365,19 @@ def summary(photos: int, usable: list, skipped: dict) -> dict:
     """What the report says: persons joined per gender x age band, and what was skipped why (every photo
     listed is one or the other: persons + the skipped counts = photos)."""
     cells = {f"{L.GENDER_NAMES[g]} {L.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
+    races: dict[str, int] = {}
     for photo, _, _ in usable:
         cells[f"{L.GENDER_NAMES[photo.gender]} {L.AGE_NAMES[L.age_band(photo.age)]}"] += 1
-    return {"photos": photos, "persons": len(usable), "per_cell": cells, **skipped}
+        if photo.race:
+            races[photo.race] = races.get(photo.race, 0) + 1
+    ranged = sum(photo.age_hi is not None for photo, _, _ in usable)
+    return {"photos": photos, "persons": len(usable), "per_cell": cells, "per_race": dict(sorted(races.items())),
+            "age_exact": len(usable) - ranged, "age_range": ranged, **skipped}
 
 
 def outside_rules(cfg, competition: list[str] = ()) -> OutsideRules:
-    return OutsideRules(cfg.extra_ages, cfg.extra_conflicts == "drop", tuple(competition))
+    return OutsideRules(cfg.extra_ages, cfg.extra_conflicts == "drop", tuple(competition), cfg.extra_format,
+                        cfg.extra_race, cfg.age_boundary, cfg.age_head == "ordinal")
 
 
 def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None) -> OutsidePersons | None:
@@ -443,15 +395,22 @@ def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None) -> Outsi
 def summary_lines(stats: dict) -> list[str]:
     """The report's lines about the outside persons."""
     cells = ", ".join(f"{k} {v}" for k, v in stats["per_cell"].items())
-    return [f"{stats['persons']} outside persons (of {stats['photos']} photos listed), 7 drawn shots each: {cells}.",
-            skipped_line(stats)]
+    lines = [f"{stats['persons']} outside persons (of {stats['photos']} photos listed), 7 drawn shots each: {cells}."]
+    if stats.get("age_range"):
+        lines.append(f"Ages: {stats['age_exact']} exact, {stats['age_range']} known only as a range inside one band "
+                     f"(trained as that band).")
+    if stats.get("per_race"):
+        lines.append("Race (as the layout names it): " + ", ".join(f"{k} {v}" for k, v in stats["per_race"].items())
+                     + ".")
+    return [*lines, skipped_line(stats)]
 
 
 def skipped_line(stats: dict) -> str:
     return (f"Skipped: {stats['skipped_no_face']} without a face found (or below {MIN_PROB} confidence), "
             f"{stats['skipped_small_face']} with a face under {MIN_FACE} px wide, {stats.get('duplicates', 0)} "
             f"the same photo again, {stats['outside_ages']} outside extra_ages, {stats.get('conflicting_labels', 0)} "
-            f"listings of a photo listed with two labels (extra_conflicts=drop).")
+            f"listings of a photo listed with two labels (extra_conflicts=drop), {stats.get('across_bands', 0)} "
+            f"with an age range across two bands, {stats.get('other_race', 0)} of another race (extra_race).")
 
 
 # ---- the preview stage --------------------------------------------------------------------------

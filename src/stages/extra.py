@@ -1,11 +1,17 @@
 """Outside face photos (no masks) as extra training persons: `extra=DIR[,DIR...]`, `extra_ages=LO-HI`.
 
     bash run.sh extra --from DIR[,DIR...] --preview 24 [--out FILE.png|.jpg] [--ages 55-120] [--seed 42]
+                      [--format auto|labels|utkface|aaf|afad|fairface] [--race 'East Asian'] [--conflicts drop]
 
-A folder holds face photos and their labels, in one of two forms:
-  DIR/labels.csv   columns file,age,gender (file relative to DIR or DIR/images; gender male/female,
-                   m/f or 0/1 with 0 male as in UTKFace); the other columns are ignored
-  UTKFace names    <age>_<gender>_<race>_<date>.jpg anywhere under DIR (gender 0 male, 1 female)
+A folder holds face photos and their labels in one of these layouts, as downloaded (found from its
+contents, or named with --format / extra_format=; src/data/outside_layouts.py):
+  labels     DIR/labels.csv: file,age,gender (file relative to DIR or DIR/images; gender male/female,
+             m/f or 0/1 with 0 male as in UTKFace); the other columns are ignored
+  utkface    <age>_<gender>_<race>_<date>.jpg anywhere under DIR (gender 0 male, 1 female)
+  aaf        All-Age-Faces: DIR/original images/ + DIR/image sets/*.txt (`<id>A<age>.jpg <0 female|1 male>`)
+  afad       AFAD-Full / AFAD-Lite: DIR/<age>/<111 male|112 female>/*.jpg
+  fairface   FairFace: DIR/fairface_label_*.csv (file,age,gender,race); its ages are ranges: a photo
+             trains only where its range lies inside one age band (counted otherwise)
 Each photo becomes one person with the competition's 7 shots: the face framed like the
 competition's photos, then five `mask1..5` shots with masks drawn on (src/data/mask_draw.py),
 one `incorrect_mask` (nose exposed, or the mask on the chin) and the photo itself as `normal`;
@@ -45,6 +51,9 @@ def main(argv=None) -> int:
                                   "over a file)")
     ap.add_argument("--ages", default="", help="only these ages, e.g. 55-120 (as extra_ages=)")
     ap.add_argument("--seed", type=int, default=42, help="the drawing seed (a run uses its seed=)")
+    ap.add_argument("--format", type=config_parser("extra_format"), default="auto",
+                    help="the folders' layout: auto | labels | utkface | aaf | afad | fairface (as extra_format=)")
+    ap.add_argument("--race", default="", help="only photos of this race, where the layout names one (as extra_race=)")
     ap.add_argument("--conflicts", type=config_parser("extra_conflicts"), default="error",
                     help="a photo listed with two labels: error (naming both lines) | drop (as extra_conflicts=)")
     ap.add_argument("--cache-dir", default="", help="where landmarks and drawn shots are kept (default output/cache)")
@@ -66,7 +75,7 @@ def main(argv=None) -> int:
         writable_folder(out.parent, "--out")  # said now, not after the drawing
         cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
         folders = [user_path(f) for f in a.source]
-        rules = OutsideRules(ages, a.conflicts == "drop")
+        rules = OutsideRules(ages, a.conflicts == "drop", layout=a.format, race=a.race)
         persons = outside_persons(checked_outside(folders, rules), a.seed, cache, limit=a.preview * 2)
     except (ConfigError, DataError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)

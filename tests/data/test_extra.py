@@ -166,10 +166,12 @@ def bad_folder(tmp_path, case: str):
     if case == "empty":
         empty = tmp_path / "empty"
         empty.mkdir()
-        return empty, "no photos"
-    if case == "utk":
+        return empty, "no known layout"
+    if case == "utk":  # without labels.csv, UTKFace names: one whose gender is not 0/1
         (src / "labels.csv").unlink()
-        return src, "is not UTKFace's"
+        for i, f in enumerate(sorted(src.glob("*.jpg"))):
+            f.rename(src / f"{40 + i}_{7 if i == 0 else 1}_2_20170101.jpg")
+        return src, "40_7_2_20170101.jpg: age '40' or gender '7'"
     raise AssertionError(case)
 
 

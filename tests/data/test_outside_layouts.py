@@ -1,0 +1,130 @@
+"""Outside photos as the public sets lay them out (src/data/outside_layouts.py): each layout found
+from a folder's contents, read with its own label conventions, refused where it is malformed."""
+import shutil
+
+import pandas as pd
+import pytest
+
+from src.core.config import KEYS
+from src.data import extra
+from src.data.demo import generate_outside
+from src.data.outside_layouts import FORMATS, LAYOUTS, parse_age_range, read_folder
+from src.data.tables import DataError
+from tests.helpers import train_fast
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """Six drawn faces (no real person) to lay out as each public set does."""
+    return sorted(generate_outside(tmp_path_factory.mktemp("faces") / "src", n=6, seed=5).glob("*.jpg"))
+
+
+def aaf_folder(root, faces, ages=(25, 45, 70), genders=("0", "1", "1")):
+    """All-Age-Faces: original images/<id>A<age>.jpg; image sets/train.txt and val.txt (0 female, 1 male)."""
+    (root / "original images").mkdir(parents=True)
+    (root / "image sets").mkdir()
+    lines = []
+    for i, (face, age, g) in enumerate(zip(faces, ages, genders)):
+        name = f"{i:05d}A{age:02d}.jpg"
+        shutil.copy(face, root / "original images" / name)
+        lines.append(f"{name if i % 2 == 0 else name[:-4]} {g}")  # the README's form has no .jpg: both read
+    (root / "image sets" / "train.txt").write_text("\n".join(lines[:2]) + "\n")
+    (root / "image sets" / "val.txt").write_text("\n".join(lines[2:]) + "\n")
+    return root
+
+
+def afad_folder(root, faces):
+    """AFAD: <age>/<111 male|112 female>/*.jpg."""
+    for i, (face, (age, g)) in enumerate(zip(faces, [(22, "111"), (40, "112"), (66, "112")])):
+        (root / str(age) / g).mkdir(parents=True)
+        shutil.copy(face, root / str(age) / g / f"{i}-0.jpg")
+    return root
+
+
+def fairface_folder(root, faces, ages=("20-29", "50-59", "more than 70", "30-39")):
+    """FairFace: train/<n>.jpg with fairface_label_train.csv (file,age,gender,race,service_test)."""
+    (root / "train").mkdir(parents=True)
+    rows = []
+    for i, (face, age) in enumerate(zip(faces, ages)):
+        shutil.copy(face, root / "train" / f"{i + 1}.jpg")
+        rows.append(dict(file=f"train/{i + 1}.jpg", age=age, gender="Male" if i % 2 else "Female",
+                         race="East Asian" if i < 3 else "White", service_test=True))
+    pd.DataFrame(rows).to_csv(root / "fairface_label_train.csv", index=False)
+    return root
+
+
+def test_each_layout_is_found_and_read_with_its_own_conventions(tmp_path, faces, capsys):
+    folders = {"aaf": aaf_folder(tmp_path / "aaf", faces), "afad": afad_folder(tmp_path / "afad", faces[3:]),
+               "fairface": fairface_folder(tmp_path / "ff", faces)}
+    expected = {"aaf": {(25, 1), (45, 0), (70, 0)}, "afad": {(22, 0), (40, 1), (66, 1)},
+                "fairface": {((20, 29), 1), ((50, 59), 0), ((70, 120), 1), ((30, 39), 0)}}
+    for name, folder in folders.items():
+        problems = []
+        layout, photos = read_folder(folder, "auto", problems)
+        assert layout == name and not problems
+        got = {((p.age, p.age_hi) if p.age_hi else p.age, p.gender) for p in photos}
+        assert got == expected[name], name
+    outside = extra.checked_outside([folders["aaf"], folders["afad"]])
+    assert outside.listed == 6 and len(outside.photos) == 6
+    out = capsys.readouterr().out
+    assert f"{folders['aaf']} read as aaf: 3 photos (male <30 0, male 30-59 1, male >=60 1, female <30 1" in out
+    assert f"{folders['afad']} read as afad: 3 photos" in out
+
+
+def test_an_age_range_trains_only_inside_one_band(tmp_path, faces):
+    folder = fairface_folder(tmp_path / "ff", faces)
+    at_60 = extra.checked_outside([folder])
+    assert sorted(p.age_range for p in at_60.photos) == [(20, 29), (30, 39), (50, 59), (70, 120)]
+    at_55 = extra.checked_outside([folder], extra.OutsideRules(boundary=55))  # 50-59 straddles the training edge
+    assert sorted(p.age_range for p in at_55.photos) == [(20, 29), (30, 39), (70, 120)] and at_55.across_bands == 1
+    old = extra.checked_outside([folder], extra.OutsideRules(ages=(55, 120)))  # a range must lie inside extra_ages
+    assert [p.age_range for p in old.photos] == [(70, 120)] and old.outside_ages == 3
+    asian = extra.checked_outside([folder], extra.OutsideRules(race="east asian"))
+    assert len(asian.photos) == 3 and asian.other_race == 1
+    with pytest.raises(DataError, match="age_head=ordinal needs exact ages"):
+        extra.checked_outside([folder], extra.OutsideRules(exact_ages=True))
+    with pytest.raises(DataError, match="names no race"):
+        extra.checked_outside([afad_folder(tmp_path / "afad", faces)], extra.OutsideRules(race="White"))
+
+
+def test_fairface_age_ranges_parse_and_nothing_else_does():
+    assert parse_age_range("0-2") == (1, 2) and parse_age_range("more than 70") == (70, 120)
+    assert parse_age_range("60-69") == (60, 69) and parse_age_range("45") == (45, 45)
+    assert parse_age_range("old") is None and parse_age_range("30-20") is None and parse_age_range("more than x") is None
+
+
+def test_an_ambiguous_folder_asks_for_extra_format_and_it_decides(tmp_path, faces):
+    folder = fairface_folder(afad_folder(tmp_path / "both", faces), faces)
+    with pytest.raises(DataError, match="looks like afad and fairface; choose one with extra_format="):
+        extra.checked_outside([folder])
+    assert len(extra.checked_outside([folder], extra.OutsideRules(layout="afad")).photos) == 3
+
+
+def test_malformed_layouts_are_refused_naming_file_and_line(tmp_path, faces):
+    aaf = aaf_folder(tmp_path / "aaf", faces)
+    with open(aaf / "image sets" / "val.txt", "a") as f:
+        f.write("00009A45.jpg 2\n")  # gender 2
+    afad = afad_folder(tmp_path / "afad", faces)
+    (afad / "40" / "113").mkdir()
+    ff = fairface_folder(tmp_path / "ff", faces, ages=("20-29", "adult", "30-39", "40-49"))
+    with pytest.raises(DataError) as e:
+        extra.checked_outside([aaf, afad, ff])
+    msg = str(e.value)
+    assert "val.txt line 2: '00009A45.jpg 2' is not All-Age-Faces'" in msg
+    assert f"{afad / '40' / '113'}: not AFAD's" in msg
+    assert "fairface_label_train.csv row 3: age 'adult'" in msg
+
+
+def test_the_config_offers_every_layout():
+    assert KEYS["extra_format"].parse("auto") == "auto"
+    for name in FORMATS:
+        assert KEYS["extra_format"].parse(name) == name
+    assert set(FORMATS) == {"auto", *LAYOUTS}
+    with pytest.raises(ValueError):
+        KEYS["extra_format"].parse("celeba")
+
+
+def test_a_run_trains_with_an_all_age_faces_folder_and_says_so(tiny_data, tmp_path, faces, capsys):
+    folder = aaf_folder(tmp_path / "All-Age-Faces", faces)
+    assert train_fast(tiny_data, tmp_path / "out", f"extra={folder}", "folds=0") == 0
+    assert f"{folder} read as aaf: 3 photos" in capsys.readouterr().out
