@@ -100,7 +100,7 @@ class OutsideRules:
     layout: str = "auto"                 # extra_format: the layout of every folder, or found from its contents
     race: str = ""                       # extra_race: only photos of this race (where the layout says)
     boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge: an age range must not straddle it
-    exact_ages: bool = False             # age_head=ordinal: ages known only as ranges cannot train it
+    ordinal: bool = False                # age_head=ordinal: an age range trains the thresholds it decides
 
 
 def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) -> list[OutsidePhoto]:
@@ -109,9 +109,6 @@ def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) 
     for folder in folders:
         before = len(problems)
         layout, found = read_folder(folder, rules.layout, problems)
-        if rules.exact_ages and any(p.age_hi is not None for p in found):
-            problems.append(f"{folder}: {layout} gives ages as ranges; age_head=ordinal needs exact ages "
-                            f"(use age_head=band, or leave this folder out)")
         if rules.race and found and not any(p.race for p in found):
             problems.append(f"extra_race={rules.race}: {folder} ({layout}) names no race")
         if len(problems) == before:
@@ -130,7 +127,7 @@ def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], 
                  ) -> OutsideSet | None:
     """The outside photos of every folder: labels, pixels, one label per photo, none of the competition's;
     what is wrong goes to `problems` (None then). One per content is kept, then those of the race, with
-    an age inside one band and inside the ages."""
+    an age inside one band (the ordinal head takes any range) and inside the ages."""
     before = len(problems)
     photos = read_layouts(folders, rules, problems)
     if check_pixels and len(problems) == before:
@@ -145,7 +142,7 @@ def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], 
     clear = [(d, p) for d, p in zip(digests, photos) if d not in torn]
     unique = dict(clear)  # the same photo twice is one person
     raced = {d: p for d, p in unique.items() if not rules.race or p.race.lower() == rules.race.lower()}
-    banded = {d: p for d, p in raced.items() if one_band(p, rules.boundary)}
+    banded = {d: p for d, p in raced.items() if rules.ordinal or one_band(p, rules.boundary)}
     kept = {d: p for d, p in banded.items()
             if rules.ages is None or rules.ages[0] <= p.age_range[0] <= p.age_range[1] <= rules.ages[1]}
     return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(photos),
@@ -353,11 +350,13 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
         shot_boxes = json.loads((folder / BOXES).read_text())
         for shot in L.SHOTS:
             mask, path = L.SHOT_MASK[shot], str(folder / f"{shot}.jpg")
-            rows.append(dict(person=f"extra_{digest[:12]}", folder="", gender=photo.gender, age=photo.age, shot=shot,
-                             mask=mask, path=path, label=int(L.encode(mask, photo.gender, L.age_band(photo.age))),
-                             fold=EXTRA_FOLD))
+            lo, hi = photo.age_range
+            rows.append(dict(person=f"extra_{digest[:12]}", folder="", gender=photo.gender, age=lo, shot=shot,
+                             mask=mask, path=path, label=int(L.encode(mask, photo.gender, L.age_band(lo))),
+                             fold=EXTRA_FOLD, age_lo=lo, age_hi=hi))
             boxes[path] = (*shot_boxes[shot], prob)
-    table = pd.DataFrame(rows, columns=["person", "folder", "gender", "age", "shot", "mask", "path", "label", "fold"])
+    table = pd.DataFrame(rows, columns=["person", "folder", "gender", "age", "shot", "mask", "path", "label", "fold",
+                                        "age_lo", "age_hi"])
     return OutsidePersons(table, stats, boxes)
 
 

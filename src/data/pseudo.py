@@ -20,6 +20,7 @@ from ..core.run_dir import find_run, read_eval_probs
 
 PSEUDO_FOLD = -1
 PSEUDO_AGE = {0: 25, 1: 45, 2: 65}  # a pseudo-label's age: inside its band whatever age_boundary training uses
+BAND_AGES = {0: (1, 29), 1: (30, 59), 2: (60, 120)}  # what a band says of the age: age_head=ordinal trains on that
 
 
 def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd.DataFrame:
@@ -42,11 +43,12 @@ def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd
     return pd.DataFrame({"person": "pseudo_" + merged["ImageID"][keep].astype(str).values,
                          "folder": "", "gender": gender, "age": [PSEUDO_AGE[int(b)] for b in band],
                          "shot": "pseudo", "mask": mask, "path": merged["path"][keep].values, "label": cls,
-                         "fold": PSEUDO_FOLD})
+                         "fold": PSEUDO_FOLD, "age_lo": [BAND_AGES[int(b)][0] for b in band],
+                         "age_hi": [BAND_AGES[int(b)][1] for b in band]})
 
 
 def add_pseudo(table: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The training table with the pseudo rows appended, and how many were added per class."""
     counts = np.bincount(rows["label"].to_numpy(dtype=int), minlength=L.N_CLASSES)
     stats = {"photos": int(len(rows)), "per_class": [int(c) for c in counts]}
-    return pd.concat([table, rows[table.columns]], ignore_index=True), stats
+    return pd.concat([table, rows], ignore_index=True), stats  # age_lo/age_hi: NaN (exact) for the labelled rows

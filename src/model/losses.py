@@ -77,14 +77,22 @@ class MultiTaskLoss(nn.Module):
         return sum(w * loss(m, t) for w, loss, m, t in zip(self.weights, self.heads, marginals, targets) if w)
 
 
-def pack_targets(labels: np.ndarray, ages: np.ndarray) -> np.ndarray:
-    """age_head=ordinal: one integer per photo carries its class and exact age (capped at 60), so batches,
-    samplers and CutMix move it like a class; `unpack` gives both back."""
-    return np.asarray(labels) + L.N_CLASSES * np.minimum(np.asarray(ages), max(AGE_THRESHOLDS))
+AGE_CAP = max(AGE_THRESHOLDS)  # ages above count as this: "60 or over" is the last threshold
 
 
-def unpack(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return target % L.N_CLASSES, target // L.N_CLASSES
+def pack_targets(labels: np.ndarray, ages: np.ndarray, ages_hi: np.ndarray | None = None) -> np.ndarray:
+    """age_head=ordinal: one integer per photo carries its class and the range its age is known to lie in
+    (`ages` to `ages_hi`, both capped at 60; exact ages when `ages_hi` is None), so batches, samplers and
+    CutMix move it like a class; `unpack` gives all three back."""
+    lo = np.minimum(np.asarray(ages), AGE_CAP)
+    hi = lo if ages_hi is None else np.minimum(np.asarray(ages_hi), AGE_CAP)
+    return np.asarray(labels) + L.N_CLASSES * (lo + (AGE_CAP + 1) * hi)
+
+
+def unpack(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(class, the lowest age, the highest age) of packed targets."""
+    ages = target // L.N_CLASSES
+    return target % L.N_CLASSES, ages % (AGE_CAP + 1), ages // (AGE_CAP + 1)
 
 
 class OrdinalAgeLoss(nn.Module):
@@ -92,7 +100,9 @@ class OrdinalAgeLoss(nn.Module):
     of P(age >= t)). Mask x gender: the run's loss on their marginals (one 6-way, or mask and gender
     weighted by task_weights). Age: binary cross-entropy of every P(age >= t) against the exact age,
     summed over t (that sum grows with the error in years, CORAL's loss), divided by AGE_SCALE so a
-    decade's error weighs about as much as one class's cross-entropy."""
+    decade's error weighs about as much as one class's cross-entropy. An age known only as a range
+    (FairFace's `30-39`, a pseudo-label's band) decides only some thresholds: age >= t where the range
+    starts at t or above, age < t where it ends below t; the thresholds inside it are left out."""
 
     AGE_SCALE = 10.0
 
@@ -104,16 +114,17 @@ class OrdinalAgeLoss(nn.Module):
         self.register_buffer("thresholds", torch.tensor(AGE_THRESHOLDS))
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        label, age = unpack(target)
+        label, lo, hi = unpack(target)
         lp = out[:, :L.N_CLASSES].float().view(-1, 3, 2, 3)
         if len(self.parts) == 1:  # one 6-way mask x gender softmax
             marginals, targets = [lp.logsumexp(dim=3).reshape(-1, 6)], [label // 3]
         else:
             marginals, targets = [lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3))], [label // 6, (label // 3) % 2]
         loss = sum(w * f(m, t) for f, w, m, t in zip(self.parts, self.part_weights, marginals, targets) if w)
-        older = (age[:, None] >= self.thresholds[None, :]).float()
-        bce = F.binary_cross_entropy_with_logits(out[:, L.N_CLASSES:].float(), older, reduction="none")
-        return loss + self.age_weight * bce.sum(1).mean() / self.AGE_SCALE
+        older = lo[:, None] >= self.thresholds[None, :]
+        decided = older | (hi[:, None] < self.thresholds[None, :])
+        bce = F.binary_cross_entropy_with_logits(out[:, L.N_CLASSES:].float(), older.float(), reduction="none")
+        return loss + self.age_weight * (bce * decided).sum(1).mean() / self.AGE_SCALE
 
 
 def inverse_frequency_weights(labels: np.ndarray, n_classes: int = L.N_CLASSES) -> torch.Tensor:

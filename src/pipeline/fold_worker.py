@@ -60,7 +60,7 @@ def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
     competition = table["path"].tolist()
     outside = extra_rows(cfg, ctx.cache_root)  # the same outside persons (drawn once, cached)
     if outside is not None:
-        table = pd.concat([table, outside.rows[table.columns]], ignore_index=True)
+        table = pd.concat([table, outside.rows], ignore_index=True)
     boxes = None
     if cfg.crop == "face":  # the parent's cache; outside persons' boxes come with their drawing
         boxes = {**face_boxes(competition, ctx.cache_root), **(outside.boxes if outside else {})}

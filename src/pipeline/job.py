@@ -139,7 +139,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
             print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
                   f"{cfg.pseudo_threshold} join the training data", flush=True)
         if outside is not None:
-            table = pd.concat([table, outside.rows[table.columns]], ignore_index=True)
+            table = pd.concat([table, outside.rows], ignore_index=True)  # age_lo/age_hi: NaN (exact) for the others
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
               f"{cfg.epochs} epochs, outputs in {run}", flush=True)
         boxes, face_stats = detect_faces(cfg, ctx, table, eval_table, outside)

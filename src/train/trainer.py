@@ -35,9 +35,18 @@ def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
 
 def training_targets(cfg, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(the classes trained on, what the batches carry: those classes, or for age_head=ordinal each
-    class packed with the photo's exact age)."""
+    class packed with the range the photo's age lies in: `age_lo`..`age_hi` where outside or pseudo-labelled
+    rows give one, else the exact age)."""
     labels = training_labels(table, cfg.age_boundary)
-    return labels, (pack_targets(labels, table["age"].to_numpy()) if cfg.age_head == "ordinal" else labels)
+    if cfg.age_head != "ordinal":
+        return labels, labels
+    return labels, pack_targets(labels, age_bound(table, "age_lo"), age_bound(table, "age_hi"))
+
+
+def age_bound(table: pd.DataFrame, column: str) -> np.ndarray:
+    """One end of each row's age range: the column where a row has it, else the exact age."""
+    ages = table["age"]
+    return (table[column].fillna(ages) if column in table else ages).to_numpy().astype(np.int64)
 
 
 def epoch_lr(cfg, epoch: int) -> float:

@@ -3,10 +3,14 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
+from src.core import labels as L
 from src.core.run_dir import RunDir
+from src.data.pseudo import BAND_AGES
+from src.model.losses import unpack
 from src.pipeline import job as pipeline
-from src.train.trainer import split_masks
+from src.train.trainer import split_masks, training_targets
 from tests.helpers import FAST, stage
 
 
@@ -25,6 +29,14 @@ def test_pseudo_rows_are_in_every_folds_training_rows_and_no_validation(teacher,
             in_train, in_val = split_masks(job.cfg, job.table, fold)
             assert in_train[pseudo.to_numpy()].all() and not in_val[pseudo.to_numpy()].any()
         assert set(job.table.loc[pseudo, "path"]) == set(job.eval_table["path"])
+        # a pseudo-label knows the band, not the age: age_head=ordinal trains the thresholds the band decides
+        rows = job.table[pseudo]
+        bands = L.age_band(rows["age"].to_numpy())
+        want = [BAND_AGES[int(b)] for b in bands]
+        assert list(zip(rows["age_lo"].astype(int), rows["age_hi"].astype(int))) == want
+        _, packed = training_targets(job.cfg.replace(age_head="ordinal"), job.table)
+        _, lo, hi = unpack(torch.tensor(packed[pseudo.to_numpy()]))
+        assert lo.tolist() == [w[0] for w in want] and hi.tolist() == [min(w[1], 60) for w in want]
     finally:
         job.run.unlock()
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from src.core.config import LOSSES, load_config
-from src.model.losses import FocalLoss, build_loss, inverse_frequency_weights
+from src.core.labels import AGE_THRESHOLDS
+from src.model.losses import FocalLoss, build_loss, inverse_frequency_weights, pack_targets, unpack
 
 
 def test_focal_loss_equals_hand_computation():
@@ -96,3 +97,33 @@ def test_soft_f1_loss_has_useful_gradients():
     logits = torch.zeros(4, 3, requires_grad=True)
     SoftF1Loss()(logits, torch.tensor([0, 1, 2, 0])).backward()
     assert logits.grad[0, 0] < 0 and logits.grad[0, 1] > 0  # raise the true class, lower the others
+
+
+def test_packed_targets_carry_the_class_and_the_age_range():
+    labels, lo, hi = np.array([3, 10, 17]), np.array([30, 41, 73]), np.array([39, 41, 120])
+    got = unpack(torch.tensor(pack_targets(labels, lo, hi)))
+    assert [t.tolist() for t in got] == [[3, 10, 17], [30, 41, 60], [39, 41, 60]]  # ages over 60 count as 60
+    exact = unpack(torch.tensor(pack_targets(labels, lo)))
+    assert exact[1].tolist() == exact[2].tolist() == [30, 41, 60]
+
+
+def test_an_age_range_decides_only_the_thresholds_outside_it():
+    """The ordinal loss's age part, written out by hand in plain Python: a 30-39 face counts t <= 30 as
+    older, t >= 40 as younger, and leaves 31..39 out; a 60-69 face counts every t (all older); an exact 45
+    every t."""
+    loss = build_loss(load_config("seed", ["age_head=ordinal", "loss=ce"]), np.array([0, 1, 2]))
+    torch.manual_seed(3)
+    joint = torch.log_softmax(torch.randn(3, 18), 1)
+    ordinal = torch.randn(3, len(AGE_THRESHOLDS))
+    labels = np.array([0, 6, 13])
+    target = torch.tensor(pack_targets(labels, np.array([30, 60, 45]), np.array([39, 69, 45])))
+    got = loss(torch.cat([joint, ordinal], 1), target).item()
+    lp = joint.view(3, 3, 2, 3).logsumexp(3).reshape(3, 6)
+    mg = -sum(lp[i, labels[i] // 3].item() for i in range(3)) / 3
+    by_hand = 0.0
+    for i, (lo, hi) in enumerate([(30, 39), (60, 60), (45, 45)]):
+        for j, t in enumerate(AGE_THRESHOLDS):
+            if lo >= t or hi < t:  # decided: older when the whole range is at or above t
+                p = 1 / (1 + math.exp(-ordinal[i, j].item()))
+                by_hand += -math.log(p) if lo >= t else -math.log(1 - p)
+    assert abs(got - (mg + by_hand / 3 / 10)) < 1e-4

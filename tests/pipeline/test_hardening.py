@@ -12,7 +12,6 @@ from PIL import Image
 
 from src.core.config import load_config
 from src.data.demo import generate_outside
-
 from src.data.tables import DataError, load_train, read_image
 from src.infer import predict
 from src.measure import bench
