@@ -302,8 +302,10 @@ KEYS: dict[str, Key] = {
     "tta": Key("flip", choice("none", "flip")),
     "group_eval": Key(0, group_size, doc="7: eval photos grouped into persons by image features, gender and age "
                                          "shared in a group (uses the eval set's structure; off by default)"),
-    "decision": Key("none", choice("none", "bias"),
-                    doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1"),
+    "decision": Key("none", choice("none", "bias", "prior"),
+                    doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1 | prior: "
+                        "the competition's class prior put back where outside persons or pseudo-labels shifted it "
+                        "(log of competition / trained class frequencies added to the log-probabilities)"),
     # data path
     "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
     "cache_dir": Key("", path_text, doc="'' = <output>/cache, shared by all runs"),

@@ -11,6 +11,8 @@
     run.lock               held (flock) by the process writing the run; says who it is
     ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
     age_edge.json          age_head=ordinal: the >=60 edge fitted on the OOF (the eval, predict and export use it)
+    prior.json             the class counts of the competition's training rows and of all rows trained on
+                           (outside persons, pseudo-labels): decision=prior puts the competition's prior back
     blend.json             a blend's folder (run.sh blend): its runs, weights and biases
     gallery.html, gallery/ the error-analysis page and its thumbnails (run.sh gallery)
     tensorboard/, mlruns/, wandb/   tracker=... (tracker.py), with mlflow_run_id / wandb_run_id
@@ -83,6 +85,7 @@ class RunDir:
         self.onnx_partial = p / "ensemble.onnx.part"  # renamed to ensemble.onnx when complete
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
         self.age_edge = p / "age_edge.json"  # age_head=ordinal: the >=60 edge fitted on the OOF (src/infer/age_edge.py)
+        self.prior = p / "prior.json"  # class counts: the competition's training rows, and all rows trained on
         self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
         self.tensorboard, self.mlruns, self.wandb = p / "tensorboard", p / "mlruns", p / "wandb"  # tracker=...
         self._lock = None
@@ -209,6 +212,13 @@ class RunDir:
     def finish_run(self, metrics: dict) -> None:
         atomic_write_text(json.dumps(metrics, indent=2), self.metrics)
         self.marker.touch()
+
+    def save_prior(self, competition: list[int], trained: list[int]) -> None:
+        atomic_write_text(json.dumps({"competition": competition, "trained": trained}), self.prior)
+
+    def read_prior(self) -> dict | None:
+        """{"competition": 18 class counts, "trained": 18 class counts}, or None (a run made before prior.json)."""
+        return json.loads(self.prior.read_text()) if self.prior.is_file() else None
 
     def read_metrics(self) -> dict:
         return json.loads(self.metrics.read_text())

@@ -19,7 +19,7 @@ from ..core.runtime import pick_device
 from ..data.cache import cache_root
 from ..data.tables import DataError, load_eval
 from .age_edge import oof_probs_as_eval
-from .decision import adjusted_probs, decide, fit_biases, held_out
+from .decision import adjusted_probs, decide, fit_biases, held_out, prior_biases
 from .ensemble import PhotoReading, run_features
 from .grouping import TOP, apply_grouping
 from .submission import write_submission
@@ -89,17 +89,28 @@ def fit_weights(probs: list[np.ndarray], y: np.ndarray, steps: int = 500, rate: 
     return w
 
 
-def fit(probs: list[np.ndarray], y: np.ndarray, decision: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(weights, biases or None) fitted on these rows."""
+def fit(probs: list[np.ndarray], y: np.ndarray, decision: str, prior: np.ndarray | None = None
+        ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(weights, biases or None) fitted on these rows; decision=prior: the runs' prior biases, not fitted."""
     w = fit_weights(probs, y)
-    b = fit_biases(mix(probs, w), y) if decision == "bias" else None
+    b = fit_biases(mix(probs, w), y) if decision == "bias" else prior
     return w, b
 
 
-def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str) -> np.ndarray | None:
+def runs_prior(runs: list[RunDir]) -> np.ndarray:
+    """decision=prior over blended runs: the mean of each run's log(competition / trained prior)."""
+    missing = [str(r.prior) for r in runs if r.read_prior() is None]
+    if missing:
+        raise DataError("decision=prior", [f"{m}: missing (the run was made before runs recorded their class "
+                                           f"prior)" for m in missing])
+    return np.mean([prior_biases(**r.read_prior()) for r in runs], axis=0)
+
+
+def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str,
+           prior: np.ndarray | None = None) -> np.ndarray | None:
     """Out-of-fold decisions: weights and biases fitted on the other folds, for each fold in turn."""
     def predict_fold(fit_rows, held):
-        w, b = fit([p[fit_rows] for p in probs], y[fit_rows], decision)
+        w, b = fit([p[fit_rows] for p in probs], y[fit_rows], decision, prior)
         return decide(mix([p[held] for p in probs], w), b)
 
     return held_out(folds, predict_fold)
@@ -123,8 +134,9 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
                                      reading, TOP)
         inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(inputs.oof, inputs.oof_probs, oof_f,
                                                                        inputs.eval_probs, eval_f, group_eval)
-    w, b = fit(inputs.oof_probs, y, decision)
-    nested_pred = nested(inputs.oof_probs, y, folds, decision)
+    prior = runs_prior(runs) if decision == "prior" else None
+    w, b = fit(inputs.oof_probs, y, decision, prior)
+    nested_pred = nested(inputs.oof_probs, y, folds, decision, prior)
 
     def final(probs: list[np.ndarray]) -> np.ndarray:  # blended, then decided: the argmax is the class
         blended = mix(probs, w)

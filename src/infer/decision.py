@@ -37,6 +37,24 @@ def adjusted_probs(probs: np.ndarray, biases: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+def prior_biases(competition, trained) -> np.ndarray:
+    """decision=prior: log(competition prior / trained prior) per class, the logit adjustment that puts the
+    competition's class frequencies back where extra training rows shifted them (0 where a class is missing
+    from either, and 0 everywhere when nothing was added)."""
+    c, t = np.asarray(competition, float), np.asarray(trained, float)
+    ok = (c > 0) & (t > 0)
+    b = np.zeros(len(c))
+    b[ok] = np.log(c[ok] / c.sum()) - np.log(t[ok] / t.sum())
+    return b
+
+
+def prior_report(prior: dict) -> dict:
+    """What the report says of decision=prior: both priors (class shares) and the biases."""
+    share = lambda counts: [round(float(x) / max(sum(counts), 1), 4) for x in counts]  # noqa: E731
+    return {"prior": True, "competition_prior": share(prior["competition"]), "trained_prior": share(prior["trained"]),
+            "biases": [float(x) for x in prior_biases(prior["competition"], prior["trained"])]}
+
+
 def fit_biases(probs: np.ndarray, y: np.ndarray, grid: np.ndarray = GRID, passes: int = PASSES) -> np.ndarray:
     """Per-class biases maximising macro-F1 of argmax(log p + b) on (probs, y).
 

@@ -13,11 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from ..core import distributed as dist
 from ..core.config import ROOT, Config, ConfigError, load_config
+from ..core.labels import N_CLASSES
 from ..core.run_dir import OUTPUT, RunBusy, RunDir, check_run_name, find_run, open_run
 from ..core.runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, free_mib, out_of_memory_advice,
                             pick_device, set_threads, writable_folder)
@@ -29,7 +31,7 @@ from ..data.folds import attach_folds, make_folds
 from ..data.pseudo import add_pseudo, pseudo_rows
 from ..data.tables import DataError, Layout, find_data, load_eval, training_table
 from ..infer.age_edge import fit_for_run, oof_probs_as_eval
-from ..infer.decision import adjusted_probs, decide_for_run
+from ..infer.decision import adjusted_probs, decide_for_run, prior_report
 from ..infer.ensemble import PhotoReading, predict_photos, run_features
 from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
@@ -140,6 +142,8 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
                   f"{cfg.pseudo_threshold} join the training data", flush=True)
         if outside is not None:
             table = pd.concat([table, outside.rows], ignore_index=True)  # age_lo/age_hi: NaN (exact) for the others
+        if dist.is_main():
+            record_prior(run, table)
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
               f"{cfg.epochs} epochs, outputs in {run}", flush=True)
         boxes, face_stats = detect_faces(cfg, ctx, table, eval_table, outside)
@@ -188,6 +192,13 @@ def record_run(run: RunDir, cfg: Config, folds: pd.DataFrame) -> None:
     register_tracker(cfg, run)  # before parallel fold workers open it at once
 
 
+def record_prior(run: RunDir, table: pd.DataFrame) -> None:
+    """The class counts of the competition's training rows and of every row trained on (outside persons and
+    pseudo-labels too), for decision=prior (src/infer/decision.py)."""
+    count = lambda rows: [int(c) for c in np.bincount(rows["label"].to_numpy(dtype=int), minlength=N_CLASSES)]  # noqa: E731
+    run.save_prior(count(table[table["fold"] >= 0]), count(table))
+
+
 def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:
     """cache=true: room for the decoded photos, said before the run folder (the cache is built later)."""
     if not cfg.cache:
@@ -232,8 +243,8 @@ def train_folds(job: Job) -> list[dict]:
 
 def post_hoc(job: Job, probs):
     """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
-    persons grouped (`group_eval`, src/infer/grouping.py), then the macro-F1 decision (`decision=bias`,
-    src/infer/decision.py). Returns (eval probabilities, what grouping reported, what the decision reported)."""
+    persons grouped (`group_eval`, src/infer/grouping.py), then the decision (`decision=bias`: fitted for
+    macro-F1; `decision=prior`: the competition's class prior put back; src/infer/decision.py). Returns (eval probabilities, what grouping reported, what the decision reported)."""
     cfg, run = job.cfg, job.run
     if not cfg.group_eval and cfg.decision == "none":
         return probs, None, None
@@ -247,6 +258,9 @@ def post_hoc(job: Job, probs):
     if cfg.decision == "bias":
         biases, decision = decide_for_run(oof_probs, y, oof_folds)
         probs = adjusted_probs(probs, biases)
+    elif cfg.decision == "prior":
+        decision = prior_report(run.read_prior())
+        probs = adjusted_probs(probs, np.array(decision["biases"]))
     return probs, grouping, decision
 
 

@@ -130,6 +130,13 @@ def grouping_section(cfg, grouping: dict) -> list[str]:
 
 
 def decision_section(cfg, decision: dict) -> list[str]:
+    if decision.get("prior"):
+        shares = lambda p: ", ".join(f"{L.class_name(k)} {100 * v:.1f}" for k, v in enumerate(p))  # noqa: E731
+        return ["## Decision (`decision=prior`): the competition's class prior put back", "",
+                "Eval log-probabilities + log(competition prior / trained prior), per class (%):", "",
+                f"- competition's training rows: {shares(decision['competition_prior'])}",
+                f"- every row trained on (outside persons, pseudo-labels): {shares(decision['trained_prior'])}",
+                f"- biases: {[round(b, 2) for b in decision['biases']]}", ""]
     nested = decision["oof_f1_nested"]
     return ["## Decision (`decision=bias`)", "",
             "Eval classes are argmax(log p + bias), the biases fitted on this run's OOF for macro-F1. "

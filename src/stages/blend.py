@@ -25,7 +25,7 @@ from . import parser
 def main(argv=None) -> int:
     ap = parser("run.sh blend", __doc__)
     ap.add_argument("--runs", required=True, type=option_items("--runs"), help="comma-separated run names or folders")
-    ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias")
+    ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias | prior")
     ap.add_argument("--group-eval", type=config_parser("group_eval"), default=0, metavar="N",
                     help="group eval photos into persons of N photos (the competition: 7); 0 = off")
     ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")

@@ -61,3 +61,19 @@ def test_blend_refuses_runs_made_on_other_folds(two_runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not the folds of" in err and str(b.folds) in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_blend_decision_prior_uses_the_runs_recorded_priors(two_runs, tmp_path, capsys):
+    a, b, _, _ = two_runs
+    counts = np.arange(1, 19)
+    a.save_prior(counts.tolist(), (counts + 5 * (np.arange(18) % 3 == 2)).tolist())  # more >=60 trained on
+    assert stage("blend", ["--runs", str(a.path), "--decision", "prior", "--name", "pa", "--output",
+                           str(tmp_path / "out")]) == 0
+    record = pd.read_json(RunDir(tmp_path / "out" / "pa").blend_record, typ="series")
+    want = blend.prior_biases(counts, counts + 5 * (np.arange(18) % 3 == 2))
+    np.testing.assert_allclose(record["biases"], want)
+    assert (want[2::3] < 0).all() and (want[0::3] > 0).all()  # the >=60 classes pushed back down
+    capsys.readouterr()
+    refused_code = stage("blend", ["--runs", f"{a.path},{b.path}", "--decision", "prior", "--output",
+                                   str(tmp_path / "out")])
+    assert refused_code == 2 and f"{b.prior}: missing" in capsys.readouterr().err

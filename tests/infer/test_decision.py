@@ -1,10 +1,16 @@
 """The decision layer: per-class biases for macro-F1, and their nested estimate."""
+import math
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from src.core import labels as L
 from src.core.metrics import fast_macro_f1
-from src.infer.decision import decide, fit_biases, nested_estimate
-from tests.helpers import shifted_case, softmax
+from src.core.run_dir import RunDir
+from src.data.demo import generate_outside
+from src.infer.decision import decide, fit_biases, nested_estimate, prior_biases
+from tests.helpers import shifted_case, softmax, train_fast
 
 
 def test_bias_search_recovers_a_known_shift_and_never_lowers_the_fitted_f1():
@@ -27,3 +33,26 @@ def test_nested_estimate_is_below_the_in_sample_one_on_noise():
     nested, _ = nested_estimate(probs, y, folds)
     assert nested < in_sample
     assert nested_estimate(probs, y, np.zeros(900)) is None  # one fold: nothing to hold out
+
+
+def test_the_prior_biases_are_the_log_ratio_of_the_two_priors():
+    competition = [10, 30, 0, 60] + [0] * 14
+    trained = [20, 30, 10, 90] + [0] * 14  # outside persons added 10 of class 0, 10 of class 2, 30 of class 3
+    b = prior_biases(competition, trained)
+    assert b[0] == pytest.approx(math.log(0.1 / (20 / 150)))
+    assert b[1] == pytest.approx(math.log(0.3 / 0.2)) and b[3] == pytest.approx(math.log(0.6 / 0.6))
+    assert b[2] == 0 and (b[4:] == 0).all()  # a class missing from either prior is left alone
+    assert (prior_biases(competition, competition) == 0).all()  # nothing added: nothing to put back
+
+
+def test_decision_prior_puts_the_prior_back_in_a_run_with_outside_persons(tiny_data, tmp_path):
+    faces = generate_outside(tmp_path / "faces", n=4, seed=3)
+    assert train_fast(tiny_data, tmp_path, f"extra={faces}", "decision=prior", "folds=0", name="p") == 0
+    run = RunDir(tmp_path / "p")
+    prior = run.read_prior()
+    assert sum(prior["trained"]) - sum(prior["competition"]) == 7 * run.read_metrics()["extra"]["persons"] > 0
+    decision = run.read_metrics()["decision"]
+    np.testing.assert_allclose(decision["biases"], prior_biases(prior["competition"], prior["trained"]))
+    assert "decision=prior" in run.report.read_text()
+    eval_probs = pd.read_csv(run.eval_probs)[L.PROB_COLS].to_numpy()
+    assert eval_probs.sum(1) == pytest.approx(1, abs=1e-4)
