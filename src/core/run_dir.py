@@ -185,13 +185,23 @@ class RunDir:
         """age_head=ordinal: the edge the eval used (None: not fitted, the models' training edge)."""
         return json.loads(self.age_edge.read_text())["edge"] if self.age_edge.exists() else None
 
+    def decision_biases(self) -> list[float] | None:
+        """decision=bias or prior: the per-class log-probability biases the finished run's eval used (predict
+        and the export add them too); None without a decision (or before the run finished)."""
+        if not self.metrics.is_file():
+            return None
+        decision = json.loads(self.metrics.read_text()).get("decision")
+        return decision["biases"] if decision else None
+
     # ---- the ONNX export ----------------------------------------------------------------------
     def model_state(self) -> dict:
         """Which fold models predict now: fold -> [size, modification time] of its best.pt (and the
-        fitted age edge, which the export bakes in)."""
+        fitted age edge and decision biases, which the export bakes in)."""
         state = {str(k): [(st := self.fold(k).best.stat()).st_size, st.st_mtime_ns] for k in self.finished_folds()}
         if self.age_edge.exists():
             state["age_edge"] = self.fitted_age_edge()
+        if self.decision_biases() is not None:
+            state["decision_biases"] = self.decision_biases()
         return state
 
     def record_export(self) -> None:

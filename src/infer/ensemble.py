@@ -24,6 +24,7 @@ from ..data.batches import BatchPlan, CachedBatches, LoaderBatches
 from ..data.cache import load_or_build
 from ..data.transforms import DeviceAugment, Geometry
 from ..model.backbones import build_model
+from .decision import EPS as DECISION_EPS
 
 
 def tta_views(x: torch.Tensor, tta: str) -> list[torch.Tensor]:
@@ -178,15 +179,20 @@ def photo_features(models: Iterable[FoldModel], batches_for: Callable, device: t
 class EnsembleGraph(nn.Module):
     """`ensemble_probs` on one normalised batch as a single module (what the ONNX file holds)."""
 
-    def __init__(self, models, tta: str):
+    def __init__(self, models, tta: str, biases: list[float] | None = None):
         super().__init__()
         self.models = nn.ModuleList(models)
         self.tta = tta
+        # decision=bias / prior: softmax(log p + b), as the run's eval (decision.adjusted_probs)
+        self.register_buffer("biases", None if biases is None else torch.tensor(biases, dtype=torch.float32))
 
     def forward(self, x):
         per_model = [torch.stack([torch.softmax(m(v), dim=1) for v in tta_views(x, self.tta)]).mean(0)
                      for m in self.models]
-        return torch.stack(per_model).mean(0)
+        probs = torch.stack(per_model).mean(0)
+        if self.biases is None:
+            return probs
+        return torch.softmax(torch.log(probs.clamp_min(DECISION_EPS)) + self.biases, dim=1)
 
 
 def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_paths: list[str],

@@ -19,6 +19,7 @@ from ..core.runtime import progress
 from ..data.cache import cache_root
 from ..data.faces import face_boxes
 from ..data.transforms import Geometry, normaliser
+from .decision import adjusted_probs
 from .ensemble import EnsembleGraph, FoldModel, Inference, ensemble_probs, load_fold_model
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -85,13 +86,14 @@ class TorchEngine:
     """The pipeline's own inference path (`ensemble.ensemble_probs`) on preprocessed batches."""
     name = "torch"
 
-    def __init__(self, models: list[FoldModel]):
-        self.models = models
+    def __init__(self, models: list[FoldModel], biases: list[float] | None = None):
+        self.models, self.biases = models, biases
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         batch = [(torch.from_numpy(x), None)]
         how = Inference(torch.device("cpu"), self.models[0].cfg.tta, None, True)
-        return ensemble_probs(self.models, lambda fm: (batch, None), how, show=False)
+        probs = ensemble_probs(self.models, lambda fm: (batch, None), how, show=False)
+        return probs if self.biases is None else adjusted_probs(probs, np.array(self.biases))
 
 
 class OnnxEngine:
@@ -112,7 +114,7 @@ class OnnxEngine:
 def export_onnx(run: RunDir, loaded: tuple[list[FoldModel], Preprocess] | None = None) -> Path:
     """RUN/ensemble.onnx (+ its record); `loaded`: the run's models when the caller has them already."""
     models, prep = loaded or load_ensemble(run)
-    graph = EnsembleGraph([fm.model for fm in models], models[0].cfg.tta).eval()
+    graph = EnsembleGraph([fm.model for fm in models], models[0].cfg.tta, run.decision_biases()).eval()
     h, w = prep.size
     example = torch.zeros(2, 3, h, w)
     out = run.onnx
@@ -146,7 +148,7 @@ def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
             raise FileNotFoundError(f"--engine onnx: {why}; run `bash run.sh export --run {run.name}`")
         if onnx_path.exists():
             print(f"note: {why}; predicting with PyTorch", file=sys.stderr)
-    return TorchEngine(models)
+    return TorchEngine(models, run.decision_biases())
 
 
 def predict(run: RunDir, paths: list[Path], engine_choice: str = "auto", batch_size: int = 32) -> pd.DataFrame:

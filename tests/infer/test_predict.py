@@ -5,8 +5,10 @@ import pytest
 from PIL import Image
 
 from src.core.labels import PROB_COLS
+from src.core.run_dir import RunDir
+from src.data.demo import generate_outside
 from src.infer import predict
-from tests.helpers import copy_run, stage
+from tests.helpers import copy_run, stage, train_fast
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +92,20 @@ def test_cli_writes_csv_and_never_overwrites(run_dir, photos, tmp_path, capsys):
 def test_unknown_run_is_a_clear_error(tmp_path, capsys):
     assert stage("predict", ["--run", str(tmp_path / "nope"), str(tmp_path)]) == 2
     assert "no run folder" in capsys.readouterr().err
+
+
+def test_predict_and_the_export_decide_as_the_runs_eval_did(tiny_data_master, tmp_path):
+    """decision=prior (here with outside persons, so the biases are not zero): predict, by PyTorch and by
+    the ONNX export, gives the run's eval_probs.csv, biases included."""
+    faces = generate_outside(tmp_path / "faces", n=4, seed=3)
+    assert train_fast(tiny_data_master, tmp_path, f"extra={faces}", "decision=prior", "folds=0", name="d") == 0
+    run = RunDir(tmp_path / "d")
+    assert any(abs(b) > 0.01 for b in run.decision_biases())
+    info = pd.read_csv(tiny_data_master / "eval" / "info.csv")
+    paths = [tiny_data_master / "eval" / "images" / i for i in info["ImageID"]]
+    saved = pd.read_csv(run.eval_probs)[PROB_COLS].to_numpy(float)
+    by_torch = predict.predict(run, paths, "torch")[PROB_COLS].to_numpy(float)
+    np.testing.assert_allclose(by_torch, saved, atol=2e-5)
+    predict.export_onnx(run)
+    by_onnx = predict.predict(run, paths, "onnx")[PROB_COLS].to_numpy(float)
+    np.testing.assert_allclose(by_onnx, saved, atol=1e-4)
