@@ -122,7 +122,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     table, eval_table, folds, outside_set = load_data(cfg, ctx.data_dir)
     print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
-    check_cache_space(cfg, ctx, len(table) + len(eval_table))
+    check_cache_space(cfg, ctx, len(table) + len(eval_table) + 7 * len(outside_set.photos if outside_set else []))
     extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
     outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
@@ -195,7 +195,9 @@ def record_run(run: RunDir, cfg: Config, folds: pd.DataFrame) -> None:
 def record_prior(run: RunDir, table: pd.DataFrame) -> None:
     """The class counts of the competition's training rows and of every row trained on (outside persons and
     pseudo-labels too), for decision=prior (src/infer/decision.py)."""
-    count = lambda rows: [int(c) for c in np.bincount(rows["label"].to_numpy(dtype=int), minlength=N_CLASSES)]  # noqa: E731
+    def count(rows: pd.DataFrame) -> list[int]:
+        return [int(c) for c in np.bincount(rows["label"].to_numpy(dtype=int), minlength=N_CLASSES)]
+
     run.save_prior(count(table[table["fold"] >= 0]), count(table))
 
 
