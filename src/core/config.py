@@ -390,7 +390,8 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
 
 def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
     """Checks of one key against another: the folds against n_folds, extra_ages against extra."""
-    for k in ("extra_ages", "extra_conflicts", "extra_format", "extra_race"):  # they choose among outside photos: alone they would do nothing
+    # these choose among outside photos: without extra= they would do nothing
+    for k in ("extra_ages", "extra_conflicts", "extra_format", "extra_race"):
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")

@@ -246,7 +246,8 @@ def train_folds(job: Job) -> list[dict]:
 def post_hoc(job: Job, probs):
     """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
     persons grouped (`group_eval`, src/infer/grouping.py), then the decision (`decision=bias`: fitted for
-    macro-F1; `decision=prior`: the competition's class prior put back; src/infer/decision.py). Returns (eval probabilities, what grouping reported, what the decision reported)."""
+    macro-F1; `decision=prior`: the competition's class prior put back; src/infer/decision.py).
+    Returns (eval probabilities, what grouping reported, what the decision reported)."""
     cfg, run = job.cfg, job.run
     if not cfg.group_eval and cfg.decision == "none":
         return probs, None, None

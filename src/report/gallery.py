@@ -56,7 +56,8 @@ def make_thumbs(paths: list[Path], folder: Path) -> tuple[list[str], int]:
     folder.mkdir(exist_ok=True)
     names = [thumb_name(p) for p in paths]
     todo = [(p, folder / f"{n}.jpg") for p, n in dict(zip(paths, names)).items() if not (folder / f"{n}.jpg").exists()]
-    ok = parallel_map(lambda job: make_thumb(*job), todo, min(8, os.cpu_count() or 1), "making the gallery's thumbnails")
+    ok = parallel_map(lambda job: make_thumb(*job), todo, min(8, os.cpu_count() or 1),
+                      "making the gallery's thumbnails")
     bad = {dst.stem for (_, dst), good in zip(todo, ok) if not good}
     return ["" if n in bad else n for n in names], len(bad)
 

@@ -56,7 +56,8 @@ def test_values_are_parsed_once_into_their_types():
     assert load_config("seed", ["n_folds=3", "folds=2,0"]).folds == (0, 2)
     cfg = load_config("seed", ["task_weights=1,0.5,2", "drop_ages=57-59", "pretrained=no_such.pth"])
     assert cfg.task_weights == (1.0, 0.5, 2.0) and cfg.drop_ages == (57, 59)
-    assert load_config("seed").drop_ages is None and cfg.pretrained == Pretrained("file", str(Path.cwd() / "no_such.pth"))
+    assert load_config("seed").drop_ages is None
+    assert cfg.pretrained == Pretrained("file", str(Path.cwd() / "no_such.pth"))  # a path: from where the user stands
     assert [load_config("seed", [f"pretrained={v}"]).pretrained.source for v in ("yes", "1", "No", "", "hub", "Package")] \
         == ["imagenet", "imagenet", "none", "none", "hub", "package"]
     # config.yaml holds what the user would type, as runs saved before the type did (they still resume)

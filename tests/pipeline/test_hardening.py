@@ -245,8 +245,10 @@ def noise_folder(path: Path, n: int = 2) -> Path:
 @pytest.mark.parametrize("case", ["no face", "no age", "comma", "ages alone"])
 def test_outside_photos_that_leave_no_person_are_refused_before_any_folder(tiny_data, tmp_path, capsys, case):
     faces = generate_outside(tmp_path / "faces", n=2, seed=1)
-    setting, words = {"no face": ([f"extra={noise_folder(tmp_path / 'noise')}"], ["none of its 2 photos", "without a face"]),
-                      "no age": ([f"extra={faces}", "extra_ages=100-120"], ["none of its 2 photos", "2 outside extra_ages"]),
+    noise = noise_folder(tmp_path / "noise")
+    setting, words = {"no face": ([f"extra={noise}"], ["none of its 2 photos", "without a face"]),
+                      "no age": ([f"extra={faces}", "extra_ages=100-120"], ["none of its 2 photos",
+                                                                           "2 outside extra_ages"]),
                       "comma": (["extra=,"], ["extra=,", "an empty item"]),
                       "ages alone": (["extra_ages=55-120"], ["extra_ages=55-120 without extra="])}[case]
     out = tmp_path / "out"
@@ -272,7 +274,8 @@ def test_an_outside_copy_of_a_competition_photo_is_refused_naming_both(tiny_data
     labels = pd.read_csv(faces / "labels.csv", dtype=str)
     pd.concat([labels, pd.DataFrame([{"file": "copy.jpg", "age": "33", "gender": "female"}])]).to_csv(
         faces / "labels.csv", index=False)
-    refused(train_fast(tiny_data, tmp_path / "out", f"extra={faces}"), capsys, str(faces / "copy.jpg"), str(train_photo))
+    refused(train_fast(tiny_data, tmp_path / "out", f"extra={faces}"), capsys, str(faces / "copy.jpg"),
+            str(train_photo))
     assert not (tmp_path / "out" / "h").exists()
 
 
