@@ -10,6 +10,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -304,6 +305,20 @@ def synthesise(photo: OutsidePhoto, digest: str, face: Face, seed: int, root: Pa
     return folder
 
 
+DRAFT_HOURS = 1  # a half-drawn person's folder (.<key>-*) older than this belongs to a process that was killed
+
+
+def clear_stale_drafts(root: Path) -> None:
+    """Remove the temporary folders of persons whose drawing was killed (SIGTERM, a lost machine); a draft
+    younger than DRAFT_HOURS may be another run's, drawing into the same cache now."""
+    if not root.is_dir():
+        return
+    old = time.time() - DRAFT_HOURS * 3600
+    for draft in root.glob(".*-*"):
+        if draft.is_dir() and draft.stat().st_mtime < old:
+            shutil.rmtree(draft, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class OutsidePersons:
     rows: pd.DataFrame   # 7 training rows per person, fold EXTRA_FOLD
@@ -342,6 +357,7 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
         raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
                                                    f"{skipped_line(stats)}"])
     root = Path(cache_dir) / "extra"
+    clear_stale_drafts(root)
     made = parallel_map(lambda u: synthesise(*u, seed, root), usable, min(4, os.cpu_count() or 1),
                         "drawing masks on the outside photos", "person")
     rows, boxes = [], {}

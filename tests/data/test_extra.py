@@ -3,6 +3,7 @@ refusals, and outside persons kept out of validation, the OOF and the competitio
 import json
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +326,15 @@ def test_a_header_only_labels_csv_says_it_lists_no_photos(tmp_path):
     (src / "labels.csv").write_text("file,age,gender\n")
     with pytest.raises(DataError, match="lists no photos"):
         extra.checked_outside([src])
+
+
+def test_a_killed_drawing_leaves_no_draft_behind_for_long(tmp_path):
+    root = tmp_path / "extra"
+    stale, live = root / ".abc-1", root / ".def-2"
+    for d in (stale, live):
+        d.mkdir(parents=True)
+        (d / "mask1.jpg").write_bytes(b"half")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    extra.clear_stale_drafts(root)
+    assert not stale.exists() and live.exists()  # a fresh draft may be another run's, drawing now
