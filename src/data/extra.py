@@ -33,7 +33,7 @@ FACE_WIDTH = 0.58               # the face box's share of the canvas width (abou
 FACE_CENTRE = (0.5, 0.56)       # x, y of the face box's centre, as fractions of the canvas
 MIN_FACE = 40                   # pixels: a smaller face holds too little to draw a mask on (skipped)
 MIN_PROB = 0.7                  # the photos are known to show a face: a plainer detection still counts
-SYNTH_VERSION = 2               # bump when drawing changes meaning: cached persons are drawn anew
+SYNTH_VERSION = 3               # bump when drawing changes meaning: cached persons are drawn anew
 SHOT_STATES = {"mask1": "wear", "mask2": "wear", "mask3": "wear", "mask4": "wear", "mask5": "wear",
                "incorrect_mask": None, "normal": "none"}  # incorrect: nose exposed or on the chin
 

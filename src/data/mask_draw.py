@@ -105,10 +105,13 @@ def outline(face: Face, state: str, shape: str, rng: random.Random) -> tuple[np.
     return np.concatenate([top_edge, right, bottom_edge, left]), np.array([tl, tr, bl, br])
 
 
-def fabric(face: Face, shape: str, size: tuple[int, int], rng: random.Random) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB float image of the mask's cloth over the whole photo, extra darkening 0..1 for its seams)."""
-    h, w = size
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+def fabric(face: Face, shape: str, box: tuple[int, int, int, int], rng: random.Random
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB float image of the mask's cloth over `box` = (x0, y0, x1, y1) of the photo, extra darkening 0..1
+    for its seams)."""
+    x0, y0, x1, y1 = box
+    h, w = y1 - y0, x1 - x0
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     o, ux, uy, d = face.frame()
     u = ((xs - o[0]) * ux[0] + (ys - o[1]) * ux[1]) / d    # face-frame coordinates of every pixel
     v = ((xs - o[0]) * uy[0] + (ys - o[1]) * uy[1]) / d
@@ -150,15 +153,38 @@ def draw(img: np.ndarray, face: Face, state: str, rng: random.Random, shape: str
     poly, corners = face.to_image(shape_uv), face.to_image(corners_uv)
     cover = np.zeros((h, w), np.float32)
     cv2.fillPoly(cover, [np.round(poly * 16).astype(np.int32)], 1.0, lineType=cv2.LINE_AA, shift=4)
-    cloth, seams = fabric(face, shape, (h, w), rng)
-    # the photo's own light: a blurred luminance map, so a shadowed side stays shadowed
-    lum = cv2.GaussianBlur(img.astype(np.float32).mean(2), (0, 0), max(2.0, face.frame()[3] * 0.3))
-    inside = lum[cover > 0.5]
-    light = np.clip(lum / max(float(inside.mean()) if inside.size else 128.0, 1.0), 0.6, 1.3) ** 0.5
+    # everything below happens on the mask's box only (a quarter of the photo, or less)
+    x0, y0, x1, y1 = box = around(poly, 2, (h, w))
+    roi = (slice(y0, y1), slice(x0, x1))
+    cloth, seams = fabric(face, shape, box, rng)
+    light = photo_light(img, face, box, cover[roi] > 0.5)
     cloth = cloth * (light * (1 - seams))[..., None]
-    out = img.astype(np.float32) * (1 - cover[..., None]) + np.clip(cloth, 0, 255) * cover[..., None]
-    out = _straps(out, face, corners, cloth_colour(cloth, cover), rng)
-    return np.clip(out, 0, 255).astype(np.uint8), cover
+    c = cover[roi][..., None]
+    out = img.copy()
+    out[roi] = np.clip(img[roi].astype(np.float32) * (1 - c) + np.clip(cloth, 0, 255) * c, 0, 255).astype(np.uint8)
+    return _straps(out, face, corners, cloth_colour(cloth, cover[roi]), rng), cover
+
+
+def around(points: np.ndarray, pad: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1): the points' bounding box grown by `pad` pixels, inside an image of `size` (h, w)."""
+    h, w = size
+    lo, hi = np.floor(points.min(0)) - pad, np.ceil(points.max(0)) + pad + 1
+    x0, y0 = (int(np.clip(v, 0, m)) for v, m in zip(lo, (w, h)))
+    x1, y1 = (int(np.clip(v, 0, m)) for v, m in zip(hi, (w, h)))
+    return x0, y0, max(x1, x0), max(y1, y0)
+
+
+def photo_light(img: np.ndarray, face: Face, box: tuple[int, int, int, int], inside: np.ndarray) -> np.ndarray:
+    """The photo's own light over `box`: its blurred luminance relative to the mean under the mask, so a
+    shadowed side stays shadowed (blurred with three sigmas of the photo around the box)."""
+    sigma = max(2.0, face.frame()[3] * 0.3)
+    x0, y0, x1, y1 = box
+    m = int(np.ceil(3 * sigma))
+    bx0, by0, bx1, by1 = max(x0 - m, 0), max(y0 - m, 0), min(x1 + m, img.shape[1]), min(y1 + m, img.shape[0])
+    lum = cv2.GaussianBlur(img[by0:by1, bx0:bx1].astype(np.float32).mean(2), (0, 0), sigma)
+    lum = lum[y0 - by0:y1 - by0, x0 - bx0:x1 - bx0]
+    under = lum[inside]
+    return np.clip(lum / max(float(under.mean()) if under.size else 128.0, 1.0), 0.6, 1.3) ** 0.5
 
 
 def cloth_colour(cloth: np.ndarray, cover: np.ndarray) -> tuple:
@@ -173,9 +199,8 @@ def _straps(out: np.ndarray, face: Face, corners: np.ndarray, colour: tuple, rng
     d = face.frame()[3]
     thick = max(1, int(round(d * rng.uniform(0.03, 0.06))))
     ear_y = (face.points[0, 1] + face.points[1, 1]) / 2 + 0.3 * d
-    canvas = out.copy()
-    for p in corners:
+    for p in corners:  # on `out` itself (draw's own copy of the photo)
         ear_x = x1 if p[0] < (x1 + x2) / 2 else x2
-        cv2.line(canvas, tuple(int(round(v)) for v in p), (int(round(ear_x)), int(round(ear_y))),
-                 tuple(c * 0.9 for c in colour), thick, cv2.LINE_AA)
-    return canvas
+        cv2.line(out, tuple(int(round(v)) for v in p), (int(round(ear_x)), int(round(ear_y))),
+                 tuple(int(round(min(c * 0.9, 255))) for c in colour), thick, cv2.LINE_AA)
+    return out
