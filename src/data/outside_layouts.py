@@ -96,21 +96,34 @@ def read_csv_rows(csv_path: Path, columns: tuple[str, ...], problems: list[str])
     return df
 
 
-def read_label_csv(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
-    csv_path = folder / "labels.csv"
-    df = read_csv_rows(csv_path, ("file", "age", "gender"), problems)
+def exact_age(raw) -> tuple[int, int] | None:
+    age = parse_age(raw)
+    return None if age is None else (age, age)
+
+
+def csv_photos(folder: Path, csv_path: Path, columns: tuple[str, ...], ages: tuple[Callable, str],
+               problems: list[str]) -> list[OutsidePhoto]:
+    """The rows of a `file,age,gender[,race]` CSV as photos; `ages`: (the age column's parser to a range or
+    None, what a bad value is not). A range of one year is an exact age."""
+    df = read_csv_rows(csv_path, columns, problems)
     photos = []
-    for i, r in enumerate(df.itertuples(index=False) if df is not None else []):
+    for i, r in enumerate(df.to_dict("records") if df is not None else []):
         where = f"{csv_path} row {i + 2}"
-        age, gender = parse_age(r.age), GENDER_WORDS.get(str(r.gender).strip().lower())
+        age, gender = ages[0](r["age"]), GENDER_WORDS.get(str(r["gender"]).strip().lower())
         if age is None:
-            problems.append(f"{where}: age '{r.age}' is not a whole number of years (1..120)")
+            problems.append(f"{where}: age '{r['age']}' is not {ages[1]}")
         if gender is None:
-            problems.append(f"{where}: gender '{r.gender}' is not male/female (or 0/1)")
-        path = listed_path(folder, r.file, where, problems)
+            problems.append(f"{where}: gender '{r['gender']}' is not male/female (or 0/1)")
+        path = listed_path(folder, r["file"], where, problems)
         if age is not None and gender is not None and path is not None:
-            photos.append(OutsidePhoto(path, age, gender, where))
+            photos.append(OutsidePhoto(path, age[0], gender, where, None if age[0] == age[1] else age[1],
+                                       str(r.get("race", "")).strip()))
     return photos
+
+
+def read_label_csv(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
+    return csv_photos(folder, folder / "labels.csv", ("file", "age", "gender"),
+                      (exact_age, "a whole number of years (1..120)"), problems)
 
 
 def photo_files(folder: Path) -> list[Path]:
@@ -170,20 +183,9 @@ def read_afad(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
 
 def read_fairface(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
     """FairFace: every fairface_label_*.csv (train, val); the age a range, the race kept."""
-    photos = []
-    for csv_path in sorted(folder.glob("fairface_label_*.csv")):
-        df = read_csv_rows(csv_path, ("file", "age", "gender", "race"), problems)
-        for i, r in enumerate(df.itertuples(index=False) if df is not None else []):
-            where = f"{csv_path} row {i + 2}"
-            ages, gender = parse_age_range(r.age), GENDER_WORDS.get(str(r.gender).strip().lower())
-            if ages is None:
-                problems.append(f"{where}: age '{r.age}' is not a range like 20-29 or 'more than 70'")
-            if gender is None:
-                problems.append(f"{where}: gender '{r.gender}' is not Male/Female")
-            path = listed_path(folder, r.file, where, problems)
-            if ages is not None and gender is not None and path is not None:
-                photos.append(OutsidePhoto(path, ages[0], gender, where, ages[1], str(r.race).strip()))
-    return photos
+    return [photo for csv_path in sorted(folder.glob("fairface_label_*.csv"))
+            for photo in csv_photos(folder, csv_path, ("file", "age", "gender", "race"),
+                                    (parse_age_range, "a range like 20-29 or 'more than 70'"), problems)]
 
 
 def looks_afad(folder: Path) -> bool:
