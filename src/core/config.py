@@ -302,10 +302,11 @@ KEYS: dict[str, Key] = {
     "tta": Key("flip", choice("none", "flip")),
     "group_eval": Key(0, group_size, doc="7: eval photos grouped into persons by image features, gender and age "
                                          "shared in a group (uses the eval set's structure; off by default)"),
-    "decision": Key("none", choice("none", "bias", "prior"),
+    "decision": Key("auto", choice("auto", "none", "bias", "prior"),
                     doc="bias: eval classes from per-class log-prob biases fitted on the OOF for macro-F1 | prior: "
                         "the competition's class prior put back where outside persons or pseudo-labels shifted it "
-                        "(log of competition / trained class frequencies added to the log-probabilities)"),
+                        "(log of competition / trained class frequencies added to the log-probabilities) | auto: "
+                        "prior with extra=, else none (held as the one it chose)"),
     # data path
     "cache": Key(True, boolean, doc="decode+resize+crop once into a memory-mapped uint8 cache"),
     "cache_dir": Key("", path_text, doc="'' = <output>/cache, shared by all runs"),
@@ -389,12 +390,15 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
 
 
 def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
-    """Checks of one key against another: the folds against n_folds, extra_ages against extra."""
+    """Checks of one key against another: the folds against n_folds, the extra_* keys against extra; and
+    decision=auto settled by extra."""
     # these choose among outside photos: without extra= they would do nothing
     for k in ("extra_ages", "extra_conflicts", "extra_format", "extra_race"):
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")
+    if values["decision"] == "auto":  # measured: prior beat bias with outside persons (docs/results.md)
+        values["decision"] = "prior" if values["extra"] else "none"
     n = values["n_folds"]
     if values["folds"] == "all":
         values["folds"] = tuple(range(n))

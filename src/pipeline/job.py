@@ -126,6 +126,9 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
     outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
+    if outside is not None and cfg.decision == "prior":
+        print("decision=prior: the eval puts the competition's class prior back, which the outside persons shift "
+              "(decision=none turns it off)", flush=True)
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None

@@ -119,3 +119,11 @@ def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_pat
 def test_head_init_and_resize_are_checked(bad):
     with pytest.raises(ConfigError, match=bad.split("=")[0]):
         load_config("seed", [bad])
+
+
+def test_decision_auto_is_prior_with_outside_photos_and_none_without():
+    assert load_config("seed").decision == "none"
+    assert load_config("seed", ["extra=/photos"]).decision == "prior"
+    assert load_config("seed", ["extra=/photos", "decision=none"]).decision == "none"  # said: kept
+    assert load_config("seed", ["decision=bias"]).decision == "bias"
+    assert load_config("seed", ["extra=/photos"]).saved()["decision"] == "prior"  # config.yaml holds the choice
