@@ -1,6 +1,7 @@
 """Outside face photos (no masks) as extra training persons: `extra=DIR[,DIR...]`, `extra_ages=LO-HI`.
 
     bash run.sh extra --from DIR[,DIR...] --preview 24 [--out FILE.png|.jpg] [--ages 55-120] [--seed 42]
+    bash run.sh extra --from DIR[,DIR...] --prepare [--seed 42] [--cache-dir DIR]     # every person, ahead of a run
                       [--format auto|labels|utkface|aaf|afad|fairface] [--race 'East Asian'] [--conflicts drop]
 
 A folder holds face photos and their labels in one of these layouts, as downloaded (found from its
@@ -29,6 +30,7 @@ competition's persons, and the competition persons' folds are made before they j
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from PIL import Image
 
@@ -42,13 +44,16 @@ from ..data.tables import DataError
 from . import parser
 
 
-def main(argv=None) -> int:
+def parse(argv):
     ap = parser("run.sh extra", __doc__)
     ap.add_argument("--from", dest="source", required=True, type=option_items("--from"),
                     help="folder(s) of outside photos, comma-separated")
     ap.add_argument("--preview", type=int, default=24, help="how many persons the contact sheet shows")
     ap.add_argument("--out", help="the picture to write, .png or .jpg (default: output/extra-preview.png, never "
                                   "over a file)")
+    ap.add_argument("--prepare", action="store_true",
+                    help="find the faces of every photo and draw every person into the cache ahead of a run "
+                         "(no picture); the run then draws nothing")
     ap.add_argument("--ages", default="", help="only these ages, e.g. 55-120 (as extra_ages=)")
     ap.add_argument("--seed", type=int, default=42, help="the drawing seed (a run uses its seed=)")
     ap.add_argument("--format", type=config_parser("extra_format"), default="auto",
@@ -57,33 +62,49 @@ def main(argv=None) -> int:
     ap.add_argument("--conflicts", type=config_parser("extra_conflicts"), default="error",
                     help="a photo listed with two labels: error (naming both lines) | drop (as extra_conflicts=)")
     ap.add_argument("--cache-dir", default="", help="where landmarks and drawn shots are kept (default output/cache)")
-    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return ap.parse_args(sys.argv[1:] if argv is None else argv)
+
+
+def preview_file(raw: str | None) -> Path:
+    """--out, checked before any work: a new .png or .jpg in a folder that can be written."""
+    out = user_path(raw) if raw else first_free(OUTPUT, "extra-preview", ".png")
+    if out.exists():
+        raise ConfigError(f"--out {out}: already exists; this stage never writes over a file")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out {out}: write a .png or .jpg")
+    writable_folder(out.parent, "--out")  # said now, not after the drawing
+    return out
+
+
+def main(argv=None) -> int:
+    a = parse(argv)
     try:
+        if a.prepare and a.out:
+            raise ConfigError("--out is the preview's picture; --prepare draws every person into the cache and "
+                              "writes no picture")
         if a.preview < 1:
             raise ConfigError(f"--preview {a.preview}: show at least one person")
         try:
             ages = age_range(a.ages)
         except ValueError as e:
             raise ConfigError(f"--ages {a.ages}: {e}") from None
-        out = user_path(a.out) if a.out else first_free(OUTPUT, "extra-preview", ".png")
-        if out.exists():
-            raise ConfigError(f"--out {out}: already exists; this stage never writes over a file")
-        if not out.parent.is_dir():
-            raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
-        if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            raise ConfigError(f"--out {out}: write a .png or .jpg")
-        writable_folder(out.parent, "--out")  # said now, not after the drawing
+        out = None if a.prepare else preview_file(a.out)
         cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
-        folders = [user_path(f) for f in a.source]
         rules = OutsideRules(ages, a.conflicts == "drop", layout=a.format, race=a.race)
-        persons = outside_persons(checked_outside(folders, rules), a.seed, cache, limit=a.preview * 2)
+        persons = outside_persons(checked_outside([user_path(f) for f in a.source], rules), a.seed, cache,
+                                  limit=None if a.prepare else a.preview * 2)
     except (ConfigError, DataError, CannotWrite) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    Image.fromarray(contact_sheet(persons.rows, a.preview)).save(out, quality=85)
     print("\n".join(summary_lines(persons.stats)))
-    print(f"wrote {out}: {min(a.preview, persons.stats['persons'])} persons x 7 shots "
-          f"({', '.join(L.SHOTS)})")
+    if out is None:
+        print(f"prepared {persons.stats['persons']} persons in {cache} (seed {a.seed}): a run with the same "
+              f"photos, seed={a.seed} and this cache_dir draws nothing again")
+        return 0
+    Image.fromarray(contact_sheet(persons.rows, a.preview)).save(out, quality=85)
+    print(f"wrote {out}: {min(a.preview, persons.stats['persons'])} persons x 7 shots ({', '.join(L.SHOTS)})")
     return 0
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from src.core.config import load_config
 from src.core.run_dir import RunDir
 from src.data import extra
 from src.data.demo import generate_outside
@@ -339,3 +340,18 @@ def test_a_killed_drawing_leaves_no_draft_behind_for_long(tmp_path):
     os.utime(stale, (hours_ago, hours_ago))
     extra.clear_stale_drafts(root)
     assert not stale.exists() and live.exists()  # a fresh draft may be another run's, drawing now
+
+
+def test_prepare_draws_every_person_ahead_and_the_run_draws_nothing(tiny_data, tmp_path, monkeypatch, capsys):
+    faces = generate_outside(tmp_path / "faces", n=5, seed=6)
+    cache = tmp_path / "cache"
+    assert stage("extra", ["--from", str(faces), "--prepare", "--seed", "42", "--cache-dir", str(cache)]) == 0
+    said = capsys.readouterr().out
+    drawn = sorted(p.name for p in (cache / "extra").iterdir())
+    assert "prepared" in said and len(drawn) >= 3 and not list(tmp_path.glob("*.png"))
+    monkeypatch.setattr(extra, "person_shots", lambda *a: pytest.fail("drawn again"))  # the run finds them all
+    monkeypatch.setattr(extra, "LandmarkDetector", lambda: pytest.fail("detected again"))
+    persons = extra.extra_rows(load_config("seed", [f"extra={faces}", "seed=42"]), cache)
+    assert persons.stats["persons"] == len(drawn)
+    assert stage("extra", ["--from", str(faces), "--prepare", "--out", "x.png"]) == 2
+    assert "--prepare draws every person" in capsys.readouterr().err
