@@ -200,8 +200,9 @@ class RunDir:
         state = {str(k): [(st := self.fold(k).best.stat()).st_size, st.st_mtime_ns] for k in self.finished_folds()}
         if self.age_edge.exists():
             state["age_edge"] = self.fitted_age_edge()
-        if self.decision_biases() is not None:
-            state["decision_biases"] = self.decision_biases()
+        biases = self.decision_biases()
+        if biases is not None:
+            state["decision_biases"] = biases
         return state
 
     def record_export(self) -> None:

@@ -364,9 +364,9 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     for (photo, digest, _), folder in zip(usable, made):
         prob = faces[digest][1]
         shot_boxes = json.loads((folder / BOXES).read_text())
+        lo, hi = photo.age_range
         for shot in L.SHOTS:
             mask, path = L.SHOT_MASK[shot], str(folder / f"{shot}.jpg")
-            lo, hi = photo.age_range
             rows.append(dict(person=f"extra_{digest[:12]}", folder="", gender=photo.gender, age=lo, shot=shot,
                              mask=mask, path=path, label=int(L.encode(mask, photo.gender, L.age_band(lo))),
                              fold=EXTRA_FOLD, age_lo=lo, age_hi=hi))
@@ -412,8 +412,8 @@ def summary_lines(stats: dict) -> list[str]:
     cells = ", ".join(f"{k} {v}" for k, v in stats["per_cell"].items())
     lines = [f"{stats['persons']} outside persons (of {stats['photos']} photos listed), 7 drawn shots each: {cells}."]
     if stats.get("age_range"):
-        lines.append(f"Ages: {stats['age_exact']} exact, {stats['age_range']} known only as a range inside one band "
-                     f"(trained as that band).")
+        lines.append(f"Ages: {stats['age_exact']} exact, {stats['age_range']} known only as a range (a band head "
+                     f"trains such a photo as its one band, the ordinal head on the thresholds the range decides).")
     if stats.get("per_race"):
         lines.append("Race (as the layout names it): " + ", ".join(f"{k} {v}" for k, v in stats["per_race"].items())
                      + ".")

@@ -99,11 +99,12 @@ def fit(probs: list[np.ndarray], y: np.ndarray, decision: str, prior: np.ndarray
 
 def runs_prior(runs: list[RunDir]) -> np.ndarray:
     """decision=prior over blended runs: the mean of each run's log(competition / trained prior)."""
-    missing = [str(r.prior) for r in runs if r.read_prior() is None]
+    priors = {r.prior: r.read_prior() for r in runs}
+    missing = [str(path) for path, prior in priors.items() if prior is None]
     if missing:
         raise DataError("decision=prior", [f"{m}: missing (the run was made before runs recorded their class "
                                            f"prior)" for m in missing])
-    return np.mean([prior_biases(**r.read_prior()) for r in runs], axis=0)
+    return np.mean([prior_biases(**prior) for prior in priors.values()], axis=0)
 
 
 def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str,

@@ -252,19 +252,19 @@ def post_hoc(job: Job, probs):
     macro-F1; `decision=prior`: the competition's class prior put back; src/infer/decision.py).
     Returns (eval probabilities, what grouping reported, what the decision reported)."""
     cfg, run = job.cfg, job.run
-    if not cfg.group_eval and cfg.decision == "none":
-        return probs, None, None
-    oof = run.load_oof(list(cfg.folds))
-    oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
     grouping = decision = None
-    if cfg.group_eval:
-        oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(),
-                                     reading(job), TOP)
-        (oof_probs,), (probs,), grouping = apply_grouping(oof, [oof_probs], oof_f, [probs], eval_f, cfg.group_eval)
-    if cfg.decision == "bias":
-        biases, decision = decide_for_run(oof_probs, y, oof_folds)
-        probs = adjusted_probs(probs, biases)
-    elif cfg.decision == "prior":
+    if cfg.group_eval or cfg.decision == "bias":  # the steps fitted on the OOF
+        oof = run.load_oof(list(cfg.folds))
+        oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
+        if cfg.group_eval:
+            oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(),
+                                         reading(job), TOP)
+            (oof_probs,), (probs,), grouping = apply_grouping(oof, [oof_probs], oof_f, [probs], eval_f,
+                                                              cfg.group_eval)
+        if cfg.decision == "bias":
+            biases, decision = decide_for_run(oof_probs, y, oof_folds)
+            probs = adjusted_probs(probs, biases)
+    if cfg.decision == "prior":  # fixed by the run's priors: no OOF needed
         decision = prior_report(run.read_prior())
         probs = adjusted_probs(probs, np.array(decision["biases"]))
     return probs, grouping, decision

@@ -11,8 +11,9 @@ contents, or named with --format / extra_format=; src/data/outside_layouts.py):
   utkface    <age>_<gender>_<race>_<date>.jpg anywhere under DIR (gender 0 male, 1 female)
   aaf        All-Age-Faces: DIR/original images/ + DIR/image sets/*.txt (`<id>A<age>.jpg <0 female|1 male>`)
   afad       AFAD-Full / AFAD-Lite: DIR/<age>/<111 male|112 female>/*.jpg
-  fairface   FairFace: DIR/fairface_label_*.csv (file,age,gender,race); its ages are ranges: a photo
-             trains only where its range lies inside one age band (counted otherwise)
+  fairface   FairFace: DIR/fairface_label_*.csv (file,age,gender,race); its ages are ranges: with a band
+             head a photo trains only where its range lies inside one age band (counted otherwise); the
+             ordinal head learns the thresholds each range decides
 Each photo becomes one person with the competition's 7 shots: the face framed like the
 competition's photos, then five `mask1..5` shots with masks drawn on (src/data/mask_draw.py),
 one `incorrect_mask` (nose exposed, or the mask on the chin) and the photo itself as `normal`;
