@@ -34,6 +34,12 @@ def age_band(age, boundary: int = TRUE_AGE_BOUNDARY):
     return band if band.ndim else int(band)
 
 
+def across_bands(lo, hi, boundary: int = TRUE_AGE_BOUNDARY):
+    """Does an age known to lie in lo..hi span two bands (an edge at 30 or `boundary` inside it)? Works on
+    scalars, numpy arrays and torch tensors alike."""
+    return ((lo >= 30) != (hi >= 30)) | ((lo >= boundary) != (hi >= boundary))
+
+
 def encode(mask, gender, age_band_):
     return np.asarray(mask) * 6 + np.asarray(gender) * 3 + np.asarray(age_band_)
 

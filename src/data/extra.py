@@ -49,8 +49,9 @@ class OutsideSet:
     duplicates: int             # the same content listed again (with the same labels)
     outside_ages: int
     conflicting: int = 0        # extra_conflicts=drop: listings of a photo listed with two labels, left out
-    across_bands: int = 0       # an age known as a range that spans two bands (at the training edge or 60)
     other_race: int = 0         # extra_race: photos of another race
+    boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (an age range across it: a band head
+                                         # trains that photo's mask and gender only)
 
 
 # ---- labels ---------------------------------------------------------------------------------------
@@ -100,8 +101,7 @@ class OutsideRules:
     competition: tuple[str, ...] = ()    # every competition train and eval photo
     layout: str = "auto"                 # extra_format: the layout of every folder, or found from its contents
     race: str = ""                       # extra_race: only photos of this race (where the layout says)
-    boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge: an age range must not straddle it
-    ordinal: bool = False                # age_head=ordinal: an age range trains the thresholds it decides
+    boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (counted: age ranges across a band edge)
 
 
 def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) -> list[OutsidePhoto]:
@@ -119,16 +119,17 @@ def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) 
 
 
 def one_band(photo: OutsidePhoto, boundary: int) -> bool:
-    """Does the photo's age (a range, or exact) lie inside one age band, at the training edge and at 60?"""
+    """Does the photo's age (a range, or exact) lie inside one age band, at the training edge and at 60? (A
+    band head learns only the mask and gender of one that does not: model/losses.BandRangeLoss.)"""
     lo, hi = photo.age_range
-    return all(L.age_band(lo, b) == L.age_band(hi, b) for b in {boundary, L.TRUE_AGE_BOUNDARY})
+    return not any(L.across_bands(lo, hi, b) for b in {boundary, L.TRUE_AGE_BOUNDARY})
 
 
 def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], check_pixels: bool = True
                  ) -> OutsideSet | None:
     """The outside photos of every folder: labels, pixels, one label per photo, none of the competition's;
     what is wrong goes to `problems` (None then). One per content is kept, then those of the race, with
-    an age inside one band (the ordinal head takes any range) and inside the ages."""
+    an age inside the ages (an age range across a band edge too: see `across_bands`)."""
     before = len(problems)
     photos = read_layouts(folders, rules, problems)
     if check_pixels and len(problems) == before:
@@ -143,12 +144,11 @@ def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], 
     clear = [(d, p) for d, p in zip(digests, photos) if d not in torn]
     unique = dict(clear)  # the same photo twice is one person
     raced = {d: p for d, p in unique.items() if not rules.race or p.race.lower() == rules.race.lower()}
-    banded = {d: p for d, p in raced.items() if rules.ordinal or one_band(p, rules.boundary)}
-    kept = {d: p for d, p in banded.items()
+    kept = {d: p for d, p in raced.items()
             if rules.ages is None or rules.ages[0] <= p.age_range[0] <= p.age_range[1] <= rules.ages[1]}
     return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(photos),
-                      len(clear) - len(unique), len(banded) - len(kept), len(photos) - len(clear),
-                      len(raced) - len(banded), len(unique) - len(raced))
+                      len(clear) - len(unique), len(raced) - len(kept), len(photos) - len(clear),
+                      len(unique) - len(raced), rules.boundary)
 
 
 def checked_outside(folders: list[Path], rules: OutsideRules = OutsideRules()) -> OutsideSet:
@@ -346,19 +346,19 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     if limit:  # a preview: a sample across the ages, not the first files
         picked = sorted(random.Random(seed).sample(range(len(outside.photos)), min(limit, len(outside.photos))))
         outside = OutsideSet(outside.where, [outside.photos[i] for i in picked], [outside.digests[i] for i in picked],
-                             len(picked), 0, 0, 0, 0, 0)
+                             len(picked), 0, 0, 0, 0, outside.boundary)
     faces = detect_all(outside.photos, outside.digests, cache_dir, detector)
     usable, no_face, small = usable_faces(outside, faces)
     skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": outside.duplicates,
                "outside_ages": outside.outside_ages, "conflicting_labels": outside.conflicting,
-               "across_bands": outside.across_bands, "other_race": outside.other_race}
-    stats = summary(outside.listed, usable, skipped)
+               "other_race": outside.other_race}
+    stats = summary(outside.listed, usable, skipped, outside.boundary)
     if not usable:
         raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
                                                    f"{skipped_line(stats)}"])
     root = Path(cache_dir) / "extra"
     clear_stale_drafts(root)
-    made = parallel_map(lambda u: synthesise(*u, seed, root), usable, min(4, os.cpu_count() or 1),
+    made = parallel_map(lambda u: synthesise(*u, seed, root), usable, os.cpu_count() or 1,
                         "drawing masks on the outside photos", "person")
     rows, boxes = [], {}
     for (photo, digest, _), folder in zip(usable, made):
@@ -376,9 +376,10 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     return OutsidePersons(table, stats, boxes)
 
 
-def summary(photos: int, usable: list, skipped: dict) -> dict:
-    """What the report says: persons joined per gender x age band, and what was skipped why (every photo
-    listed is one or the other: persons + the skipped counts = photos)."""
+def summary(photos: int, usable: list, skipped: dict, boundary: int = L.TRUE_AGE_BOUNDARY) -> dict:
+    """What the report says: persons joined per gender x age band, how much of their age is known (exact,
+    a range inside one band, a range across a band edge: at 60 or the training-time `boundary`), and what was
+    skipped why (every photo listed is one or the other: persons + the skipped counts = photos)."""
     cells = {f"{L.GENDER_NAMES[g]} {L.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
     races: dict[str, int] = {}
     for photo, _, _ in usable:
@@ -386,13 +387,14 @@ def summary(photos: int, usable: list, skipped: dict) -> dict:
         if photo.race:
             races[photo.race] = races.get(photo.race, 0) + 1
     ranged = sum(photo.age_hi is not None for photo, _, _ in usable)
+    across = sum(not one_band(photo, boundary) for photo, _, _ in usable)
     return {"photos": photos, "persons": len(usable), "per_cell": cells, "per_race": dict(sorted(races.items())),
-            "age_exact": len(usable) - ranged, "age_range": ranged, **skipped}
+            "age_exact": len(usable) - ranged, "age_range": ranged, "across_bands": across, **skipped}
 
 
 def outside_rules(cfg, competition: list[str] = ()) -> OutsideRules:
     return OutsideRules(cfg.extra_ages, cfg.extra_conflicts == "drop", tuple(competition), cfg.extra_format,
-                        cfg.extra_race, cfg.age_boundary, cfg.age_head == "ordinal")
+                        cfg.extra_race, cfg.age_boundary)
 
 
 def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None) -> OutsidePersons | None:
@@ -412,8 +414,10 @@ def summary_lines(stats: dict) -> list[str]:
     cells = ", ".join(f"{k} {v}" for k, v in stats["per_cell"].items())
     lines = [f"{stats['persons']} outside persons (of {stats['photos']} photos listed), 7 drawn shots each: {cells}."]
     if stats.get("age_range"):
-        lines.append(f"Ages: {stats['age_exact']} exact, {stats['age_range']} known only as a range (a band head "
-                     f"trains such a photo as its one band, the ordinal head on the thresholds the range decides).")
+        lines.append(f"Ages: {stats['age_exact']} exact, {stats['age_range']} known only as a range, "
+                     f"{stats.get('across_bands', 0)} of them across a band edge (the ordinal head trains on the "
+                     f"thresholds a range decides; a band head on a range's one band, or on its mask and gender only "
+                     f"where it spans two).")
     if stats.get("per_race"):
         lines.append("Race (as the layout names it): " + ", ".join(f"{k} {v}" for k, v in stats["per_race"].items())
                      + ".")
@@ -424,8 +428,8 @@ def skipped_line(stats: dict) -> str:
     return (f"Skipped: {stats['skipped_no_face']} without a face found (or below {MIN_PROB} confidence), "
             f"{stats['skipped_small_face']} with a face under {MIN_FACE} px wide, {stats.get('duplicates', 0)} "
             f"the same photo again, {stats['outside_ages']} outside extra_ages, {stats.get('conflicting_labels', 0)} "
-            f"listings of a photo listed with two labels (extra_conflicts=drop), {stats.get('across_bands', 0)} "
-            f"with an age range across two bands, {stats.get('other_race', 0)} of another race (extra_race).")
+            f"listings of a photo listed with two labels (extra_conflicts=drop), {stats.get('other_race', 0)} of "
+            f"another race (extra_race).")
 
 
 # ---- the preview stage --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from ..core.runtime import atomic_write_text, progress
@@ -33,8 +34,9 @@ def file_sha1(path) -> str:
 
 
 class FaceDetector:
-    """MTCNN on the CPU, run on a copy whose longer side is at most `side`; returns the most confident
-    face box in original pixel coordinates (crop=face; `most_confident` also serves extra=)."""
+    """MTCNN (on the GPU where there is one, else the CPU's cores), run on a copy whose longer side is at most
+    `side`; returns the most confident face box in original pixel coordinates (crop=face; `most_confident`
+    also serves extra=)."""
 
     def __init__(self, side: int = DETECT_SIDE, needed_for: str = "crop=face"):
         try:
@@ -42,7 +44,7 @@ class FaceDetector:
         except ImportError as e:
             raise RuntimeError(f"{needed_for} needs facenet-pytorch 2.6.0 (bash run.sh installs it with --no-deps): "
                                f"{e}") from None
-        self.mtcnn = MTCNN(keep_all=True, device="cpu", post_process=False)
+        self.mtcnn = MTCNN(keep_all=True, device="cuda" if torch.cuda.is_available() else "cpu", post_process=False)
         self.side = side
 
     def most_confident(self, img: np.ndarray, landmarks: bool = False) -> tuple | None:

@@ -8,8 +8,8 @@ entry of LAYOUTS.
                `<id>A<age>[.jpg] <gender>` (gender 0 female, 1 male)
     afad       AFAD-Full / AFAD-Lite: DIR/<age>/<111|112>/*.jpg (111 male, 112 female)
     fairface   FairFace: DIR/fairface_label_*.csv with file,age,gender,race; age a range (`20-29`,
-               `more than 70`): with a band head such a photo trains only where its range lies inside one
-               age band; the ordinal head learns the thresholds each range decides
+               `more than 70`): the ordinal head learns the thresholds each range decides; a band head
+               its band where the range lies inside one, else its mask and gender only
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@ adds the eval photos a finished run is confident about to every fold's training 
 
 A photo joins when the run's eval probability of its predicted class is at least the threshold;
 it is labelled with that class (mask, gender and age band; the band's age is a representative one,
-so a training-time `age_boundary` below 60 still sees the >=60 band as such). Pseudo rows carry
+so a training-time `age_boundary` below 60 still sees the >=60 band as such), and its age is known as the
+band's range: the ordinal head learns the thresholds it decides, a band head whose training edge falls
+inside it (30-59 at age_boundary=55) learns that photo's mask and gender only. Pseudo rows carry
 fold -1: they are in the training rows of every fold and never in a validation fold, so OOF scores
 stay on labelled persons only. The eval score of such a run is transductive (it trained on the
 eval photos' predicted labels), as the competition's 2nd-generation teams did.

@@ -95,12 +95,29 @@ def unpack(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return target % L.N_CLASSES, ages % (AGE_CAP + 1), ages // (AGE_CAP + 1)
 
 
+class MaskGenderLoss(nn.Module):
+    """The run's loss on the mask x gender marginals of 18 joint log-probabilities (or logits): one 6-way
+    part, or a mask and a gender part weighted by task_weights; the age is not looked at."""
+
+    def __init__(self, parts: list[tuple[nn.Module, float]]):
+        super().__init__()
+        self.parts = nn.ModuleList(loss for loss, _ in parts)
+        self.part_weights = [w for _, w in parts]
+
+    def forward(self, out: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        lp = out[:, :L.N_CLASSES].float().view(-1, 3, 2, 3)
+        if len(self.parts) == 1:  # one 6-way mask x gender softmax
+            marginals, targets = [lp.logsumexp(dim=3).reshape(-1, 6)], [label // 3]
+        else:
+            marginals, targets = [lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3))], [label // 6, (label // 3) % 2]
+        return sum(w * f(m, t) for f, w, m, t in zip(self.parts, self.part_weights, marginals, targets) if w)
+
+
 class OrdinalAgeLoss(nn.Module):
     """age_head=ordinal (models.OrdinalAge in training mode: 18 joint log-probabilities, then the logits
-    of P(age >= t)). Mask x gender: the run's loss on their marginals (one 6-way, or mask and gender
-    weighted by task_weights). Age: binary cross-entropy of every P(age >= t) against the exact age,
-    summed over t (that sum grows with the error in years, CORAL's loss), divided by AGE_SCALE so a
-    decade's error weighs about as much as one class's cross-entropy. An age known only as a range
+    of P(age >= t)). Mask x gender: `MaskGenderLoss`. Age: binary cross-entropy of every P(age >= t) against
+    the exact age, summed over t (that sum grows with the error in years, CORAL's loss), divided by AGE_SCALE
+    so a decade's error weighs about as much as one class's cross-entropy. An age known only as a range
     (FairFace's `30-39`, a pseudo-label's band) decides only some thresholds: age >= t where the range
     starts at t or above, age < t where it ends below t; the thresholds inside it are left out."""
 
@@ -108,23 +125,39 @@ class OrdinalAgeLoss(nn.Module):
 
     def __init__(self, parts: list[tuple[nn.Module, float]], age_weight: float):
         super().__init__()
-        self.parts = nn.ModuleList(loss for loss, _ in parts)
-        self.part_weights = [w for _, w in parts]
+        self.mask_gender = MaskGenderLoss(parts)
         self.age_weight = age_weight
         self.register_buffer("thresholds", torch.tensor(AGE_THRESHOLDS))
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         label, lo, hi = unpack(target)
-        lp = out[:, :L.N_CLASSES].float().view(-1, 3, 2, 3)
-        if len(self.parts) == 1:  # one 6-way mask x gender softmax
-            marginals, targets = [lp.logsumexp(dim=3).reshape(-1, 6)], [label // 3]
-        else:
-            marginals, targets = [lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3))], [label // 6, (label // 3) % 2]
-        loss = sum(w * f(m, t) for f, w, m, t in zip(self.parts, self.part_weights, marginals, targets) if w)
         older = lo[:, None] >= self.thresholds[None, :]
         decided = older | (hi[:, None] < self.thresholds[None, :])
         bce = F.binary_cross_entropy_with_logits(out[:, L.N_CLASSES:].float(), older.float(), reduction="none")
-        return loss + self.age_weight * (bce * decided).sum(1).mean() / self.AGE_SCALE
+        return self.mask_gender(out, label) + self.age_weight * (bce * decided).sum(1).mean() / self.AGE_SCALE
+
+
+class BandRangeLoss(nn.Module):
+    """A band head (age_head=band) trained on packed targets (`pack_targets`: outside photos whose age is
+    known only as a range): a row whose range lies inside one band (at 30 and the training-time boundary)
+    takes the run's loss on its class; a row whose range spans two bands takes `MaskGenderLoss` alone, its
+    age band unknown. Each row weighs the same either way: the two means are weighted by their rows."""
+
+    def __init__(self, band_loss: nn.Module, mask_gender: MaskGenderLoss, boundary: int):
+        super().__init__()
+        self.band_loss, self.mask_gender, self.boundary = band_loss, mask_gender, boundary
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        label, lo, hi = unpack(target)
+        across = L.across_bands(lo, hi, self.boundary)
+        n_across = int(across.sum())  # one sync a step, only in runs with such rows
+        if n_across == 0:
+            return self.band_loss(out, label)
+        inside = ~across
+        loss = self.mask_gender(out[across], label[across]) * (n_across / len(label))
+        if n_across < len(label):
+            loss = loss + self.band_loss(out[inside], label[inside]) * (1 - n_across / len(label))
+        return loss
 
 
 def inverse_frequency_weights(labels: np.ndarray, n_classes: int = L.N_CLASSES) -> torch.Tensor:
@@ -152,16 +185,25 @@ def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
     raise ValueError(f"unknown loss {name}")
 
 
-def build_loss(cfg, train_labels: np.ndarray) -> nn.Module:
-    """The training loss; `train_labels` are the 18 classes (class weights are counted on them)."""
+def mask_gender_parts(cfg, train_labels: np.ndarray) -> list[tuple[nn.Module, float]]:
+    """The run's loss on mask x gender: one 6-way part, or (head=multi) mask and gender by task_weights."""
+    m, g, _ = L.decode(np.asarray(train_labels))
+    if cfg.head == "multi":
+        return [(single_loss(cfg, m, 3), cfg.task_weights[0]), (single_loss(cfg, g, 2), cfg.task_weights[1])]
+    return [(single_loss(cfg, m * 2 + g, 6), 1.0)]
+
+
+def build_loss(cfg, train_labels: np.ndarray, ranged: bool = False) -> nn.Module:
+    """The training loss; `train_labels` are the 18 classes (class weights are counted on them); `ranged`:
+    a band head's targets are packed with age ranges (trainer.training_targets), some across a band edge."""
     if cfg.age_head == "ordinal":
-        m, g, _ = L.decode(np.asarray(train_labels))
-        if cfg.head == "multi":
-            w = cfg.task_weights
-            return OrdinalAgeLoss([(single_loss(cfg, m, 3), w[0]), (single_loss(cfg, g, 2), w[1])], w[2])
-        return OrdinalAgeLoss([(single_loss(cfg, m * 2 + g, 6), 1.0)], 1.0)
+        return OrdinalAgeLoss(mask_gender_parts(cfg, train_labels), cfg.task_weights[2] if cfg.head == "multi" else 1.0)
     if cfg.head == "multi":
         m, g, a = L.decode(np.asarray(train_labels))
-        return MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),
-                             cfg.task_weights)
-    return single_loss(cfg, train_labels, L.N_CLASSES)
+        band_loss = MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),
+                                  cfg.task_weights)
+    else:
+        band_loss = single_loss(cfg, train_labels, L.N_CLASSES)
+    if not ranged:
+        return band_loss
+    return BandRangeLoss(band_loss, MaskGenderLoss(mask_gender_parts(cfg, train_labels)), cfg.age_boundary)

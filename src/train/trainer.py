@@ -34,13 +34,14 @@ def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
 
 
 def training_targets(cfg, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(the classes trained on, what the batches carry: those classes, or for age_head=ordinal each
-    class packed with the range the photo's age lies in: `age_lo`..`age_hi` where outside or pseudo-labelled
-    rows give one, else the exact age)."""
+    """(the classes trained on, what the batches carry: those classes, or each class packed with the range
+    the photo's age lies in (`age_lo`..`age_hi` where outside or pseudo-labelled rows give one, else the exact
+    age) for age_head=ordinal, and for a band head when some range spans two bands (losses.BandRangeLoss))."""
     labels = training_labels(table, cfg.age_boundary)
-    if cfg.age_head != "ordinal":
+    lo, hi = age_bound(table, "age_lo"), age_bound(table, "age_hi")
+    if cfg.age_head != "ordinal" and not L.across_bands(lo, hi, cfg.age_boundary).any():
         return labels, labels
-    return labels, pack_targets(labels, age_bound(table, "age_lo"), age_bound(table, "age_hi"))
+    return labels, pack_targets(labels, lo, hi)
 
 
 def age_bound(table: pd.DataFrame, column: str) -> np.ndarray:
@@ -155,7 +156,7 @@ class FoldProgress:
 class FoldTrainer:
     """One fold's model (DDP-wrapped under torchrun), optimiser, loss scaler, AMP dtype and layout."""
 
-    def __init__(self, cfg, device: torch.device, train_labels: np.ndarray):
+    def __init__(self, cfg, device: torch.device, train_labels: np.ndarray, ranged: bool = False):
         self.cfg, self.device = cfg, device
         model, self.mean, self.std = build_model(cfg)
         model.to(device)
@@ -168,7 +169,7 @@ class FoldTrainer:
         if dist.enabled():
             self.net = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.loss_fn = build_loss(cfg, train_labels).to(device)
+        self.loss_fn = build_loss(cfg, train_labels, ranged).to(device)
         self.opt, self.scaler = optimiser(cfg, model, self.amp)
         self.mixer = HalfCutMix(cfg.cutmix)
 
@@ -295,7 +296,7 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
     labels, y_train = training_targets(cfg, table[in_train])
     y_val = va["label"].to_numpy()  # true boundary: what the competition scores
 
-    trainer = FoldTrainer(cfg, device, labels)
+    trainer = FoldTrainer(cfg, device, labels, ranged=y_train is not labels)
     rows = FoldRows(in_train, in_val, y_train, y_val)
     train_batches, val_batches, augment = make_batches(cfg, ctx, table, rows, trainer.mean, trainer.std, boxes)
     prog = FoldProgress()

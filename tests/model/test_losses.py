@@ -127,3 +127,30 @@ def test_an_age_range_decides_only_the_thresholds_outside_it():
                 p = 1 / (1 + math.exp(-ordinal[i, j].item()))
                 by_hand += -math.log(p) if lo >= t else -math.log(1 - p)
     assert abs(got - (mg + by_hand / 3 / 10)) < 1e-4
+
+
+def test_a_band_head_learns_only_mask_and_gender_of_a_range_across_a_band_edge():
+    """A band head's loss with packed ranges, by hand: a 60-69 face and an exact 40 take the 18-way
+    cross-entropy of their class; a 50-59 face at age_boundary=55 (the edge inside its range) only the
+    6-way cross-entropy of its mask x gender; each row weighs 1/3. With every range inside one band the
+    loss is the plain one."""
+    cfg = load_config("seed", ["loss=ce", "age_boundary=55"])
+    loss = build_loss(cfg, np.array([0, 1, 2]), ranged=True)
+    torch.manual_seed(4)
+    logits = torch.randn(3, 18) * 2
+    labels = np.array([2, 7, 16])  # classes as trained at the edge 55 (the third: its range starts in band 1)
+    target = torch.tensor(pack_targets(labels, np.array([60, 40, 50]), np.array([69, 40, 59])))
+    got = loss(logits, target).item()
+    rows = logits.tolist()
+
+    def nll(row, k):
+        return -(row[k] - math.log(sum(math.exp(v) for v in row)))
+    six = [[math.log(sum(math.exp(v) for v in row[3 * j:3 * j + 3])) for j in range(6)] for row in rows]
+    by_hand = (nll(rows[0], 2) + nll(rows[1], 7) + nll(six[2], 16 // 3)) / 3
+    assert got == pytest.approx(by_hand, rel=1e-5)
+    inside = torch.tensor(pack_targets(labels, np.array([60, 40, 30]), np.array([69, 40, 39])))
+    assert loss(logits, inside).item() == pytest.approx(torch.nn.functional.cross_entropy(logits, torch.tensor(
+        labels)).item(), rel=1e-6)
+    at_60 = build_loss(load_config("seed", ["loss=ce", "age_boundary=60"]), np.array([0, 1, 2]), ranged=True)
+    assert at_60(logits, target).item() == pytest.approx(torch.nn.functional.cross_entropy(
+        logits, torch.tensor(labels)).item(), rel=1e-6)

@@ -6,7 +6,8 @@ from src.core import labels as L
 from src.core.config import load_config
 from src.data.batches import BatchPlan, CachedBatches, balanced_weights
 from src.data.transforms import HalfCutMix
-from src.train.trainer import split_masks, training_labels
+from src.model.losses import unpack
+from src.train.trainer import split_masks, training_labels, training_targets
 
 
 def test_half_cutmix_joins_left_and_right_halves_and_mixes_labels():
@@ -56,6 +57,18 @@ def test_training_labels_use_the_training_boundary():
     t = pd.DataFrame({"mask": [0, 0], "gender": [1, 1], "age": [56, 60]})
     assert training_labels(t, 55).tolist() == [int(L.encode(0, 1, 2))] * 2
     assert training_labels(t, 60).tolist() == [int(L.encode(0, 1, 1)), int(L.encode(0, 1, 2))]
+
+
+def test_a_band_head_carries_age_ranges_only_when_one_spans_two_bands():
+    """Outside rows with an age range: a band head's batches carry the range (packed) when some range spans the
+    training edge or 30, so the loss can leave that row's age out; else plain classes, as before."""
+    table = pd.DataFrame({"mask": [0, 2, 1], "gender": [1, 0, 0], "age": [25, 50, 61],
+                          "age_lo": [np.nan, 50, 60], "age_hi": [np.nan, 59, 69]})
+    cfg = load_config("seed", ["age_boundary=55"])
+    labels, targets = training_targets(cfg, table)
+    assert [t.tolist() for t in unpack(torch.tensor(targets))] == [labels.tolist(), [25, 50, 60], [25, 59, 60]]
+    plain = training_targets(cfg.replace(age_boundary=60), table)  # 50-59 lies inside 30-59
+    assert plain[1] is plain[0] and plain[0].tolist() == L.encode([0, 2, 1], [1, 0, 0], [0, 1, 2]).tolist()
 
 
 def test_cosine_schedule_by_epoch():
