@@ -116,6 +116,19 @@ def folder_list(raw) -> str:
     return ",".join(path_text(p) for p in comma_items(raw)) if text(raw).strip() else ""
 
 
+OUTSIDE_AUTO = "auto"  # extra=auto: the data folder's extra/ when there is one (settled with the data folder)
+OUTSIDE_SUBFOLDER = "extra"
+
+
+def outside_folders(raw) -> str:
+    """extra=: folders as `folder_list`; `none` (or '') off; `auto` kept until the data folder is known
+    (`settle_outside`)."""
+    s = text(raw).strip()
+    if s.lower() in ("none", OUTSIDE_AUTO):
+        return "" if s.lower() == "none" else OUTSIDE_AUTO
+    return folder_list(s)
+
+
 def corrections_file(raw) -> str:
     """'' | a name of configs/corrections/ (kept as the name) | a CSV file (resolved as `path_text`)."""
     s = text(raw).strip()
@@ -248,8 +261,10 @@ KEYS: dict[str, Key] = {
     "sampler": Key("random", choice("random", "balanced"),
                    doc="balanced: each class drawn equally often, with replacement"),
     "cutmix": Key(0.0, number(0, 1), doc="probability that a batch is made of left+right halves of two faces"),
-    "extra": Key("", folder_list, doc="outside face photos without masks (folders, comma-separated; labels.csv of "
-                               "file,age,gender or UTKFace names): masks drawn on, training-only persons"),
+    "extra": Key("", outside_folders,
+                 doc="outside face photos without masks, masks drawn on, training-only persons: folders "
+                     "(comma-separated) in any layout of extra_format | auto: <data>/extra/ when it is there | "
+                     "none ('' too): off"),
     "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
                       doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
     "extra_format": Key("auto", choice("auto", "labels", "utkface", "aaf", "afad", "fairface"),
@@ -397,14 +412,24 @@ def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")
-    if values["decision"] == "auto":  # measured: prior beat bias with outside persons (docs/results.md)
-        values["decision"] = "prior" if values["extra"] else "none"
+    if values["decision"] == "auto" and values["extra"] != OUTSIDE_AUTO:  # else settled with the data folder
+        values["decision"] = "prior" if values["extra"] else "none"  # measured: prior beat bias (docs/results.md)
     n = values["n_folds"]
     if values["folds"] == "all":
         values["folds"] = tuple(range(n))
     elif any(not 0 <= f < n for f in values["folds"]):
         raise ConfigError(f"{sources.get('folds', 'defaults')}: folds={_joined(values['folds'])}: fold numbers "
                           f"must be in 0..{n - 1} (n_folds={n})")
+
+
+def settle_outside(cfg: Config, data_dir: str | Path) -> Config:
+    """extra=auto settled by the data folder: its extra/ subfolder when it is a folder, else none; then
+    decision=auto as for any extra=. The run's config.yaml holds what was chosen."""
+    if cfg.extra != OUTSIDE_AUTO:
+        return cfg
+    found = Path(data_dir) / OUTSIDE_SUBFOLDER
+    extra = str(found.resolve()) if found.is_dir() else ""
+    return cfg.replace(extra=extra, decision=("prior" if extra else "none") if cfg.decision == "auto" else cfg.decision)
 
 
 def config_parser(key: str) -> Callable:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
-from ..core.config import KEYS, ROOT, ConfigError, load_config, matches_saved
+from ..core.config import KEYS, ROOT, ConfigError, load_config, matches_saved, settle_outside, user_path
 from ..core.labels import PROB_COLS
 from ..core.metrics import paired_bootstrap
 from ..core.run_dir import OUTPUT, RESUME_FREE_KEYS, RunDir, read_eval_probs
@@ -39,15 +39,20 @@ def folder(recipe: str) -> str:
     return quote(recipe, safe="+=,.-_:@")
 
 
-def same_config(run: RunDir, recipe: str, overrides: list[str]) -> bool:
-    """Would this recipe, run now, use the config the finished run used?"""
-    return matches_saved(run.config, load_config(recipe, overrides),
+def same_config(run: RunDir, recipe: str, overrides: list[str], data: str) -> bool:
+    """Would this recipe, run now on `data`, use the config the finished run used (extra=auto settled by it)?"""
+    return matches_saved(run.config, settle_outside(load_config(recipe, overrides), user_path(data)),
                          RESUME_FREE_KEYS | {"data_dir", "data", "recipe", "weights"})
 
 
-def old_classes_f1(per_class: list[float] | None) -> float | None:
-    """The mean F1 of the six >=60 classes (a third of macro-F1, and its weakest part)."""
-    return None if not per_class else float(np.mean([f for c, f in enumerate(per_class) if c % 3 == 2]))
+BAND_KEYS = ("young_f1", "middle_f1", "old_f1")  # results.json: the mean F1 of each age band's six classes
+
+
+def band_f1s(per_class: list[float] | None) -> list[float | None]:
+    """The mean F1 of the six classes of each age band (<30, 30-59, >=60): macro-F1 is their mean, and the
+    >=60 third its weakest part."""
+    return [None if not per_class else float(np.mean([f for c, f in enumerate(per_class) if c % 3 == band]))
+            for band in range(3)]
 
 
 def row_for(run: RunDir, recipe: str) -> dict:
@@ -60,7 +65,7 @@ def row_for(run: RunDir, recipe: str) -> dict:
             "oof_f1": m["oof"]["f1"], "eval_f1": ev.get("f1"), "eval_acc": ev.get("acc"),
             "mask_f1": ev.get("mask_f1", m["oof"]["mask_f1"]), "gender_f1": ev.get("gender_f1", m["oof"]["gender_f1"]),
             "age_f1": ev.get("age_f1", m["oof"]["age_f1"]),
-            "old_f1": old_classes_f1(ev.get("per_class_f1") or m["oof"].get("per_class_f1")),
+            **dict(zip(BAND_KEYS, band_f1s(ev.get("per_class_f1") or m["oof"].get("per_class_f1")))),
             "train_img_s": sum(f["train_img_s"] for f in folds) / max(len(folds), 1), "wall_s": wall}
 
 
@@ -112,8 +117,9 @@ def table(rows: list[dict], baseline: str) -> str:
         return f"{r['eval_f1'] - ref['eval_f1']:+.4f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
 
     lines = ["| recipe | OOF macro-F1 | eval macro-F1 | Δ eval vs " + base["recipe"] + " [95 % CI] | Δ eval vs its base"
-             " [95 % CI] | mask F1 | gender F1 | age F1 | ≥60 F1 | train img/s | wall |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             " [95 % CI] | mask F1 | gender F1 | age F1 | <30 F1 | 30–59 F1 | ≥60 F1 | train img/s"
+             " | wall |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         parent = by_name.get(recipe_parts(r["recipe"])[0])
         trained = r["train_img_s"] > 0  # post-hoc rows (blends) train nothing
@@ -121,7 +127,7 @@ def table(rows: list[dict], baseline: str) -> str:
         name = r["recipe"].replace("|", "\\|")  # a blend's '|' would split the markdown row
         lines.append(f"| {name} | {fmt(r['oof_f1'])} | {fmt(r['eval_f1'])} | {delta(r, base, 'ci_vs_baseline')} | "
                      f"{delta(r, parent, 'ci_vs_base')} | {fmt(r['mask_f1'])} | {fmt(r['gender_f1'])} | "
-                     f"{fmt(r['age_f1'])} | {fmt(r.get('old_f1'))} | {speed} |")
+                     f"{fmt(r['age_f1'])} | {' | '.join(fmt(r.get(k)) for k in BAND_KEYS)} | {speed} |")
     return "\n".join(lines)
 
 
@@ -170,8 +176,8 @@ def write_results(out: Path, name: str, protocol: str, overrides: list[str], dat
              if any(recipe_parts(r["recipe"])[0] == reference.NAME for r in rows) else "")
     (out / "results.md").write_text(
         f"# bench {name}\n\nprotocol `{protocol}` ({' '.join(PROTOCOLS[protocol] + overrides)}), "
-        f"data `{data}`\n\n{text}\n\n[95 % CI]: {INTERVALS.get(unit, '')} ≥60 F1: the mean F1 of the six "
-        f"≥60 classes (eval, else OOF).{notes}"
+        f"data `{data}`\n\n{text}\n\n[95 % CI]: {INTERVALS.get(unit, '')} <30 / 30–59 / ≥60 F1: "
+        f"the mean F1 of the six classes of that age band (eval, else OOF); macro-F1 is the mean of the three.{notes}"
         f"\n\n![results](results.png)\n")
     return text
 
@@ -192,7 +198,7 @@ def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list
     base, changes = recipe_parts(recipe)
     run = RunDir(out / folder(recipe))
     if run.finished():  # finished earlier under this bench: reuse it
-        if not same_config(run, base, [*overrides, *changes]):
+        if not same_config(run, base, [*overrides, *changes], data):
             print(f"error: recipe {recipe} has changed since bench {name} ran it ({run}); "
                   f"use another --name", file=sys.stderr)
             return 2
@@ -229,8 +235,8 @@ def blend_parts(recipe: str) -> tuple[list[str], str, int]:
     parts are its options, the rest its recipes (which may hold '+' themselves)."""
     parts = recipe[len(BLEND):].split("+")
     opts = {}
-    while parts and parts[-1].split("=", 1)[0] in BLEND_OPTIONS and "=" in parts[-1]:
-        k, v = parts.pop().split("=", 1)
+    while parts and "=" in parts[-1] and parts[-1].split("=", 1)[0] in set(BLEND_OPTIONS) - set(opts):
+        k, v = parts.pop().split("=", 1)  # the last of each: a blended recipe may end in decision=none itself
         opts[k] = v
     names = [n for n in "+".join(parts).split("|") if n]
     try:  # the options mean what the config keys of the same names mean

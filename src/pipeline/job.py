@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from ..core import distributed as dist
-from ..core.config import ROOT, Config, ConfigError, load_config
+from ..core.config import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, ROOT, Config, ConfigError, load_config, settle_outside
 from ..core.labels import N_CLASSES
 from ..core.run_dir import OUTPUT, RunBusy, RunDir, check_run_name, find_run, open_run
 from ..core.runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, free_mib, out_of_memory_advice,
@@ -177,10 +177,24 @@ def settled(data, recipe: str | None, overrides: list[str], name: str | None) ->
         raise ConfigError(f"batch_size={cfg.batch_size} over {dist.world_size()} processes gives each a batch of one "
                           f"photo, which BatchNorm cannot train on: batch_size >= {2 * dist.world_size()}")
     device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
+    cfg = outside_settled(cfg, data_dir)  # after init: rank 0 says it
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
     build_model(cfg)  # an unknown model, or a weights file that does not fit it, is refused before any folder
     return cfg, data_dir, device
+
+
+def outside_settled(cfg: Config, data_dir: Path) -> Config:
+    """extra=auto (the recommended recipe) settled by the data folder (`settle_outside`), and said in the first
+    lines: whether outside faces join, from where, and how to turn them off."""
+    if cfg.extra != OUTSIDE_AUTO:
+        return cfg
+    settled_cfg, found = settle_outside(cfg, data_dir), Path(data_dir) / OUTSIDE_SUBFOLDER
+    if dist.is_main():
+            print(f"extra=auto: outside faces from {found} join training (decision={settled_cfg.decision}; extra=none "
+              f"turns them off)" if settled_cfg.extra else f"extra=auto: no {found} folder, so no outside faces (a "
+              f"public face set put there as downloaded would join training: docs/usage.md)", flush=True)
+    return settled_cfg
 
 
 def record_run(run: RunDir, cfg: Config, folds: pd.DataFrame) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.core.config import ConfigError, Pretrained, load_config, load_saved, save_config
+from src.core.config import ConfigError, Pretrained, load_config, load_saved, save_config, settle_outside
 
 
 def test_seed_recipe_is_the_default():
@@ -127,3 +127,21 @@ def test_decision_auto_is_prior_with_outside_photos_and_none_without():
     assert load_config("seed", ["extra=/photos", "decision=none"]).decision == "none"  # said: kept
     assert load_config("seed", ["decision=bias"]).decision == "bias"
     assert load_config("seed", ["extra=/photos"]).saved()["decision"] == "prior"  # config.yaml holds the choice
+
+
+def test_extra_auto_is_the_data_folders_extra_and_none_turns_it_off(tmp_path):
+    """extra=auto waits for the data folder: its extra/ when it is a folder (decision=auto then prior), else no
+    outside faces (decision none); extra=none is off, even over a recipe that says auto."""
+    data = tmp_path / "data"
+    data.mkdir()
+    auto = load_config("seed", ["extra=auto"])
+    assert (auto.extra, auto.decision) == ("auto", "auto")  # not settled without the data folder
+    assert (settle_outside(auto, data).extra, settle_outside(auto, data).decision) == ("", "none")
+    (data / "extra").mkdir()
+    found = settle_outside(auto, data)
+    assert (found.extra, found.decision) == (str((data / "extra").resolve()), "prior")
+    assert found.saved()["extra"] == str((data / "extra").resolve())  # config.yaml holds the folder it used
+    assert settle_outside(load_config("seed", ["extra=AUTO", "decision=bias"]), data).decision == "bias"
+    off = load_config("seed", ["extra=auto", "extra=none"])
+    assert (off.extra, off.decision, settle_outside(off, data).extra) == ("", "none", "")
+    assert load_config("seed", ["extra=auto", "extra_conflicts=drop"]).extra_conflicts == "drop"

@@ -5,12 +5,14 @@ import shutil
 import pandas as pd
 import pytest
 
-from src.core.config import KEYS
+from src.core.config import KEYS, load_saved
+from src.core.run_dir import RunDir
 from src.data import extra
 from src.data.demo import generate_outside
 from src.data.outside_layouts import FORMATS, LAYOUTS, parse_age_range, read_folder
 from src.data.tables import DataError
-from tests.helpers import train_fast
+from src.infer.decision import prior_biases
+from tests.helpers import FAST, stage
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +73,22 @@ def test_each_layout_is_found_and_read_with_its_own_conventions(tmp_path, faces,
     assert f"{folders['afad']} read as afad: 3 photos" in out
 
 
-def test_an_age_range_trains_only_inside_one_band(tmp_path, faces):
+def test_an_age_range_across_a_band_edge_joins_and_is_counted(tmp_path, faces):
     folder = fairface_folder(tmp_path / "ff", faces)
     at_60 = extra.checked_outside([folder])
     assert sorted(p.age_range for p in at_60.photos) == [(20, 29), (30, 39), (50, 59), (70, 120)]
     at_55 = extra.checked_outside([folder], extra.OutsideRules(boundary=55))  # 50-59 straddles the training edge
-    assert sorted(p.age_range for p in at_55.photos) == [(20, 29), (30, 39), (70, 120)] and at_55.across_bands == 1
+    assert len(at_55.photos) == 4 and at_55.boundary == 55  # joins: a band head learns its mask and gender
+    usable = [(p, d, None) for p, d in zip(at_55.photos, at_55.digests)]
+    stats = extra.summary(at_55.listed, usable, {}, at_55.boundary)
+    assert (stats["age_exact"], stats["age_range"], stats["across_bands"]) == (0, 4, 1)
+    assert extra.summary(at_60.listed, usable, {}, 60)["across_bands"] == 0
+    assert "4 known only as a range, 1 of them across a band edge" in extra.summary_lines(
+        {**stats, "skipped_no_face": 0, "skipped_small_face": 0, "outside_ages": 0})[1]
     old = extra.checked_outside([folder], extra.OutsideRules(ages=(55, 120)))  # a range must lie inside extra_ages
     assert [p.age_range for p in old.photos] == [(70, 120)] and old.outside_ages == 3
     asian = extra.checked_outside([folder], extra.OutsideRules(race="east asian"))
     assert len(asian.photos) == 3 and asian.other_race == 1
-    ordinal = extra.checked_outside([folder], extra.OutsideRules(boundary=55, ordinal=True))  # any range trains it
-    assert len(ordinal.photos) == 4 and ordinal.across_bands == 0
     with pytest.raises(DataError, match="names no race"):
         extra.checked_outside([afad_folder(tmp_path / "afad", faces)], extra.OutsideRules(race="White"))
 
@@ -125,7 +131,45 @@ def test_the_config_offers_every_layout():
         KEYS["extra_format"].parse("celeba")
 
 
-def test_a_run_trains_with_an_all_age_faces_folder_and_says_so(tiny_data, tmp_path, faces, capsys):
-    folder = aaf_folder(tmp_path / "All-Age-Faces", faces)
-    assert train_fast(tiny_data, tmp_path / "out", f"extra={folder}", "folds=0") == 0
-    assert f"{folder} read as aaf: 3 photos" in capsys.readouterr().out
+def recommended_fast(data, out, *more) -> int:
+    """`bash run.sh --data DATA --config recommended` at test speed."""
+    return stage("train", ["--data", str(data), "--config", "recommended", "--name", "r", "--output", str(out), *FAST,
+                           "folds=0", *more])
+
+
+@pytest.mark.parametrize("layout", ["aaf", "afad", "fairface"])
+def test_recommended_trains_with_the_data_folders_extra_in_any_layout(tiny_data, tmp_path, faces, capsys, layout):
+    """DATA/extra/ as a public set is downloaded: the recommended recipe finds it, says so and which layout it
+    read, trains with its persons and puts the competition's prior back (prior.json, the biases, config.yaml).
+    FairFace with a band head at age_boundary=55: its 50-59 face spans two bands and trains mask and gender."""
+    make = {"aaf": aaf_folder, "afad": afad_folder, "fairface": fairface_folder}[layout]
+    folder = make(tiny_data / "extra", faces)
+    more = ["age_head=band"] if layout == "fairface" else []
+    assert recommended_fast(tiny_data, tmp_path / "out", *more) == 0
+    out = capsys.readouterr().out
+    assert f"extra=auto: outside faces from {folder} join training (decision=prior" in out.splitlines()[0]
+    assert f"{folder.resolve()} read as {layout}: " in out
+    run = RunDir(tmp_path / "out" / "r")
+    saved = load_saved(run.config)
+    assert (saved["extra"], saved["decision"]) == (str(folder.resolve()), "prior")
+    persons = run.read_metrics()["extra"]["persons"]
+    prior = run.read_prior()
+    assert persons > 0 and sum(prior["trained"]) - sum(prior["competition"]) == 7 * persons
+    assert run.read_metrics()["decision"]["biases"] == pytest.approx(
+        list(prior_biases(prior["competition"], prior["trained"])))
+    if layout == "fairface":
+        assert run.read_metrics()["extra"]["across_bands"] == 1 and "1 of them across a band edge" in \
+            run.report.read_text()
+
+
+def test_recommended_without_an_extra_folder_runs_as_before_and_extra_none_turns_it_off(tiny_data, tmp_path, faces,
+                                                                                         capsys):
+    assert recommended_fast(tiny_data, tmp_path / "out") == 0
+    assert f"extra=auto: no {tiny_data / 'extra'} folder, so no outside faces" in capsys.readouterr().out
+    saved = load_saved(RunDir(tmp_path / "out" / "r").config)
+    assert (saved["extra"], saved["decision"]) == ("", "none")
+    aaf_folder(tiny_data / "extra", faces)
+    assert recommended_fast(tiny_data, tmp_path / "off", "extra=none") == 0
+    assert "outside" not in capsys.readouterr().out
+    saved = load_saved(RunDir(tmp_path / "off" / "r").config)
+    assert (saved["extra"], saved["decision"]) == ("", "none")

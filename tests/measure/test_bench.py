@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -66,12 +67,19 @@ def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatc
             *[o for o in FAST if not o.startswith(("n_folds", "epochs"))], "n_folds=2", "cache=false"]
     assert stage("bench", args) == 0
     run = RunDir(tmp_path / "output" / "bench" / "c" / "seed+epochs=1")
-    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"])
-    assert not bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=2"])
+    same = ["folds=0", *args[6:], "epochs=1"]
+    assert bench.same_config(run, "seed", same, str(tiny_data))
+    assert not bench.same_config(run, "seed", [*same[:-1], "epochs=2"], str(tiny_data))
+    # extra=auto (the recommended recipe) is what the data folder makes it: none here, outside faces with extra/
+    assert bench.same_config(run, "seed", [*same, "extra=auto"], str(tiny_data))
+    with_extra = tmp_path / "with-extra"
+    shutil.copytree(tiny_data, with_extra)
+    (with_extra / "extra").mkdir()
+    assert not bench.same_config(run, "seed", [*same, "extra=auto"], str(with_extra))
     # a run made before a key existed still counts as the same recipe (the key has its default)
     text = run.config.read_text()
     run.config.write_text("\n".join(l for l in text.splitlines() if not l.startswith("scheduler:")))
-    assert bench.same_config(run, "seed", ["folds=0", *args[6:], "epochs=1"])
+    assert bench.same_config(run, "seed", same, str(tiny_data))
 
 
 FAKE_REFERENCE = '''
@@ -168,9 +176,20 @@ def test_blend_rows_are_made_post_hoc_from_earlier_rows(tiny_data, tmp_path, mon
     assert "| blend:seed\\|seed+lr=3e-3+decision=bias | " in (out / "results.md").read_text()  # '|' escaped
 
 
-def test_the_old_classes_f1_is_the_mean_of_the_six_over_60_classes():
-    per_class = [0.0] * 18
-    for c in (2, 5, 8, 11, 14, 17):
-        per_class[c] = c / 17
-    assert bench.old_classes_f1(per_class) == pytest.approx(sum(c / 17 for c in (2, 5, 8, 11, 14, 17)) / 6)
-    assert bench.old_classes_f1(None) is None
+def test_each_age_bands_f1_is_the_mean_of_its_six_classes():
+    per_class = [c / 17 for c in range(18)]
+    young, middle, old = bench.band_f1s(per_class)
+    assert old == pytest.approx(sum(c / 17 for c in (2, 5, 8, 11, 14, 17)) / 6)
+    assert young == pytest.approx(sum(c / 17 for c in (0, 3, 6, 9, 12, 15)) / 6)
+    assert middle == pytest.approx(sum(c / 17 for c in (1, 4, 7, 10, 13, 16)) / 6)
+    assert (young + middle + old) / 3 == pytest.approx(sum(per_class) / 18)  # macro-F1 is their mean
+    assert bench.band_f1s(None) == [None, None, None]
+
+
+def test_a_blend_rows_options_are_its_last_parts_and_its_recipe_keeps_its_own():
+    """`blend:A+decision=prior`: the options are the trailing parts, each its last one, so a blended recipe that
+    itself ends in decision=none (the trained row without the prior) keeps it."""
+    trained = "recommended+extra=x+decision=none"
+    assert bench.blend_parts(f"blend:{trained}+decision=prior") == ([trained], "prior", 0)
+    assert bench.blend_parts(f"blend:{trained}+decision=bias+group_eval=7") == ([trained], "bias", 7)
+    assert bench.blend_parts("blend:seed|seed+lr=3e-3") == (["seed", "seed+lr=3e-3"], "none", 0)
