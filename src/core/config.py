@@ -135,6 +135,36 @@ def corrections_file(raw) -> str:
     return s if not s or (CONFIG_DIR / "corrections" / f"{s}.csv").is_file() else path_text(s)
 
 
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein: the fewest letters inserted, deleted or changed to make `a` into `b`."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row, prev = [i], row
+        for j, cb in enumerate(b, 1):
+            row.append(min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb)))
+    return row[-1]
+
+
+def closest_names(word: str, known) -> list[str]:
+    """What a misspelt name most likely meant: every known name at the fewest edits (two at most: `adamx` ->
+    adam, adamax, adamp, adamw), else difflib's closest; [] when nothing is near."""
+    by_edits = sorted((edit_distance(word.lower(), k.lower()), k) for k in known)
+    nearest = [k for d, k in by_edits if d == by_edits[0][0] and d <= 2] if by_edits else []
+    return nearest or difflib.get_close_matches(word, list(known), n=1)
+
+
+def optimizer_name(raw) -> str:
+    """Any optimiser timm's `create_optimizer_v2` knows, by its own name (timm.optim.list_optimizers())."""
+    from timm.optim import list_optimizers
+
+    name, known = text(raw).strip().lower(), list_optimizers()
+    if name not in known:
+        close = " or ".join(closest_names(name, known))
+        raise ValueError(f"not an optimiser timm knows{f' (did you mean {close}?)' if close else ''}; "
+                         f"timm's names: {', '.join(known)}")
+    return name
+
+
 def image_size(raw) -> tuple[int, int]:
     """(H, W) from "H,W", or H alone with W = 3/4 H like the 512x384 photos."""
     parts = raw if isinstance(raw, (tuple, list)) else str(raw).split(",")
@@ -282,7 +312,8 @@ KEYS: dict[str, Key] = {
     "pretrained": Key("false", pretrained, str,
                       doc="false | true (ImageNet: the offline package, else the hub cache, else a download) | "
                           "package | hub (only that source) | path to a state_dict file"),
-    "drop_rate": Key(0.0, number(0, 1)),
+    "drop_rate": Key(0.0, number(0, 1), doc="dropout before the classifier (timm's drop_rate)"),
+    "drop_path": Key(0.0, number(0, 1), doc="stochastic depth (timm's drop_path_rate; 0 = off), where the model has it"),
     "head_init": Key("torch", choice("torch", "timm"),
                      doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),
     "head": Key("single", choice("single", "multi"),
@@ -307,6 +338,11 @@ KEYS: dict[str, Key] = {
     "epochs": Key(10, integer(1)),
     "batch_size": Key(64, integer(2), doc="photos per step (per process: batch_size / torchrun's processes >= 2; "
                                           "BatchNorm cannot train on one photo)"),
+    "optimizer": Key("adam", optimizer_name,
+                     doc="any timm optimiser by its name (timm.optim.create_optimizer_v2): adam | adamw | sgd "
+                         "(momentum 0.9, Nesterov) | lamb | ...; weight_decay skips biases and norm weights"),
+    "layer_decay": Key(0.0, number(0, 1), doc="timm's layer-wise learning-rate decay (0 = off): each block "
+                                              "earlier trains at this factor of the next one's rate"),
     "lr": Key(8e-5, number(0, lo_open=True)),
     "scheduler": Key("none", choice("none", "cosine"), doc="cosine: per-epoch cosine decay from lr towards 0"),
     "weight_decay": Key(0.0, number(0)),

@@ -12,7 +12,20 @@ from ..core.labels import AGE_THRESHOLDS, N_CLASSES, YOUNG_EDGE
 from .weights import load_resolved, resolve
 
 
-class ProductOfHeads(nn.Module):
+class OnBackbone(nn.Module):
+    """A head around a timm model (`self.backbone`): timm's layer-wise learning-rate decay (layer_decay) groups
+    the parameters by the backbone's own blocks, the head's own parameters with its classifier (the last group)."""
+
+    backbone: nn.Module
+
+    def group_matcher(self, coarse: bool = False) -> dict:
+        def under(pattern: str) -> str:  # timm matches from the start: each alternative under backbone.
+            return r"^backbone\.(?:" + pattern.lstrip("^").replace("|^", "|") + ")"
+        return {k: under(v) if isinstance(v, str) else [(under(r), rest) for r, rest in v]
+                for k, v in self.backbone.group_matcher(coarse).items()}
+
+
+class ProductOfHeads(OnBackbone):
     """Three heads (mask 3, gender 2, age 3) on one backbone, returned as 18 class log-probabilities.
 
     log p(class) = log p(mask) + log p(gender) + log p(age), laid out as class = mask*6 + gender*3 + age.
@@ -51,7 +64,7 @@ def band_log_probs(ordinal: torch.Tensor, edge: int) -> torch.Tensor:
     return torch.stack([F.logsigmoid(-a), middle, F.logsigmoid(b)], dim=1)
 
 
-class OrdinalAge(nn.Module):
+class OrdinalAge(OnBackbone):
     """age_head=ordinal: mask x gender from a softmax (or mask and gender heads), the age as P(age >= t) for
     every t in AGE_THRESHOLDS (CORAL: one age score plus a cutpoint per t), returned as 18 class
     log-probabilities with the >=60 band starting at `edge`.
@@ -95,7 +108,8 @@ def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
         outputs = 6 if multi else 7
     else:
         outputs = 8 if multi else N_CLASSES
-    kwargs = dict(num_classes=outputs, drop_rate=cfg.drop_rate)
+    kwargs = dict(num_classes=outputs, drop_rate=cfg.drop_rate, **({"drop_path_rate": cfg.drop_path} if cfg.drop_path
+                                                                   else {}))
     model, mean, std = load_resolved(cfg.model, resolve(cfg.model, cfg.pretrained), kwargs, cfg.head_init)
     if cfg.age_head == "ordinal":
         model = OrdinalAge(model, multi, cfg.age_boundary)

@@ -280,6 +280,8 @@ def load_resolved(name: str, w: Weights, kwargs: dict, head_init: str = "torch")
             model = timm.create_model(name, pretrained=False, **kwargs)
     except RuntimeError as e:
         raise WeightsError(f"model={name}: {e}") from None
+    except TypeError as e:  # a key the model does not take (drop_path on a model without stochastic depth)
+        raise WeightsError(f"model={name} does not take {', '.join(kwargs)}: {e}") from None
     head_loaded = w.source in ("hub-cache", "download") and \
         model.pretrained_cfg.get("num_classes") == model.num_classes
     if head_init == "torch" and not head_loaded:  # before a file, which may carry a trained head of its own

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
+from timm.optim import create_optimizer_v2
 
 from ..core import distributed as dist
 from ..core import labels as L
@@ -125,7 +126,10 @@ def gather_epoch(ep: dict) -> dict:
 
 
 def optimiser(cfg, model, amp: torch.dtype | None):
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """timm's optimiser of the config's name (adam: torch's Adam, as every run before this key), and the loss
+    scaler AMP needs."""
+    opt = create_optimizer_v2(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                              layer_decay=cfg.layer_decay or None)
     # bf16 needs no loss scaling; fp16 does (its small gradients would underflow)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     return opt, scaler
@@ -178,8 +182,8 @@ class FoldTrainer:
         run replays it exactly."""
         self.mixer.seed(seed + 2)
         torch.manual_seed(seed)
-        for group in self.opt.param_groups:
-            group["lr"] = epoch_lr(self.cfg, epoch)
+        for group in self.opt.param_groups:  # layer_decay: each group at its own share of the rate
+            group["lr"] = epoch_lr(self.cfg, epoch) * group.get("lr_scale", 1.0)
 
     def train_epoch(self, batches, augment, desc: str = "train", max_batches: int | None = None) -> dict:
         """One pass of optimisation: mean loss, labels, predictions, images, seconds (summed over ranks)."""

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.core.config import ConfigError, Pretrained, load_config, load_saved, save_config, settle_outside
+from src.core.config import ConfigError, Pretrained, closest_names, load_config, load_saved, save_config, settle_outside
 
 
 def test_seed_recipe_is_the_default():
@@ -145,3 +145,14 @@ def test_extra_auto_is_the_data_folders_extra_and_none_turns_it_off(tmp_path):
     off = load_config("seed", ["extra=auto", "extra=none"])
     assert (off.extra, off.decision, settle_outside(off, data).extra) == ("", "none", "")
     assert load_config("seed", ["extra=auto", "extra_conflicts=drop"]).extra_conflicts == "drop"
+
+
+def test_an_optimiser_is_any_of_timms_by_name_and_a_misspelt_one_is_refused_with_the_close_ones():
+    assert load_config("seed").optimizer == "adam"  # what every run before the key trained with
+    assert load_config("seed", ["optimizer=AdamW"]).optimizer == "adamw"
+    assert load_config("seed", ["optimizer=lamb"]).optimizer == "lamb"
+    with pytest.raises(ConfigError, match=r"optimizer=adamx: .*did you mean .*adamw") as e:
+        load_config("seed", ["optimizer=adamx"])
+    assert "adabelief" in str(e.value)  # timm's own list
+    assert closest_names("HorizontalFlp", ["HorizontalFlip", "VerticalFlip", "Affine"]) == ["HorizontalFlip"]
+    assert closest_names("zzz", ["adam", "sgd"]) == []

@@ -132,3 +132,30 @@ def test_a_weights_file_with_a_trained_head_keeps_it(tmp_path):
     torch.save(src.state_dict(), tmp_path / "w.pt")
     dst, _, _ = build_model(load_config("seed", ["model=test_resnet", f"pretrained={tmp_path / 'w.pt'}"]))
     assert torch.equal(dst.fc.weight, src.fc.weight)
+
+
+def test_drop_path_reaches_the_model_and_a_model_without_it_is_refused():
+    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "drop_path=0.1"])
+    rates = [m.drop_prob for m in build_model(cfg)[0].modules() if type(m).__name__ == "DropPath"]
+    assert rates and max(rates) > 0  # timm scales the rate up to 0.1 over the blocks
+    plain = build_model(cfg.replace(drop_path=0.0))[0]
+    assert not any(type(m).__name__ == "DropPath" for m in plain.modules())
+    with pytest.raises(WeightsError, match="does not take"):
+        build_model(load_config("seed", ["model=vgg11", "pretrained=false", "drop_path=0.1"]))
+
+
+@pytest.mark.parametrize("head", [["age_head=ordinal"], ["head=multi"]])
+def test_layer_decay_groups_a_wrapped_backbone_by_its_own_blocks(head):
+    """timm's layer-wise decay on our heads around a backbone: the stem gets the smallest share of the rate,
+    the classifier and the head's own parameters (the ordinal cutpoints) the whole rate."""
+    from src.train.trainer import optimiser
+    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "layer_decay=0.7", *head])
+    model = build_model(cfg)[0]
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = optimiser(cfg, model, None)[0].param_groups
+    scale = {names[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
+    assert len(set(scale.values())) > 5
+    assert scale["backbone.conv_stem.weight"] == min(scale.values())
+    assert scale["backbone.classifier.weight"] == max(scale.values()) == 1.0
+    if "age_head=ordinal" in head:
+        assert scale["first"] == scale["steps"] == 1.0

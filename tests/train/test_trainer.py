@@ -6,6 +6,7 @@ from src.core import labels as L
 from src.core.config import load_config
 from src.data.batches import BatchPlan, CachedBatches, balanced_weights
 from src.data.transforms import HalfCutMix
+from src.model.backbones import build_model
 from src.model.losses import unpack
 from src.train.trainer import split_masks, training_labels, training_targets
 
@@ -76,3 +77,34 @@ def test_cosine_schedule_by_epoch():
     cfg = load_config("seed", ["lr=1.0", "epochs=4", "scheduler=cosine"])
     assert [round(epoch_lr(cfg, e), 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
     assert epoch_lr(load_config("seed", ["lr=0.3"]), 3) == 0.3
+
+
+def test_the_default_optimiser_is_torchs_adam_step_for_step_and_others_come_from_timm():
+    """optimizer=adam (every run before the key) makes the same updates as torch.optim.Adam on all
+    parameters; the others are timm's (sgd: momentum 0.9, Nesterov); weight decay skips biases and norms."""
+    from src.train.trainer import optimiser
+    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "lr=1e-3"])
+    torch.manual_seed(0)
+    ours, theirs = build_model(cfg)[0], build_model(cfg)[0]
+    theirs.load_state_dict(ours.state_dict())
+    x, y = torch.randn(4, 3, 32, 24), torch.randint(0, 18, (4,))
+    for model, opt in ((ours, optimiser(cfg, ours, None)[0]), (theirs, torch.optim.Adam(theirs.parameters(), lr=1e-3))):
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    sgd = optimiser(cfg.replace(optimizer="sgd", weight_decay=0.01), ours, None)[0]
+    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    assert sorted(g["weight_decay"] for g in sgd.param_groups) == [0.0, 0.01]  # biases and norms: none
+
+
+def test_each_epoch_sets_every_groups_rate_times_its_layer_decay_share():
+    from src.train.trainer import FoldTrainer, epoch_lr
+    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "layer_decay=0.5", "scheduler=cosine",
+                               "epochs=4", "lr=1e-3"])
+    trainer = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
+    trainer.start_epoch(2, 0)
+    groups = trainer.opt.param_groups
+    assert {g["lr"] for g in groups} == {epoch_lr(cfg, 2) * g["lr_scale"] for g in groups}
+    assert max(g["lr"] for g in groups) == epoch_lr(cfg, 2) and min(g["lr_scale"] for g in groups) < 0.1
