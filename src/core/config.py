@@ -273,6 +273,9 @@ class Key:
 
 
 LOSSES = ("focal", "ce", "weighted_ce", "smooth", "f1", "focal_f1")
+# timm's names (none: its "constant"). Not plateau: timm deprecates it, and its state is not in its checkpoints, so
+# a resumed run would not end like an uninterrupted one
+SCHEDULES = ("none", "cosine", "tanh", "poly", "step")
 
 KEYS: dict[str, Key] = {
     # data
@@ -344,7 +347,19 @@ KEYS: dict[str, Key] = {
     "layer_decay": Key(0.0, number(0, 1), doc="timm's layer-wise learning-rate decay (0 = off): each block "
                                               "earlier trains at this factor of the next one's rate"),
     "lr": Key(8e-5, number(0, lo_open=True)),
-    "scheduler": Key("none", choice("none", "cosine"), doc="cosine: per-epoch cosine decay from lr towards 0"),
+    "scheduler": Key("none", choice(*SCHEDULES),
+                     doc="timm's schedules by their names (timm.scheduler.create_scheduler_v2): none (lr constant) | "
+                         "cosine | tanh | poly (towards min_lr over the epochs) | step (x decay_rate every "
+                         "decay_epochs)"),
+    "sched_step": Key("update", choice("update", "epoch"),
+                      doc="update: the schedule moves after every optimiser step (timm's train.py; warm-up inside the "
+                          "first epoch) | epoch: once per epoch (what runs made before this key did)"),
+    "warmup_epochs": Key(0.0, number(0), doc="linear warm-up from warmup_lr to lr over this many epochs (0.5: half "
+                                             "an epoch), inside the schedule"),
+    "warmup_lr": Key(1e-5, number(0), doc="warmup_epochs: the rate it starts from"),
+    "min_lr": Key(0.0, number(0), doc="cosine, tanh, poly: the lowest rate"),
+    "decay_epochs": Key(3.0, number(0, lo_open=True), doc="step: epochs between decays"),
+    "decay_rate": Key(0.1, number(0, lo_open=True), doc="step: the factor of each decay (poly: its power)"),
     "weight_decay": Key(0.0, number(0)),
     "loss": Key("focal", choice(*LOSSES)),
     "focal_gamma": Key(2.0, number(0)),
@@ -380,7 +395,7 @@ DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
 
 # What a run saved before a key existed actually did, where that differs from today's default:
 # such a run must not count as made with the new default (bench reuse, resume).
-LEGACY = {"head_init": "timm", "resize": "plain"}
+LEGACY = {"head_init": "timm", "resize": "plain", "sched_step": "epoch"}
 
 # Keys a saved run config holds besides settings: what the run was made from, written by the pipeline.
 RECORDS = ("recipe", "weights", "data")  # the recipe's name; initial weights (tag, sha256, source); data folder

@@ -5,7 +5,6 @@ optimiser, loss scaler, mixed-precision dtype, memory layout) and `FoldProgress`
 fold must get back (epoch, log, best epoch, throughput counters)."""
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
 
 from ..core import distributed as dist
 from ..core import labels as L
@@ -51,10 +51,15 @@ def age_bound(table: pd.DataFrame, column: str) -> np.ndarray:
     return (table[column].fillna(ages) if column in table else ages).to_numpy().astype(np.int64)
 
 
-def epoch_lr(cfg, epoch: int) -> float:
-    if cfg.scheduler == "cosine":
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
-    return cfg.lr
+def lr_schedule(cfg, opt: torch.optim.Optimizer, updates_per_epoch: int):
+    """timm's schedule of the config's name over the run's epochs, moved per optimiser step (sched_step=update)
+    or per epoch (sched_step=epoch); `none` is timm's constant schedule, so warm-up and layer_decay's shares
+    apply to it too. A pure function of the step count: a resumed run replays it."""
+    schedule, _ = create_scheduler_v2(
+        opt, "constant" if cfg.scheduler == "none" else cfg.scheduler, num_epochs=cfg.epochs,
+        decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,
+        warmup_epochs=cfg.warmup_epochs, step_on_epochs=cfg.sched_step == "epoch", updates_per_epoch=updates_per_epoch)
+    return schedule
 
 
 def epoch_seed(seed: int, fold: int, epoch: int) -> int:
@@ -176,14 +181,24 @@ class FoldTrainer:
         self.loss_fn = build_loss(cfg, train_labels, ranged).to(device)
         self.opt, self.scaler = optimiser(cfg, model, self.amp)
         self.mixer = HalfCutMix(cfg.cutmix)
+        self.schedule, self.updates_per_epoch, self.update = None, 0, 0
+
+    def plan(self, updates_per_epoch: int) -> None:
+        """The learning-rate schedule, once the optimiser steps an epoch holds are known (`lr_schedule`)."""
+        self.schedule, self.updates_per_epoch = lr_schedule(self.cfg, self.opt, updates_per_epoch), updates_per_epoch
 
     def start_epoch(self, epoch: int, seed: int) -> None:
-        """The epoch's learning rate and random streams: functions of the epoch alone, so a resumed
-        run replays it exactly."""
+        """The epoch's random streams and where its learning rates start: functions of the epoch alone (the
+        schedule's of its step count), so a resumed run replays it exactly."""
         self.mixer.seed(seed + 2)
         torch.manual_seed(seed)
-        for group in self.opt.param_groups:  # layer_decay: each group at its own share of the rate
-            group["lr"] = epoch_lr(self.cfg, epoch) * group.get("lr_scale", 1.0)
+        self.update = epoch * self.updates_per_epoch
+        if self.schedule is not None and self.cfg.sched_step == "epoch":
+            self.schedule.step(epoch)  # each group at its layer_decay share of the rate
+
+    def lr(self) -> float:
+        """The rate of the last step (the whole rate: layer_decay's groups train at shares of it)."""
+        return max(group["lr"] for group in self.opt.param_groups)
 
     def train_epoch(self, batches, augment, desc: str = "train", max_batches: int | None = None) -> dict:
         """One pass of optimisation: mean loss, labels, predictions, images, seconds (summed over ranks)."""
@@ -210,6 +225,9 @@ class FoldTrainer:
                 loss = loss_fn(logits, y)
                 if y_right is not None:
                     loss = lam * loss + (1 - lam) * loss_fn(logits, y_right)
+            if self.schedule is not None and self.cfg.sched_step == "update":
+                self.schedule.step_update(self.update)  # this step's rate (warm-up: from warmup_lr)
+            self.update += 1
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
@@ -303,6 +321,7 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
     trainer = FoldTrainer(cfg, device, labels, ranged=y_train is not labels)
     rows = FoldRows(in_train, in_val, y_train, y_val)
     train_batches, val_batches, augment = make_batches(cfg, ctx, table, rows, trainer.mean, trainer.std, boxes)
+    trainer.plan(len(train_batches))
     prog = FoldProgress()
     if files.last.exists():  # an interrupted run: continue after its last finished epoch
         prog = trainer.resume(files.last)
@@ -316,7 +335,7 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
             t_epoch = time.perf_counter()
             ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
             probs, curves = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
-            row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, epoch_lr(cfg, epoch))
+            row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, trainer.lr())
             improved = prog.add(row, val["f1"], probs, curves, ep["images"], ep["seconds"])
             if not dist.is_main():
                 continue  # every rank took the same decisions; rank 0 alone writes

@@ -1,5 +1,8 @@
+import math
+
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from src.core import labels as L
@@ -72,11 +75,44 @@ def test_a_band_head_carries_age_ranges_only_when_one_spans_two_bands():
     assert plain[1] is plain[0] and plain[0].tolist() == L.encode([0, 2, 1], [1, 0, 0], [0, 1, 2]).tolist()
 
 
-def test_cosine_schedule_by_epoch():
-    from src.train.trainer import epoch_lr
-    cfg = load_config("seed", ["lr=1.0", "epochs=4", "scheduler=cosine"])
-    assert [round(epoch_lr(cfg, e), 4) for e in range(4)] == [1.0, 0.8536, 0.5, 0.1464]
-    assert epoch_lr(load_config("seed", ["lr=0.3"]), 3) == 0.3
+def rates(cfg, updates_per_epoch: int) -> list[list[float]]:
+    """The rate of every optimiser step of every epoch, as FoldTrainer sets them (no training)."""
+    from src.train.trainer import FoldTrainer
+    trainer = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
+    trainer.plan(updates_per_epoch)
+    out = []
+    for epoch in range(cfg.epochs):
+        trainer.start_epoch(epoch, 0)
+        steps = []
+        for _ in range(updates_per_epoch):
+            if cfg.sched_step == "update":
+                trainer.schedule.step_update(trainer.update)
+            trainer.update += 1
+            steps.append(trainer.lr())
+        out.append(steps)
+    return out
+
+
+TINY_MODEL = ["model=test_efficientnet", "pretrained=false", "lr=1.0", "epochs=4"]
+
+
+def test_cosine_per_epoch_is_the_schedule_every_run_before_timms_had():
+    """sched_step=epoch (what a run saved before the key did): lr * (1 + cos(pi e / E)) / 2, the same floats."""
+    got = rates(load_config("seed", [*TINY_MODEL, "scheduler=cosine", "sched_step=epoch"]), 3)
+    assert [steps[0] for steps in got] == [1.0 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert all(len(set(steps)) == 1 for steps in got)
+    assert rates(load_config("seed", [*TINY_MODEL, "lr=0.3"]), 2)[3] == [0.3, 0.3]  # none: constant
+
+
+def test_the_rate_moves_every_step_and_warms_up_inside_the_first_epoch():
+    cosine = rates(load_config("seed", [*TINY_MODEL, "scheduler=cosine"]), 10)
+    flat = [r for steps in cosine for r in steps]
+    assert flat == pytest.approx([0.5 * (1 + math.cos(math.pi * u / 40)) for u in range(40)])
+    warm = rates(load_config("seed", [*TINY_MODEL, "scheduler=cosine", "warmup_epochs=0.5", "warmup_lr=0.1"]), 10)[0]
+    assert warm[:5] == pytest.approx([0.1 + 0.9 * u / 5 for u in range(5)])  # half an epoch: 5 of its 10 steps
+    assert warm[5] == pytest.approx(0.5 * (1 + math.cos(math.pi * 5 / 40)))  # then the cosine, where it is by then
+    step = rates(load_config("seed", [*TINY_MODEL, "scheduler=step", "decay_epochs=2", "decay_rate=0.5"]), 2)
+    assert [steps[0] for steps in step] == [1.0, 1.0, 0.5, 0.5]
 
 
 def test_the_default_optimiser_is_torchs_adam_step_for_step_and_others_come_from_timm():
@@ -99,12 +135,12 @@ def test_the_default_optimiser_is_torchs_adam_step_for_step_and_others_come_from
     assert sorted(g["weight_decay"] for g in sgd.param_groups) == [0.0, 0.01]  # biases and norms: none
 
 
-def test_each_epoch_sets_every_groups_rate_times_its_layer_decay_share():
-    from src.train.trainer import FoldTrainer, epoch_lr
-    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "layer_decay=0.5", "scheduler=cosine",
-                               "epochs=4", "lr=1e-3"])
+def test_each_step_sets_every_groups_rate_times_its_layer_decay_share():
+    cfg = load_config("seed", [*TINY_MODEL, "layer_decay=0.5", "scheduler=cosine", "lr=1e-3"])
+    from src.train.trainer import FoldTrainer
     trainer = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
-    trainer.start_epoch(2, 0)
-    groups = trainer.opt.param_groups
-    assert {g["lr"] for g in groups} == {epoch_lr(cfg, 2) * g["lr_scale"] for g in groups}
-    assert max(g["lr"] for g in groups) == epoch_lr(cfg, 2) and min(g["lr_scale"] for g in groups) < 0.1
+    trainer.plan(10)
+    trainer.schedule.step_update(25)
+    whole = 1e-3 * 0.5 * (1 + math.cos(math.pi * 25 / 40))
+    assert all(g["lr"] == pytest.approx(whole * g["lr_scale"]) for g in trainer.opt.param_groups)
+    assert trainer.lr() == pytest.approx(whole) and min(g["lr_scale"] for g in trainer.opt.param_groups) < 0.1
