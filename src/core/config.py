@@ -54,7 +54,8 @@ def integer(lo: int | None = None, hi: int | None = None) -> Callable:
     return parse
 
 
-def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False) -> Callable:
+def number(lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
+           ) -> Callable:
     def parse(raw) -> float:
         if isinstance(raw, bool):
             raise ValueError("expected a number")
@@ -64,8 +65,8 @@ def number(lo: float | None = None, hi: float | None = None, lo_open: bool = Fal
             raise ValueError("expected a number") from None
         if lo is not None and (v < lo or (lo_open and v == lo)):
             raise ValueError(f"must be {'>' if lo_open else '>='} {lo:g}")
-        if hi is not None and v > hi:
-            raise ValueError(f"must be <= {hi:g}")
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            raise ValueError(f"must be {'<' if hi_open else '<='} {hi:g}")
         return v
     return parse
 
@@ -316,6 +317,9 @@ KEYS: dict[str, Key] = {
                       doc="false | true (ImageNet: the offline package, else the hub cache, else a download) | "
                           "package | hub (only that source) | path to a state_dict file"),
     "drop_rate": Key(0.0, number(0, 1), doc="dropout before the classifier (timm's drop_rate)"),
+    "ema": Key(0.0, number(0, 1, hi_open=True),
+               doc="decay of an exponential moving average of the weights after every step (timm's ModelEmaV3; "
+                   "0 = off): validation, the OOF, the eval, predict and export use the averaged weights"),
     "drop_path": Key(0.0, number(0, 1), doc="stochastic depth (timm's drop_path_rate; 0 = off), where the model has it"),
     "head_init": Key("torch", choice("torch", "timm"),
                      doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),

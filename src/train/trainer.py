@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
 
 from ..core import distributed as dist
 from ..core import labels as L
@@ -163,7 +164,8 @@ class FoldProgress:
 
 
 class FoldTrainer:
-    """One fold's model (DDP-wrapped under torchrun), optimiser, loss scaler, AMP dtype and layout."""
+    """One fold's model (DDP-wrapped under torchrun), optimiser, loss scaler, AMP dtype and layout, and with
+    ema= the moving average of its weights (what validates and predicts)."""
 
     def __init__(self, cfg, device: torch.device, train_labels: np.ndarray, ranged: bool = False):
         self.cfg, self.device = cfg, device
@@ -182,6 +184,12 @@ class FoldTrainer:
         self.opt, self.scaler = optimiser(cfg, model, self.amp)
         self.mixer = HalfCutMix(cfg.cutmix)
         self.schedule, self.updates_per_epoch, self.update = None, 0, 0
+        self.ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema else None
+
+    @property
+    def predicting(self) -> torch.nn.Module:
+        """The weights that validate and predict: the moving average with ema=, else the trained ones."""
+        return self.ema.module if self.ema is not None else self.model
 
     def plan(self, updates_per_epoch: int) -> None:
         """The learning-rate schedule, once the optimiser steps an epoch holds are known (`lr_schedule`)."""
@@ -232,6 +240,8 @@ class FoldTrainer:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
             self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)
             # kept on the device: a .item() per step would stall a GPU
             loss_sum += loss.detach() * len(y)
             preds.append(logits.detach()[:, :L.N_CLASSES].argmax(1))  # an ordinal head's age logits follow
@@ -249,13 +259,13 @@ class FoldTrainer:
         P(age >= t)), every rank's shard gathered."""
         ordinal = self.cfg.age_head == "ordinal"
         how = Inference(self.device, self.cfg.tta, self.amp, self.channels_last)
-        out = predict_probs(self.model, batches, how, desc=desc, augment=augment, curves=ordinal)
+        out = predict_probs(self.predicting, batches, how, desc=desc, augment=augment, curves=ordinal)
         probs, curves = out if ordinal else (out, None)
         return gather_probs(batches, probs, n), None if curves is None else gather_probs(batches, curves, n)
 
     def weights_state(self, fold: int, epoch: int, val_f1: float) -> dict:
-        """What best.pt holds: the weights and what predicting with them needs."""
-        return {"model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        """What best.pt holds: the weights that predict (`predicting`) and what predicting with them needs."""
+        return {"model": cpu_state(self.predicting),
                 "epoch": epoch, "val_f1": val_f1, "config": self.cfg.saved(), "mean": self.mean, "std": self.std,
                 "fold": fold}
 
@@ -267,14 +277,22 @@ class FoldTrainer:
         # last.pt carries everything needed to continue exactly where this epoch ended
         state.update(optimizer=self.opt.state_dict(), scaler=self.scaler.state_dict(), log=prog.log, best=prog.best,
                      train_images=prog.train_images, train_seconds=prog.train_seconds)
+        if self.ema is not None:  # both: "model" the average that predicts, "trained" the weights that train on
+            state["trained"] = cpu_state(self.model)
         run.save_checkpoint(state, files.last)
 
     def resume(self, path) -> FoldProgress:
         ck = RunDir.load_checkpoint(path)
-        self.model.load_state_dict(ck["model"])
+        self.model.load_state_dict(ck["trained"] if self.ema is not None else ck["model"])
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.scaler.load_state_dict(ck["scaler"])
         return FoldProgress(ck["epoch"], ck["log"], ck["best"], ck["train_images"], ck["train_seconds"])
+
+
+def cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
 def epoch_row(epoch: int, ep: dict, y_val: np.ndarray, probs: np.ndarray, seconds: float,

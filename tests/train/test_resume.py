@@ -14,7 +14,8 @@ from tests.helpers import FAST
 def _cmd(data, out):
     return [sys.executable, "-m", "src.stages.train", "--data", str(data), "--config", "seed", "--name", "r",
             "--output", str(out), *[a for a in FAST if not a.startswith("epochs")], "epochs=2", "folds=0,1",
-            "scheduler=cosine", "warmup_epochs=0.5"]  # a rate that moves every step: resumed where it was
+            "scheduler=cosine", "warmup_epochs=0.5", "ema=0.9"]  # a rate that moves every step, and an average
+    # of the weights: both resumed where they were
 
 
 def _last_epoch(path):

@@ -144,3 +144,43 @@ def test_each_step_sets_every_groups_rate_times_its_layer_decay_share():
     whole = 1e-3 * 0.5 * (1 + math.cos(math.pi * 25 / 40))
     assert all(g["lr"] == pytest.approx(whole * g["lr_scale"]) for g in trainer.opt.param_groups)
     assert trainer.lr() == pytest.approx(whole) and min(g["lr_scale"] for g in trainer.opt.param_groups) < 0.1
+
+
+def test_ema_averages_the_weights_after_every_step_and_is_what_validates_and_is_saved(tmp_path):
+    """ema=d: after a step the average moves (1 - d) of the way to the trained weights; validation and best.pt
+    use the average, last.pt holds both, and resuming restores both."""
+    from src.core.run_dir import RunDir
+    from src.train.trainer import FoldProgress, FoldTrainer
+    cfg = load_config("seed", [*TINY_MODEL, "lr=1e-2", "ema=0.75"])
+    trainer = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
+    trainer.plan(2)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    torch.manual_seed(0)
+    batch = (torch.randn(4, 3, 32, 24), torch.randint(0, 18, (4,)))
+    trainer.start_epoch(0, 0)
+    trainer.train_epoch([batch], None)
+    after = trainer.model.state_dict()
+    averaged = trainer.predicting.state_dict()
+    name = "conv_stem.weight"
+    assert not torch.equal(after[name], before[name])
+    assert torch.allclose(averaged[name], 0.75 * before[name] + 0.25 * after[name], atol=1e-6)
+    run = RunDir(tmp_path / "r")
+    files = run.fold(0)
+    run.path.mkdir()
+    trainer.save(run, files, 0, FoldProgress(epoch=1), 0.5, improved=True)
+    assert torch.equal(torch.load(files.best, weights_only=False)["model"][name], averaged[name])
+    last = torch.load(files.last, weights_only=False)
+    assert torch.equal(last["model"][name], averaged[name]) and torch.equal(last["trained"][name], after[name])
+    again = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
+    again.plan(2)
+    again.resume(files.last)
+    assert torch.equal(again.model.state_dict()[name], after[name])
+    assert torch.equal(again.predicting.state_dict()[name], averaged[name])
+
+
+def test_the_issue_27_recipe_keys_train_a_run_to_its_submission(tiny_data, tmp_path):
+    from tests.helpers import FAST, stage
+    assert stage("train", ["--data", str(tiny_data), "--config", "demo", "--name", "k", "--output", str(tmp_path),
+                           *FAST, "folds=0", "optimizer=adamw", "scheduler=cosine", "warmup_epochs=0.5", "ema=0.99",
+                           "drop_path=0.1"]) == 0
+    assert (tmp_path / "k" / "submission.csv").exists()
