@@ -19,11 +19,13 @@ from typing import Any, Callable
 
 import yaml
 
+from .errors import UserError
+
 ROOT = Path(__file__).resolve().parents[2]  # src/core/config.py -> the repository
 CONFIG_DIR = ROOT / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A recipe file or override that cannot be applied."""
 
 

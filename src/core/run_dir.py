@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config, user_path
+from .errors import NotFound, UserError
 from .runtime import atomic_save, atomic_write_text, first_free
 
 OUTPUT = ROOT / "output"
@@ -47,7 +48,7 @@ RESUME_FREE_KEYS = {"num_workers", "threads", "device", "cache_dir", "parallel_f
 PARTIAL = ("*.tmp", "*.part", "*.part.npy")  # what an interrupted atomic write leaves behind
 
 
-class RunBusy(RuntimeError):
+class RunBusy(UserError, RuntimeError):
     """Another process is writing the run folder."""
 
 
@@ -170,7 +171,7 @@ class RunDir:
         """The best.pt of the given folds, or of every finished fold."""
         folds = self.finished_folds() if folds is None else folds
         if not folds:
-            raise FileNotFoundError(f"{self.path}: no finished fold to predict with")
+            raise NotFound(f"{self.path}: no finished fold to predict with")
         return [self.fold(k).best for k in folds]
 
     def load_oof(self, folds: list[int] | None = None) -> pd.DataFrame:
@@ -178,7 +179,7 @@ class RunDir:
         folds = self.finished_folds() if folds is None else folds
         parts = [pd.read_csv(f.oof, dtype={"person": str}) for k in folds if (f := self.fold(k)).oof.exists()]
         if not parts:
-            raise FileNotFoundError(f"{self.path}: no out-of-fold predictions (fold*_oof.csv)")
+            raise NotFound(f"{self.path}: no out-of-fold predictions (fold*_oof.csv)")
         return pd.concat(parts, ignore_index=True)
 
     def fitted_age_edge(self) -> int | None:
@@ -283,7 +284,7 @@ def find_run(run: str, named_by: str = "--run") -> RunDir:
             return RunDir(candidate)
     looked = " and ".join(map(str, candidates))
     typed = f"{named_by}{run}" if named_by.endswith("=") else f"{named_by} {run}"
-    raise FileNotFoundError(f"{typed}: no run folder with a config.yaml (looked in {looked})")
+    raise NotFound(f"{typed}: no run folder with a config.yaml (looked in {looked})")
 
 
 def read_eval_probs(run: RunDir) -> pd.DataFrame | None:

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from .config import ConfigError
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class CannotWrite(RuntimeError):
+class CannotWrite(UserError, RuntimeError):
     """A file the run must write could not be written (disk full, read-only, not a folder, ...)."""
 
 
@@ -85,11 +86,11 @@ def peak_memory_gib(device: torch.device) -> dict:
     return {"peak_host_gib": round(host, 2), "peak_gpu_gib": None if gpu is None else round(gpu, 2)}
 
 
-class WorkerError(RuntimeError):
+class WorkerError(UserError, RuntimeError):
     """A worker process (parallel_folds) that failed; its own output says why."""
 
 
-class OutOfMemory(RuntimeError):
+class OutOfMemory(UserError, RuntimeError):
     """A CUDA out-of-memory error, told as what to change."""
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from ..core import labels as L
+from ..core.errors import Exists
 from .tables import Layout
 
 W, H = 96, 128  # 3:4 like the competition's 384x512
@@ -68,7 +69,7 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
     """Write the layout under `out` (train/, eval/ with answers.csv). Returns `out`."""
     out = Path(out)
     if (out / "train").exists() or (out / "eval").exists():
-        raise FileExistsError(f"{out} already holds a dataset; choose an empty folder")
+        raise Exists(f"{out} already holds a dataset; choose an empty folder")
     rng = np.random.default_rng(seed)
     w, h = size
     n = n_train + n_eval

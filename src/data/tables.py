@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from ..core import labels as L
 from ..core.config import CONFIG_DIR, ROOT, user_path
+from ..core.errors import UserError
 from ..core.runtime import parallel_map
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
@@ -80,7 +81,7 @@ def find_data(given: str | Path | None, configured: str) -> Path | None:
     return STANDIN if Layout(STANDIN).has_train() else None
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data; the message lists every offending path."""
 
     def __init__(self, where: str, problems: list[str]):

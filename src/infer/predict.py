@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from ..core import labels as L
+from ..core.errors import NotFound
 from ..core.labels import PROB_COLS
 from ..core.run_dir import OUTPUT, RunDir
 from ..core.runtime import progress
@@ -145,7 +146,7 @@ def pick_engine(run: RunDir, models: list[FoldModel], choice: str):
                f"{onnx_path} is stale: it does not hold the run's {len(models)} finished fold model(s) as they are "
                f"now" if not current else "the onnxruntime package is missing")
         if choice == "onnx":
-            raise FileNotFoundError(f"--engine onnx: {why}; run `bash run.sh export --run {run.name}`")
+            raise NotFound(f"--engine onnx: {why}; run `bash run.sh export --run {run.name}`")
         if onnx_path.exists():
             print(f"note: {why}; predicting with PyTorch", file=sys.stderr)
     return TorchEngine(models, run.decision_biases())

@@ -13,12 +13,13 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import KEYS, ROOT, ConfigError, load_config, matches_saved, settle_outside, user_path
+from ..core.errors import UserError
 from ..core.labels import PROB_COLS
 from ..core.metrics import paired_bootstrap
 from ..core.run_dir import OUTPUT, RESUME_FREE_KEYS, RunDir, read_eval_probs
-from ..data.tables import DataError, load_eval
+from ..data.tables import load_eval
 from ..infer import blend
-from ..pipeline.job import USER_ERRORS, run_job
+from ..pipeline.job import run_job
 from . import reference
 
 PROTOCOLS = {
@@ -207,7 +208,7 @@ def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list
     print(f"\n=== bench {name}: recipe {recipe} ({protocol} protocol) ===", flush=True)
     try:  # same name and output: an interrupted bench continues its unfinished runs
         run_job(data, base, [*overrides, *changes], folder(recipe), out)
-    except USER_ERRORS as e:
+    except UserError as e:  # said; the table so far stays
         print(f"error: {e}", file=sys.stderr)
         return 2
     return TRAINED
@@ -258,7 +259,7 @@ def run_blend(out: Path, name: str, recipe: str) -> int:
     print(f"\n=== bench {name}: {recipe} (post-hoc) ===", flush=True)
     try:
         blend.blend([str(out / folder(n)) for n in names], decision, folder(recipe), out, group)
-    except (FileNotFoundError, ConfigError, DataError) as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return TRAINED

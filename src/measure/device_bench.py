@@ -85,8 +85,7 @@ def build_standin(src: Path, data: Path, log) -> None:
 def bench_rows(data: Path, rows: list[str], overrides: list[str]) -> int:
     """One gpu-protocol bench over `rows` (finished ones reused, as `bash run.sh bench` does): 0, or 2 when a
     recipe is refused (said on stderr)."""
-    from ..core.config import ConfigError
-    from ..data.tables import DataError
+    from ..core.errors import UserError
     from . import bench, reference
 
     settings = [*DEVICE_OVERRIDES, *overrides]
@@ -94,7 +93,7 @@ def bench_rows(data: Path, rows: list[str], overrides: list[str]) -> int:
         bench.check_recipes(rows, [*bench.PROTOCOLS["gpu"], *settings], str(data), reference.DEFAULT_SCRIPT)
         out = bench.bench_folder(BENCH_NAME, "gpu", settings, str(data))
         return bench.run_bench("gpu", settings, reference.DEFAULT_SCRIPT, rows, BENCH_NAME, out, str(data))
-    except (ConfigError, DataError) as e:
+    except UserError as e:  # recorded as this row's exit code; the rows before it stay
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
 

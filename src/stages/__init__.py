@@ -7,6 +7,7 @@ import contextlib
 import difflib
 import os
 import sys
+from typing import Callable
 
 
 def interrupted(kind, value, tb) -> None:
@@ -55,6 +56,29 @@ def unknown_stage(word: str) -> str:
     close = difflib.get_close_matches(word, [s for s in STAGES if s != "(none)"], n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"'{word}' is not a stage, nor a key=value override.{hint}\n{listing()}"
+
+
+def run_stage(work: Callable[[], int | None], interrupted: str = "interrupted", then: str = "") -> int:
+    """Every stage's work, answered one way: a UserError (bad data, config, weights or paths, a run busy or
+    missing, a full disk: core/errors.py) -> `error: <its message>` and exit 2, no traceback; Ctrl-C -> where
+    it stopped (the interrupt's own message, else `interrupted`), `then` (how to continue) and exit 130.
+    Returns the work's own exit code (None: 0)."""
+    from ..core.errors import UserError
+    from ..core.runtime import writing_errors
+
+    try:
+        with writing_errors():
+            return work() or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"\n{e or interrupted}{then}", file=sys.stderr)
+        return 130
+
+
+def void(_result) -> None:
+    """A stage whose work returns something (a path, a table) and reports it itself: exit code 0."""
 
 
 def parser(prog: str, manual: str | None, **kw) -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import sys
 from ..core.config import user_path
 from ..core.run_dir import find_run
 from ..report.audit import read_noise_log, score_against_noise, write_audit
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -29,13 +29,13 @@ def main(argv=None) -> int:
     ap.add_argument("--top", type=int, default=50, help="candidates per kind counted as 'top' for recall")
     ap.add_argument("--threshold", type=float, default=0.5)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        noise = read_noise_log(a.noise_log) if a.noise_log else None  # checked before anything is written
-        run = find_run(a.run)
-        oof = run.load_oof()
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: audit(a))
+
+
+def audit(a) -> None:
+    noise = read_noise_log(a.noise_log) if a.noise_log else None  # checked before anything is written
+    run = find_run(a.run)
+    oof = run.load_oof()
     scores, cands, out = write_audit(run, oof, a.threshold)
     print(f"audited {len(scores)} persons from {oof['fold'].nunique()} fold(s): {len(cands)} candidate(s) "
           f"({', '.join(f'{k} {n}' for k, n in cands['kind'].value_counts().items()) or 'none'}) -> {out}")
@@ -43,7 +43,6 @@ def main(argv=None) -> int:
         table = score_against_noise(cands, set(scores["id"]), noise, a.top)
         print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
         table.to_csv(out.with_name(out.stem + "_vs_noise.csv"), index=False, float_format="%.4f")
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core.config import DEFAULTS, ConfigError, option_items, user_path
+from ..core.config import DEFAULTS, option_items, user_path
+from ..core.errors import NotFound
 from ..data.tables import find_data
 from ..measure import reference
 from ..measure.bench import PROTOCOLS, bench_folder, check_recipes, run_bench
-from ..pipeline.job import Interrupted
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -44,29 +44,19 @@ def main(argv=None) -> int:
                     help="the yardstick script run for the recipe 'reference' (default: %(default)s)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="applied to every recipe, after the protocol")
     a = ap.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
-    recipes = a.recipes
+    return run_stage(lambda: bench(a), then="; the same bench command continues it (finished recipes are reused)")
+
+
+def bench(a) -> int:
     found = find_data(a.data, DEFAULTS["data_dir"])
     if found is None:
-        print("error: no --data, and neither input/data nor input/standin exists", file=sys.stderr)
-        return 2
+        raise NotFound("no --data, and neither input/data nor input/standin exists")
     data = str(found)
-    try:  # every recipe checked before the first trains: a typo in the last must not cost hours
-        check_recipes(recipes, [*PROTOCOLS[a.protocol], *a.overrides], data, a.reference)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # every recipe checked before the first trains: a typo in the last must not cost hours
+    check_recipes(a.recipes, [*PROTOCOLS[a.protocol], *a.overrides], data, a.reference)
     name = a.name or f"{a.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        out = bench_folder(name, a.protocol, a.overrides, data)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        return run_bench(a.protocol, a.overrides, a.reference, recipes, name, out, data)
-    except (Interrupted, KeyboardInterrupt) as e:
-        print(f"\n{e or 'interrupted'}; the same bench command continues it (finished recipes are reused)",
-              file=sys.stderr)
-        return 130
+    out = bench_folder(name, a.protocol, a.overrides, data)
+    return run_bench(a.protocol, a.overrides, a.reference, a.recipes, name, out, data)
 
 
 if __name__ == "__main__":

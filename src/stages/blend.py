@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import ConfigError, config_parser, option_items, user_path
+from ..core.config import config_parser, option_items, user_path
 from ..core.run_dir import OUTPUT
-from ..data.tables import DataError
 from ..infer.blend import blend
-from . import parser
+from . import parser, run_stage, void
 
 
 def main(argv=None) -> int:
@@ -31,12 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")
     ap.add_argument("--output", type=user_path, default=OUTPUT)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        blend(a.runs, a.decision, a.name, a.output, a.group_eval)
-    except (FileNotFoundError, DataError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_stage(lambda: void(blend(a.runs, a.decision, a.name, a.output, a.group_eval)))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 
+from ..core.errors import UserError
 from ..core.run_dir import find_run
 from ..report.compare import compare_runs
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -21,14 +22,14 @@ def main(argv=None) -> int:
     ap.add_argument("run_a", metavar="RUN_A", help="a run name under output/, or its folder")
     ap.add_argument("run_b", metavar="RUN_B", help="the run to compare it with")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        runs = [find_run(r, f"RUN_{ab}") for r, ab in zip((a.run_a, a.run_b), "AB")]
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: compare(a.run_a, a.run_b))
+
+
+def compare(run_a: str, run_b: str) -> int:
+    """1 when the runs differ, else 0."""
+    runs = [find_run(r, f"RUN_{ab}") for r, ab in zip((run_a, run_b), "AB")]
     if runs[0].path.resolve() == runs[1].path.resolve():
-        print(f"error: RUN_A and RUN_B are the same folder ({runs[0].path}); name two runs", file=sys.stderr)
-        return 2
+        raise UserError(f"RUN_A and RUN_B are the same folder ({runs[0].path}); name two runs")
     verdicts = compare_runs(*runs)
     width = max(len(name) for name, _ in verdicts)
     for name, verdict in verdicts:

@@ -8,7 +8,7 @@ import sys
 
 from ..core.config import user_path
 from ..data.demo import generate
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -18,13 +18,12 @@ def main(argv=None) -> int:
     ap.add_argument("--eval", type=int, default=30, help="eval persons")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    try:
-        generate(a.out, a.train, a.eval, a.seed)
-    except FileExistsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote a demo dataset to {a.out}")
-    return 0
+    return run_stage(lambda: demo(a.out, a.train, a.eval, a.seed))
+
+
+def demo(out, train: int, evals: int, seed: int) -> None:
+    generate(out, train, evals, seed)
+    print(f"wrote a demo dataset to {out}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..core.config import ROOT, option_items, user_path
 from ..measure.device_bench import DEVICE_DIR, ROWS, STANDIN_SRC, prepare, run
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -45,6 +45,10 @@ def main(argv=None) -> int:
     go.add_argument("--rows", type=option_items("--rows"), default=",".join(ROWS), help="bench recipes, in order")
     go.add_argument("overrides", nargs="*", metavar="key=value", help="on top of the device's settings")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_stage(lambda: step(a))
+
+
+def step(a) -> int | None:
     if a.step == "prepare":
         for i, carry in enumerate(prepare(a.shared, ROOT / DEVICE_DIR, not a.no_wheels), 1):
             print(f"call {i}: carry {carry['carry']} ({carry['MiB']} MiB of the 64 a call takes)")

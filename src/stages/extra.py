@@ -38,11 +38,10 @@ from PIL import Image
 from ..core import labels as L
 from ..core.config import ConfigError, age_range, config_parser, option_items, user_path
 from ..core.run_dir import OUTPUT
-from ..core.runtime import CannotWrite, first_free, writable_folder
+from ..core.runtime import first_free, writable_folder
 from ..data.cache import cache_root
 from ..data.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, summary_lines
-from ..data.tables import DataError
-from . import parser
+from . import parser, run_stage
 
 
 def parse(argv):
@@ -81,32 +80,31 @@ def preview_file(raw: str | None) -> Path:
 
 def main(argv=None) -> int:
     a = parse(argv)
+    return run_stage(lambda: extra(a))
+
+
+def extra(a) -> None:
+    if a.prepare and a.out:
+        raise ConfigError("--out is the preview's picture; --prepare draws every person into the cache and "
+                          "writes no picture")
+    if a.preview < 1:
+        raise ConfigError(f"--preview {a.preview}: show at least one person")
     try:
-        if a.prepare and a.out:
-            raise ConfigError("--out is the preview's picture; --prepare draws every person into the cache and "
-                              "writes no picture")
-        if a.preview < 1:
-            raise ConfigError(f"--preview {a.preview}: show at least one person")
-        try:
-            ages = age_range(a.ages)
-        except ValueError as e:
-            raise ConfigError(f"--ages {a.ages}: {e}") from None
-        out = None if a.prepare else preview_file(a.out)
-        cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
-        rules = OutsideRules(ages, a.conflicts == "drop", layout=a.format, race=a.race)
-        persons = outside_persons(checked_outside([user_path(f) for f in a.source], rules), a.seed, cache,
-                                  limit=None if a.prepare else a.preview * 2)
-    except (ConfigError, DataError, CannotWrite) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        ages = age_range(a.ages)
+    except ValueError as e:
+        raise ConfigError(f"--ages {a.ages}: {e}") from None
+    out = None if a.prepare else preview_file(a.out)
+    cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
+    rules = OutsideRules(ages, a.conflicts == "drop", layout=a.format, race=a.race)
+    persons = outside_persons(checked_outside([user_path(f) for f in a.source], rules), a.seed, cache,
+                              limit=None if a.prepare else a.preview * 2)
     print("\n".join(summary_lines(persons.stats)))
     if out is None:
         print(f"prepared {persons.stats['persons']} persons in {cache} (seed {a.seed}): a run with the same "
               f"photos, seed={a.seed} and this cache_dir draws nothing again")
-        return 0
+        return
     Image.fromarray(contact_sheet(persons.rows, a.preview)).save(out, quality=85)
     print(f"wrote {out}: {min(a.preview, persons.stats['persons'])} persons x 7 shots ({', '.join(L.SHOTS)})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 
 from ..data.faces import box_cache_path, face_boxes, fallback_count
 from ..data.tables import load_eval, load_train
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -20,11 +20,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", required=True, help="cache folder (a run's cache_dir)")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    torch.set_num_threads(a.threads)
-    paths = [*load_train(a.data, check_pixels=False)["path"], *load_eval(a.data, check_pixels=False)["path"]]
-    boxes = face_boxes(paths, Path(a.cache))
-    print(f"{len(paths)} photos, no face found in {fallback_count(boxes)}; boxes in {box_cache_path(Path(a.cache))}")
-    return 0
+    return run_stage(lambda: find_faces(a.data, Path(a.cache), a.threads))
+
+
+def find_faces(data: str, cache: Path, threads: int) -> None:
+    torch.set_num_threads(threads)
+    paths = [*load_train(data, check_pixels=False)["path"], *load_eval(data, check_pixels=False)["path"]]
+    boxes = face_boxes(paths, cache)
+    print(f"{len(paths)} photos, no face found in {fallback_count(boxes)}; boxes in {box_cache_path(cache)}")
 
 
 if __name__ == "__main__":

@@ -16,25 +16,23 @@ import sys
 import time
 
 from ..core.run_dir import find_run
-from ..core.runtime import CannotWrite
 from ..report.gallery import write_gallery
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
     ap = parser("run.sh gallery", __doc__)
     ap.add_argument("--run", required=True, help="run name under output/, or its folder")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_stage(lambda: gallery(a.run))
+
+
+def gallery(name: str) -> None:
     t0 = time.perf_counter()
-    try:
-        path = write_gallery(find_run(a.run))
-    except (FileNotFoundError, CannotWrite) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    path = write_gallery(find_run(name))
     size = path.stat().st_size / 2**20
     print(f"wrote {path} ({size:.1f} MB, thumbnails in {path.parent / 'gallery'}) in {time.perf_counter() - t0:.0f} s;"
           f" open it in a browser: file://{path.resolve()}")
-    return 0
 
 
 if __name__ == "__main__":

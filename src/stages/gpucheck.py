@@ -23,9 +23,10 @@ from __future__ import annotations
 import sys
 
 from ..core.config import user_path
+from ..core.errors import Exists, UserError
 from ..core.run_dir import OUTPUT
 from ..measure.gpucheck import CHECKS, run_checks, table, write_summary
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -36,20 +37,20 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                     help="cpu: rehearse the checks' plumbing without a GPU (no mixed precision there)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_stage(lambda: gpucheck(a))
+
+
+def gpucheck(a) -> int:
     only = [c.strip() for c in a.only.split(",") if c.strip()]
     unknown = sorted(set(only) - set(CHECKS))
     if unknown:
-        print(f"error: unknown check(s) {unknown}; choose from {', '.join(CHECKS)}", file=sys.stderr)
-        return 2
+        raise UserError(f"unknown check(s) {unknown}; choose from {', '.join(CHECKS)}")
     import torch
 
     if a.device == "cuda" and not torch.cuda.is_available():
-        print("error: gpucheck needs a CUDA GPU, and torch sees none (torch.cuda.is_available() is False)",
-              file=sys.stderr)
-        return 2
+        raise UserError("gpucheck needs a CUDA GPU, and torch sees none (torch.cuda.is_available() is False)")
     if (a.out / "summary.json").exists():
-        print(f"error: {a.out} holds an earlier gpucheck; pass another --out", file=sys.stderr)
-        return 2
+        raise Exists(f"{a.out} holds an earlier gpucheck; pass another --out")
     gpus, gpu = (torch.cuda.device_count(), torch.cuda.get_device_name(0)) if a.device == "cuda" else (2, "CPU rehearsal")
     results = run_checks(a.out, only, a.epochs, a.device, gpus)
     summary = write_summary(a.out, gpu, results)

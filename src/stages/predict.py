@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 
 from ..core.config import user_path
+from ..core.errors import Exists, NotFound, UserError
 from ..core.run_dir import RunDir, find_run
-from ..core.runtime import CannotWrite, writable_folder
+from ..core.runtime import writable_folder
 from ..infer.predict import collect_images, compare_engines, predict
-from . import parser
+from . import parser, run_stage
 
 
 def write_rows(df: pd.DataFrame, out: Path | None, run: RunDir) -> None:
@@ -53,41 +54,36 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.batch_size < 1:
         ap.error("--batch-size must be at least 1")
+    return run_stage(lambda: predict_stage(a))
+
+
+def predict_stage(a) -> None:
     if a.out and a.out.exists():  # said before any photo is read
-        print(f"error: {a.out} exists; choose another --out (nothing is overwritten)", file=sys.stderr)
-        return 2
+        raise Exists(f"{a.out} exists; choose another --out (nothing is overwritten)")
     if a.out and not a.out.parent.is_dir():
-        print(f"error: --out {a.out}: the folder {a.out.parent} does not exist", file=sys.stderr)
-        return 2
-    try:
-        if a.out:
-            writable_folder(a.out.parent, "--out")  # a read-only place fails now, not after the work
-        run = find_run(a.run)
-        skipped: dict = {}
-        paths = collect_images(a.paths, skipped)
-        if skipped:
-            print("skipped in the folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())),
-                  file=sys.stderr)
-        if a.bench:
-            r = compare_engines(run, paths, a.batch_size)
-            print(f"{r['images']} images, batch {r['batch_size']}, {r['folds']} fold model(s), "
-                  f"{torch.get_num_threads()} CPU threads:\n"
-                  f"  PyTorch eager  {r['torch_img_s']:.1f} img/s\n  onnxruntime    {r['onnxruntime_img_s']:.1f} img/s\n"
-                  f"  speed-up {r['speedup']:.2f}x, max |difference| {r['max_abs_diff']:.2e}")
-            return 0
-        df = predict(run, paths, a.engine, a.batch_size)
-    except (FileNotFoundError, CannotWrite) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise NotFound(f"--out {a.out}: the folder {a.out.parent} does not exist")
+    if a.out:
+        writable_folder(a.out.parent, "--out")  # a read-only place fails now, not after the work
+    run = find_run(a.run)
+    skipped: dict = {}
+    paths = collect_images(a.paths, skipped)
+    if skipped:
+        print("skipped in the folders: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items())),
+              file=sys.stderr)
+    if a.bench:
+        r = compare_engines(run, paths, a.batch_size)
+        print(f"{r['images']} images, batch {r['batch_size']}, {r['folds']} fold model(s), "
+              f"{torch.get_num_threads()} CPU threads:\n"
+              f"  PyTorch eager  {r['torch_img_s']:.1f} img/s\n  onnxruntime    {r['onnxruntime_img_s']:.1f} img/s\n"
+              f"  speed-up {r['speedup']:.2f}x, max |difference| {r['max_abs_diff']:.2e}")
+        return
+    df = predict(run, paths, a.engine, a.batch_size)
     write_rows(df, a.out, run)
     bad = int((df["error"] != "").sum())
     if bad:
         print(f"{bad} image(s) could not be read; see the 'error' column", file=sys.stderr)
     if bad == len(df):
-        print("error: no image could be read" if len(df) else "error: no images found in the given paths",
-              file=sys.stderr)
-        return 2
-    return 0
+        raise UserError("no image could be read" if len(df) else "no images found in the given paths")
 
 
 if __name__ == "__main__":

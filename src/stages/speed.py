@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import ConfigError, user_path
+from ..core.config import user_path
 from ..core.run_dir import OUTPUT
-from ..core.runtime import CannotWrite, writing_errors
-from ..data.tables import DataError
 from ..measure.speed import measure
-from ..model.weights import WeightsError
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -35,12 +32,7 @@ def main(argv=None) -> int:
     args = ap.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     if args.images < 1:
         ap.error(f"--images {args.images}: must be at least 1")
-    try:
-        with writing_errors():
-            return measure(args.config, args.overrides, args.device, args.data, args.images, args.out)
-    except (ConfigError, DataError, WeightsError, CannotWrite) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: measure(args.config, args.overrides, args.device, args.data, args.images, args.out))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,10 @@ import sys
 import pandas as pd
 
 from ..core.config import user_path
+from ..core.errors import NotFound, UserError
 from ..data.standin_persons import eval_persons
 from ..data.tables import Layout
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -24,21 +25,21 @@ def main(argv=None) -> int:
     ap.add_argument("--manifest", required=True, help="the manifest it was built from (persons.csv)")
     ap.add_argument("--seed", type=int, default=0, help="the builder's --seed")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    data, manifest = user_path(a.data), user_path(a.manifest)
+    return run_stage(lambda: write_persons(user_path(a.data), user_path(a.manifest), a.seed))
+
+
+def write_persons(data, manifest, seed: int) -> None:
     layout = Layout(data)
     for path in (layout.eval_info, manifest):
         if not path.is_file():
-            print(f"error: {path}: missing", file=sys.stderr)
-            return 2
-    out = eval_persons(pd.read_csv(layout.eval_info, dtype=str), pd.read_csv(manifest), a.seed)
+            raise NotFound(f"{path}: missing")
+    out = eval_persons(pd.read_csv(layout.eval_info, dtype=str), pd.read_csv(manifest), seed)
     unknown = out["person"].isna().sum()
     if unknown:
-        print(f"error: {unknown} eval photo(s) of {data} match no eval person of {manifest} (seed {a.seed}); "
-              f"was it built from this manifest?", file=sys.stderr)
-        return 2
+        raise UserError(f"{unknown} eval photo(s) of {data} match no eval person of {manifest} (seed {seed}); "
+                        f"was it built from this manifest?")
     out.to_csv(layout.eval_persons, index=False)
     print(f"wrote {layout.eval_persons}: {len(out)} photos of {out['person'].nunique()} persons")
-    return 0
 
 
 if __name__ == "__main__":

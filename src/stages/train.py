@@ -12,9 +12,8 @@ import sys
 
 from ..core.config import user_path
 from ..core.run_dir import OUTPUT
-from ..core.runtime import writing_errors
-from ..pipeline.job import USER_ERRORS, Interrupted, run_job
-from . import listing, parser, unknown_stage
+from ..pipeline.job import run_job
+from . import listing, parser, run_stage, unknown_stage, void
 
 
 def parse_args(argv):
@@ -35,19 +34,9 @@ def main(argv=None) -> int:
     if stray:  # `bash run.sh trian`: a mistyped stage reaches the job as an override
         print(f"error: {unknown_stage(stray[0])}", file=sys.stderr)
         return 2
-    try:
-        with writing_errors():
-            run_job(args.data, args.config, args.overrides, args.name, args.output)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Interrupted as e:
-        print(f"\n{e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("\ninterrupted before training began; nothing to continue", file=sys.stderr)
-        return 130
-    return 0
+    # Ctrl-C: the job says where it stopped (Interrupted), else training had not begun
+    return run_stage(lambda: void(run_job(args.data, args.config, args.overrides, args.name, args.output)),
+                     "interrupted before training began; nothing to continue")
 
 
 if __name__ == "__main__":

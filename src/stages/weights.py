@@ -11,9 +11,9 @@ from __future__ import annotations
 import sys
 
 from ..core.config import Pretrained, user_path
-from ..core.runtime import CannotWrite, writable_folder
+from ..core.runtime import writable_folder
 from ..model.weights import WeightsError, file_sha256, load_resolved, resolve, save_state_file
-from . import parser
+from . import parser, run_stage
 
 
 def main(argv=None) -> int:
@@ -22,22 +22,23 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=user_path, default="weights", help="folder for the state_dict files "
                                                                            "(from where you stand)")
     a = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        writable_folder(a.out, "--out")  # before any download
-    except CannotWrite as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_stage(lambda: save_weights(a.models, a.out))
+
+
+def save_weights(models: list[str], out) -> int:
+    """Each model's weights saved (2 when any could not be fetched: the others are still saved)."""
+    writable_folder(out, "--out")  # before any download
     code = 0
-    for name in a.models:
+    for name in models:
         try:
             w = resolve(name, Pretrained("imagenet"))
             model, _, _ = load_resolved(name, w, {})
-        except (WeightsError, RuntimeError) as e:
+        except WeightsError as e:  # said, and the other models still saved
             print(f"error: {name}: {e}", file=sys.stderr)
             code = 2
             continue
         state = model.state_dict()
-        target = a.out / f"{w.tag}.pth"
+        target = out / f"{w.tag}.pth"
         if not save_state_file(state, target):
             print(f"{target} exists; not written over", file=sys.stderr)
         print(f"{name}: {w.tag} from {w.source} ({w.path}), {len(state)} tensors, source sha256 {w.sha256}\n"
