@@ -45,8 +45,7 @@ def view_outputs(model, v: torch.Tensor, curves: bool) -> torch.Tensor:
     """The softmax of one view; with `curves`, followed by the ordinal head's P(age >= t)."""
     if not curves:
         return torch.softmax(model(v).float(), dim=1)
-    mask_gender, ordinal = model.parts(v)
-    return torch.cat([torch.softmax(model.joint(mask_gender, ordinal), dim=1), torch.sigmoid(ordinal)], 1)
+    return model.probabilities_and_curves(v)
 
 
 @torch.no_grad()

@@ -100,6 +100,12 @@ class OrdinalAge(OnBackbone):
         joint = self.joint(mask_gender, ordinal)
         return torch.cat([joint, ordinal], 1) if self.training else joint
 
+    def probabilities_and_curves(self, x) -> torch.Tensor:
+        """What inference keeps of a view: the 18 class probabilities, then P(age >= t) for every t (the
+        OOF's curves, which the >=60 edge is fitted on)."""
+        mask_gender, ordinal = self.parts(x)
+        return torch.cat([torch.softmax(self.joint(mask_gender, ordinal), dim=1), torch.sigmoid(ordinal)], 1)
+
 
 def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
     """(model, mean, std): mean/std are what the chosen weights expect."""

@@ -123,7 +123,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
     check_cache_space(cfg, ctx, len(table) + len(eval_table) + 7 * len(outside_set.photos if outside_set else []))
-    extra = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
+    pseudo_labelled = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
     outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
     if outside is not None and cfg.decision == "prior":
@@ -139,8 +139,8 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
             record_run(run, cfg, folds)
         table = attach_folds(table, folds)
         pseudo = None
-        if extra is not None:  # fold -1: in every fold's training rows, never in a validation fold
-            table, pseudo = add_pseudo(table, extra)
+        if pseudo_labelled is not None:  # fold -1: in every fold's training rows, never in a validation fold
+            table, pseudo = add_pseudo(table, pseudo_labelled)
             print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
                   f"{cfg.pseudo_threshold} join the training data", flush=True)
         if outside is not None:
@@ -153,8 +153,8 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     except BaseException:
         run.unlock()
         raise
-    return Job(cfg, ctx, run, table, eval_table, boxes, face_stats, started, pseudo,
-               outside.stats if outside else None)
+    return Job(cfg=cfg, ctx=ctx, run=run, table=table, eval_table=eval_table, boxes=boxes, face_stats=face_stats,
+               started=started, pseudo=pseudo, extra=outside.stats if outside else None)
 
 
 def settled(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
@@ -300,7 +300,8 @@ def finish(job: Job, results: list[dict]) -> dict:
     if eval_metrics:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
-    outcome = Outcome(results, eval_metrics, job.face_stats, decision, grouping, job.pseudo, job.extra, edge_report)
+    outcome = Outcome(folds=results, eval=eval_metrics, face_crops=job.face_stats, decision=decision, grouping=grouping,
+                      pseudo=job.pseudo, extra=job.extra, age_edge=edge_report)
     metrics = build_report(run, cfg, list(cfg.folds), outcome)
     gallery = write_gallery(run)
     with open_tracker(cfg, run) as tracker:
