@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from src.core import labels as L
+from src.core import classes
+from src.core.classes import PROB_COLS
 from src.core.config import load_config
-from src.core.labels import PROB_COLS
 from src.core.run_dir import RunDir
 
 
@@ -76,8 +76,8 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def shifted_case(n=3000, seed=0):
     """Good logits with class 5 pushed down by 1.5 nats: argmax misses most of class 5."""
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, L.N_CLASSES, n)
-    z = rng.normal(0, 1, (n, L.N_CLASSES))
+    y = rng.integers(0, classes.N_CLASSES, n)
+    z = rng.normal(0, 1, (n, classes.N_CLASSES))
     z[np.arange(n), y] += 2.0
     z[:, 5] -= 1.5
     return softmax(z), y

@@ -322,7 +322,8 @@ KEYS: dict[str, Key] = {
     "ema": Key(0.0, number(0, 1, hi_open=True),
                doc="decay of an exponential moving average of the weights after every step (timm's ModelEmaV3; "
                    "0 = off): validation, the OOF, the eval, predict and export use the averaged weights"),
-    "drop_path": Key(0.0, number(0, 1), doc="stochastic depth (timm's drop_path_rate; 0 = off), where the model has it"),
+    "drop_path": Key(0.0, number(0, 1),
+                     doc="stochastic depth (timm's drop_path_rate; 0 = off), where the model has it"),
     "head_init": Key("torch", choice("torch", "timm"),
                      doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),
     "head": Key("single", choice("single", "multi"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
-from . import labels as L
+from . import classes
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -13,7 +13,7 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, average="macro", zero_division=0))
 
 
-def fast_macro_f1(y: np.ndarray, pred: np.ndarray, n: int = L.N_CLASSES) -> float:
+def fast_macro_f1(y: np.ndarray, pred: np.ndarray, n: int = classes.N_CLASSES) -> float:
     """macro_f1 (classes absent from truth and prediction left out) from one bincount: fast enough to
     score thousands of candidate decisions."""
     cm = np.bincount(y * n + pred, minlength=n * n).reshape(n, n)
@@ -26,10 +26,10 @@ def fast_macro_f1(y: np.ndarray, pred: np.ndarray, n: int = L.N_CLASSES) -> floa
 def summarize(y_true, probs: np.ndarray) -> dict:
     y_true = np.asarray(y_true)
     y_pred = probs.argmax(1)
-    tm, tg, ta = L.decode(y_true)
-    pm, pg, pa = L.decode(y_pred)
-    per_class = f1_score(y_true, y_pred, labels=range(L.N_CLASSES), average=None, zero_division=0)
-    support = np.bincount(y_true, minlength=L.N_CLASSES)
+    tm, tg, ta = classes.decode(y_true)
+    pm, pg, pa = classes.decode(y_pred)
+    per_class = f1_score(y_true, y_pred, labels=range(classes.N_CLASSES), average=None, zero_division=0)
+    support = np.bincount(y_true, minlength=classes.N_CLASSES)
     return {
         "n": int(len(y_true)),
         "f1": macro_f1(y_true, y_pred),
@@ -46,10 +46,10 @@ def summarize(y_true, probs: np.ndarray) -> dict:
 
 
 def confusion(y_true, y_pred) -> np.ndarray:
-    return confusion_matrix(y_true, y_pred, labels=range(L.N_CLASSES))
+    return confusion_matrix(y_true, y_pred, labels=range(classes.N_CLASSES))
 
 
-def weighted_macro_f1(y_true, y_pred, weights: np.ndarray, n_classes: int = L.N_CLASSES) -> np.ndarray:
+def weighted_macro_f1(y_true, y_pred, weights: np.ndarray, n_classes: int = classes.N_CLASSES) -> np.ndarray:
     """Macro-F1 of each row of `weights` (how often each photo is counted: a bootstrap resample).
 
     Same convention as `macro_f1`: classes absent from both truth and prediction are left out.

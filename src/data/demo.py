@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from ..core import labels as L
+from ..core import classes
 from ..core.errors import Exists
 from .tables import Layout
 
@@ -36,7 +36,7 @@ def draw_face(rng, gender: int, age: int, mask: int, w: int = W, h: int = H) -> 
     d = ImageDraw.Draw(img)
     cx, cy = w / 2 + rng.normal(0, 3 * s), h * 0.48 + rng.normal(0, 3 * s)
     fw, fh = 26 * s * rng.uniform(0.92, 1.08), 34 * s * rng.uniform(0.92, 1.08)
-    band = L.age_band(age)
+    band = classes.age_band(age)
     base = [35, 120, 225][band] + rng.normal(0, 10)
     hair = tuple(int(np.clip(base + rng.normal(0, 6), 0, 255)) for _ in range(3))
     if gender == 1:  # long hair falling past the jaw
@@ -87,18 +87,18 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
         g, a = persons[i]
         age = _age_for(rng, a)
         pid = f"{i + 1:06d}"
-        folder = f"{pid}_{L.GENDER_NAMES[g]}_Asian_{age}"
+        folder = f"{pid}_{classes.GENDER_NAMES[g]}_Asian_{age}"
         (img_dir / folder).mkdir()
-        for shot in L.SHOTS:
+        for shot in classes.SHOTS:
             ext = ".jpg"
             if k % 17 == 3:
                 ext = ".jpeg"
             elif k % 23 == 5 and shot == "normal":
                 ext = ".png"
-            _save(draw_face(rng, g, age, L.SHOT_MASK[shot], w, h), img_dir / folder / f"{shot}{ext}")
+            _save(draw_face(rng, g, age, classes.SHOT_MASK[shot], w, h), img_dir / folder / f"{shot}{ext}")
         if k % 11 == 0:  # macOS junk that must be ignored
             (img_dir / folder / "._mask1.jpg").write_bytes(b"\x00\x05\x16\x07junk")
-        rows.append(dict(id=pid, gender=L.GENDER_NAMES[g], race="Asian", age=age, path=folder))
+        rows.append(dict(id=pid, gender=classes.GENDER_NAMES[g], race="Asian", age=age, path=folder))
     pd.DataFrame(rows).to_csv(layout.train_csv, index=False)
 
     eval_dir = layout.eval_images
@@ -107,13 +107,13 @@ def generate(out: Path, n_train: int = 90, n_eval: int = 30, seed: int = 0,
     for i in sorted(eval_idx):
         g, a = persons[i]
         age = _age_for(rng, a)
-        for shot in L.SHOTS:
-            m = L.SHOT_MASK[shot]
+        for shot in classes.SHOTS:
+            m = classes.SHOT_MASK[shot]
             buf = io.BytesIO()
             draw_face(rng, g, age, m, w, h).save(buf, "JPEG", quality=90)
             name = hashlib.sha1(buf.getvalue()).hexdigest() + ".jpg"
             (eval_dir / name).write_bytes(buf.getvalue())
-            info.append((name, int(L.encode(m, g, L.age_band(age))), f"{i + 1:06d}"))
+            info.append((name, int(classes.encode(m, g, classes.age_band(age))), f"{i + 1:06d}"))
     info = [info[j] for j in rng.permutation(len(info))]  # the competition's order is not by person
     pd.DataFrame({"ImageID": [r[0] for r in info], "ans": 0}).to_csv(layout.eval_info, index=False)
     pd.DataFrame({"ImageID": [r[0] for r in info], "ans": [r[1] for r in info]}).to_csv(
@@ -135,7 +135,7 @@ def generate_outside(out: Path, n: int = 12, seed: int = 0, utkface: bool = Fals
         g, age = int(rng.integers(2)), int(rng.integers(18, 86))
         name = f"{age}_{g}_2_2017010{i:010d}.jpg" if utkface else f"{i:05d}.jpg"
         _save(draw_face(rng, g, min(age, 60), 2, 288, 384), out / name)
-        rows.append(dict(file=name, age=age, gender=L.GENDER_NAMES[g]))
+        rows.append(dict(file=name, age=age, gender=classes.GENDER_NAMES[g]))
     if not utkface:
         pd.DataFrame(rows).to_csv(out / "labels.csv", index=False)
     return out

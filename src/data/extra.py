@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..core import labels as L
+from ..core import classes
 from ..core.config import ConfigError, comma_items, user_path
 from ..core.runtime import atomic_write_text, parallel_map, progress
 from .faces import FaceDetector, file_sha1
@@ -50,7 +50,7 @@ class OutsideSet:
     outside_ages: int
     conflicting: int = 0        # extra_conflicts=drop: listings of a photo listed with two labels, left out
     other_race: int = 0         # extra_race: photos of another race
-    boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (an age range across it: a band head
+    boundary: int = classes.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (an age range across it: a band head
                                          # trains that photo's mask and gender only)
 
 
@@ -67,7 +67,7 @@ def conflicts(photos: list[OutsidePhoto], digests: list[str]) -> tuple[list[str]
         if (seen.age_range, seen.gender) != (photo.age_range, photo.gender):
             names = seen.path.name if seen.path == photo.path else f"{seen.path.name} and {photo.path.name}"
             problems.append(f"{seen.line} and {photo.line}: the same photo ({names}) with two labels, "
-                            f"{L.GENDER_NAMES[seen.gender]} {seen.age} and {L.GENDER_NAMES[photo.gender]} "
+                            f"{classes.GENDER_NAMES[seen.gender]} {seen.age} and {classes.GENDER_NAMES[photo.gender]} "
                             f"{photo.age}; keep one line (or extra_conflicts=drop leaves such photos out)")
             torn.add(digest)
     return problems, torn
@@ -101,7 +101,7 @@ class OutsideRules:
     competition: tuple[str, ...] = ()    # every competition train and eval photo
     layout: str = "auto"                 # extra_format: the layout of every folder, or found from its contents
     race: str = ""                       # extra_race: only photos of this race (where the layout says)
-    boundary: int = L.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (counted: age ranges across a band edge)
+    boundary: int = classes.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (counted: age ranges across a band edge)
 
 
 def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) -> list[OutsidePhoto]:
@@ -122,7 +122,7 @@ def one_band(photo: OutsidePhoto, boundary: int) -> bool:
     """Does the photo's age (a range, or exact) lie inside one age band, at the training edge and at 60? (A
     band head learns only the mask and gender of one that does not: model/losses.BandRangeLoss.)"""
     lo, hi = photo.age_range
-    return not any(L.across_bands(lo, hi, b) for b in {boundary, L.TRUE_AGE_BOUNDARY})
+    return not any(classes.across_bands(lo, hi, b) for b in {boundary, classes.TRUE_AGE_BOUNDARY})
 
 
 def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], check_pixels: bool = True
@@ -286,7 +286,7 @@ def synthesise(photo: OutsidePhoto, digest: str, face: Face, seed: int, root: Pa
     """The folder of the photo's 7 shots under `root`, drawn once (a function of content, seed, version)."""
     key = hashlib.sha1(f"{digest}-{seed}-{SYNTH_VERSION}-{CANVAS}-{FACE_WIDTH}-{FACE_CENTRE}".encode()).hexdigest()[:20]
     folder = root / key
-    if (folder / BOXES).is_file() and all((folder / f"{s}.jpg").is_file() for s in L.SHOTS):
+    if (folder / BOXES).is_file() and all((folder / f"{s}.jpg").is_file() for s in classes.SHOTS):
         return folder
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
@@ -365,10 +365,10 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
         prob = faces[digest][1]
         shot_boxes = json.loads((folder / BOXES).read_text())
         lo, hi = photo.age_range
-        for shot in L.SHOTS:
-            mask, path = L.SHOT_MASK[shot], str(folder / f"{shot}.jpg")
+        for shot in classes.SHOTS:
+            mask, path = classes.SHOT_MASK[shot], str(folder / f"{shot}.jpg")
             rows.append(dict(person=f"extra_{digest[:12]}", folder="", gender=photo.gender, age=lo, shot=shot,
-                             mask=mask, path=path, label=int(L.encode(mask, photo.gender, L.age_band(lo))),
+                             mask=mask, path=path, label=int(classes.encode(mask, photo.gender, classes.age_band(lo))),
                              fold=EXTRA_FOLD, age_lo=lo, age_hi=hi))
             boxes[path] = (*shot_boxes[shot], prob)
     table = pd.DataFrame(rows, columns=["person", "folder", "gender", "age", "shot", "mask", "path", "label", "fold",
@@ -376,14 +376,14 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     return OutsidePersons(table, stats, boxes)
 
 
-def summary(photos: int, usable: list, skipped: dict, boundary: int = L.TRUE_AGE_BOUNDARY) -> dict:
+def summary(photos: int, usable: list, skipped: dict, boundary: int = classes.TRUE_AGE_BOUNDARY) -> dict:
     """What the report says: persons joined per gender x age band, how much of their age is known (exact,
     a range inside one band, a range across a band edge: at 60 or the training-time `boundary`), and what was
     skipped why (every photo listed is one or the other: persons + the skipped counts = photos)."""
-    cells = {f"{L.GENDER_NAMES[g]} {L.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
+    cells = {f"{classes.GENDER_NAMES[g]} {classes.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
     races: dict[str, int] = {}
     for photo, _, _ in usable:
-        cells[f"{L.GENDER_NAMES[photo.gender]} {L.AGE_NAMES[L.age_band(photo.age)]}"] += 1
+        cells[f"{classes.GENDER_NAMES[photo.gender]} {classes.AGE_NAMES[classes.age_band(photo.age)]}"] += 1
         if photo.race:
             races[photo.race] = races.get(photo.race, 0) + 1
     ranged = sum(photo.age_hi is not None for photo, _, _ in usable)
@@ -438,13 +438,13 @@ def contact_sheet(rows: pd.DataFrame, n: int, thumb: int = 96) -> np.ndarray:
     """n persons, one per line, their 7 shots side by side (RGB uint8)."""
     persons = rows["person"].drop_duplicates().tolist()[:n]
     tw, th = thumb, thumb * CANVAS[0] // CANVAS[1]
-    sheet = np.full((len(persons) * (th + 16), len(L.SHOTS) * tw, 3), 255, np.uint8)
+    sheet = np.full((len(persons) * (th + 16), len(classes.SHOTS) * tw, 3), 255, np.uint8)
     for i, person in enumerate(persons):
         mine = rows[rows["person"] == person].set_index("shot")
-        for j, shot in enumerate(L.SHOTS):
+        for j, shot in enumerate(classes.SHOTS):
             img = np.asarray(Image.open(mine.loc[shot, "path"]).convert("RGB").resize((tw, th), Image.BILINEAR))
             sheet[i * (th + 16): i * (th + 16) + th, j * tw:(j + 1) * tw] = img
         r = mine.iloc[0]
-        cv2.putText(sheet, f"{L.GENDER_NAMES[int(r.gender)]} {int(r.age)}", (4, i * (th + 16) + th + 12),
+        cv2.putText(sheet, f"{classes.GENDER_NAMES[int(r.gender)]} {int(r.age)}", (4, i * (th + 16) + th + 12),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     return sheet

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from ..core import labels as L
+from ..core import classes
 from .tables import DataError
 
 NEAR_BOUNDARY = 55  # ages NEAR_BOUNDARY..59 sit next to the >=60 band (the seed trains them as >=55)
@@ -31,10 +31,10 @@ def person_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def make_folds(table: pd.DataFrame, n_folds: int, seed: int, split: str = "stratified",
-               age_boundary: int = L.TRUE_AGE_BOUNDARY) -> pd.DataFrame:
+               age_boundary: int = classes.TRUE_AGE_BOUNDARY) -> pd.DataFrame:
     """person -> fold (one row per person, sorted by person id)."""
     persons = person_table(table)
-    strata = persons["gender"].to_numpy() * 3 + L.age_band(persons["age"].to_numpy())
+    strata = persons["gender"].to_numpy() * 3 + classes.age_band(persons["age"].to_numpy())
     if len(persons) < n_folds:
         raise DataError("the training data", [f"{len(persons)} person(s) cannot be split into n_folds={n_folds} "
                                                f"folds: lower n_folds (at least 2) or add persons"])
@@ -43,7 +43,7 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int, split: str = "strat
         from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
         ages = persons["age"].to_numpy()
-        near = (ages >= min(NEAR_BOUNDARY, age_boundary)) & (ages < L.TRUE_AGE_BOUNDARY)
+        near = (ages >= min(NEAR_BOUNDARY, age_boundary)) & (ages < classes.TRUE_AGE_BOUNDARY)
         labels = np.column_stack([np.eye(6, dtype=int)[strata], near.astype(int)])
         splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
         parts = splitter.split(np.zeros(len(persons)), labels)
@@ -57,7 +57,7 @@ def make_folds(table: pd.DataFrame, n_folds: int, seed: int, split: str = "strat
             for k, (_, val_idx) in enumerate(parts):
                 fold[val_idx] = k
         except ValueError as e:  # sklearn: every cell has fewer persons than folds
-            cells = {f"{L.GENDER_NAMES[s // 3]} {L.AGE_NAMES[s % 3]}": int(n)
+            cells = {f"{classes.GENDER_NAMES[s // 3]} {classes.AGE_NAMES[s % 3]}": int(n)
                      for s, n in zip(*np.unique(strata, return_counts=True))}
             raise DataError("the training data", [f"{len(persons)} person(s) in gender x age cells {cells}: every "
                                                    f"cell has fewer persons than n_folds={n_folds}, so no fold can "

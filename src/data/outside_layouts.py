@@ -21,7 +21,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..core import labels as L
+from ..core import classes
 from .tables import is_hidden
 
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -252,12 +252,12 @@ def read_folder(folder: Path, forced: str, problems: list[str]) -> tuple[str, li
 
 def cell_counts(photos: list[OutsidePhoto]) -> str:
     """`male <30 3, ...`: photos per gender x age band (a range across bands: `across bands`)."""
-    cells = {f"{L.GENDER_NAMES[g]} {L.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
+    cells = {f"{classes.GENDER_NAMES[g]} {classes.AGE_NAMES[b]}": 0 for g in (0, 1) for b in range(3)}
     across = 0
     for p in photos:
         lo, hi = p.age_range
-        if L.age_band(lo) != L.age_band(hi):
+        if classes.age_band(lo) != classes.age_band(hi):
             across += 1
         else:
-            cells[f"{L.GENDER_NAMES[p.gender]} {L.AGE_NAMES[L.age_band(lo)]}"] += 1
+            cells[f"{classes.GENDER_NAMES[p.gender]} {classes.AGE_NAMES[classes.age_band(lo)]}"] += 1
     return ", ".join(f"{k} {v}" for k, v in cells.items()) + (f", age range across bands {across}" if across else "")

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core import labels as L
+from ..core import classes
+from ..core.classes import PROB_COLS
 from ..core.config import ConfigError
-from ..core.labels import PROB_COLS
 from ..core.run_dir import find_run, read_eval_probs
 
 PSEUDO_FOLD = -1
@@ -41,7 +41,7 @@ def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd
     p = merged[PROB_COLS].to_numpy()
     keep = p.max(1) >= threshold
     cls = p.argmax(1)[keep]
-    mask, gender, band = L.decode(cls)
+    mask, gender, band = classes.decode(cls)
     return pd.DataFrame({"person": "pseudo_" + merged["ImageID"][keep].astype(str).values,
                          "folder": "", "gender": gender, "age": [PSEUDO_AGE[int(b)] for b in band],
                          "shot": "pseudo", "mask": mask, "path": merged["path"][keep].values, "label": cls,
@@ -51,6 +51,6 @@ def pseudo_rows(run_name: str, threshold: float, eval_table: pd.DataFrame) -> pd
 
 def add_pseudo(table: pd.DataFrame, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The training table with the pseudo rows appended, and how many were added per class."""
-    counts = np.bincount(rows["label"].to_numpy(dtype=int), minlength=L.N_CLASSES)
+    counts = np.bincount(rows["label"].to_numpy(dtype=int), minlength=classes.N_CLASSES)
     stats = {"photos": int(len(rows)), "per_class": [int(c) for c in counts]}
     return pd.concat([table, rows], ignore_index=True), stats  # age_lo/age_hi: NaN (exact) for the labelled rows

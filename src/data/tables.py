@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from ..core import labels as L
+from ..core import classes
 from ..core.config import CONFIG_DIR, ROOT, user_path
 from ..core.errors import UserError
 from ..core.runtime import parallel_map
@@ -171,12 +171,12 @@ def find_shots(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
     for f in sorted(folder.iterdir()):
         if is_hidden(f) or f.is_dir():
             continue
-        if f.suffix.lower() in IMAGE_EXTS and f.stem in L.SHOT_MASK:
+        if f.suffix.lower() in IMAGE_EXTS and f.stem in classes.SHOT_MASK:
             found.setdefault(f.stem, []).append(f)
         else:
             extras.append(str(f))
     problems = []
-    for shot in L.SHOTS:
+    for shot in classes.SHOTS:
         files = found.get(shot, [])
         if not files:
             problems.append(f"{folder}: no '{shot}' image (.jpg/.jpeg/.png)")
@@ -256,7 +256,7 @@ def load_train(data_dir, corrections: str | Path | None = None, check_pixels: bo
     table = pd.DataFrame(rows)
     if corr is not None:
         table = apply_corrections(table, corr, str(corrections))
-    table["label"] = L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy()))
+    table["label"] = classes.encode(table["mask"], table["gender"], classes.age_band(table["age"].to_numpy()))
     return table.reset_index(drop=True)
 
 
@@ -295,9 +295,9 @@ def person_rows(df: pd.DataFrame, csv_path: Path, img_root: Path, problems: list
             print(f"warning: ignoring unexpected file {e}")
         if gender is None or not age_ok or shot_problems:
             continue
-        for shot in L.SHOTS:
+        for shot in classes.SHOTS:
             rows.append(dict(person=r.id, folder=r.path, gender=gender, age=int(r.age),
-                             shot=shot, mask=L.SHOT_MASK[shot], path=str(shots[shot])))
+                             shot=shot, mask=classes.SHOT_MASK[shot], path=str(shots[shot])))
     return rows, seen_paths
 
 
@@ -335,8 +335,8 @@ def apply_corrections(table: pd.DataFrame, corr: pd.DataFrame, source: str) -> p
         if row.mask_fix == "swap":
             normal = sel & (table["shot"] == "normal")
             incorrect = sel & (table["shot"] == "incorrect_mask")
-            table.loc[normal, "mask"] = L.SHOT_MASK["incorrect_mask"]
-            table.loc[incorrect, "mask"] = L.SHOT_MASK["normal"]
+            table.loc[normal, "mask"] = classes.SHOT_MASK["incorrect_mask"]
+            table.loc[incorrect, "mask"] = classes.SHOT_MASK["normal"]
         elif row.mask_fix == "incorrect_is_wear":
             table.loc[sel & (table["shot"] == "incorrect_mask"), "mask"] = 0
     print(f"applied {len(corr)} correction(s) from {source}")
@@ -370,7 +370,7 @@ def load_eval(data_dir, check_pixels: bool = True) -> pd.DataFrame:
             absent = [i for i in info["ImageID"] if i not in lookup]
             if absent:
                 problems.append(f"{answers_path}: no answer for {len(absent)} ImageID(s), e.g. {absent[:5]}")
-            bad = [v for v in lookup.values() if not (v.isdigit() and int(v) < L.N_CLASSES)]
+            bad = [v for v in lookup.values() if not (v.isdigit() and int(v) < classes.N_CLASSES)]
             if bad:
                 problems.append(f"{answers_path}: answers must be 0..17, found {sorted(set(bad))[:5]}")
             if not absent and not bad:

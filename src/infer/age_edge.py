@@ -19,7 +19,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..core import labels as L
+from ..core import classes
 from ..core.metrics import fast_macro_f1
 from ..core.run_dir import RunDir
 from .decision import held_out
@@ -31,10 +31,10 @@ PARTS = 5                     # one trained fold: its persons in this many group
 def probs_at_edge(probs: np.ndarray, curves: np.ndarray, edge: int) -> np.ndarray:
     """18 class probabilities with the >=60 band starting at `edge`."""
     mask_gender = probs.reshape(-1, 6, 3).sum(2)
-    older = curves[:, L.AGE_THRESHOLDS.index(L.YOUNG_EDGE)]
-    old = curves[:, L.AGE_THRESHOLDS.index(edge)]
+    older = curves[:, classes.AGE_THRESHOLDS.index(classes.YOUNG_EDGE)]
+    old = curves[:, classes.AGE_THRESHOLDS.index(edge)]
     band = np.stack([1 - older, np.clip(older - old, 0, None), old], 1)
-    return (mask_gender[:, :, None] * band[:, None, :]).reshape(-1, L.N_CLASSES)
+    return (mask_gender[:, :, None] * band[:, None, :]).reshape(-1, classes.N_CLASSES)
 
 
 def edge_f1(probs: np.ndarray, curves: np.ndarray, y: np.ndarray, edge: int) -> float:
@@ -44,7 +44,7 @@ def edge_f1(probs: np.ndarray, curves: np.ndarray, y: np.ndarray, edge: int) -> 
 def fit_edge(probs: np.ndarray, curves: np.ndarray, y: np.ndarray, start: int) -> tuple[int, float]:
     """(the edge with the highest macro-F1, that F1), starting from `start` (kept unless beaten)."""
     best_edge, best = start, edge_f1(probs, curves, y, start)
-    for edge in sorted(EDGES, key=lambda e: (abs(e - L.TRUE_AGE_BOUNDARY), -e)):
+    for edge in sorted(EDGES, key=lambda e: (abs(e - classes.TRUE_AGE_BOUNDARY), -e)):
         f1 = edge_f1(probs, curves, y, edge)
         if f1 > best + 1e-12:
             best_edge, best = edge, f1
@@ -61,7 +61,7 @@ def nested_parts(folds: np.ndarray, persons: np.ndarray) -> tuple[np.ndarray, st
 
 def decide_edge(oof: pd.DataFrame, start: int) -> tuple[int, dict]:
     """The edge for a run's eval, fitted on its OOF, and what the report says about it."""
-    probs, curves, y = oof[L.PROB_COLS].to_numpy(), oof[L.CURVE_COLS].to_numpy(), oof["label"].to_numpy()
+    probs, curves, y = oof[classes.PROB_COLS].to_numpy(), oof[classes.CURVE_COLS].to_numpy(), oof["label"].to_numpy()
     edge, fitted = fit_edge(probs, curves, y, start)
     parts, by = nested_parts(oof["fold"].to_numpy(), oof["person"].to_numpy())
     nested = held_out(parts, lambda fit, held: probs_at_edge(
@@ -75,10 +75,10 @@ def oof_probs_as_eval(run: RunDir, oof: pd.DataFrame) -> np.ndarray:
     """The OOF's 18 probabilities at the age edge the run's eval used: what a step fitted on the OOF and
     applied to the eval (decision, grouping, a blend) must see. Runs without a fitted edge: as saved."""
     edge = run.fitted_age_edge()
-    probs = oof[L.PROB_COLS].to_numpy()
-    if edge is None or not set(L.CURVE_COLS) <= set(oof.columns):
+    probs = oof[classes.PROB_COLS].to_numpy()
+    if edge is None or not set(classes.CURVE_COLS) <= set(oof.columns):
         return probs
-    return probs_at_edge(probs, oof[L.CURVE_COLS].to_numpy(), edge)
+    return probs_at_edge(probs, oof[classes.CURVE_COLS].to_numpy(), edge)
 
 
 def fit_for_run(run: RunDir, folds: list[int], start: int) -> tuple[int, dict]:

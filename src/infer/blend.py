@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.classes import PROB_COLS
 from ..core.config import load_config
-from ..core.labels import PROB_COLS
 from ..core.metrics import fast_macro_f1, paired_bootstrap, summarize
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run, read_eval_probs
 from ..core.runtime import pick_device

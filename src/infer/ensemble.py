@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..core import labels as L
+from ..core import classes
 from ..core.config import Config, Pretrained, completed
 from ..core.run_dir import RunDir
 from ..core.runtime import amp_dtype, autocast, progress
@@ -52,7 +52,7 @@ def view_outputs(model, v: torch.Tensor, curves: bool) -> torch.Tensor:
 def predict_probs(model, batches, how: Inference, desc: str | None = "predict", augment=None, curves: bool = False):
     """One model's softmax averaged over TTA views. `augment` finishes uint8 cache batches
     (None: the batches are already normalised); desc=None: no progress bar. `curves` (age_head=ordinal):
-    returns (probabilities, P(age >= t) per L.AGE_THRESHOLDS, both averaged over the views)."""
+    returns (probabilities, P(age >= t) per classes.AGE_THRESHOLDS, both averaged over the views)."""
     model.eval()
     out = []
     for x, _ in (batches if desc is None else progress(batches, desc=desc, unit="batch")):
@@ -64,9 +64,9 @@ def predict_probs(model, batches, how: Inference, desc: str | None = "predict", 
         with autocast(how.device, how.amp):
             views = [view_outputs(model, v, curves) for v in tta_views(x, how.tta)]
         out.append(torch.stack(views).mean(0).cpu().numpy())
-    width = L.N_CLASSES + (len(L.AGE_THRESHOLDS) if curves else 0)
+    width = classes.N_CLASSES + (len(classes.AGE_THRESHOLDS) if curves else 0)
     both = np.concatenate(out) if out else np.zeros((0, width), np.float32)
-    return (both[:, :L.N_CLASSES], both[:, L.N_CLASSES:]) if curves else both
+    return (both[:, :classes.N_CLASSES], both[:, classes.N_CLASSES:]) if curves else both
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core import labels as L
+from ..core import classes
 from ..core.metrics import fast_macro_f1
 
 
@@ -72,13 +72,13 @@ def grouping_quality(groups: np.ndarray, persons: np.ndarray) -> dict:
 
 def smooth_by_group(probs: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Each grouped photo: its own mask probabilities x its group's mean gender and age probabilities."""
-    p_mask, p_gender, p_age = L.subtask_probs(probs)
+    p_mask, p_gender, p_age = classes.subtask_probs(probs)
     out = probs.copy()
     for g in np.unique(groups[groups >= 0]):
         idx = np.flatnonzero(groups == g)
         gender, age = p_gender[idx].mean(0), p_age[idx].mean(0)
         joint = p_mask[idx][:, :, None, None] * gender[None, None, :, None] * age[None, None, None, :]
-        out[idx] = joint.reshape(len(idx), L.N_CLASSES)
+        out[idx] = joint.reshape(len(idx), classes.N_CLASSES)
     return out
 
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core import labels as L
+from ..core import classes
+from ..core.classes import PROB_COLS
 from ..core.errors import NotFound
-from ..core.labels import PROB_COLS
 from ..core.run_dir import OUTPUT, RunDir
 from ..core.runtime import progress
 from ..data.cache import cache_root
@@ -171,8 +171,9 @@ def predict(run: RunDir, paths: list[Path], engine_choice: str = "auto", batch_s
             if err is None:
                 pr = next(probs)
                 c = int(pr.argmax())
-                m, g, a = (int(v) for v in L.decode(c))
-                row.update({"class": c, "mask": L.MASK_NAMES[m], "gender": L.GENDER_NAMES[g], "age": L.AGE_NAMES[a],
+                m, g, a = (int(v) for v in classes.decode(c))
+                row.update({"class": c, "mask": classes.MASK_NAMES[m], "gender": classes.GENDER_NAMES[g],
+                            "age": classes.AGE_NAMES[a],
                             **{k: float(v) for k, v in zip(PROB_COLS, pr)}, "error": ""})
             else:
                 row.update({"class": "", "mask": "", "gender": "", "age": "", "error": err})

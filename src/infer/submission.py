@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..core.labels import PROB_COLS
+from ..core.classes import PROB_COLS
 from ..core.metrics import summarize
 from ..core.run_dir import RunDir
 

@@ -12,9 +12,9 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from ..core.classes import PROB_COLS
 from ..core.config import KEYS, ROOT, ConfigError, load_config, matches_saved, settle_outside, user_path
 from ..core.errors import UserError
-from ..core.labels import PROB_COLS
 from ..core.metrics import paired_bootstrap
 from ..core.run_dir import OUTPUT, RESUME_FREE_KEYS, RunDir, read_eval_probs
 from ..data.tables import load_eval

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core.labels import AGE_THRESHOLDS, N_CLASSES, YOUNG_EDGE
+from ..core.classes import AGE_THRESHOLDS, N_CLASSES, YOUNG_EDGE
 from .weights import load_resolved, resolve
 
 

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..core import labels as L
-from ..core.labels import AGE_THRESHOLDS
+from ..core import classes
+from ..core.classes import AGE_THRESHOLDS
 
 
 class FocalLoss(nn.Module):
@@ -86,13 +86,13 @@ def pack_targets(labels: np.ndarray, ages: np.ndarray, ages_hi: np.ndarray | Non
     CutMix move it like a class; `unpack` gives all three back."""
     lo = np.minimum(np.asarray(ages), AGE_CAP)
     hi = lo if ages_hi is None else np.minimum(np.asarray(ages_hi), AGE_CAP)
-    return np.asarray(labels) + L.N_CLASSES * (lo + (AGE_CAP + 1) * hi)
+    return np.asarray(labels) + classes.N_CLASSES * (lo + (AGE_CAP + 1) * hi)
 
 
 def unpack(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(class, the lowest age, the highest age) of packed targets."""
-    ages = target // L.N_CLASSES
-    return target % L.N_CLASSES, ages % (AGE_CAP + 1), ages // (AGE_CAP + 1)
+    ages = target // classes.N_CLASSES
+    return target % classes.N_CLASSES, ages % (AGE_CAP + 1), ages // (AGE_CAP + 1)
 
 
 class MaskGenderLoss(nn.Module):
@@ -105,7 +105,7 @@ class MaskGenderLoss(nn.Module):
         self.part_weights = [w for _, w in parts]
 
     def forward(self, out: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        lp = out[:, :L.N_CLASSES].float().view(-1, 3, 2, 3)
+        lp = out[:, :classes.N_CLASSES].float().view(-1, 3, 2, 3)
         if len(self.parts) == 1:  # one 6-way mask x gender softmax
             marginals, targets = [lp.logsumexp(dim=3).reshape(-1, 6)], [label // 3]
         else:
@@ -133,7 +133,7 @@ class OrdinalAgeLoss(nn.Module):
         label, lo, hi = unpack(target)
         older = lo[:, None] >= self.thresholds[None, :]
         decided = older | (hi[:, None] < self.thresholds[None, :])
-        bce = F.binary_cross_entropy_with_logits(out[:, L.N_CLASSES:].float(), older.float(), reduction="none")
+        bce = F.binary_cross_entropy_with_logits(out[:, classes.N_CLASSES:].float(), older.float(), reduction="none")
         return self.mask_gender(out, label) + self.age_weight * (bce * decided).sum(1).mean() / self.AGE_SCALE
 
 
@@ -149,7 +149,7 @@ class BandRangeLoss(nn.Module):
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         label, lo, hi = unpack(target)
-        across = L.across_bands(lo, hi, self.boundary)
+        across = classes.across_bands(lo, hi, self.boundary)
         n_across = int(across.sum())  # one sync a step, only in runs with such rows
         if n_across == 0:
             return self.band_loss(out, label)
@@ -160,7 +160,7 @@ class BandRangeLoss(nn.Module):
         return loss
 
 
-def inverse_frequency_weights(labels: np.ndarray, n_classes: int = L.N_CLASSES) -> torch.Tensor:
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int = classes.N_CLASSES) -> torch.Tensor:
     """Class weights ~ 1/count, normalised to mean 1 over present classes (absent classes get 0)."""
     counts = np.bincount(np.asarray(labels), minlength=n_classes).astype(float)
     w = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
@@ -187,7 +187,7 @@ def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
 
 def mask_gender_parts(cfg, train_labels: np.ndarray) -> list[tuple[nn.Module, float]]:
     """The run's loss on mask x gender: one 6-way part, or (head=multi) mask and gender by task_weights."""
-    m, g, _ = L.decode(np.asarray(train_labels))
+    m, g, _ = classes.decode(np.asarray(train_labels))
     if cfg.head == "multi":
         return [(single_loss(cfg, m, 3), cfg.task_weights[0]), (single_loss(cfg, g, 2), cfg.task_weights[1])]
     return [(single_loss(cfg, m * 2 + g, 6), 1.0)]
@@ -199,11 +199,11 @@ def build_loss(cfg, train_labels: np.ndarray, ranged: bool = False) -> nn.Module
     if cfg.age_head == "ordinal":
         return OrdinalAgeLoss(mask_gender_parts(cfg, train_labels), cfg.task_weights[2] if cfg.head == "multi" else 1.0)
     if cfg.head == "multi":
-        m, g, a = L.decode(np.asarray(train_labels))
+        m, g, a = classes.decode(np.asarray(train_labels))
         band_loss = MultiTaskLoss(single_loss(cfg, m, 3), single_loss(cfg, g, 2), single_loss(cfg, a, 3),
                                   cfg.task_weights)
     else:
-        band_loss = single_loss(cfg, train_labels, L.N_CLASSES)
+        band_loss = single_loss(cfg, train_labels, classes.N_CLASSES)
     if not ranged:
         return band_loss
     return BandRangeLoss(band_loss, MaskGenderLoss(mask_gender_parts(cfg, train_labels)), cfg.age_boundary)

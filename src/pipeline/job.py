@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from ..core import distributed as dist
+from ..core.classes import N_CLASSES
 from ..core.config import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, ROOT, Config, ConfigError, load_config, settle_outside
-from ..core.labels import N_CLASSES
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
 from ..core.runtime import (CannotWrite, RunContext, free_mib, out_of_memory_advice, pick_device, set_threads,
                             writable_folder)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import labels as L
+from ..core import classes
+from ..core.classes import PROB_COLS
 from ..core.errors import NotFound, UserError
-from ..core.labels import PROB_COLS
 from ..core.run_dir import RunDir
 
 SUGGESTED_AGE = {0: 25, 1: 45, 2: 60}  # the age a fix suggests for each band (60: as train.csv caps it)
@@ -21,8 +21,8 @@ NOISE_KIND = {"gender_flipped": "gender", "normal_incorrect_swapped": "swap"}
 def person_scores(oof: pd.DataFrame) -> pd.DataFrame:
     """One row per person: gender / swap / age scores and what the predictions suggest."""
     probs = oof[PROB_COLS].to_numpy()
-    p_mask, p_gender, p_age = L.subtask_probs(probs)
-    mask_t, gender_t, age_t = L.decode(oof["label"].to_numpy())
+    p_mask, p_gender, p_age = classes.subtask_probs(probs)
+    mask_t, gender_t, age_t = classes.decode(oof["label"].to_numpy())
     frame = pd.DataFrame({"person": oof["person"].astype(str), "gender_t": gender_t, "mask_t": mask_t,
                           "age_t": age_t, "p_other_gender": p_gender[np.arange(len(oof)), 1 - gender_t],
                           "p_female": p_gender[:, 1], "p_incorrect": p_mask[:, 1], "p_not_worn": p_mask[:, 2]})
@@ -37,7 +37,7 @@ def person_scores(oof: pd.DataFrame) -> pd.DataFrame:
         if len(labelled_not_worn) and len(labelled_incorrect):
             swap = float(np.sqrt(labelled_not_worn["p_incorrect"].mean() * labelled_incorrect["p_not_worn"].mean()))
         age_probs = g[[f"p_age{b}" for b in range(3)]].mean().to_numpy()
-        rows.append({"id": person, "shots": len(g), "gender_label": L.GENDER_NAMES[gender_t],
+        rows.append({"id": person, "shots": len(g), "gender_label": classes.GENDER_NAMES[gender_t],
                      "gender_score": float(g["p_other_gender"].mean()),
                      "gender_votes": int((g["p_other_gender"] > 0.5).sum()),
                      "swap_score": swap, "age_band": age_t, "age_score": float(1 - age_probs[age_t]),
@@ -61,7 +61,7 @@ def candidates(scores: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
         if r.age_score > threshold and r.age_pred_band != r.age_band:
             out.append({"id": r.id, "gender": "", "age": str(SUGGESTED_AGE[r.age_pred_band]), "mask_fix": "",
                         "kind": "age", "score": r.age_score,
-                        "note": f"labelled {L.AGE_NAMES[r.age_band]}, looks {L.AGE_NAMES[r.age_pred_band]} "
+                        "note": f"labelled {classes.AGE_NAMES[r.age_band]}, looks {classes.AGE_NAMES[r.age_pred_band]} "
                                 f"(p of the label {1 - r.age_score:.2f}); check the exact age"})
     cols = ["id", "gender", "age", "mask_fix", "note", "kind", "score"]
     return pd.DataFrame(out, columns=cols).sort_values("score", ascending=False, kind="stable").reset_index(drop=True)

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..core import labels as L
+from ..core import classes
+from ..core.classes import PROB_COLS
 from ..core.errors import NotFound
-from ..core.labels import PROB_COLS
 from ..core.run_dir import RunDir, read_eval_probs
 from ..core.runtime import atomic_write_text, parallel_map, writing_errors
 from ..data.tables import DataError, Layout, load_eval
@@ -80,7 +80,7 @@ def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
         oof = run.load_oof()
     except FileNotFoundError:
         return None
-    order = oof["shot"].map({s: i for i, s in enumerate(L.SHOTS)})  # mask1..5, incorrect, normal
+    order = oof["shot"].map({s: i for i, s in enumerate(classes.SHOTS)})  # mask1..5, incorrect, normal
     oof = oof.assign(_order=order).sort_values(["person", "_order"], kind="stable").drop(columns="_order")
     oof = oof.reset_index(drop=True)
     probs = oof[PROB_COLS].to_numpy()
@@ -90,7 +90,7 @@ def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
     thumbs, unreadable = make_thumbs(paths, folder)
     data = {"n": len(oof), "true": oof["label"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
             "p": permille(probs), "fold": oof["fold"].astype(int).tolist(),
-            "person": [index[p] for p in oof["person"]], "shot": [L.SHOTS.index(s) for s in oof["shot"]],
+            "person": [index[p] for p in oof["person"]], "shot": [classes.SHOTS.index(s) for s in oof["shot"]],
             "thumb": thumbs, **located(paths), "unreadable": unreadable}
     return data, oof
 
@@ -129,9 +129,9 @@ def person_rows(oof: pd.DataFrame, data_dir: str) -> list[dict]:
             ages = dict(zip(table["id"].str.strip(), table["age"].str.strip()))
     rows = []
     for person, r in first.iterrows():
-        _, gender, band = L.decode(int(r["label"]))
+        _, gender, band = classes.decode(int(r["label"]))
         age = int(ages[person]) if str(ages.get(person, "")).isdigit() else None
-        if age is not None and L.age_band(age) != band:
+        if age is not None and classes.age_band(age) != band:
             age = None  # corrected since train.csv: the run's band is the label, the page shows it alone
         rows.append({"id": person, "gender": int(gender), "band": int(band), "fold": int(r["fold"]), "age": age})
     return rows
@@ -167,8 +167,9 @@ def page_data(run: RunDir, folder: Path) -> dict:
         raise NotFound(f"{run.path}: nothing to show: no out-of-fold predictions and no eval "
                                 f"probabilities with eval/answers.csv")
     return {"run": run.name, "built": time.strftime("%Y-%m-%d %H:%M"), "recipe": cfg.recipe, "model": cfg.model,
-            "classes": [L.class_name(c) for c in range(L.N_CLASSES)], "shots": list(L.SHOTS),
-            "tasks": {"mask": list(L.MASK_NAMES), "gender": list(L.GENDER_NAMES), "age": list(L.AGE_NAMES)},
+            "classes": [classes.class_name(c) for c in range(classes.N_CLASSES)], "shots": list(classes.SHOTS),
+            "tasks": {"mask": list(classes.MASK_NAMES), "gender": list(classes.GENDER_NAMES),
+                      "age": list(classes.AGE_NAMES)},
             "thumbs": folder.name, "sets": sets, "persons": persons, "audit": audit, "audit_source": audit_source}
 
 

@@ -12,8 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from ..core import labels as L  # noqa: E402
-from ..core.labels import PROB_COLS  # noqa: E402
+from ..core import classes  # noqa: E402
+from ..core.classes import PROB_COLS  # noqa: E402
 from ..core.metrics import confusion, summarize  # noqa: E402
 from ..core.run_dir import RunDir  # noqa: E402
 from ..data.extra import summary_lines  # noqa: E402
@@ -23,16 +23,16 @@ def plot_confusion(y_true, y_pred, title: str, path: Path) -> None:
     cm = confusion(y_true, y_pred)
     row = cm.sum(1, keepdims=True)
     frac = np.divide(cm, row, out=np.zeros_like(cm, dtype=float), where=row > 0)
-    names = [L.class_name(i) for i in range(L.N_CLASSES)]
+    names = [classes.class_name(i) for i in range(classes.N_CLASSES)]
     fig, ax = plt.subplots(figsize=(12, 10.5))
     ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
-    for i in range(L.N_CLASSES):
-        for j in range(L.N_CLASSES):
+    for i in range(classes.N_CLASSES):
+        for j in range(classes.N_CLASSES):
             if cm[i, j]:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if frac[i, j] > 0.5 else "black")
-    ax.set_xticks(range(L.N_CLASSES), [f"{i} {n}" for i, n in enumerate(names)], rotation=90, fontsize=8)
-    ax.set_yticks(range(L.N_CLASSES), [f"{i} {n}" for i, n in enumerate(names)], fontsize=8)
+    ax.set_xticks(range(classes.N_CLASSES), [f"{i} {n}" for i, n in enumerate(names)], rotation=90, fontsize=8)
+    ax.set_yticks(range(classes.N_CLASSES), [f"{i} {n}" for i, n in enumerate(names)], fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (colour: share of the true row)")
     ax.set_title(title)
@@ -93,7 +93,7 @@ def scores_section(overall: dict, per_fold: dict, eval_metrics: dict | None) -> 
 def pseudo_section(cfg, pseudo: dict) -> list[str]:
     return [f"## Pseudo-labels (`pseudo_from={cfg['pseudo_from']}`, p >= {cfg['pseudo_threshold']})", "",
             f"{pseudo['photos']} eval photos joined every fold's training data (never validation), per class:", "",
-            "| " + " | ".join(str(i) for i in range(L.N_CLASSES)) + " |", "|---" * L.N_CLASSES + "|",
+            "| " + " | ".join(str(i) for i in range(classes.N_CLASSES)) + " |", "|---" * classes.N_CLASSES + "|",
             "| " + " | ".join(str(c) for c in pseudo["per_class"]) + " |", "",
             "The eval score of this run is transductive: it trained on the eval photos' predicted labels.", ""]
 
@@ -131,7 +131,7 @@ def grouping_section(cfg, grouping: dict) -> list[str]:
 
 def decision_section(cfg, decision: dict) -> list[str]:
     if decision.get("prior"):
-        shares = lambda p: ", ".join(f"{L.class_name(k)} {100 * v:.1f}" for k, v in enumerate(p))  # noqa: E731
+        shares = lambda p: ", ".join(f"{classes.class_name(k)} {100 * v:.1f}" for k, v in enumerate(p))  # noqa: E731
         return ["## Decision (`decision=prior`): the competition's class prior put back", "",
                 "Eval log-probabilities + log(competition prior / trained prior), per class (%):", "",
                 f"- competition's training rows: {shares(decision['competition_prior'])}",
@@ -170,8 +170,8 @@ def training_section(run: RunDir, fold_results: list[dict]) -> list[str]:
 
 def per_class_section(run: RunDir, overall: dict) -> list[str]:
     lines = ["## Per class (out-of-fold)", "", "| class | name | F1 | support |", "|---|---|---|---|"]
-    lines += [f"| {i} | {L.class_name(i)} | {overall['per_class_f1'][i]:.4f} | {overall['support'][i]} |"
-              for i in range(L.N_CLASSES)]
+    lines += [f"| {i} | {classes.class_name(i)} | {overall['per_class_f1'][i]:.4f} | {overall['support'][i]} |"
+              for i in range(classes.N_CLASSES)]
     lines += ["", f"![out-of-fold confusion matrix]({run.confusion_oof.name})", "",
               f"The photos behind every cell, persons whose shots disagree and the audit's candidates: "
               f"[{run.gallery.name}]({run.gallery.name}) (open it in a browser).", ""]

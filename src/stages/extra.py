@@ -35,7 +35,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..core import labels as L
+from ..core import classes
 from ..core.config import ConfigError, age_range, config_parser, option_items, user_path
 from ..core.run_dir import OUTPUT
 from ..core.runtime import first_free, writable_folder
@@ -104,7 +104,7 @@ def extra(a) -> None:
               f"photos, seed={a.seed} and this cache_dir draws nothing again")
         return
     Image.fromarray(contact_sheet(persons.rows, a.preview)).save(out, quality=85)
-    print(f"wrote {out}: {min(a.preview, persons.stats['persons'])} persons x 7 shots ({', '.join(L.SHOTS)})")
+    print(f"wrote {out}: {min(a.preview, persons.stats['persons'])} persons x 7 shots ({', '.join(classes.SHOTS)})")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,9 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 
+from ..core import classes
 from ..core import distributed as dist
-from ..core import labels as L
-from ..core.labels import PROB_COLS
+from ..core.classes import PROB_COLS
 from ..core.metrics import macro_f1, summarize
 from ..core.run_dir import FoldFiles, RunDir
 from ..core.runtime import RunContext, amp_dtype, autocast, peak_memory_gib, progress, seed_everything
@@ -32,7 +32,7 @@ from ..model.losses import build_loss, pack_targets
 
 def training_labels(table: pd.DataFrame, age_boundary: int) -> np.ndarray:
     """Labels the model is trained on: the seed recipe moves the old band's boundary (e.g. 55)."""
-    return L.encode(table["mask"], table["gender"], L.age_band(table["age"].to_numpy(), age_boundary))
+    return classes.encode(table["mask"], table["gender"], classes.age_band(table["age"].to_numpy(), age_boundary))
 
 
 def training_targets(cfg, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def training_targets(cfg, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     age) for age_head=ordinal, and for a band head when some range spans two bands (losses.BandRangeLoss))."""
     labels = training_labels(table, cfg.age_boundary)
     lo, hi = age_bound(table, "age_lo"), age_bound(table, "age_hi")
-    if cfg.age_head != "ordinal" and not L.across_bands(lo, hi, cfg.age_boundary).any():
+    if cfg.age_head != "ordinal" and not classes.across_bands(lo, hi, cfg.age_boundary).any():
         return labels, labels
     return labels, pack_targets(labels, lo, hi)
 
@@ -92,7 +92,8 @@ def make_batches(cfg, ctx: RunContext, table, rows: FoldRows, mean, std, boxes=N
     Both sources yield Geometry's uint8 output in the same order; `DeviceAugment` does the rest."""
     pin = ctx.device.type == "cuda"
     shard = dict(pin=pin, rank=dist.rank(), world=dist.world_size())
-    weights = balanced_weights(rows.y_train % L.N_CLASSES) if cfg.sampler == "balanced" else None  # classes, not ages
+    # the classes, not the ages packed with them
+    weights = balanced_weights(rows.y_train % classes.N_CLASSES) if cfg.sampler == "balanced" else None
     train_plan = BatchPlan(cfg.batch_size, True, **shard, weights=weights)
     val_plan = BatchPlan(cfg.batch_size, False, **shard)
     if cfg.cache:
@@ -244,8 +245,8 @@ class FoldTrainer:
                 self.ema.update(self.model)
             # kept on the device: a .item() per step would stall a GPU
             loss_sum += loss.detach() * len(y)
-            preds.append(logits.detach()[:, :L.N_CLASSES].argmax(1))  # an ordinal head's age logits follow
-            trues.append(y % L.N_CLASSES)  # an ordinal target carries the age too
+            preds.append(logits.detach()[:, :classes.N_CLASSES].argmax(1))  # an ordinal head's age logits follow
+            trues.append(y % classes.N_CLASSES)  # an ordinal target carries the age too
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss_sum.item() / sum(len(t) for t in trues):.4f}",
                                 f1=f"{macro_f1(torch.cat(trues).cpu(), torch.cat(preds).cpu()):.3f}")
@@ -313,7 +314,7 @@ def write_oof(files: FoldFiles, fold: int, va: pd.DataFrame, probs: np.ndarray, 
     oof["pred"] = probs.argmax(1)
     oof[PROB_COLS] = probs
     if curves is not None:
-        oof[L.CURVE_COLS] = curves
+        oof[classes.CURVE_COLS] = curves
     oof.to_csv(files.oof, index=False, float_format="%.6f")
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.core import labels as L
+from src.core import classes
 from src.data.folds import attach_folds, make_folds
 
 
@@ -14,7 +14,7 @@ def _table(n_persons=203, seed=0, spread_ages=False):
         age = int(rng.choice([20, 25, 35, 45, 58, 60], p=[0.3, 0.15, 0.2, 0.2, 0.08, 0.07]))
         if spread_ages:  # every age of the middle band, the 55..59 among them
             age = int(rng.integers(30, 60)) if 30 <= age < 60 else age
-        for shot in L.SHOTS:
+        for shot in classes.SHOTS:
             rows.append(dict(person=f"{i:06d}", gender=g, age=age, shot=shot))
     return pd.DataFrame(rows)
 
@@ -64,4 +64,4 @@ def test_stratum_uses_true_age_band():
     t = _table()
     folds = make_folds(t, 5, 0).set_index("person")
     first = t.drop_duplicates("person").set_index("person")
-    assert (folds["stratum"] == first["gender"] * 3 + L.age_band(first["age"].to_numpy())).all()
+    assert (folds["stratum"] == first["gender"] * 3 + classes.age_band(first["age"].to_numpy())).all()

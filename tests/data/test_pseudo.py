@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from src.core import labels as L
+from src.core import classes
 from src.core.run_dir import RunDir
 from src.data.pseudo import BAND_AGES
 from src.model.losses import unpack
@@ -31,7 +31,7 @@ def test_pseudo_rows_are_in_every_folds_training_rows_and_no_validation(teacher,
         assert set(job.table.loc[pseudo, "path"]) == set(job.eval_table["path"])
         # a pseudo-label knows the band, not the age: age_head=ordinal trains the thresholds the band decides
         rows = job.table[pseudo]
-        bands = L.age_band(rows["age"].to_numpy())
+        bands = classes.age_band(rows["age"].to_numpy())
         want = [BAND_AGES[int(b)] for b in bands]
         assert list(zip(rows["age_lo"].astype(int), rows["age_hi"].astype(int))) == want
         _, packed = training_targets(job.cfg.replace(age_head="ordinal"), job.table)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.core import labels as L
+from src.core import classes
 from src.data.tables import DataError, load_eval, load_train, read_image
 
 
@@ -17,10 +17,10 @@ def test_loader_reads_mixed_extensions_and_skips_junk(tiny_data):
     n_persons = len(pd.read_csv(tiny_data / "train" / "train.csv"))
     assert len(t) == 7 * n_persons
     assert not any("/._" in p for p in t["path"])
-    assert all(sorted(shots) == sorted(L.SHOTS) for shots in t.groupby("person")["shot"].apply(list))
+    assert all(sorted(shots) == sorted(classes.SHOTS) for shots in t.groupby("person")["shot"].apply(list))
     assert t["person"].str.len().eq(6).all()  # ids keep their leading zeros
     row = t.iloc[0]
-    assert row["label"] == L.encode(row["mask"], row["gender"], L.age_band(row["age"]))
+    assert row["label"] == classes.encode(row["mask"], row["gender"], classes.age_band(row["age"]))
 
 
 def test_eval_table_keeps_info_order_and_answers(tiny_data):
@@ -139,7 +139,7 @@ def test_corrections_fix_labels_without_touching_data(tiny_data, tmp_path):
     after = load_train(tiny_data, corr).set_index(["person", "shot"])
     b = before.set_index(["person", "shot"])
     assert (after.loc[p0, "gender"] != b.loc[p0, "gender"]).all()
-    assert (after.loc[p1, "age"] == 65).all() and (L.decode(after.loc[p1, "label"])[2] == 2).all()
+    assert (after.loc[p1, "age"] == 65).all() and (classes.decode(after.loc[p1, "label"])[2] == 2).all()
     assert after.loc[(p1, "normal"), "mask"] == 1 and after.loc[(p1, "incorrect_mask"), "mask"] == 2
     assert after.loc[(p2, "incorrect_mask"), "mask"] == 0
     others = ~after.index.get_level_values(0).isin([p0, p1, p2])

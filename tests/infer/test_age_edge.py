@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from src.core import labels as L
+from src.core import classes
 from src.core.config import load_config
 from src.core.run_dir import RunDir
 from src.infer import predict
@@ -36,7 +36,7 @@ def test_band_probabilities_sum_to_one_and_follow_the_edge(head):
         curve = torch.sigmoid(ordinal)
         assert (curve[:, 1:] <= curve[:, :-1] + 1e-7).all()  # P(age >= t) never rises with t
         old = probs.view(-1, 3, 2, 3).sum((1, 2))[:, 2]
-        np.testing.assert_allclose(old.numpy(), curve[:, L.AGE_THRESHOLDS.index(55)].numpy(), atol=1e-5)
+        np.testing.assert_allclose(old.numpy(), curve[:, classes.AGE_THRESHOLDS.index(55)].numpy(), atol=1e-5)
         model.edge = 60
         old60 = torch.softmax(model(x), 1).view(-1, 3, 2, 3).sum((1, 2))[:, 2]
         np.testing.assert_allclose(old60.numpy(), curve[:, -1].numpy(), atol=1e-5)
@@ -44,28 +44,28 @@ def test_band_probabilities_sum_to_one_and_follow_the_edge(head):
 
 
 def test_band_log_probs_are_the_differences_of_the_curve():
-    ordinal = torch.tensor([[4.0 - 0.2 * i for i in range(len(L.AGE_THRESHOLDS))]])
+    ordinal = torch.tensor([[4.0 - 0.2 * i for i in range(len(classes.AGE_THRESHOLDS))]])
     got = band_log_probs(ordinal, 58).exp()[0]
     s = torch.sigmoid(ordinal[0])
-    want = [1 - s[L.AGE_THRESHOLDS.index(30)], s[L.AGE_THRESHOLDS.index(30)] - s[L.AGE_THRESHOLDS.index(58)],
-            s[L.AGE_THRESHOLDS.index(58)]]
+    at = classes.AGE_THRESHOLDS.index
+    want = [1 - s[at(30)], s[at(30)] - s[at(58)], s[at(58)]]
     np.testing.assert_allclose(got.numpy(), torch.stack(want).numpy(), rtol=1e-5)
 
 
 def test_ordinal_loss_is_the_mask_gender_loss_plus_the_age_cross_entropies():
     cfg = load_config("seed", [*TINY_MODEL, "age_head=ordinal", "loss=ce"])
-    labels = np.array([L.encode(0, 1, 1), L.encode(2, 0, 2)])
+    labels = np.array([classes.encode(0, 1, 1), classes.encode(2, 0, 2)])
     ages = np.array([41, 73])  # 73: an outside person, counted as 60
     target = torch.tensor(pack_targets(labels, ages))
     loss = build_loss(cfg, labels)
     assert isinstance(loss, OrdinalAgeLoss)
     torch.manual_seed(1)
     mg = torch.log_softmax(torch.randn(2, 6), 1)
-    ordinal = torch.randn(2, len(L.AGE_THRESHOLDS))
+    ordinal = torch.randn(2, len(classes.AGE_THRESHOLDS))
     joint = (mg[:, :, None] + band_log_probs(ordinal, 55)[:, None, :]).reshape(2, 18)
     got = loss(torch.cat([joint, ordinal], 1), target)
     mg_part = torch.nn.functional.cross_entropy(mg, torch.tensor(labels // 3))
-    older = torch.tensor([[41 >= t for t in L.AGE_THRESHOLDS], [60 >= t for t in L.AGE_THRESHOLDS]]).float()
+    older = torch.tensor([[41 >= t for t in classes.AGE_THRESHOLDS], [60 >= t for t in classes.AGE_THRESHOLDS]]).float()
     age_part = torch.nn.functional.binary_cross_entropy_with_logits(ordinal, older, reduction="sum") / 2 / 10
     np.testing.assert_allclose(got.item(), (mg_part + age_part).item(), rtol=1e-5)
 
@@ -79,23 +79,25 @@ def synthetic_oof(n_persons=300, seed=0):
         g = rng.integers(2)
         for mask in (0, 0, 0, 0, 0, 1, 2):
             guess = age + rng.normal(-5, 3)  # biased low: the fit should move the edge below 60
-            curve = 1 / (1 + np.exp(-(guess - np.array(L.AGE_THRESHOLDS)) / 3))
+            curve = 1 / (1 + np.exp(-(guess - np.array(classes.AGE_THRESHOLDS)) / 3))
             mg = np.full(6, 0.02)
             mg[mask * 2 + g] = 0.9
-            band = [1 - curve[L.AGE_THRESHOLDS.index(30)], curve[L.AGE_THRESHOLDS.index(30)] - curve[-1], curve[-1]]
+            at_30 = curve[classes.AGE_THRESHOLDS.index(30)]
+            band = [1 - at_30, at_30 - curve[-1], curve[-1]]
             probs.append((mg[:, None] * np.array(band)[None, :]).ravel())
             curves.append(curve)
-            rows.append(dict(fold=0, person=f"p{p}", label=int(L.encode(mask, g, L.age_band(age)))))
+            rows.append(dict(fold=0, person=f"p{p}", label=int(classes.encode(mask, g, classes.age_band(age)))))
     oof = pd.DataFrame(rows)
-    oof[L.PROB_COLS] = np.array(probs)
-    oof[L.CURVE_COLS] = np.array(curves)
+    oof[classes.PROB_COLS] = np.array(probs)
+    oof[classes.CURVE_COLS] = np.array(curves)
     return oof
 
 
 def test_the_fitted_edge_never_lowers_the_f1_it_was_fitted_on():
     for seed in range(5):
         oof = synthetic_oof(seed=seed)
-        probs, curves, y = oof[L.PROB_COLS].to_numpy(), oof[L.CURVE_COLS].to_numpy(), oof["label"].to_numpy()
+        probs, curves = oof[classes.PROB_COLS].to_numpy(), oof[classes.CURVE_COLS].to_numpy()
+        y = oof["label"].to_numpy()
         for start in (55, 60):
             edge, f1 = fit_edge(probs, curves, y, start)
             assert f1 >= edge_f1(probs, curves, y, start) - 1e-12
@@ -109,7 +111,7 @@ def test_the_fitted_edge_never_lowers_the_f1_it_was_fitted_on():
 
 def test_probabilities_at_the_training_edge_are_the_ones_the_model_gives():
     oof = synthetic_oof(50)
-    probs, curves = oof[L.PROB_COLS].to_numpy(), oof[L.CURVE_COLS].to_numpy()
+    probs, curves = oof[classes.PROB_COLS].to_numpy(), oof[classes.CURVE_COLS].to_numpy()
     np.testing.assert_allclose(probs_at_edge(probs, curves, 60), probs, atol=1e-9)
     np.testing.assert_allclose(probs_at_edge(probs, curves, 52).sum(1), 1, atol=1e-9)
 
@@ -126,24 +128,24 @@ def test_an_ordinal_run_fits_its_edge_and_predict_and_onnx_agree(ordinal_run, ti
     edge = json.loads(ordinal_run.age_edge.read_text())
     assert edge["edge"] == ordinal_run.fitted_age_edge() and edge["oof_f1_fitted"] >= edge["oof_f1_training_edge"]
     oof = ordinal_run.load_oof()
-    assert set(L.CURVE_COLS) <= set(oof.columns) and len(oof) == 84
+    assert set(classes.CURVE_COLS) <= set(oof.columns) and len(oof) == 84
     # what the decision, grouping and a blend fit on: the OOF at the eval's edge
-    at_edge = probs_at_edge(oof[L.PROB_COLS].to_numpy(), oof[L.CURVE_COLS].to_numpy(), edge["edge"])
+    at_edge = probs_at_edge(oof[classes.PROB_COLS].to_numpy(), oof[classes.CURVE_COLS].to_numpy(), edge["edge"])
     np.testing.assert_allclose(oof_probs_as_eval(ordinal_run, oof), at_edge)
     assert "## The >=60 edge" in ordinal_run.report.read_text()
     info = pd.read_csv(tiny_data_master / "eval" / "info.csv")
     photos = [tiny_data_master / "eval" / "images" / i for i in info["ImageID"]]
-    saved = pd.read_csv(ordinal_run.eval_probs)[L.PROB_COLS].to_numpy(float)
-    torch_probs = predict.predict(ordinal_run, photos, "torch")[L.PROB_COLS].to_numpy(float)
+    saved = pd.read_csv(ordinal_run.eval_probs)[classes.PROB_COLS].to_numpy(float)
+    torch_probs = predict.predict(ordinal_run, photos, "torch")[classes.PROB_COLS].to_numpy(float)
     np.testing.assert_allclose(torch_probs, saved, atol=2e-5)
     predict.export_onnx(ordinal_run)
-    onnx_probs = predict.predict(ordinal_run, photos, "onnx")[L.PROB_COLS].to_numpy(float)
+    onnx_probs = predict.predict(ordinal_run, photos, "onnx")[classes.PROB_COLS].to_numpy(float)
     np.testing.assert_allclose(onnx_probs, saved, atol=1e-4)
     # the edge matters: the same models at the training edge give other eval probabilities
     if edge["edge"] != edge["training_edge"]:
         ordinal_run.age_edge.rename(ordinal_run.path / "moved.json")
         try:
-            other = predict.predict(ordinal_run, photos, "torch")[L.PROB_COLS].to_numpy(float)
+            other = predict.predict(ordinal_run, photos, "torch")[classes.PROB_COLS].to_numpy(float)
         finally:
             (ordinal_run.path / "moved.json").rename(ordinal_run.age_edge)
         assert np.abs(other - saved).max() > 1e-4

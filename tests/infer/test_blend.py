@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.core.labels import PROB_COLS
+from src.core.classes import PROB_COLS
 from src.core.run_dir import RunDir
 from src.infer import blend
 from tests.helpers import fake_run, shifted_case, softmax, stage

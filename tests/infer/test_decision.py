@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.core import labels as L
+from src.core import classes
 from src.core.metrics import fast_macro_f1
 from src.core.run_dir import RunDir
 from src.data.demo import generate_outside
@@ -54,5 +54,5 @@ def test_decision_prior_puts_the_prior_back_in_a_run_with_outside_persons(tiny_d
     decision = run.read_metrics()["decision"]
     np.testing.assert_allclose(decision["biases"], prior_biases(prior["competition"], prior["trained"]))
     assert "decision=prior" in run.report.read_text()
-    eval_probs = pd.read_csv(run.eval_probs)[L.PROB_COLS].to_numpy()
+    eval_probs = pd.read_csv(run.eval_probs)[classes.PROB_COLS].to_numpy()
     assert eval_probs.sum(1) == pytest.approx(1, abs=1e-4)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from src.core import labels as L
+from src.core import classes
 from src.core.config import load_config
 from src.core.run_dir import RunDir
 from src.core.runtime import atomic_save
@@ -21,7 +21,7 @@ class LeftRight(torch.nn.Module):
     def forward(self, x):
         left = x[..., : x.shape[-1] // 2].mean(dim=(1, 2, 3))
         right = x[..., x.shape[-1] // 2:].mean(dim=(1, 2, 3))
-        out = torch.zeros(x.shape[0], L.N_CLASSES)
+        out = torch.zeros(x.shape[0], classes.N_CLASSES)
         out[:, 0] = 3 * left
         out[:, 1] = 3 * right
         return out

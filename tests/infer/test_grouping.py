@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.core import labels as L
+from src.core import classes
 from src.infer.grouping import apply_grouping, group_photos, grouping_quality, smooth_by_group
 from tests.helpers import stage
 
@@ -41,8 +41,8 @@ def test_smoothing_shares_gender_and_age_but_keeps_each_photos_mask():
     rng = np.random.default_rng(3)
     probs = rng.dirichlet(np.ones(18), size=7)
     out = smooth_by_group(probs, np.zeros(7, int))
-    m_in, g_in, a_in = L.subtask_probs(probs)
-    m_out, g_out, a_out = L.subtask_probs(out)
+    m_in, g_in, a_in = classes.subtask_probs(probs)
+    m_out, g_out, a_out = classes.subtask_probs(out)
     np.testing.assert_allclose(m_out, m_in, atol=1e-12)
     np.testing.assert_allclose(g_out, np.repeat(g_in.mean(0, keepdims=True), 7, 0), atol=1e-12)
     np.testing.assert_allclose(a_out, np.repeat(a_in.mean(0, keepdims=True), 7, 0), atol=1e-12)
@@ -53,7 +53,7 @@ def test_smoothing_shares_gender_and_age_but_keeps_each_photos_mask():
 
 def test_grouping_fixes_a_photo_whose_gender_the_others_outvote():
     feats, persons = _planted(persons=12)
-    y = L.encode(0, persons % 2, 1)  # all masks worn, gender alternating by person
+    y = classes.encode(0, persons % 2, 1)  # all masks worn, gender alternating by person
     probs = np.full((len(y), 18), 0.01)
     probs[np.arange(len(y)), y] = 0.83
     wrong = 3  # one photo of person 0 looks like the other gender
@@ -67,7 +67,7 @@ def test_grouping_fixes_a_photo_whose_gender_the_others_outvote():
 def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_path):
     import json
 
-    from src.core.labels import PROB_COLS
+    from src.core.classes import PROB_COLS
     from src.core.run_dir import RunDir
     from tests.helpers import FAST
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.core.labels import PROB_COLS
+from src.core.classes import PROB_COLS
 from src.core.run_dir import RunDir
 from src.data.demo import generate_outside
 from src.infer import predict

@@ -64,23 +64,23 @@ def test_multi_head_probabilities_are_the_product_of_the_heads():
         joint = torch.softmax(model(x), dim=1)
         z = model.backbone(x)
     pm, pg, pa = torch.softmax(z[:, :3], 1), torch.softmax(z[:, 3:5], 1), torch.softmax(z[:, 5:], 1)
-    from src.core import labels as L
+    from src.core import classes
     for m in range(3):
         for g in range(2):
             for a in range(3):
-                torch.testing.assert_close(joint[:, int(L.encode(m, g, a))], pm[:, m] * pg[:, g] * pa[:, a])
+                torch.testing.assert_close(joint[:, int(classes.encode(m, g, a))], pm[:, m] * pg[:, g] * pa[:, a])
     torch.testing.assert_close(joint.sum(1), torch.ones(3))
 
 
 def test_multi_task_loss_is_the_weighted_sum_of_head_losses():
-    from src.core import labels as L
+    from src.core import classes
     from src.model.losses import FocalLoss, MultiTaskLoss
     torch.manual_seed(1)
     z = torch.randn(4, 8)
     lm, lg, la = (torch.log_softmax(z[:, s], 1) for s in (slice(0, 3), slice(3, 5), slice(5, 8)))
     joint = (lm[:, :, None, None] + lg[:, None, :, None] + la[:, None, None, :]).reshape(-1, 18)
     target = torch.tensor([0, 7, 13, 17])
-    m, g, a = (torch.as_tensor(t) for t in L.decode(target.numpy()))
+    m, g, a = (torch.as_tensor(t) for t in classes.decode(target.numpy()))
     f = FocalLoss(2.0)
     hand = 1.0 * f(lm, m) + 0.5 * f(lg, g) + 2.0 * f(la, a)
     got = MultiTaskLoss(FocalLoss(2.0), FocalLoss(2.0), FocalLoss(2.0), (1.0, 0.5, 2.0))(joint, target)

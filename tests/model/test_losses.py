@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from src.core.classes import AGE_THRESHOLDS
 from src.core.config import LOSSES, load_config
-from src.core.labels import AGE_THRESHOLDS
 from src.model.losses import FocalLoss, build_loss, inverse_frequency_weights, pack_targets, unpack
 
 

@@ -54,9 +54,9 @@ def test_training_age_boundary_changes_training_not_scoring(tiny_data, out_dir):
     assert _run(tiny_data, "b55", "folds=0", "age_boundary=55", "cache=false") == 0  # the plain loader too
     oof = pd.read_csv(out_dir / "b55" / "fold0_oof.csv")
     t = pd.read_csv(tiny_data / "train" / "train.csv", dtype={"id": str}).set_index("path")
-    from src.core import labels as L
+    from src.core import classes
     ages = oof["path"].map(lambda p: t.loc[p.split("/")[-2], "age"])
-    assert (L.decode(oof["label"])[2] == L.age_band(ages.to_numpy())).all()  # scored with 60
+    assert (classes.decode(oof["label"])[2] == classes.age_band(ages.to_numpy())).all()  # scored with 60
 
 
 def test_bad_data_exits_nonzero_naming_the_path(tiny_data, out_dir, capsys):

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from src.core import labels as L
-from src.core.labels import PROB_COLS
+from src.core import classes
+from src.core.classes import PROB_COLS
 from src.data.tables import load_corrections
 from src.report import audit
 
@@ -10,15 +10,15 @@ from src.report import audit
 def _person(pid, gender, age_band, p_gender_label=0.95, swap=False, age_pred=None):
     """7 out-of-fold rows for one person with controlled predictions."""
     rows = []
-    for shot in L.SHOTS:
-        mask = L.SHOT_MASK[shot]
-        label = int(L.encode(mask, gender, age_band))
+    for shot in classes.SHOTS:
+        mask = classes.SHOT_MASK[shot]
+        label = int(classes.encode(mask, gender, age_band))
         seen_mask = {1: 2, 2: 1}.get(mask, mask) if swap else mask  # what the picture really shows
         seen_gender = gender if p_gender_label > 0.5 else 1 - gender
         seen_age = age_band if age_pred is None else age_pred
         p = np.full(18, 0.001)
-        p[int(L.encode(seen_mask, seen_gender, seen_age))] = 1.0
-        p[int(L.encode(seen_mask, 1 - seen_gender, seen_age))] = min(p_gender_label, 1 - p_gender_label) * 1.5
+        p[int(classes.encode(seen_mask, seen_gender, seen_age))] = 1.0
+        p[int(classes.encode(seen_mask, 1 - seen_gender, seen_age))] = min(p_gender_label, 1 - p_gender_label) * 1.5
         p /= p.sum()
         rows.append({"person": pid, "shot": shot, "label": label, **dict(zip(PROB_COLS, p))})
     return rows

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from src.core import labels as L
+from src.core import classes
+from src.core.classes import PROB_COLS
 from src.core.config import ROOT
-from src.core.labels import PROB_COLS
 from src.core.run_dir import RunDir
 from src.data.tables import training_table
 from src.report import gallery
@@ -228,8 +228,8 @@ def test_corrections_marked_downloaded_and_read_back(opened, trained, tmp_path):
     assert (after.loc[one, "gender"] == 1 - before.loc[one, "gender"]).all()
     two = (after["person"] == second).to_numpy()
     shot = after["shot"].to_numpy()
-    assert after["mask"][two & (shot == "normal")].item() == L.SHOT_MASK["incorrect_mask"]
-    assert after["mask"][two & (shot == "incorrect_mask")].item() == L.SHOT_MASK["normal"]
+    assert after["mask"][two & (shot == "normal")].item() == classes.SHOT_MASK["incorrect_mask"]
+    assert after["mask"][two & (shot == "incorrect_mask")].item() == classes.SHOT_MASK["normal"]
     untouched = ~after["person"].isin([first, second])
     assert (after.loc[untouched, "label"] == before.loc[untouched, "label"]).all()
 
@@ -263,9 +263,10 @@ def big_run(root: Path, persons: int = 3000, eval_photos: int = 12600, seed: int
         return softmax(logits)
 
     person_ids = [f"{i:06d}" for i in range(persons)]
-    oof = pd.DataFrame({"person": np.repeat(person_ids, 7), "shot": np.tile(L.SHOTS, persons), "path": str(photo)})
+    oof = pd.DataFrame({"person": np.repeat(person_ids, 7), "shot": np.tile(classes.SHOTS, persons), "path": str(photo)})
     oof.insert(0, "fold", np.repeat(np.arange(persons) % 5, 7))
-    oof["label"] = L.encode(oof["shot"].map(L.SHOT_MASK), rng.integers(0, 2, len(oof)), rng.integers(0, 3, len(oof)))
+    oof["label"] = classes.encode(oof["shot"].map(classes.SHOT_MASK), rng.integers(0, 2, len(oof)),
+                                  rng.integers(0, 3, len(oof)))
     return fake_run(root / "run", root / "data", oof, probs(oof["label"].to_numpy()), ids, probs(truth))
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from src.core import labels as L
+from src.core import classes
 from src.core.config import load_config
 from src.data.batches import BatchPlan, CachedBatches, balanced_weights
 from src.data.transforms import HalfCutMix
@@ -59,8 +59,8 @@ def test_drop_ages_thins_training_but_not_validation():
 
 def test_training_labels_use_the_training_boundary():
     t = pd.DataFrame({"mask": [0, 0], "gender": [1, 1], "age": [56, 60]})
-    assert training_labels(t, 55).tolist() == [int(L.encode(0, 1, 2))] * 2
-    assert training_labels(t, 60).tolist() == [int(L.encode(0, 1, 1)), int(L.encode(0, 1, 2))]
+    assert training_labels(t, 55).tolist() == [int(classes.encode(0, 1, 2))] * 2
+    assert training_labels(t, 60).tolist() == [int(classes.encode(0, 1, 1)), int(classes.encode(0, 1, 2))]
 
 
 def test_a_band_head_carries_age_ranges_only_when_one_spans_two_bands():
@@ -72,7 +72,7 @@ def test_a_band_head_carries_age_ranges_only_when_one_spans_two_bands():
     labels, targets = training_targets(cfg, table)
     assert [t.tolist() for t in unpack(torch.tensor(targets))] == [labels.tolist(), [25, 50, 60], [25, 59, 60]]
     plain = training_targets(cfg.replace(age_boundary=60), table)  # 50-59 lies inside 30-59
-    assert plain[1] is plain[0] and plain[0].tolist() == L.encode([0, 2, 1], [1, 0, 0], [0, 1, 2]).tolist()
+    assert plain[1] is plain[0] and plain[0].tolist() == classes.encode([0, 2, 1], [1, 0, 0], [0, 1, 2]).tolist()
 
 
 def rates(cfg, updates_per_epoch: int) -> list[list[float]]:
