@@ -1,6 +1,8 @@
 """Training losses. All take (N, C) logits or log-probabilities and (N,) class targets."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -168,21 +170,21 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int = classes.N_CLA
     return torch.tensor(w, dtype=torch.float32)
 
 
+# Every loss by its config name (config.LOSSES holds the same names: a test checks they agree): how it is
+# made from the config and the labels it trains on (class weights are counted on them). A new loss is one line.
+LOSS_MAKERS: dict[str, Callable[..., nn.Module]] = {
+    "focal": lambda cfg, labels, n: FocalLoss(cfg.focal_gamma),
+    "ce": lambda cfg, labels, n: nn.CrossEntropyLoss(),
+    "weighted_ce": lambda cfg, labels, n: nn.CrossEntropyLoss(weight=inverse_frequency_weights(labels, n)),
+    "smooth": lambda cfg, labels, n: nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+    "f1": lambda cfg, labels, n: SoftF1Loss(),
+    "focal_f1": lambda cfg, labels, n: SumOfLosses(FocalLoss(cfg.focal_gamma), SoftF1Loss()),
+}
+
+
 def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
-    name = cfg.loss
-    if name == "focal":
-        return FocalLoss(cfg.focal_gamma)
-    if name == "ce":
-        return nn.CrossEntropyLoss()
-    if name == "weighted_ce":
-        return nn.CrossEntropyLoss(weight=inverse_frequency_weights(labels, n_classes))
-    if name == "smooth":
-        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    if name == "f1":
-        return SoftF1Loss()
-    if name == "focal_f1":
-        return SumOfLosses(FocalLoss(cfg.focal_gamma), SoftF1Loss())
-    raise ValueError(f"unknown loss {name}")
+    """The config's loss over `n_classes` (18, or a head's 6, 3 or 2)."""
+    return LOSS_MAKERS[cfg.loss](cfg, labels, n_classes)
 
 
 def mask_gender_parts(cfg, train_labels: np.ndarray) -> list[tuple[nn.Module, float]]:

@@ -154,3 +154,8 @@ def test_a_band_head_learns_only_mask_and_gender_of_a_range_across_a_band_edge()
     at_60 = build_loss(load_config("seed", ["loss=ce", "age_boundary=60"]), np.array([0, 1, 2]), ranged=True)
     assert at_60(logits, target).item() == pytest.approx(torch.nn.functional.cross_entropy(
         logits, torch.tensor(labels)).item(), rel=1e-6)
+
+
+def test_every_loss_name_the_config_accepts_has_its_maker_and_no_other():
+    from src.model.losses import LOSS_MAKERS
+    assert set(LOSS_MAKERS) == set(LOSSES)
