@@ -48,10 +48,15 @@ def prior_biases(competition, trained) -> np.ndarray:
     return b
 
 
+def prior_shares(prior: dict) -> dict:
+    """Both priors of a run (prior.json) as class shares: the competition's training rows, every row trained on."""
+    share = lambda counts: [round(float(x) / max(sum(counts), 1), 4) for x in counts]  # noqa: E731
+    return {"competition_prior": share(prior["competition"]), "trained_prior": share(prior["trained"])}
+
+
 def prior_report(prior: dict) -> dict:
     """What the report says of decision=prior: both priors (class shares) and the biases."""
-    share = lambda counts: [round(float(x) / max(sum(counts), 1), 4) for x in counts]  # noqa: E731
-    return {"prior": True, "competition_prior": share(prior["competition"]), "trained_prior": share(prior["trained"]),
+    return {"prior": True, **prior_shares(prior),
             "biases": [float(x) for x in prior_biases(prior["competition"], prior["trained"])]}
 
 

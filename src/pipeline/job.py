@@ -31,7 +31,7 @@ from ..data.folds import attach_folds, make_folds
 from ..data.pseudo import add_pseudo, pseudo_rows
 from ..data.tables import DataError, Layout, find_data, load_eval, training_table
 from ..infer.age_edge import fit_for_run, oof_probs_as_eval
-from ..infer.decision import adjusted_probs, decide_for_run, prior_report
+from ..infer.decision import adjusted_probs, decide_for_run, prior_report, prior_shares
 from ..infer.ensemble import PhotoReading, predict_photos, run_features
 from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
@@ -126,9 +126,9 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     pseudo_labelled = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
     outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
-    if outside is not None and cfg.decision == "prior":
-        print("decision=prior: the eval puts the competition's class prior back, which the outside persons shift "
-              "(decision=none turns it off)", flush=True)
+    if outside is not None and cfg.decision != "none":
+        print(f"decision={cfg.decision}: the eval's classes are decided for macro-F1 on the competition's persons, "
+              f"whose class prior the outside persons shift (decision=none turns it off)", flush=True)
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
@@ -278,6 +278,9 @@ def post_hoc(job: Job, probs):
         if cfg.decision == "bias":
             biases, decision = decide_for_run(oof_probs, y, oof_folds)
             probs = adjusted_probs(probs, biases)
+            prior = run.read_prior()
+            if prior and prior["trained"] != prior["competition"]:  # outside persons, pseudo-labels: both shown
+                decision.update(prior_shares(prior))
     if cfg.decision == "prior":  # fixed by the run's priors: no OOF needed
         decision = prior_report(run.read_prior())
         probs = adjusted_probs(probs, np.array(decision["biases"]))

@@ -130,12 +130,13 @@ def grouping_section(cfg, grouping: dict) -> list[str]:
 
 
 def decision_section(cfg, decision: dict) -> list[str]:
+    shares = lambda p: ", ".join(f"{classes.class_name(k)} {100 * v:.1f}" for k, v in enumerate(p))  # noqa: E731
+    priors = [f"- competition's training rows: {shares(decision['competition_prior'])}",
+              f"- every row trained on (outside persons, pseudo-labels): {shares(decision['trained_prior'])}"] \
+        if "trained_prior" in decision else []
     if decision.get("prior"):
-        shares = lambda p: ", ".join(f"{classes.class_name(k)} {100 * v:.1f}" for k, v in enumerate(p))  # noqa: E731
         return ["## Decision (`decision=prior`): the competition's class prior put back", "",
-                "Eval log-probabilities + log(competition prior / trained prior), per class (%):", "",
-                f"- competition's training rows: {shares(decision['competition_prior'])}",
-                f"- every row trained on (outside persons, pseudo-labels): {shares(decision['trained_prior'])}",
+                "Eval log-probabilities + log(competition prior / trained prior), per class (%):", "", *priors,
                 f"- biases: {[round(b, 2) for b in decision['biases']]}", ""]
     nested = decision["oof_f1_nested"]
     return ["## Decision (`decision=bias`)", "",
@@ -144,7 +145,9 @@ def decision_section(cfg, decision: dict) -> list[str]:
             f"- OOF macro-F1: argmax {decision['oof_f1_argmax']:.4f}; with the biases, fitted on the same OOF "
             f"(optimistic) {decision['oof_f1_in_sample']:.4f}; nested (fitted on the other folds) " +
             (f"{nested:.4f}" if nested is not None else "not possible (one fold trained)"),
-            f"- biases: {[round(b, 2) for b in decision['biases']]}", ""]
+            f"- biases: {[round(b, 2) for b in decision['biases']]}",
+            *(["- the class prior the run trained on differs from the competition's (%):", *priors] if priors else []),
+            ""]
 
 
 def face_crops_section(cfg, face_stats: dict) -> list[str]:
