@@ -474,14 +474,21 @@ def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")
-    if values["decision"] == "auto" and values["extra"] != OUTSIDE_AUTO:  # else settled with the data folder
-        values["decision"] = DECISION_WITH_EXTRA if values["extra"] else "none"
+    if values["extra"] != OUTSIDE_AUTO:  # else settled with the data folder (settle_outside)
+        values["decision"] = settled_decision(values["decision"], values["extra"])
     n = values["n_folds"]
     if values["folds"] == "all":
         values["folds"] = tuple(range(n))
     elif any(not 0 <= f < n for f in values["folds"]):
         raise ConfigError(f"{sources.get('folds', 'defaults')}: folds={_joined(values['folds'])}: fold numbers "
                           f"must be in 0..{n - 1} (n_folds={n})")
+
+
+def settled_decision(decision: str, extra: str) -> str:
+    """decision=auto made a choice: DECISION_WITH_EXTRA when outside persons join, else none; any other kept."""
+    if decision != "auto":
+        return decision
+    return DECISION_WITH_EXTRA if extra else "none"
 
 
 def settle_outside(cfg: Config, data_dir: str | Path) -> Config:
@@ -491,8 +498,7 @@ def settle_outside(cfg: Config, data_dir: str | Path) -> Config:
         return cfg
     found = Path(data_dir) / OUTSIDE_SUBFOLDER
     extra = str(found.resolve()) if found.is_dir() else ""
-    decision = (DECISION_WITH_EXTRA if extra else "none") if cfg.decision == "auto" else cfg.decision
-    return cfg.replace(extra=extra, decision=decision)
+    return cfg.replace(extra=extra, decision=settled_decision(cfg.decision, extra))
 
 
 def config_parser(key: str) -> Callable:

@@ -191,7 +191,7 @@ class RunDir:
         and the export add them too); None without a decision (or before the run finished)."""
         if not self.metrics.is_file():
             return None
-        decision = json.loads(self.metrics.read_text()).get("decision")
+        decision = self.read_metrics().get("decision")
         return decision["biases"] if decision else None
 
     # ---- the ONNX export ----------------------------------------------------------------------

@@ -127,8 +127,10 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
     outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
     if outside is not None and cfg.decision != "none":
-        print(f"decision={cfg.decision}: the eval's classes are decided for macro-F1 on the competition's persons, "
-              f"whose class prior the outside persons shift (decision=none turns it off)", flush=True)
+        how = ("decided for macro-F1 by biases fitted on the competition's persons (the OOF)" if cfg.decision == "bias"
+               else "put back to the competition's class prior")
+        print(f"decision={cfg.decision}: the eval's classes are {how}, as the outside persons shift the class prior "
+              f"(decision=none turns it off)", flush=True)
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
@@ -191,7 +193,7 @@ def outside_settled(cfg: Config, data_dir: Path) -> Config:
         return cfg
     settled_cfg, found = settle_outside(cfg, data_dir), Path(data_dir) / OUTSIDE_SUBFOLDER
     if dist.is_main():
-            print(f"extra=auto: outside faces from {found} join training (decision={settled_cfg.decision}; extra=none "
+        print(f"extra=auto: outside faces from {found} join training (decision={settled_cfg.decision}; extra=none "
               f"turns them off)" if settled_cfg.extra else f"extra=auto: no {found} folder, so no outside faces (a "
               f"public face set put there as downloaded would join training: docs/usage.md)", flush=True)
     return settled_cfg
