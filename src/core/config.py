@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import UserError
+from . import augment_list
+from .errors import UserError, closest_names
 
 ROOT = Path(__file__).resolve().parents[2]  # src/core/config.py -> the repository
 CONFIG_DIR = ROOT / "configs"
@@ -136,24 +137,6 @@ def corrections_file(raw) -> str:
     """'' | a name of configs/corrections/ (kept as the name) | a CSV file (resolved as `path_text`)."""
     s = text(raw).strip()
     return s if not s or (CONFIG_DIR / "corrections" / f"{s}.csv").is_file() else path_text(s)
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein: the fewest letters inserted, deleted or changed to make `a` into `b`."""
-    row = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        row, prev = [i], row
-        for j, cb in enumerate(b, 1):
-            row.append(min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb)))
-    return row[-1]
-
-
-def closest_names(word: str, known) -> list[str]:
-    """What a misspelt name most likely meant: every known name at the fewest edits (two at most: `adamx` ->
-    adam, adamax, adamp, adamw), else difflib's closest; [] when nothing is near."""
-    by_edits = sorted((edit_distance(word.lower(), k.lower()), k) for k in known)
-    nearest = [k for d, k in by_edits if d == by_edits[0][0] and d <= 2] if by_edits else []
-    return nearest or difflib.get_close_matches(word, list(known), n=1)
 
 
 def optimizer_name(raw) -> str:
@@ -345,9 +328,10 @@ KEYS: dict[str, Key] = {
     "crop": Key("center", choice("center", "face"),
                 doc="center | face (MTCNN box + face_margin; centre crop where no face is found)"),
     "face_margin": Key(0.3, number(0)),
-    "hflip": Key(0.5, number(0, 1)),
-    "shift_px": Key(0, integer(0)),
-    "color_jitter": Key(0.0, number(0, 1)),
+    "augment": Key([{"HorizontalFlip": {"p": 0.5}}], augment_list.steps, augment_list.entries,
+                   doc="training augmentation: a list of albumentations transforms by their own names, run per "
+                       "photo in the loader's workers on the cached crops, e.g. [HorizontalFlip: {p: 0.5}, Affine: "
+                       "{rotate: [-10, 10], p: 0.5}] (none: no augmentation)"),
     # optimisation
     "epochs": Key(10, integer(1)),
     "batch_size": Key(64, integer(2), doc="photos per step (per process: batch_size / torchrun's processes >= 2; "
@@ -457,6 +441,8 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
     for k, key in KEYS.items():
         try:
             values[k] = key.parse(raw[k])
+        except augment_list.StepError as e:
+            raise ConfigError(f"{entry_place(sources.get(k, 'defaults'), k, e.index)}: {k}: {e}") from None
         except ValueError as e:
             where = sources.get(k, "defaults")
             raise ConfigError(f"{where}: {k}={raw[k]}: {e}") from None
@@ -467,13 +453,14 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
 
 
 def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
-    """Checks of one key against another: the folds against n_folds, the extra_* keys against extra; and
-    decision=auto settled by extra."""
+    """Checks of one key against another: the folds against n_folds, the extra_* keys against extra, the
+    augment list and warm-up against what they act on; and decision=auto settled by extra."""
     # these choose among outside photos: without extra= they would do nothing
     for k in ("extra_ages", "extra_conflicts", "extra_format", "extra_race"):
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")
+    _training_checks(values, sources)
     if values["extra"] != OUTSIDE_AUTO:  # else settled with the data folder (settle_outside)
         values["decision"] = settled_decision(values["decision"], values["extra"])
     n = values["n_folds"]
@@ -482,6 +469,42 @@ def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
     elif any(not 0 <= f < n for f in values["folds"]):
         raise ConfigError(f"{sources.get('folds', 'defaults')}: folds={_joined(values['folds'])}: fold numbers "
                           f"must be in 0..{n - 1} (n_folds={n})")
+
+
+def _training_checks(values: dict, sources: Mapping[str, str]) -> None:
+    """The augment list keeps photos of img_size (each step made to act once); a warm-up stepped once an epoch
+    ends at a whole epoch."""
+    try:
+        augment_list.check_output(values["augment"], values["img_size"])
+    except augment_list.StepError as e:
+        where = entry_place(sources.get("augment", "defaults"), "augment", e.index)
+        raise ConfigError(f"{where}: augment: {e}") from None
+    if values["sched_step"] == "epoch" and values["warmup_epochs"] % 1:
+        where = sources.get("warmup_epochs", "defaults")
+        raise ConfigError(f"{where}: warmup_epochs={values['warmup_epochs']:g} with sched_step=epoch: the rate moves "
+                          f"once an epoch there, so its warm-up would hold warmup_lr for whole epochs; use "
+                          f"sched_step=update (warm-up inside the epoch) or a whole number of epochs")
+
+
+def entry_place(where: str, key: str, index: int) -> str:
+    """Where entry `index` of the list `key` came from: the recipe file and its line, else the source and the
+    entry's number."""
+    line = yaml_item_line(Path(where), key, index) if where.endswith((".yaml", ".yml")) else None
+    return f"{where}, line {line}" if line else f"{where}, {key} entry {index + 1}"
+
+
+def yaml_item_line(path: Path, key: str, index: int) -> int | None:
+    """The line (1-based) of item `index` of the list under the top-level `key` of a YAML file (the key's own
+    line when it holds no list that long)."""
+    try:
+        root = yaml.compose(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    for key_node, value in getattr(root, "value", []) if isinstance(root, yaml.MappingNode) else []:
+        if key_node.value == key:
+            items = value.value if isinstance(value, yaml.SequenceNode) else []
+            return (items[index] if index < len(items) else key_node).start_mark.line + 1
+    return None
 
 
 def settled_decision(decision: str, extra: str) -> str:
@@ -534,11 +557,30 @@ def resolve_recipe(name_or_path: str) -> Path:
     raise ConfigError(f"config '{name_or_path}' not found: not a file, and not one of {known}")
 
 
+# Keys that became entries of `augment` (runs saved with them: `legacy_augment`)
+MOVED_TO_AUGMENT = {"hflip": "HorizontalFlip: {p: 0.5}", "shift_px": "Affine: {translate_px: [-4, 4]}",
+                    "color_jitter": "ColorJitter: {brightness: 0.1, contrast: 0.1, saturation: 0, hue: 0}"}
+
+
+def legacy_augment(saved: Mapping) -> list:
+    """What a run saved before `augment` trained with: its hflip / shift_px / color_jitter as the albumentations
+    steps that do the same (nearest-pixel shifts with the border repeated; brightness x and contrast about the
+    mean)."""
+    flip, shift = float(saved.get("hflip", 0.5)), int(saved.get("shift_px", 0))
+    colour = float(saved.get("color_jitter", 0))
+    return ([{"HorizontalFlip": {"p": flip}}] if flip else []) + (
+        [{"Affine": {"translate_px": [-shift, shift], "interpolation": 0, "border_mode": 1, "p": 1.0}}] if shift else []
+    ) + ([{"ColorJitter": {"brightness": colour, "contrast": colour, "saturation": 0, "hue": 0, "p": 1.0}}]
+         if colour else [])
+
+
 def _check_keys(source: str, keys, records: bool = False) -> None:
     unknown = sorted(set(keys) - set(KEYS) - (set(RECORDS) if records else set()))
     if unknown:
         close = {u: difflib.get_close_matches(u, KEYS, n=1) for u in unknown}
-        hints = "".join(f" Did you mean {c[0]} (for {u})?" for u, c in close.items() if c)
+        hints = "".join(f" {u} is an entry of augment now, e.g. augment: [{MOVED_TO_AUGMENT[u]}]." if u in
+                        MOVED_TO_AUGMENT else f" Did you mean {c[0]} (for {u})?" for u, c in close.items()
+                        if c or u in MOVED_TO_AUGMENT)
         raise ConfigError(f"{source}: unknown config key(s) {unknown}.{hints} Known keys: {sorted(KEYS)}")
 
 
@@ -581,6 +623,8 @@ def completed(saved: Mapping) -> Config:
     """A config saved by an older version: the keys added since then take the value the code then
     used (LEGACY, else the default), so the run is reproduced as it was made."""
     raw = {**DEFAULTS, **LEGACY, **saved}
+    if "augment" not in saved:
+        raw["augment"] = legacy_augment(saved)
     if not raw.get("data"):
         raw["data"] = saved.get("data_dir")  # older runs wrote the data folder they used into data_dir
     return _build(raw, {k: "saved config" for k in saved})

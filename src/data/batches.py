@@ -1,14 +1,17 @@
 """Batch sources for training and prediction.
 
-Both yield (x, y) batches of uint8 photos, (N, 3, H, W) in NHWC memory, exactly `Geometry`'s
-output: `DeviceAugment` then flips / shifts / colours / normalises them on the training device.
-One augmentation for both sources, the same sample order inside every batch: training with and
-without the cache gives the same numbers.
-- `LoaderBatches`: a torch DataLoader over `FaceDataset`, decoding each photo in worker processes.
-- `CachedBatches`: slices of the decoded uint8 cache.
+Both yield (x, y) batches of uint8 photos, (N, 3, H, W) in NHWC memory, `Geometry`'s output after the
+recipe's per-photo augmentation (training only): `DeviceNormalise` (and CutMix) then finish them on the
+training device.
+- `LoaderBatches`: a torch DataLoader over `PhotoSet`, in worker processes: each photo read from its source
+  (`CachedPhotos`, a row of the decoded uint8 cache, or `DecodedPhotos`, decoded from its file) and, when
+  training, augmented (`PhotoAugment`) with the seed of its draw. Both sources give the same photos, the
+  same sample order inside every batch and the same draws: training with and without the cache gives the
+  same numbers.
+- `CachedBatches`: slices of the decoded uint8 cache in one gather (prediction: nothing random to do).
 Both reseed per epoch, so an epoch is a pure function of (seed, fold, epoch) — what makes resumed
 runs end exactly like uninterrupted ones. Under DDP each rank takes its shard of every global batch
-(see `batch_positions`).
+(see `batch_positions`), and a draw's seed is its slot in the global order, so N ranks augment as one.
 """
 from __future__ import annotations
 
@@ -23,19 +26,58 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
-class FaceDataset(Dataset):
-    """photo -> `Geometry` (decode, crop, resize): a uint8 (H, W, 3) tensor, and its label (-1: none)."""
+class DecodedPhotos:
+    """photo i -> `Geometry`'s uint8 (H, W, 3): decoded, cropped and resized from its file."""
 
-    def __init__(self, paths, labels, geometry):
-        self.paths = list(paths)
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
-        self.geometry = geometry
+    def __init__(self, paths, geometry):
+        self.paths, self.geometry = list(paths), geometry
 
     def __len__(self):
         return len(self.paths)
 
-    def __getitem__(self, i):
-        x = torch.from_numpy(np.array(self.geometry(self.paths[i])))  # a writable copy
+    def __getitem__(self, i) -> np.ndarray:
+        return self.geometry(self.paths[i])
+
+
+class CachedPhotos:
+    """photo i -> row index[i] of the decoded uint8 cache (the memmap is opened again, not copied, where a
+    worker process is started by pickling)."""
+
+    def __init__(self, array: np.ndarray, index):
+        self.array, self.index = array, np.asarray(index)
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.array[self.index[i]]
+
+    def __getstate__(self):
+        path = getattr(self.array, "filename", None)
+        return {"index": self.index, "path": path, "array": None if path else self.array}
+
+    def __setstate__(self, state):
+        self.index = state["index"]
+        self.array = np.load(state["path"], mmap_mode="r") if state["path"] else state["array"]
+
+
+class PhotoSet(Dataset):
+    """(photo, the seed of its draw or None) -> a uint8 (H, W, 3) tensor, augmented when a seed is given, and
+    its label (-1: none)."""
+
+    def __init__(self, photos, labels, augment=None):
+        self.photos, self.augment = photos, augment
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.photos)
+
+    def __getitem__(self, item):
+        i, draw = item
+        photo = self.photos[i]
+        if draw is not None and self.augment is not None:
+            photo = self.augment(photo, draw)
+        x = torch.from_numpy(np.array(photo, order="C"))  # a writable, contiguous copy
         y = -1 if self.labels is None else int(self.labels[i])
         return x, y
 
@@ -97,17 +139,23 @@ class _Positions:
         self.weights = plan.weights
         self.generator = torch.Generator()
 
-    def batches(self) -> list[np.ndarray]:
-        return no_batch_of_one(self._drawn(), self.shuffle)
+    def draws(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """This epoch's batches: (positions, slots) — a slot is the draw's place in the epoch's global order,
+        which seeds its augmentation (the same for every source, arrangement and number of ranks)."""
+        order = self._order()
+        slots = no_batch_of_one(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world),
+                                self.shuffle)
+        return [(order[s], s) for s in slots]
 
-    def _drawn(self) -> list[np.ndarray]:
+    def batches(self) -> list[np.ndarray]:
+        return [positions for positions, _ in self.draws()]
+
+    def _order(self) -> np.ndarray:
         if not self.shuffle:
-            order = np.arange(self.n)
-        elif self.weights is not None:
-            order = torch.multinomial(self.weights, self.n, replacement=True, generator=self.generator).numpy()
-        else:
-            order = torch.randperm(self.n, generator=self.generator).numpy()
-        return batch_positions(self.n, self.batch_size, order, self.rank, self.world)
+            return np.arange(self.n)
+        if self.weights is not None:
+            return torch.multinomial(self.weights, self.n, replacement=True, generator=self.generator).numpy()
+        return torch.randperm(self.n, generator=self.generator).numpy()
 
     def __len__(self):
         return len(no_batch_of_one(batch_positions(self.n, self.batch_size, np.arange(self.n), self.rank, self.world),
@@ -118,19 +166,22 @@ class _Batches:
     """What both sources share: per-epoch seeding, length, and the sample order of predictions."""
 
     positions: _Positions
+    draw_seed: int = 0
 
     def seed(self, s: int) -> None:
+        """The epoch's seed: its order, and the first half of each draw's augmentation seed."""
         self.positions.generator.manual_seed(s)
+        self.draw_seed = s
 
-    def _arrange(self, pos: np.ndarray) -> np.ndarray:
-        """The order of samples inside one batch: ascending (both sources alike, so augmentation
-        draws meet the same photos)."""
-        return np.sort(pos, kind="stable")
+    def _within(self, pos: np.ndarray) -> np.ndarray:
+        """The order of samples inside one batch (a permutation of it): ascending positions (both sources
+        alike)."""
+        return np.argsort(pos, kind="stable")
 
     def order(self) -> np.ndarray:
         """Positions in the order this rank yields them (prediction batches only: no shuffling)."""
         assert not self.positions.shuffle, "the order of shuffled batches is drawn per epoch"
-        batches = [self._arrange(p) for p in self.positions.batches()]
+        batches = [p[self._within(p)] for p in self.positions.batches()]
         return np.concatenate(batches) if batches else np.zeros(0, int)
 
     def __len__(self):
@@ -138,18 +189,29 @@ class _Batches:
 
 
 class LoaderBatches(_Batches):
-    def __init__(self, paths, labels, geometry, plan: BatchPlan, num_workers: int = 0):
-        self.dataset = FaceDataset(paths, labels, geometry)
+    """Photos from `photos` (CachedPhotos or DecodedPhotos), `augment`ed per draw when training, in
+    `num_workers` worker processes."""
+
+    def __init__(self, photos, labels, plan: BatchPlan, num_workers: int = 0, augment=None):
+        self.dataset = PhotoSet(photos, labels, augment if plan.shuffle else None)
         self.positions = _Positions(len(self.dataset), plan)
         self.num_workers, self.pin = num_workers, plan.pin
 
+    def _items(self) -> list[list]:
+        """The epoch's batches as the dataset's items: (position, (epoch seed, slot) when augmenting)."""
+        out = []
+        for pos, slots in self.positions.draws():
+            within = self._within(pos)
+            seeds = [(self.draw_seed, int(k)) for k in slots[within]] if self.dataset.augment else [None] * len(pos)
+            out.append(list(zip(pos[within].tolist(), seeds)))
+        return out
+
     def __iter__(self):
         # the epoch's batches drawn once, here: a DataLoader may iterate its batch sampler more than once.
-        # Workers only decode (no randomness there); a generator of the loader's own keeps it from drawing
-        # its workers' base seed from torch's global one, which the model's dropout uses.
-        batches = [self._arrange(b).tolist() for b in self.positions.batches()]
-        loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers, pin_memory=self.pin,
-                            generator=torch.Generator())
+        # A generator of the loader's own keeps it from drawing its workers' base seed from torch's global
+        # one, which the model's dropout uses; the workers' randomness is the draws' own seeds.
+        loader = DataLoader(self.dataset, batch_sampler=self._items(), num_workers=self.num_workers,
+                            pin_memory=self.pin, generator=torch.Generator())
         for x, y in loader:
             yield x.permute(0, 3, 1, 2), y  # NHWC memory, like the cache's batches
 
@@ -205,16 +267,16 @@ class CachedBatches(_Batches):
         self.prefetch = plan.pin if prefetch is None else prefetch
         self.positions = _Positions(len(self.index), plan)
 
-    def _arrange(self, pos: np.ndarray) -> np.ndarray:
+    def _within(self, pos: np.ndarray) -> np.ndarray:
         # within a batch the order is free: read the memmap in file order, in one gather
-        return pos[np.argsort(self.index[pos], kind="stable")]
+        return np.argsort(self.index[pos], kind="stable")
 
     def __iter__(self):
         return prefetched(self._slices()) if self.prefetch else self._slices()
 
     def _slices(self):
         for pos in self.positions.batches():
-            pos = self._arrange(pos)
+            pos = pos[self._within(pos)]
             x = torch.from_numpy(self.array[self.index[pos]]).permute(0, 3, 1, 2)  # NHWC memory = channels_last
             y = torch.from_numpy(self.labels[pos]) if self.labels is not None else torch.full((len(pos),), -1)
             yield (x.pin_memory() if self.pin else x), y

@@ -3,20 +3,22 @@
 `Geometry` (deterministic): decode the photo, cut a window of it (around its face for crop=face,
 else the centre `crop_frac` of each side, also the fallback when no face was found) and resize
 that once with `resize` (antialiased by default). Its uint8 output is what the cache stores.
-Random + normalise: `DeviceAugment`, on whole uint8 batches on the training device, for both
-batch sources (the cache and the plain loader), so cache on and off give the same numbers;
-`normaliser` (albumentations) normalises single photos for `predict`.
-Batch mixing: `HalfCutMix` (left and right halves of two faces, after the augment).
+Random: `PhotoAugment`, the recipe's albumentations list on each uint8 photo in the loader's workers,
+seeded per draw, for both photo sources (the cache and the decoder), so cache on and off give the same
+numbers. On whole batches on the training device: `HalfCutMix` (left and right halves of two faces) and
+`DeviceNormalise`; `normaliser` (albumentations) normalises single photos for `predict`.
 """
 from __future__ import annotations
+
+import random
 
 import albumentations as A
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from ..core import augment_list
 from .faces import face_window
 from .tables import read_image
 
@@ -70,65 +72,37 @@ def normaliser(mean, std) -> A.Compose:
     return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0)])
 
 
-class DeviceAugment:
-    """uint8 NCHW batch -> normalised float batch, with random flip / shift / colour when training.
+class PhotoAugment:
+    """The recipe's `augment` list (core/augment_list.py: albumentations transforms) on one uint8 photo, in the
+    loader's worker processes, on the cached crop or the freshly decoded one alike.
 
-    Runs wherever the batch is (the GPU when one is used); the random draws come from a CPU
-    generator so they are reproducible for a given seed on any device.
-    """
+    Every draw of a photo in an epoch has its own seed, (the epoch's seed, its slot in the epoch's order): the
+    transforms share one generator seeded from it, so an epoch is a pure function of (seed, fold, epoch)
+    whichever worker does the photo, with the cache on or off, resumed or not. (albumentations' own
+    `set_random_seed` gives every transform the same seed: a flip and a dropout of equal p would then always
+    come together.)"""
 
-    def __init__(self, mean, std, hflip: float, device, shift_px: int = 0, color_jitter: float = 0.0):
+    def __init__(self, steps):
+        self.pipeline = augment_list.compose(steps)
+
+    @classmethod
+    def of(cls, steps) -> PhotoAugment | None:
+        return cls(steps) if steps else None
+
+    def __call__(self, photo: np.ndarray, draw: tuple[int, int]) -> np.ndarray:
+        self.pipeline.set_random_state(np.random.default_rng(draw), random.Random(draw[0] * 2**32 + draw[1]))
+        return self.pipeline(image=photo)["image"]
+
+
+class DeviceNormalise:
+    """uint8 NCHW batch -> the model's normalised float batch, wherever the batch is (the GPU when one is
+    used): all that is left to do on whole batches after the photo's own augmentation (and CutMix)."""
+
+    def __init__(self, mean, std, device):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255
-        self.hflip, self.shift_px, self.color_jitter = hflip, shift_px, color_jitter
-        self.generator = torch.Generator()
 
-    @classmethod
-    def from_config(cls, cfg, mean, std, device):
-        """Training's: the config's flip, shift and colour."""
-        return cls(mean, std, cfg.hflip, device, cfg.shift_px, cfg.color_jitter)
-
-    @classmethod
-    def normalise_only(cls, mean, std, device):
-        """Inference's: the model's normalisation and nothing random (TTA views are made afterwards)."""
-        return cls(mean, std, 0.0, device)
-
-    def _uniform(self, n: int, lo: float, hi: float, device) -> torch.Tensor:
-        return (lo + (hi - lo) * torch.rand(n, generator=self.generator)).to(device)
-
-    def _shift(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        j = self.shift_px
-        dx = torch.randint(-j, j + 1, (n,), generator=self.generator).float()
-        dy = torch.randint(-j, j + 1, (n,), generator=self.generator).float()
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0] = theta[:, 1, 1] = 1
-        theta[:, 0, 2], theta[:, 1, 2] = -2 * dx / w, -2 * dy / h
-        grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=False)
-
-    def _colour(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.color_jitter
-        n = x.shape[0]
-        bright = self._uniform(n, 1 - c, 1 + c, x.device).view(-1, 1, 1, 1)
-        contrast = self._uniform(n, 1 - c, 1 + c, x.device).view(-1, 1, 1, 1)
-        x = x * bright
-        grey = x.mean(dim=(1, 2, 3), keepdim=True)
-        return ((x - grey) * contrast + grey).clamp(0, 255)
-
-    def seed(self, s: int) -> None:
-        self.generator.manual_seed(s)
-
-    def __call__(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        if train and self.hflip > 0:  # on uint8: a quarter of the bytes of floats
-            flip = (torch.rand(x.shape[0], generator=self.generator) < self.hflip).to(x.device)
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-        if train and (self.shift_px > 0 or self.color_jitter > 0):
-            x = x.float()
-            if self.shift_px > 0:
-                x = self._shift(x)
-            if self.color_jitter > 0:
-                x = self._colour(x)
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # uint8 - float makes a new float tensor in one pass; the cache is never written
         return (x - self.mean).div_(self.std)
 

@@ -20,9 +20,9 @@ from ..core import classes
 from ..core.config import Config, Pretrained, completed
 from ..core.run_dir import RunDir
 from ..core.runtime import amp_dtype, autocast, progress
-from ..data.batches import BatchPlan, CachedBatches, LoaderBatches
+from ..data.batches import BatchPlan, CachedBatches, DecodedPhotos, LoaderBatches
 from ..data.cache import load_or_build
-from ..data.transforms import DeviceAugment, Geometry
+from ..data.transforms import DeviceNormalise, Geometry
 from ..model.backbones import build_model
 from .decision import EPS as DECISION_EPS
 
@@ -49,16 +49,17 @@ def view_outputs(model, v: torch.Tensor, curves: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_probs(model, batches, how: Inference, desc: str | None = "predict", augment=None, curves: bool = False):
-    """One model's softmax averaged over TTA views. `augment` finishes uint8 cache batches
+def predict_probs(model, batches, how: Inference, desc: str | None = "predict", normalise=None,
+                  curves: bool = False):
+    """One model's softmax averaged over TTA views. `normalise` finishes uint8 batches
     (None: the batches are already normalised); desc=None: no progress bar. `curves` (age_head=ordinal):
     returns (probabilities, P(age >= t) per classes.AGE_THRESHOLDS, both averaged over the views)."""
     model.eval()
     out = []
     for x, _ in (batches if desc is None else progress(batches, desc=desc, unit="batch")):
         x = x.to(how.device, non_blocking=True)
-        if augment is not None:
-            x = augment(x, train=False)
+        if normalise is not None:
+            x = normalise(x)
         if how.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(how.device, how.amp):
@@ -105,11 +106,11 @@ def fold_models(ckpts: list[Path], device: torch.device, channels_last: bool,
 def ensemble_probs(models: Iterable[FoldModel], batches_for: Callable, how: Inference, show: bool = True) -> np.ndarray:
     """Mean over fold models of each model's TTA-averaged softmax.
 
-    `batches_for(fold_model)` gives (batches, augment) for that model's preprocessing."""
+    `batches_for(fold_model)` gives (batches, normalisation) for that model's preprocessing."""
     total, n = None, 0
     for fm in models:
-        batches, augment = batches_for(fm)
-        p = predict_probs(fm.model, batches, how, desc=f"eval {fm.name}" if show else None, augment=augment)
+        batches, normalise = batches_for(fm)
+        p = predict_probs(fm.model, batches, how, desc=f"eval {fm.name}" if show else None, normalise=normalise)
         total = p if total is None else total + p
         n += 1
     return total / n
@@ -137,8 +138,8 @@ def photo_batches(paths: list[str], reading: PhotoReading) -> Callable:
         if array is not None:
             batches = CachedBatches(array, np.arange(len(paths)), None, plan)
         else:
-            batches = LoaderBatches(paths, None, Geometry(fm.cfg, reading.boxes), plan, cfg.num_workers)
-        return batches, DeviceAugment.normalise_only(fm.mean, fm.std, device)
+            batches = LoaderBatches(DecodedPhotos(paths, Geometry(fm.cfg, reading.boxes)), None, plan, cfg.num_workers)
+        return batches, DeviceNormalise(fm.mean, fm.std, device)
 
     return batches_for
 
@@ -162,10 +163,10 @@ def photo_features(models: Iterable[FoldModel], batches_for: Callable, device: t
     for fm in models:
         net = fm.model.backbone if hasattr(fm.model, "backbone") else fm.model  # the multi-task head's backbone
         net.eval()
-        batches, augment = batches_for(fm)
+        batches, normalise = batches_for(fm)
         parts = []
         for x, _ in progress(batches, desc=f"features {fm.name}", unit="batch"):
-            x = augment(x.to(device), train=False)
+            x = normalise(x.to(device))
             x = x[:, :, : max(8, round(x.shape[2] * top))]
             f = net.forward_head(net.forward_features(x), pre_logits=True).float()
             parts.append(torch.nn.functional.normalize(f, dim=1).cpu().numpy())

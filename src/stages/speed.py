@@ -3,12 +3,14 @@
     bash run.sh speed [--device cpu|cuda] [--data DIR] [--images N] [key=value ...]
 
 Measures, on the same N photos and the same config (default: the seed recipe):
-  loader, naive     decode + resize/crop per image (DataLoader, num_workers), flip + normalise on the device
-  loader, cached    uint8 batches sliced from the decoded cache, moved to the device (the data
-                    path; on a GPU the flip/normalise below runs there, not on the CPU)
-  ... + augment     the same plus flip/normalise on the device (on a CPU-only run: the CPU)
-  model only        forward + backward + Adam step on random tensors already on the device
-  training          the real training loop (cached batches) over the same photos
+  loader, naive     decode + resize/crop + the recipe's augment list per photo (DataLoader, num_workers)
+  loader, cached    uint8 batches gathered from the decoded cache, moved to the device (the data path)
+  ... + augment     the cache's photos through the recipe's augment list in num_workers workers, then
+                    normalised on the device: what training reads
+  per worker        the same in one process: the img/s one loader worker gives, and from it how many
+                    workers (num_workers) a GPU's 6,000 img/s needs
+  model only        forward + backward + optimiser step on random tensors already on the device
+  training          the real training loop (cached photos + the augment list) over the same photos
 and prints images/second with the ratios cached/naive and training/model-only.
 """
 from __future__ import annotations

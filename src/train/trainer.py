@@ -22,9 +22,9 @@ from ..core.metrics import macro_f1, summarize
 from ..core.run_dir import FoldFiles, RunDir
 from ..core.runtime import RunContext, amp_dtype, autocast, peak_memory_gib, progress, seed_everything
 from ..core.tracker import Tracker, open_tracker
-from ..data.batches import BatchPlan, CachedBatches, LoaderBatches, balanced_weights
+from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches, balanced_weights
 from ..data.cache import load_or_build
-from ..data.transforms import DeviceAugment, Geometry, HalfCutMix
+from ..data.transforms import DeviceNormalise, Geometry, HalfCutMix, PhotoAugment
 from ..infer.ensemble import Inference, predict_probs
 from ..model.backbones import build_model
 from ..model.losses import build_loss, pack_targets
@@ -87,24 +87,27 @@ class FoldRows:
 
 
 def make_batches(cfg, ctx: RunContext, table, rows: FoldRows, mean, std, boxes=None):
-    """(train batches, validation batches, the device augment) for one fold (this rank's shard).
+    """(train batches, validation batches, the device's normalisation) for one fold (this rank's shard).
 
-    Both sources yield Geometry's uint8 output in the same order; `DeviceAugment` does the rest."""
+    Training photos come from the cache or their files alike, augmented per photo in the loader's workers
+    (the recipe's `augment` list); validation batches are the cache's gather or the plain loader."""
     pin = ctx.device.type == "cuda"
     shard = dict(pin=pin, rank=dist.rank(), world=dist.world_size())
     # the classes, not the ages packed with them
     weights = balanced_weights(rows.y_train % classes.N_CLASSES) if cfg.sampler == "balanced" else None
     train_plan = BatchPlan(cfg.batch_size, True, **shard, weights=weights)
     val_plan = BatchPlan(cfg.batch_size, False, **shard)
+    augment = PhotoAugment.of(cfg.augment)
     if cfg.cache:
         array = dist.main_first(lambda: training_cache(cfg, ctx, table, boxes))
-        train = CachedBatches(array, np.flatnonzero(rows.in_train), rows.y_train, train_plan)
+        photos = CachedPhotos(array, np.flatnonzero(rows.in_train))
         val = CachedBatches(array, np.flatnonzero(rows.in_val), rows.y_val, val_plan)
     else:
         geo = Geometry(cfg, boxes)
-        train = LoaderBatches(table.loc[rows.in_train, "path"], rows.y_train, geo, train_plan, cfg.num_workers)
-        val = LoaderBatches(table.loc[rows.in_val, "path"], rows.y_val, geo, val_plan, cfg.num_workers)
-    return train, val, DeviceAugment.from_config(cfg, mean, std, ctx.device)
+        photos = DecodedPhotos(table.loc[rows.in_train, "path"], geo)
+        val = LoaderBatches(DecodedPhotos(table.loc[rows.in_val, "path"], geo), rows.y_val, val_plan, cfg.num_workers)
+    train = LoaderBatches(photos, rows.y_train, train_plan, cfg.num_workers, augment)
+    return train, val, DeviceNormalise(mean, std, ctx.device)
 
 
 def training_cache(cfg, ctx: RunContext, table: pd.DataFrame, boxes: dict | None = None) -> np.ndarray:
@@ -209,11 +212,12 @@ class FoldTrainer:
         """The rate of the last step (the whole rate: layer_decay's groups train at shares of it)."""
         return max(group["lr"] for group in self.opt.param_groups)
 
-    def train_epoch(self, batches, augment, desc: str = "train", max_batches: int | None = None) -> dict:
-        """One pass of optimisation: mean loss, labels, predictions, images, seconds (summed over ranks)."""
-        return gather_epoch(self._run_epoch(batches, augment, desc, max_batches))
+    def train_epoch(self, batches, normalise, desc: str = "train", max_batches: int | None = None) -> dict:
+        """One pass of optimisation: mean loss, labels, predictions, images, seconds (summed over ranks).
+        `normalise` finishes uint8 batches on the device (None: they come normalised)."""
+        return gather_epoch(self._run_epoch(batches, normalise, desc, max_batches))
 
-    def _run_epoch(self, batches, augment, desc: str, max_batches: int | None) -> dict:
+    def _run_epoch(self, batches, normalise, desc: str, max_batches: int | None) -> dict:
         net, device, loss_fn = self.net, self.device, self.loss_fn
         net.train()
         t0 = time.perf_counter()
@@ -224,8 +228,8 @@ class FoldTrainer:
                 break
             x = x.to(device, non_blocking=True)
             y = y.to(device, non_blocking=True)
-            if augment is not None:
-                x = augment(x, train=True)
+            if normalise is not None:
+                x = normalise(x)
             x, y, y_right, lam = self.mixer(x, y)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -255,12 +259,12 @@ class FoldTrainer:
         return {"loss": loss_sum.item() / max(len(trues), 1), "trues": trues, "preds": preds, "images": len(trues),
                 "seconds": time.perf_counter() - t0}
 
-    def validate(self, batches, augment, n: int, desc: str = "val") -> tuple[np.ndarray, np.ndarray | None]:
+    def validate(self, batches, normalise, n: int, desc: str = "val") -> tuple[np.ndarray, np.ndarray | None]:
         """(probabilities of the validation photos in their order, and for age_head=ordinal their
         P(age >= t)), every rank's shard gathered."""
         ordinal = self.cfg.age_head == "ordinal"
         how = Inference(self.device, self.cfg.tta, self.amp, self.channels_last)
-        out = predict_probs(self.predicting, batches, how, desc=desc, augment=augment, curves=ordinal)
+        out = predict_probs(self.predicting, batches, how, desc=desc, normalise=normalise, curves=ordinal)
         probs, curves = out if ordinal else (out, None)
         return gather_probs(batches, probs, n), None if curves is None else gather_probs(batches, curves, n)
 
@@ -339,7 +343,7 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
 
     trainer = FoldTrainer(cfg, device, labels, ranged=y_train is not labels)
     rows = FoldRows(in_train, in_val, y_train, y_val)
-    train_batches, val_batches, augment = make_batches(cfg, ctx, table, rows, trainer.mean, trainer.std, boxes)
+    train_batches, val_batches, normalise = make_batches(cfg, ctx, table, rows, trainer.mean, trainer.std, boxes)
     trainer.plan(len(train_batches))
     prog = FoldProgress()
     if files.last.exists():  # an interrupted run: continue after its last finished epoch
@@ -349,11 +353,10 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
         for epoch in range(prog.epoch, cfg.epochs):
             s = epoch_seed(cfg.seed, fold, epoch)
             train_batches.seed(s)
-            augment.seed(s + 1)
             trainer.start_epoch(epoch, s)
             t_epoch = time.perf_counter()
-            ep = trainer.train_epoch(train_batches, augment, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
-            probs, curves = trainer.validate(val_batches, augment, len(y_val), desc=f"fold {fold} val")
+            ep = trainer.train_epoch(train_batches, normalise, desc=f"fold {fold} epoch {epoch + 1}/{cfg.epochs}")
+            probs, curves = trainer.validate(val_batches, normalise, len(y_val), desc=f"fold {fold} val")
             row, val = epoch_row(epoch, ep, y_val, probs, time.perf_counter() - t_epoch, trainer.lr())
             improved = prog.add(row, val["f1"], probs, curves, ep["images"], ep["seconds"])
             if not dist.is_main():

@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.core.config import ConfigError, Pretrained, closest_names, load_config, load_saved, save_config, settle_outside
+from src.core.config import ConfigError, Pretrained, completed, load_config, load_saved, save_config, settle_outside
+from src.core.errors import closest_names
 
 
 def test_seed_recipe_is_the_default():
@@ -156,3 +157,66 @@ def test_an_optimiser_is_any_of_timms_by_name_and_a_misspelt_one_is_refused_with
     assert "adabelief" in str(e.value)  # timm's own list
     assert closest_names("HorizontalFlp", ["HorizontalFlip", "VerticalFlip", "Affine"]) == ["HorizontalFlip"]
     assert closest_names("zzz", ["adam", "sgd"]) == []
+
+
+AUGMENT_RECIPE = """\
+model: resnet18
+augment:
+  - HorizontalFlip: {p: 0.5}
+  - Affine: {translate_percent: 0.03, rotate: [-10, 10], p: 0.5}
+  - %s
+"""
+
+
+@pytest.mark.parametrize("third, words", [
+    ("HorizontalFlp: {p: 0.5}", r"line 5: augment: HorizontalFlp is not an albumentations transform \(did you mean "
+                                r"HorizontalFlip\?\)"),
+    ("CoarseDropout: {num_holes: 3}", r"line 5: augment: CoarseDropout has no parameter 'num_holes' \(did you mean "
+                                      r"num_holes_range\?\)"),
+    ("RandomBrightnessContrast: {p: 1.5}", r"line 5: augment: RandomBrightnessContrast: p: .*less than or equal to 1"),
+    ("RandomCrop: {height: 20, width: 20}", r"line 5: augment: RandomCrop turns the 320x240 uint8 photo into uint8 "
+                                            r"20x20"),
+    ("Normalize: {}", r"line 5: augment: Normalize turns the 320x240 uint8 photo into float32"),
+    ("OneOf: {transforms: [CLAHE, RandomGama]}", r"line 5: augment: OneOf, its transform 2: RandomGama is not .*"
+                                                 r"RandomGamma"),
+])
+def test_a_recipes_augment_list_is_checked_by_albumentations_naming_the_file_the_line_and_the_close_name(
+        tmp_path, third, words):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(AUGMENT_RECIPE % third)
+    with pytest.raises(ConfigError, match=f"{recipe}, " + words):
+        load_config(str(recipe))
+
+
+def test_an_augment_list_reads_from_a_recipe_or_the_command_line_and_is_saved_as_written(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(AUGMENT_RECIPE % "OneOf: {transforms: [CLAHE, RandomGamma: {}], p: 0.3}")
+    cfg = load_config(str(recipe))
+    assert [s.name for s in cfg.augment] == ["HorizontalFlip", "Affine", "OneOf"]
+    assert cfg.augment[1].params == {"translate_percent": 0.03, "rotate": [-10, 10], "p": 0.5}
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_saved(tmp_path / "config.yaml").augment == cfg.augment
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["augment"][2] == {
+        "OneOf": {"p": 0.3, "transforms": [{"CLAHE": {}}, {"RandomGamma": {}}]}}
+    assert load_config("seed", ["augment=none"]).augment == ()
+    assert load_config("seed", ["augment=[CLAHE, HorizontalFlip: {p: 0.2}]"]).augment[1].params == {"p": 0.2}
+    with pytest.raises(ConfigError, match=r"command line, augment entry 2: augment: HorizontalFlp is not .* "
+                                          r"HorizontalFlip"):
+        load_config("seed", ["augment=[CLAHE, HorizontalFlp]"])
+    with pytest.raises(ConfigError, match=r"hflip is an entry of augment now, e.g. augment: \[HorizontalFlip"):
+        load_config("seed", ["hflip=0"])
+
+
+def test_a_run_saved_before_augment_keeps_its_flip_shift_and_colour():
+    old = completed({"hflip": 0.25, "shift_px": 2, "color_jitter": 0.2})
+    assert [(s.name, s.params.get("p")) for s in old.augment] == [("HorizontalFlip", 0.25), ("Affine", 1.0),
+                                                                 ("ColorJitter", 1.0)]
+    assert old.augment[1].params["translate_px"] == [-2, 2]
+    assert completed({"hflip": 0.0}).augment == () and completed({}).augment == load_config("seed").augment
+
+
+def test_a_warm_up_of_part_of_an_epoch_needs_the_schedule_stepped_per_update():
+    assert load_config("seed", ["warmup_epochs=0.5"]).warmup_epochs == 0.5  # sched_step=update, the default
+    assert load_config("seed", ["warmup_epochs=1", "sched_step=epoch"]).warmup_epochs == 1
+    with pytest.raises(ConfigError, match="warmup_epochs=0.5 with sched_step=epoch: .*use sched_step=update"):
+        load_config("recommended", ["warmup_epochs=0.5"])

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 
 from src.core.config import load_config
-from src.data.batches import BatchPlan, CachedBatches, LoaderBatches, no_batch_of_one
+from src.data.batches import BatchPlan, CachedBatches, DecodedPhotos, LoaderBatches, no_batch_of_one
 from src.data.folds import attach_folds, make_folds
 from src.data.tables import training_table
 from tests.helpers import FAST, refused, train_fast
@@ -12,7 +12,7 @@ from tests.helpers import FAST, refused, train_fast
 def test_a_last_batch_of_one_joins_the_batch_before_it_in_both_sources():
     labels = np.arange(9) % 3
     cached = CachedBatches(np.zeros((9, 2, 2, 3), np.uint8), np.arange(9), labels, BatchPlan(4, True))
-    loader = LoaderBatches([f"p{i}" for i in range(9)], labels, None, BatchPlan(4, True))
+    loader = LoaderBatches(DecodedPhotos([f"p{i}" for i in range(9)], None), labels, BatchPlan(4, True))
     for source in (cached, loader):
         source.seed(0)
         sizes = [len(b) for b in source.positions.batches()]

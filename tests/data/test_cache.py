@@ -7,9 +7,9 @@ import torch
 
 from src.core.config import load_config
 from src.data import cache
-from src.data.batches import BatchPlan, CachedBatches, LoaderBatches
+from src.data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches
 from src.data.tables import load_train
-from src.data.transforms import DeviceAugment, Geometry
+from src.data.transforms import Geometry, PhotoAugment
 
 
 @pytest.fixture
@@ -107,50 +107,52 @@ def test_interrupted_build_leaves_no_usable_cache(tiny_data, cfg, monkeypatch):
     assert cache.load_or_build(paths, cfg, _root(cfg)).shape[0] == 10
 
 
+AUGMENT = load_config("seed", ["augment=[HorizontalFlip: {p: 0.5}, Affine: {translate_px: [-2, 2], p: 0.7}, "
+                               "RandomBrightnessContrast: {p: 0.5}, CoarseDropout: {p: 0.5}]"]).augment
+
+
 @pytest.mark.parametrize("workers", [0, 1])  # with workers a DataLoader iterates its batch sampler twice
-def test_cached_batches_equal_the_plain_loaders_in_every_epoch(tiny_data, cfg, workers):
-    """The same uint8 photos, in the same order and memory layout, for the same seed: the two
-    sources are interchangeable, so cache=true and cache=false train alike."""
+def test_training_photos_from_the_cache_equal_the_decoded_ones_in_every_epoch(tiny_data, cfg, workers):
+    """The same uint8 photos, augmented alike, in the same order and memory layout, for the same seed: the two
+    sources are interchangeable, so cache=true and cache=false train alike (and without augmentation the
+    loader over the cache gives the cache's own gather)."""
     paths = _paths(tiny_data, 10)
     labels = np.arange(10) % 3
     index = np.array([0, 2, 3, 5, 6, 7, 8, 9, 1, 4])[:8]  # a fold's rows: not all, not in a simple run
-    plain = LoaderBatches([paths[i] for i in index], labels[index], Geometry(cfg), BatchPlan(3, True), workers)
-    cached = CachedBatches(cache.load_or_build(paths, cfg, _root(cfg)), index, labels[index], BatchPlan(3, True))
+    array = cache.load_or_build(paths, cfg, _root(cfg))
+    augment = PhotoAugment(AUGMENT)
+    plain = LoaderBatches(DecodedPhotos([paths[i] for i in index], Geometry(cfg)), labels[index], BatchPlan(3, True),
+                          workers, augment)
+    cached = LoaderBatches(CachedPhotos(array, index), labels[index], BatchPlan(3, True), workers, augment)
+    bare = LoaderBatches(CachedPhotos(array, index), labels[index], BatchPlan(3, True), workers)
+    gather = CachedBatches(array, index, labels[index], BatchPlan(3, True))
     for epoch in range(2):
-        plain.seed(epoch)
-        cached.seed(epoch)
-        pairs = list(zip(plain, cached))
+        for source in (plain, cached, bare, gather):
+            source.seed(epoch)
+        pairs = list(zip(plain, cached, bare, gather))
         assert len(pairs) == 3
-        for (xa, ya), (xb, yb) in pairs:
-            assert xa.dtype == torch.uint8 and xa.stride() == xb.stride()
+        for (xa, ya), (xb, yb), (xc, yc), (xd, yd) in pairs:
+            assert xa.dtype == torch.uint8 and xa.stride() == xb.stride() == xd.stride()
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
+            assert torch.equal(xc, xd) and torch.equal(yc, yd) and torch.equal(ya, yd)
+            assert not torch.equal(xa, xd)  # the augmentation did something
 
 
-def test_device_flip_is_seeded_and_flips_whole_images():
-    x = torch.arange(2 * 3 * 2 * 4, dtype=torch.uint8).view(2, 3, 2, 4).repeat(16, 1, 1, 1)
-    aug = DeviceAugment((0, 0, 0), (1 / 255,) * 3, 0.5, "cpu")
-    aug.seed(3)
-    a = aug(x, train=True)
-    aug.seed(3)
-    assert torch.equal(a, aug(x, train=True))
-    flipped = [torch.equal(a[i], x[i].float().flip(2)) for i in range(len(x))]
-    kept = [torch.equal(a[i], x[i].float()) for i in range(len(x))]
-    assert all(f or k for f, k in zip(flipped, kept)) and 0 < sum(flipped) < len(x)
-    assert torch.equal(aug(x, train=False), x.float())
-
-
-def test_device_shift_moves_content_and_colour_keeps_range():
-    x = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
-    x[:, :, 3:5, 3:5] = 200  # a bright square in the middle
-    aug = DeviceAugment((0, 0, 0), (1 / 255,) * 3, 0.0, "cpu", shift_px=2)
-    aug.seed(0)
-    out = aug(x, train=True)
-    assert torch.allclose(out.sum(dim=(1, 2, 3)), x.float().sum(dim=(1, 2, 3)))  # shifted, not lost
-    assert any(not torch.equal(out[i], x[i].float()) for i in range(4))
-    col = DeviceAugment((0, 0, 0), (1 / 255,) * 3, 0.0, "cpu", color_jitter=0.4)
-    col.seed(0)
-    y = col(torch.randint(0, 256, (6, 3, 5, 5), dtype=torch.uint8), train=True)
-    assert y.min() >= 0 and y.max() <= 255
+def test_photo_augment_is_a_function_of_the_draw_and_its_transforms_draw_apart():
+    """One seed per draw (epoch seed, slot): the same draw gives the same photo; the transforms share one
+    generator, so two flips of p=0.5 come together only half the time (albumentations' set_random_seed would
+    give both the same seed: always together)."""
+    photo = np.random.default_rng(0).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    flips = PhotoAugment(load_config("seed", ["augment=[HorizontalFlip: {p: 0.5}, VerticalFlip: {p: 0.5}]"]).augment)
+    seen = set()
+    for slot in range(64):
+        out = flips(photo, (7, slot))
+        assert np.array_equal(out, flips(photo, (7, slot)))
+        h, v = np.array_equal(out, photo[:, ::-1]) or np.array_equal(out, photo[::-1, ::-1]), \
+            np.array_equal(out, photo[::-1]) or np.array_equal(out, photo[::-1, ::-1])
+        seen.add((h, v))
+    assert seen == {(False, False), (True, False), (False, True), (True, True)}
+    assert not all(np.array_equal(flips(photo, (8, s)), flips(photo, (7, s))) for s in range(16))  # epochs differ
 
 
 def test_prefetched_batches_are_the_same_batches_in_the_same_order():

@@ -7,7 +7,7 @@ from PIL import Image
 from src.core.config import load_config
 from src.data.batches import BatchPlan, CachedBatches
 from src.data.cache import load_or_build
-from src.data.transforms import DeviceAugment, Geometry, centre_window, resize
+from src.data.transforms import DeviceNormalise, Geometry, centre_window, resize
 from src.infer.ensemble import FoldModel
 from src.infer.predict import Preprocess
 
@@ -61,7 +61,7 @@ def test_cache_and_predict_see_the_same_pixels(tmp_path, how):
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     array = load_or_build([str(p) for p in paths], cfg, tmp_path / "c")
     (xb, _), = CachedBatches(array, np.arange(3), None, BatchPlan(8, False))
-    cached = DeviceAugment.normalise_only(mean, std, "cpu")(xb, train=False)
+    cached = DeviceNormalise(mean, std, "cpu")(xb)
     x, errors = Preprocess(FoldModel(None, mean, std, cfg, "fold0_best"))(paths)
     assert errors == [None] * 3
     torch.testing.assert_close(torch.from_numpy(x), cached, atol=1e-5, rtol=1e-5)

@@ -8,7 +8,7 @@ from src.core import classes
 from src.core.config import load_config
 from src.core.run_dir import RunDir
 from src.core.runtime import atomic_save
-from src.data.batches import FaceDataset
+from src.data.batches import DecodedPhotos
 from src.data.transforms import Geometry, normaliser
 from src.infer.ensemble import Inference, PhotoReading, predict_photos, predict_probs
 from src.infer.submission import write_submission
@@ -63,8 +63,8 @@ def test_fold_ensemble_equals_hand_average(tiny_data, tmp_path, cache):
         ck = tmp_path / f"fold{k}_best.pt"
         atomic_save({"model": model.state_dict(), "config": cfg.saved(), "mean": mean, "std": std}, ck)
         ckpts.append(ck)
-        ds, norm = FaceDataset(paths, None, Geometry(cfg)), normaliser(mean, std)
-        x = torch.stack([torch.from_numpy(norm(image=ds[i][0].numpy())["image"].transpose(2, 0, 1))
+        ds, norm = DecodedPhotos(paths, Geometry(cfg)), normaliser(mean, std)
+        x = torch.stack([torch.from_numpy(norm(image=ds[i])["image"].transpose(2, 0, 1))
                          for i in range(len(ds))])
         model.eval()
         with torch.no_grad():

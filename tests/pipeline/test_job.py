@@ -88,9 +88,13 @@ def test_parallel_folds_match_sequential_training(tiny_data, out_dir):
     assert "parallel_folds: 2" in (out_dir / "par" / "config.yaml").read_text()
 
 
+SHIFT_AND_COLOUR = "[HorizontalFlip: {p: 0.5}, Affine: {translate_px: [-2, 2], p: 0.5}, ColorJitter: {p: 0.5}]"
+
+
 def test_training_with_and_without_the_cache_gives_the_same_numbers(tiny_data, out_dir):
-    """One augmentation (on the device) and one sample order for both data paths."""
-    opts = ["folds=0", "epochs=2", "shift_px=2", "color_jitter=0.2", "cutmix=0.5", "num_workers=1"]
+    """One augmentation (per photo, seeded per draw, in the loader's workers) and one sample order for both
+    data paths."""
+    opts = ["folds=0", "epochs=2", f"augment={SHIFT_AND_COLOUR}", "cutmix=0.5", "num_workers=1"]
     assert _run(tiny_data, "cached", *opts, "cache=true") == 0
     assert _run(tiny_data, "plain", *opts, "cache=false") == 0
     a, b = out_dir / "cached", out_dir / "plain"
@@ -103,7 +107,7 @@ def test_training_with_and_without_the_cache_gives_the_same_numbers(tiny_data, o
 
 def test_quality_options_run_end_to_end(tiny_data, out_dir):
     assert _run(tiny_data, "opts", "folds=0", "head=multi", "cutmix=0.5", "sampler=balanced", "loss=focal_f1",
-                "drop_ages=57-59", "shift_px=2", "color_jitter=0.2") == 0
+                "drop_ages=57-59", f"augment={SHIFT_AND_COLOUR}") == 0
     sub = pd.read_csv(out_dir / "opts" / "submission.csv")
     assert sub["ans"].between(0, 17).all()
 

@@ -9,10 +9,12 @@ import pandas as pd
 from src.core.config import ROOT
 from src.data.batches import batch_positions
 
-# GroupNorm model, no flips: nothing couples samples inside a batch, so 2 ranks x 7 images
-# must reproduce 1 process x 14 images up to float summation order
+# GroupNorm model: nothing couples samples inside a batch, so 2 ranks x 7 images must reproduce 1 process x 14
+# images up to float summation order; each photo's augmentation is seeded by its draw's slot in the global order,
+# so the ranks augment as the one process does
 CFG = ["model=test_efficientnet_gn", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=2", "batch_size=14",
-       "n_folds=2", "folds=0", "num_workers=0", "lr=1e-3", "hflip=0", "threads=1"]
+       "n_folds=2", "folds=0", "num_workers=0", "lr=1e-3", "threads=1",
+       "augment=[HorizontalFlip: {p: 0.5}, Affine: {rotate: [-10, 10], p: 0.5}]"]
 
 
 def test_global_batches_are_the_same_for_any_number_of_ranks():

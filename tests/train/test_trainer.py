@@ -184,3 +184,16 @@ def test_the_issue_27_recipe_keys_train_a_run_to_its_submission(tiny_data, tmp_p
                            *FAST, "folds=0", "optimizer=adamw", "scheduler=cosine", "warmup_epochs=0.5", "ema=0.99",
                            "drop_path=0.1"]) == 0
     assert (tmp_path / "k" / "submission.csv").exists()
+    recipe = tmp_path / "mine.yaml"  # a recipe file with its own augment list, as a user writes one
+    recipe.write_text("model: resnet18\nimg_size: 64,48\nepochs: 2\nbatch_size: 16\noptimizer: adamw\n"
+                      "augment:\n  - HorizontalFlip: {p: 0.5}\n"
+                      "  - Affine: {translate_percent: 0.03, rotate: [-10, 10], p: 0.5}\n"
+                      "  - RandomBrightnessContrast: {p: 0.3}\n  - CoarseDropout: {num_holes_range: [1, 4], p: 0.3}\n")
+    assert stage("train", ["--data", str(tiny_data), "--config", str(recipe), "--name", "a", "--output",
+                           str(tmp_path), *FAST, "folds=0"]) == 0
+    assert (tmp_path / "a" / "submission.csv").exists()
+    assert "- Affine:" in (tmp_path / "a" / "config.yaml").read_text()
+    recipe.write_text("augment:\n  - HorizontalFlp: {p: 0.5}\n")
+    assert stage("train", ["--data", str(tiny_data), "--config", str(recipe), "--name", "b", "--output",
+                           str(tmp_path)]) == 2
+    assert not (tmp_path / "b").exists()  # refused before any work
