@@ -41,11 +41,11 @@ class Step(NamedTuple):
 
 
 class StepError(ValueError):
-    """Entry `index` (0-based) of the list cannot be used."""
+    """Entry `index` (0-based) of the list cannot be used (`path`: the list's own file, when it came from one)."""
 
-    def __init__(self, index: int, message: str):
+    def __init__(self, index: int, message: str, path: str = ""):
         super().__init__(message)
-        self.index = index
+        self.index, self.path = index, path
 
 
 def transform_names() -> list[str]:

@@ -139,6 +139,34 @@ def corrections_file(raw) -> str:
     return s if not s or (CONFIG_DIR / "corrections" / f"{s}.csv").is_file() else path_text(s)
 
 
+AUGMENT_DIR = CONFIG_DIR / "augment"  # named augment lists: augment=kaggle is configs/augment/kaggle.yaml
+
+
+def augment_steps(raw) -> tuple:
+    """The augment list: YAML's list (a recipe's), its one-line text, none, or the name of a list file
+    (configs/augment/NAME.yaml, or a .yaml path from where the user stands) read here: config.yaml then holds
+    the list itself. A step's error in such a file names the file and the step's line."""
+    text_form = raw.strip() if isinstance(raw, str) else ""
+    named = AUGMENT_DIR / f"{text_form}.yaml"
+    known = sorted(p.stem for p in AUGMENT_DIR.glob("*.yaml"))
+    if not (named.is_file() or text_form.endswith((".yaml", ".yml"))):
+        try:
+            return augment_list.steps(raw)
+        except augment_list.StepError as e:
+            if not text_form.isidentifier():
+                raise
+            raise augment_list.StepError(e.index, f"{e}, nor a list of configs/augment/ ({', '.join(known)})") from None
+    path = named if named.is_file() else user_path(text_form)
+    if not path.is_file():
+        raise ValueError(f"no augment list file {path} (named lists: {', '.join(known)})")
+    try:
+        return augment_list.steps(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not valid YAML: {e}") from None
+    except augment_list.StepError as e:
+        raise augment_list.StepError(e.index, str(e), path=str(path)) from None
+
+
 def optimizer_name(raw) -> str:
     """Any optimiser timm's `create_optimizer_v2` knows, by its own name (timm.optim.list_optimizers())."""
     from timm.optim import list_optimizers
@@ -328,10 +356,11 @@ KEYS: dict[str, Key] = {
     "crop": Key("center", choice("center", "face"),
                 doc="center | face (MTCNN box + face_margin; centre crop where no face is found)"),
     "face_margin": Key(0.3, number(0)),
-    "augment": Key([{"HorizontalFlip": {"p": 0.5}}], augment_list.steps, augment_list.entries,
+    "augment": Key([{"HorizontalFlip": {"p": 0.5}}], augment_steps, augment_list.entries,
                    doc="training augmentation: a list of albumentations transforms by their own names, run per "
                        "photo in the loader's workers on the cached crops, e.g. [HorizontalFlip: {p: 0.5}, Affine: "
-                       "{rotate: [-10, 10], p: 0.5}] (none: no augmentation)"),
+                       "{rotate: [-10, 10], p: 0.5}], or a list file: a name of configs/augment/ (e.g. kaggle) or a "
+                       ".yaml path (none: no augmentation)"),
     # optimisation
     "epochs": Key(10, integer(1)),
     "batch_size": Key(64, integer(2), doc="photos per step (per process: batch_size / torchrun's processes >= 2; "
@@ -442,7 +471,7 @@ def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
         try:
             values[k] = key.parse(raw[k])
         except augment_list.StepError as e:
-            raise ConfigError(f"{entry_place(sources.get(k, 'defaults'), k, e.index)}: {k}: {e}") from None
+            raise ConfigError(f"{entry_place(e.path or sources.get(k, 'defaults'), k, e.index)}: {k}: {e}") from None
         except ValueError as e:
             where = sources.get(k, "defaults")
             raise ConfigError(f"{where}: {k}={raw[k]}: {e}") from None
@@ -495,11 +524,13 @@ def entry_place(where: str, key: str, index: int) -> str:
 
 def yaml_item_line(path: Path, key: str, index: int) -> int | None:
     """The line (1-based) of item `index` of the list under the top-level `key` of a YAML file (the key's own
-    line when it holds no list that long)."""
+    line when it holds no list that long), or of the file's own list."""
     try:
         root = yaml.compose(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
+    if isinstance(root, yaml.SequenceNode):  # a file that is the list itself (configs/augment/)
+        return root.value[index].start_mark.line + 1 if index < len(root.value) else None
     for key_node, value in getattr(root, "value", []) if isinstance(root, yaml.MappingNode) else []:
         if key_node.value == key:
             items = value.value if isinstance(value, yaml.SequenceNode) else []

@@ -220,3 +220,23 @@ def test_a_warm_up_of_part_of_an_epoch_needs_the_schedule_stepped_per_update():
     assert load_config("seed", ["warmup_epochs=1", "sched_step=epoch"]).warmup_epochs == 1
     with pytest.raises(ConfigError, match="warmup_epochs=0.5 with sched_step=epoch: .*use sched_step=update"):
         load_config("recommended", ["warmup_epochs=0.5"])
+
+
+def test_an_augment_list_can_be_a_file_of_its_own_named_or_by_path(tmp_path):
+    kaggle = load_config("recommended", ["augment=kaggle"])  # configs/augment/kaggle.yaml
+    assert [s.name for s in kaggle.augment] == ["HorizontalFlip", "Affine", "RandomBrightnessContrast", "CoarseDropout"]
+    assert load_config(str(_saved(kaggle, tmp_path))).augment == kaggle.augment  # config.yaml holds the list itself
+    mine = tmp_path / "list.yaml"
+    mine.write_text("- HorizontalFlip: {p: 0.5}\n# a comment\n- HorizontalFlp: {p: 0.5}\n")
+    with pytest.raises(ConfigError, match=f"{mine}, line 3: augment: HorizontalFlp .*HorizontalFlip"):
+        load_config("seed", [f"augment={mine}"])
+    with pytest.raises(ConfigError, match=r"kagle is not an albumentations transform, nor a list of configs/augment/ "
+                                          r"\(kaggle"):
+        load_config("seed", ["augment=kagle"])
+    with pytest.raises(ConfigError, match="no augment list file .*missing.yaml"):
+        load_config("seed", [f"augment={tmp_path / 'missing.yaml'}"])
+
+
+def _saved(cfg, folder: Path) -> Path:
+    save_config(cfg, folder / "config.yaml")
+    return folder / "config.yaml"
