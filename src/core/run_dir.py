@@ -35,7 +35,7 @@ import torch
 
 from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config, user_path
 from .errors import NotFound, UserError
-from .runtime import atomic_save, atomic_write_text, first_free
+from .files import atomic_save, atomic_write_text, first_free
 
 OUTPUT = ROOT / "output"
 # a fold's marker, or (runs made before markers existed) its result.json, the fold's last file then

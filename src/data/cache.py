@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import user_path
-from ..core.runtime import free_mib, parallel_map
+from ..core.files import free_mib
+from ..core.progress import parallel_map
 from .faces import DETECT_SIDE, MIN_PROB
 from .transforms import Geometry
 
@@ -73,7 +74,7 @@ def load_or_build(paths: list[str], cfg, root: Path, desc: str = "caching images
 def reserve(path: Path) -> None:
     """Claim the disk blocks of a fresh memory-mapped file before writing into it: the file is sparse,
     and a full disk would otherwise kill the process with SIGBUS on the first page that finds no
-    room. A full disk becomes the OSError that `runtime.writing_errors` reports, the partial file gone."""
+    room. A full disk becomes the OSError that `files.writing_errors` reports, the partial file gone."""
     size = path.stat().st_size
     try:
         with open(path, "r+b") as f:

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ..core.runtime import atomic_write_text, progress
+from ..core.files import atomic_write_text
+from ..core.progress import progress
 from .tables import read_image
 
 DETECT_SIDE = 256  # detection runs on a copy whose longer side is this: faster, the boxes scaled back

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps
 from ..core import classes
 from ..core.config import CONFIG_DIR, ROOT, user_path
 from ..core.errors import UserError
-from ..core.runtime import parallel_map
+from ..core.progress import parallel_map
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 GENDERS = {"male": 0, "female": 1}

@@ -13,9 +13,9 @@ import pandas as pd
 
 from ..core.classes import PROB_COLS
 from ..core.config import load_config
+from ..core.machine import pick_device
 from ..core.metrics import fast_macro_f1, paired_bootstrap, summarize
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run, read_eval_probs
-from ..core.runtime import pick_device
 from ..data.cache import cache_root
 from ..data.tables import DataError, load_eval
 from .age_edge import oof_probs_as_eval

@@ -18,8 +18,9 @@ import torch.nn as nn
 
 from ..core import classes
 from ..core.config import Config, Pretrained, completed
+from ..core.machine import amp_dtype, autocast
+from ..core.progress import progress
 from ..core.run_dir import RunDir
-from ..core.runtime import amp_dtype, autocast, progress
 from ..data.batches import BatchPlan, CachedBatches, DecodedPhotos, LoaderBatches
 from ..data.cache import load_or_build
 from ..data.transforms import DeviceNormalise, Geometry

@@ -15,8 +15,8 @@ import torch
 from ..core import classes
 from ..core.classes import PROB_COLS
 from ..core.errors import NotFound
+from ..core.progress import progress
 from ..core.run_dir import OUTPUT, RunDir
-from ..core.runtime import progress
 from ..data.cache import cache_root
 from ..data.faces import face_boxes
 from ..data.transforms import Geometry, normaliser

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from ..core.config import ROOT, load_config
+from ..core.files import writable_folder
+from ..core.machine import peak_memory_gib, pick_device, set_threads
 from ..core.run_dir import OUTPUT
-from ..core.runtime import peak_memory_gib, pick_device, set_threads, writable_folder
 from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches
 from ..data.cache import cache_root, load_or_build
 from ..data.tables import Layout, find_data, load_train
@@ -104,7 +105,7 @@ def default_data(configured: str) -> Path:
         return found
     full = ROOT / "input" / "demo_full"
     if not Layout(full).has_train():
-        from ..data.demo import generate
+        from ..persons.demo import generate
         print(f"generating full-size synthetic photos in {full}")
         generate(full, n_train=150, n_eval=5, size=(384, 512))
     return full

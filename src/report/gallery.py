@@ -17,8 +17,9 @@ from PIL import Image
 from ..core import classes
 from ..core.classes import PROB_COLS
 from ..core.errors import NotFound
+from ..core.files import atomic_write_text, writing_errors
+from ..core.progress import parallel_map
 from ..core.run_dir import RunDir, read_eval_probs
-from ..core.runtime import atomic_write_text, parallel_map, writing_errors
 from ..data.tables import DataError, Layout, load_eval
 from .audit import as_corrections, candidates, person_scores
 

@@ -16,7 +16,7 @@ from ..core import classes  # noqa: E402
 from ..core.classes import PROB_COLS  # noqa: E402
 from ..core.metrics import confusion, summarize  # noqa: E402
 from ..core.run_dir import RunDir  # noqa: E402
-from ..data.extra import summary_lines  # noqa: E402
+from ..persons.extra import summary_lines  # noqa: E402
 
 
 def plot_confusion(y_true, y_pred, title: str, path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Callable
 def interrupted(kind, value, tb) -> None:
     """Ctrl-C at any moment of any stage (torch still loading, photos being checked, ...): one line and
     exit 130, never a traceback. Stages that can say more (where a run stopped) catch it themselves first;
-    the files they write are written whole or not at all (runtime.atomic_*), so nothing is left half-made."""
+    the files they write are written whole or not at all (core/files.py: atomic_*), so nothing is left half-made."""
     if issubclass(kind, KeyboardInterrupt):
         spec = getattr(sys.modules.get("__main__"), "__spec__", None)
         stage = spec.name.rsplit(".", 1)[-1] if spec else os.path.basename(sys.argv[0])
@@ -64,7 +64,7 @@ def run_stage(work: Callable[[], int | None], interrupted: str = "interrupted", 
     it stopped (the interrupt's own message, else `interrupted`), `then` (how to continue) and exit 130.
     Returns the work's own exit code (None: 0)."""
     from ..core.errors import UserError
-    from ..core.runtime import writing_errors
+    from ..core.files import writing_errors
 
     try:
         with writing_errors():

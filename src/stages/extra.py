@@ -5,7 +5,7 @@
                       [--format auto|labels|utkface|aaf|afad|fairface] [--race 'East Asian'] [--conflicts drop]
 
 A folder holds face photos and their labels in one of these layouts, as downloaded (found from its
-contents, or named with --format / extra_format=; src/data/outside_layouts.py):
+contents, or named with --format / extra_format=; src/persons/outside_layouts.py):
   labels     DIR/labels.csv: file,age,gender (file relative to DIR or DIR/images; gender male/female,
              m/f or 0/1 with 0 male as in UTKFace); the other columns are ignored
   utkface    <age>_<gender>_<race>_<date>.jpg anywhere under DIR (gender 0 male, 1 female)
@@ -15,7 +15,7 @@ contents, or named with --format / extra_format=; src/data/outside_layouts.py):
              head a photo trains only where its range lies inside one age band (counted otherwise); the
              ordinal head learns the thresholds each range decides
 Each photo becomes one person with the competition's 7 shots: the face framed like the
-competition's photos, then five `mask1..5` shots with masks drawn on (src/data/mask_draw.py),
+competition's photos, then five `mask1..5` shots with masks drawn on (src/persons/mask_draw.py),
 one `incorrect_mask` (nose exposed, or the mask on the chin) and the photo itself as `normal`;
 each shot slightly turned, scaled, shifted and lit like the 7 photos of one sitting.
 
@@ -37,10 +37,10 @@ from PIL import Image
 
 from ..core import classes
 from ..core.config import ConfigError, age_range, config_parser, option_items, user_path
+from ..core.files import first_free, writable_folder
 from ..core.run_dir import OUTPUT
-from ..core.runtime import first_free, writable_folder
 from ..data.cache import cache_root
-from ..data.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, summary_lines
+from ..persons.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, summary_lines
 from . import parser, run_stage
 
 

@@ -20,8 +20,8 @@ import torch
 
 from ..core.config import user_path
 from ..core.errors import Exists, NotFound, UserError
+from ..core.files import writable_folder
 from ..core.run_dir import RunDir, find_run
-from ..core.runtime import writable_folder
 from ..infer.predict import collect_images, compare_engines, predict
 from . import parser, run_stage
 

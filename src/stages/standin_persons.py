@@ -14,8 +14,8 @@ import pandas as pd
 
 from ..core.config import user_path
 from ..core.errors import NotFound, UserError
-from ..data.standin_persons import eval_persons
 from ..data.tables import Layout
+from ..persons.standin_persons import eval_persons
 from . import parser, run_stage
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..core.config import Pretrained, user_path
-from ..core.runtime import writable_folder
+from ..core.files import writable_folder
 from ..model.weights import WeightsError, file_sha256, load_resolved, resolve, save_state_file
 from . import parser, run_stage
 

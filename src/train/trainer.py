@@ -18,9 +18,10 @@ from timm.utils import ModelEmaV3
 from ..core import classes
 from ..core import distributed as dist
 from ..core.classes import PROB_COLS
+from ..core.machine import RunContext, amp_dtype, autocast, peak_memory_gib, seed_everything
 from ..core.metrics import macro_f1, summarize
+from ..core.progress import progress
 from ..core.run_dir import FoldFiles, RunDir
-from ..core.runtime import RunContext, amp_dtype, autocast, peak_memory_gib, progress, seed_everything
 from ..core.tracker import Tracker, open_tracker
 from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches, balanced_weights
 from ..data.cache import load_or_build

@@ -6,8 +6,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from src.core import classes
 from src.core.config import load_config
+from src.core.files import atomic_save
 from src.core.run_dir import RunDir
-from src.core.runtime import atomic_save
 from src.data.batches import DecodedPhotos
 from src.data.transforms import Geometry, normaliser
 from src.infer.ensemble import Inference, PhotoReading, predict_photos, predict_probs

@@ -1,9 +1,9 @@
 """The gpu bench prepared for a lent GPU machine, dry-run on the CPU at tiny settings."""
 import json
 
-from src.data.demo import generate_outside
 from src.measure import bench
 from src.measure.device_bench import DEVICE_OVERRIDES, ROWS, STANDIN_PARTS, carry_sets, copy_sources
+from src.persons.demo import generate_outside
 from tests.helpers import stage
 
 TINY = ["model=test_efficientnet", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=1",

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from src.core.config import load_config
-from src.core.runtime import amp_dtype
+from src.core.machine import amp_dtype
 from src.measure import gpucheck
 from tests.helpers import FAST, stage
 

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from src.core.runtime import atomic_save
+from src.core.files import atomic_save
 from src.report.compare import compare_runs
 from tests.helpers import copy_run, refused, stage
 

@@ -22,7 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from ..core import classes
-from .tables import is_hidden
+from ..data.tables import is_hidden
 
 PHOTO_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 UTK_NAME = re.compile(r"^(\d+)_(\d+)_")  # UTKFace: <age>_<gender>_<race>_<date>; race is not needed

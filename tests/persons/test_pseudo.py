@@ -7,8 +7,8 @@ import torch
 
 from src.core import classes
 from src.core.run_dir import RunDir
-from src.data.pseudo import BAND_AGES
 from src.model.losses import unpack
+from src.persons.pseudo import BAND_AGES
 from src.pipeline import job as pipeline
 from src.train.trainer import split_masks, training_targets
 from tests.helpers import FAST, stage

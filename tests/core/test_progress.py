@@ -1,17 +1,16 @@
-"""Progress a log can show, and thread pools that stop when asked (src/core/runtime.py)."""
+"""Progress a log can show, and thread pools that stop when asked (src/core/progress.py)."""
 import _thread
 import threading
 import time
 
 import pytest
 
-from src.core import runtime
-from src.core.runtime import LineProgress, parallel_map
+from src.core.progress import LineProgress, parallel_map, progress
 
 
 def test_off_a_terminal_a_long_loop_says_where_it_is_while_it_runs(capsys, monkeypatch):
     monkeypatch.setattr(LineProgress, "every", 0.0)  # a line after every item instead of every 30 s
-    bar = runtime.progress(iter(range(4)), desc="finding faces", unit="img", total=4)
+    bar = progress(iter(range(4)), desc="finding faces", unit="img", total=4)
     assert list(bar) == [0, 1, 2, 3]
     err = capsys.readouterr().err
     lines = err.splitlines()

@@ -1,4 +1,4 @@
-"""Outside photos as the public sets lay them out (src/data/outside_layouts.py): each layout found
+"""Outside photos as the public sets lay them out (src/persons/outside_layouts.py): each layout found
 from a folder's contents, read with its own label conventions, refused where it is malformed."""
 import shutil
 
@@ -7,10 +7,10 @@ import pytest
 
 from src.core.config import KEYS, load_saved
 from src.core.run_dir import RunDir
-from src.data import extra
-from src.data.demo import generate_outside
-from src.data.outside_layouts import FORMATS, LAYOUTS, parse_age_range, read_folder
 from src.data.tables import DataError
+from src.persons import extra
+from src.persons.demo import generate_outside
+from src.persons.outside_layouts import FORMATS, LAYOUTS, parse_age_range, read_folder
 from tests.helpers import FAST, stage
 
 

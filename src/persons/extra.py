@@ -21,11 +21,12 @@ from PIL import Image
 
 from ..core import classes
 from ..core.config import ConfigError, comma_items, user_path
-from ..core.runtime import atomic_write_text, parallel_map, progress
-from .faces import FaceDetector, file_sha1
+from ..core.files import atomic_write_text
+from ..core.progress import parallel_map, progress
+from ..data.faces import FaceDetector, file_sha1
+from ..data.tables import DataError, check_images, read_image
 from .mask_draw import Face, draw
 from .outside_layouts import OutsidePhoto, cell_counts, read_folder
-from .tables import DataError, check_images, read_image
 
 EXTRA_FOLD = -1                 # in every fold's training rows, never validated (as pseudo-labels)
 CANVAS = (512, 384)             # H, W of a competition photo
