@@ -4,6 +4,7 @@ The command and its manual: src/stages/speed.py (`bash run.sh speed --help`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -71,12 +72,25 @@ def time_training(cfg, device, array, labels, plan: BatchPlan) -> float:
     return ep["images"] / ep["seconds"]
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread, as torch's DataLoader sets it in each worker (the batch's stack on several threads
+    would measure their contention, not the worker)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 GPU_IMG_S = 6000  # what one GPU trains a small backbone at (docs/results.md): the loader must keep up
 
 
 def loader_rates(cfg, device, paths, labels, plan: BatchPlan) -> tuple[dict, np.ndarray]:
     """The data path's images/s: decoded per photo; the cache's gather; the cache with the recipe's augment list
-    (num_workers workers, and in one process: what one worker does); the cache's build time."""
+    (num_workers workers, then normalised on the device; and in one process without the device: what one worker
+    does); the cache's build time."""
     _, mean, std = build_model(cfg)
     normalise, augment = DeviceNormalise(mean, std, device), PhotoAugment.of(cfg.augment)
     r = {}
@@ -92,7 +106,11 @@ def loader_rates(cfg, device, paths, labels, plan: BatchPlan) -> tuple[dict, np.
     for key, workers in (("loader_cached_augmented", cfg.num_workers), ("augment_per_worker", 0)):
         batches = LoaderBatches(CachedPhotos(array, np.arange(len(paths))), labels, plan, workers, augment)
         batches.seed(1)
-        r[key] = time_loader(batches, device, normalise)
+        if workers:
+            r[key] = time_loader(batches, device, normalise)
+        else:  # what one worker process does (read, augment, collate; one torch thread, as in a worker)
+            with one_thread():
+                r[key] = time_loader(batches, torch.device("cpu"))
     r["workers_for_gpu"] = math.ceil(GPU_IMG_S / r["augment_per_worker"])
     return r, array
 

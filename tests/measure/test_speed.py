@@ -1,4 +1,5 @@
 import json
+import math
 
 from tests.helpers import stage
 
@@ -12,7 +13,10 @@ def test_speed_benchmark_writes_its_table(tiny_data, tmp_path):
     for k in ("loader_naive", "loader_cached", "model_only", "training"):
         assert r[k] > 0
     assert abs(r["cached_over_naive"] - r["loader_cached"] / r["loader_naive"]) < 1e-9
+    assert r["augment_per_worker"] > 0 and r["workers_for_gpu"] == math.ceil(6000 / r["augment_per_worker"])
     assert r["images"] == 40
-    assert "training ÷ model-only" in next(out.glob("speed-cpu-*.md")).read_text()
+    table = next(out.glob("speed-cpu-*.md")).read_text()
+    assert "training ÷ model-only" in table and "the augment list (HorizontalFlip)" in table
+    assert f"workers a GPU's 6,000 img/s needs** (num_workers) | **{r['workers_for_gpu']}**" in table
     assert r["peak_host_gib"] > 0.1 and r["peak_gpu_gib"] is None  # a CPU run: no GPU figure
     assert "peak host RAM" in next(out.glob("speed-cpu-*.md")).read_text()
