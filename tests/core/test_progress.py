@@ -1,5 +1,6 @@
 """Progress a log can show, and thread pools that stop when asked (src/core/progress.py)."""
 import _thread
+import signal
 import threading
 import time
 
@@ -24,7 +25,16 @@ def test_a_short_loop_says_one_line(capsys):
     assert len(capsys.readouterr().err.splitlines()) == 1  # every 30 s: a fast loop only at its end
 
 
-def test_ctrl_c_stops_a_thread_pool_without_waiting_for_its_queue():
+@pytest.fixture
+def ctrl_c_handled():
+    """Python's own Ctrl-C handler, also where the suite was started in the background (SIGINT ignored
+    there, and interrupt_main then does nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_stops_a_thread_pool_without_waiting_for_its_queue(ctrl_c_handled):
     done = []
 
     def slow(i):
