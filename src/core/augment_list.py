@@ -17,6 +17,7 @@ config.yaml as it was typed (`entries`).
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import warnings
@@ -41,21 +42,22 @@ class Step(NamedTuple):
 
 
 class StepError(ValueError):
-    """Entry `index` (0-based) of the list cannot be used (`path`: the list's own file, when it came from one)."""
+    """Entry `index` (0-based) of the list cannot be used."""
 
-    def __init__(self, index: int, message: str, path: str = ""):
+    def __init__(self, index: int, message: str):
         super().__init__(message)
-        self.index, self.path = index, path
+        self.index = index
 
 
-def transform_names() -> list[str]:
-    """Every albumentations transform (and container) a recipe may name."""
+@functools.cache
+def transform_names() -> tuple[str, ...]:
+    """Every albumentations transform (and container) a recipe may name (found once per process)."""
     import albumentations as A
     from albumentations.core.transforms_interface import BasicTransform
 
-    return sorted(n for n in dir(A) if n in CONTAINERS or (
+    return tuple(sorted(n for n in dir(A) if n in CONTAINERS or (
         isinstance(getattr(A, n), type) and issubclass(getattr(A, n), BasicTransform)
-        and not inspect.isabstract(getattr(A, n)) and not n.endswith("Transform")))
+        and not inspect.isabstract(getattr(A, n)) and not n.endswith("Transform"))))
 
 
 def steps(raw) -> tuple[Step, ...]:
@@ -69,7 +71,7 @@ def steps(raw) -> tuple[Step, ...]:
             raise ValueError(f"not a YAML list of transforms: {e}") from None
     if raw is None:
         return ()
-    if isinstance(raw, (dict, str)) or not isinstance(raw, (list, tuple)):
+    if not isinstance(raw, (list, tuple)):
         raw = [raw]  # one entry written without the list around it
     return tuple(step(i, entry) for i, entry in enumerate(raw))
 
@@ -89,7 +91,7 @@ def step(index: int, entry) -> Step:
         if not isinstance(inner, list) or not inner:
             raise StepError(index, f"{name} needs transforms: a list of transforms like augment's own")
         try:
-            params["transforms"] = [entries([s])[0] for s in steps(inner)]
+            params["transforms"] = entries(steps(inner))
         except StepError as e:
             raise StepError(index, f"{name}, its transform {e.index + 1}: {e}") from None
     built = Step(name, json.dumps(params, sort_keys=True))

@@ -142,29 +142,38 @@ def corrections_file(raw) -> str:
 AUGMENT_DIR = CONFIG_DIR / "augment"  # named augment lists: augment=kaggle is configs/augment/kaggle.yaml
 
 
-def augment_steps(raw) -> tuple:
-    """The augment list: YAML's list (a recipe's), its one-line text, none, or the name of a list file
-    (configs/augment/NAME.yaml, or a .yaml path from where the user stands) read here: config.yaml then holds
-    the list itself. A step's error in such a file names the file and the step's line."""
+def augment_file(raw) -> Path | None:
+    """The list file `augment=` names (configs/augment/NAME.yaml, or a .yaml path from where the user stands),
+    whether it is there or not; None when the value is a list itself."""
     text_form = raw.strip() if isinstance(raw, str) else ""
     named = AUGMENT_DIR / f"{text_form}.yaml"
-    known = sorted(p.stem for p in AUGMENT_DIR.glob("*.yaml"))
-    if not (named.is_file() or text_form.endswith((".yaml", ".yml"))):
+    if named.is_file():
+        return named
+    return user_path(text_form) if text_form.endswith((".yaml", ".yml")) else None
+
+
+def named_augment_lists() -> str:
+    return ", ".join(sorted(p.stem for p in AUGMENT_DIR.glob("*.yaml")))
+
+
+def augment_steps(raw) -> tuple:
+    """The augment list: YAML's list (a recipe's), its one-line text, none, or a list file (`augment_file`)
+    read here: config.yaml then holds the list itself (`_build` makes its errors name the file)."""
+    path = augment_file(raw)
+    if path is None:
         try:
             return augment_list.steps(raw)
         except augment_list.StepError as e:
-            if not text_form.isidentifier():
+            if not (isinstance(raw, str) and raw.strip().isidentifier()):
                 raise
-            raise augment_list.StepError(e.index, f"{e}, nor a list of configs/augment/ ({', '.join(known)})") from None
-    path = named if named.is_file() else user_path(text_form)
+            raise augment_list.StepError(e.index, f"{e}, nor a list of configs/augment/ ({named_augment_lists()})"
+                                         ) from None
     if not path.is_file():
-        raise ValueError(f"no augment list file {path} (named lists: {', '.join(known)})")
+        raise ValueError(f"no augment list file {path} (named lists: {named_augment_lists()})")
     try:
         return augment_list.steps(yaml.safe_load(path.read_text()))
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
-    except augment_list.StepError as e:
-        raise augment_list.StepError(e.index, str(e), path=str(path)) from None
+        raise ValueError(f"not valid YAML: {e}") from None
 
 
 def optimizer_name(raw) -> str:
@@ -466,12 +475,15 @@ class Config(Mapping):
 
 def _build(raw: Mapping, sources: Mapping[str, str]) -> Config:
     """Parse every key once; errors name where the bad value came from."""
+    listed = augment_file(raw["augment"])
+    if listed is not None and listed.is_file():  # a list file: its steps' errors name it and their line
+        sources = {**sources, "augment": str(listed)}
     values = {}
     for k, key in KEYS.items():
         try:
             values[k] = key.parse(raw[k])
         except augment_list.StepError as e:
-            raise ConfigError(f"{entry_place(e.path or sources.get(k, 'defaults'), k, e.index)}: {k}: {e}") from None
+            raise ConfigError(f"{entry_place(sources.get(k, 'defaults'), k, e.index)}: {k}: {e}") from None
         except ValueError as e:
             where = sources.get(k, "defaults")
             raise ConfigError(f"{where}: {k}={raw[k]}: {e}") from None

@@ -230,6 +230,9 @@ def test_an_augment_list_can_be_a_file_of_its_own_named_or_by_path(tmp_path):
     mine.write_text("- HorizontalFlip: {p: 0.5}\n# a comment\n- HorizontalFlp: {p: 0.5}\n")
     with pytest.raises(ConfigError, match=f"{mine}, line 3: augment: HorizontalFlp .*HorizontalFlip"):
         load_config("seed", [f"augment={mine}"])
+    mine.write_text("- HorizontalFlip: {p: 0.5}\n- RandomCrop: {height: 20, width: 20}\n")  # refused by its output
+    with pytest.raises(ConfigError, match=f"{mine}, line 2: augment: RandomCrop turns the 320x240"):
+        load_config("seed", [f"augment={mine}"])
     with pytest.raises(ConfigError, match=r"kagle is not an albumentations transform, nor a list of configs/augment/ "
                                           r"\(kaggle"):
         load_config("seed", ["augment=kagle"])
