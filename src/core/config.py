@@ -346,6 +346,9 @@ KEYS: dict[str, Key] = {
     "ema": Key(0.0, number(0, 1, hi_open=True),
                doc="decay of an exponential moving average of the weights after every step (timm's ModelEmaV3; "
                    "0 = off): validation, the OOF, the eval, predict and export use the averaged weights"),
+    "ema_warmup": Key(True, boolean,
+                      doc="ramp the average's decay up as timm's use_warmup does: at update k it is "
+                          "min(ema, 1 - k^(-2/3)), so a short run's average is not mostly its initial weights"),
     "drop_path": Key(0.0, number(0, 1),
                      doc="stochastic depth (timm's drop_path_rate; 0 = off), where the model has it"),
     "head_init": Key("torch", choice("torch", "timm"),
@@ -428,7 +431,7 @@ DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
 
 # What a run saved before a key existed actually did, where that differs from today's default:
 # such a run must not count as made with the new default (bench reuse, resume).
-LEGACY = {"head_init": "timm", "resize": "plain", "sched_step": "epoch"}
+LEGACY = {"head_init": "timm", "resize": "plain", "sched_step": "epoch", "ema_warmup": False}
 
 # Keys a saved run config holds besides settings: what the run was made from, written by the pipeline.
 RECORDS = ("recipe", "weights", "data")  # the recipe's name; initial weights (tag, sha256, source); data folder
@@ -666,6 +669,8 @@ def completed(saved: Mapping) -> Config:
     """A config saved by an older version: the keys added since then take the value the code then
     used (LEGACY, else the default), so the run is reproduced as it was made."""
     raw = {**DEFAULTS, **LEGACY, **saved}
+    if "ema_warmup" not in saved and not raw["ema"]:
+        raw["ema_warmup"] = DEFAULTS["ema_warmup"]  # no average, nothing to ramp: the run is today's default
     if "augment" not in saved:
         raw["augment"] = legacy_augment(saved)
     if not raw.get("data"):

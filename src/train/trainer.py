@@ -189,7 +189,7 @@ class FoldTrainer:
         self.opt, self.scaler = optimiser(cfg, model, self.amp)
         self.mixer = HalfCutMix(cfg.cutmix)
         self.schedule, self.updates_per_epoch, self.update = None, 0, 0
-        self.ema = ModelEmaV3(model, decay=cfg.ema) if cfg.ema else None
+        self.ema = ModelEmaV3(model, decay=cfg.ema, use_warmup=cfg.ema_warmup) if cfg.ema else None
 
     @property
     def predicting(self) -> torch.nn.Module:
@@ -247,7 +247,8 @@ class FoldTrainer:
             self.scaler.step(self.opt)
             self.scaler.update()
             if self.ema is not None:
-                self.ema.update(self.model)
+                # the ramp counts updates (the first one copies the weights); without it, ema= from the start
+                self.ema.update(self.model, step=self.update if self.cfg.ema_warmup else None)
             # kept on the device: a .item() per step would stall a GPU
             loss_sum += loss.detach() * len(y)
             preds.append(logits.detach()[:, :classes.N_CLASSES].argmax(1))  # an ordinal head's age logits follow

@@ -116,6 +116,18 @@ def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_pat
     assert matches_saved(tmp_path / "config.yaml", as_then, set())  # older runs wrote their data folder to data_dir
 
 
+def test_a_run_saved_before_ema_warmup_had_no_ramp_and_one_without_an_average_is_todays(tmp_path):
+    from src.core.config import matches_saved
+    averaged = {k: v for k, v in load_config("seed", ["ema=0.99"]).saved().items() if k != "ema_warmup"}
+    assert completed(averaged).ema_warmup is False  # what the code then did
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(averaged))
+    assert not matches_saved(tmp_path / "config.yaml", load_config("seed", ["ema=0.99"]), {"data"})
+    assert matches_saved(tmp_path / "config.yaml", load_config("seed", ["ema=0.99", "ema_warmup=false"]), {"data"})
+    plain = {k: v for k, v in load_config("seed").saved().items() if k != "ema_warmup"}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(plain))
+    assert matches_saved(tmp_path / "config.yaml", load_config("seed"), {"data"})  # a bench reuses it
+
+
 @pytest.mark.parametrize("bad", ["head_init=goog", "resize=nearest"])
 def test_head_init_and_resize_are_checked(bad):
     with pytest.raises(ConfigError, match=bad.split("=")[0]):

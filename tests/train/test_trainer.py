@@ -151,7 +151,7 @@ def test_ema_averages_the_weights_after_every_step_and_is_what_validates_and_is_
     use the average, last.pt holds both, and resuming restores both."""
     from src.core.run_dir import RunDir
     from src.train.trainer import FoldProgress, FoldTrainer
-    cfg = load_config("seed", [*TINY_MODEL, "lr=1e-2", "ema=0.75"])
+    cfg = load_config("seed", [*TINY_MODEL, "lr=1e-2", "ema=0.75", "ema_warmup=false"])
     trainer = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
     trainer.plan(2)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -176,6 +176,27 @@ def test_ema_averages_the_weights_after_every_step_and_is_what_validates_and_is_
     again.resume(files.last)
     assert torch.equal(again.model.state_dict()[name], after[name])
     assert torch.equal(again.predicting.state_dict()[name], averaged[name])
+
+
+def test_ema_warmup_copies_the_weights_first_then_ramps_the_decay_up_to_ema():
+    """ema_warmup: update k averages with decay min(ema, 1 - k^(-2/3)): the first update copies the trained
+    weights, the second keeps 1 - 2^(-2/3) of the average; the ramp never passes ema."""
+    from src.train.trainer import FoldTrainer
+    name = "conv_stem.weight"
+    for ema, second in ((0.999, 1 - 2 ** (-2 / 3)), (0.2, 0.2)):
+        cfg = load_config("seed", [*TINY_MODEL, "lr=1e-2", f"ema={ema}"])
+        trainer = FoldTrainer(cfg, torch.device("cpu"), np.arange(18))
+        trainer.plan(2)
+        torch.manual_seed(0)
+        batches = [(torch.randn(4, 3, 32, 24), torch.randint(0, 18, (4,))) for _ in range(2)]
+        trainer.start_epoch(0, 0)
+        trainer.train_epoch(batches[:1], None)
+        first = trainer.model.state_dict()[name].clone()
+        assert torch.equal(trainer.predicting.state_dict()[name], first)
+        trainer.train_epoch(batches[1:], None)
+        after = trainer.model.state_dict()[name]
+        assert not torch.equal(after, first)
+        assert torch.allclose(trainer.predicting.state_dict()[name], second * first + (1 - second) * after, atol=1e-6)
 
 
 def test_the_issue_27_recipe_keys_train_a_run_to_its_submission(tiny_data, tmp_path):
