@@ -267,6 +267,11 @@ def pretrained(raw) -> Pretrained:
     return Pretrained("file", path_text(raw))  # resolved like every path key
 
 
+def worker_count(raw) -> int | str:
+    """auto (what the machine affords: core/machine.loader_workers) or a number of loader processes."""
+    return "auto" if str(raw).strip() == "auto" else integer(0)(raw)
+
+
 def device_name(raw) -> str:
     """auto | cpu | cuda | cuda:N (whether that GPU exists is checked when the run starts)."""
     v = str(raw).strip()
@@ -417,7 +422,10 @@ KEYS: dict[str, Key] = {
     "amp": Key(True, boolean, doc="mixed precision on CUDA (ignored on CPU)"),
     "amp_dtype": Key("auto", choice("auto", "bf16", "fp16")),
     "channels_last": Key(True, boolean),
-    "num_workers": Key(2, integer(0)),
+    "num_workers": Key("auto", worker_count,
+                       doc="loader processes, where the augment list runs: auto = on a GPU the cores this process "
+                           "may use less one (shared by the processes training on the machine; at most 16), on "
+                           "the CPU one (the model needs the cores)"),
     "parallel_folds": Key(0, integer(0)),
     "threads": Key(0, integer(0)),
     "max_images": Key(0, integer(0)),

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from ..core import classes
 from ..core.config import Config, Pretrained, completed
-from ..core.machine import amp_dtype, autocast
+from ..core.machine import amp_dtype, autocast, loader_workers
 from ..core.progress import progress
 from ..core.run_dir import RunDir
 from ..data.batches import BatchPlan, CachedBatches, DecodedPhotos, LoaderBatches
@@ -131,7 +131,7 @@ def photo_batches(paths: list[str], reading: PhotoReading) -> Callable:
     """`batches_for(fold_model)` over a list of photo paths: the decoded cache (built once) or the
     plain loader, each model's own normalisation on the device."""
     cfg, device = reading.cfg, reading.device
-    plan = BatchPlan(cfg.batch_size, False, pin=device.type == "cuda")
+    plan, workers = BatchPlan(cfg.batch_size, False, pin=device.type == "cuda"), loader_workers(cfg, device)
     array = load_or_build(paths, cfg, reading.cache_root, desc="caching eval images",
                           boxes=reading.boxes) if cfg.cache else None
 
@@ -139,7 +139,7 @@ def photo_batches(paths: list[str], reading: PhotoReading) -> Callable:
         if array is not None:
             batches = CachedBatches(array, np.arange(len(paths)), None, plan)
         else:
-            batches = LoaderBatches(DecodedPhotos(paths, Geometry(fm.cfg, reading.boxes)), None, plan, cfg.num_workers)
+            batches = LoaderBatches(DecodedPhotos(paths, Geometry(fm.cfg, reading.boxes)), None, plan, workers)
         return batches, DeviceNormalise(fm.mean, fm.std, device)
 
     return batches_for

@@ -15,7 +15,7 @@ import torch
 
 from ..core.config import ROOT, load_config
 from ..core.files import writable_folder
-from ..core.machine import peak_memory_gib, pick_device, set_threads
+from ..core.machine import loader_workers, peak_memory_gib, pick_device, set_threads
 from ..core.run_dir import OUTPUT
 from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches
 from ..data.cache import cache_root, load_or_build
@@ -137,6 +137,7 @@ def measure(recipe: str, overrides: list[str], device_setting: str, data: Path |
     cfg = load_config(recipe, ["pretrained=false", *overrides, f"device={device_setting}"])
     set_threads(cfg.threads)
     device = pick_device(cfg.device)
+    cfg = cfg.replace(num_workers=loader_workers(cfg, device))  # auto: what this machine gives
     writable_folder(out, "--out")
     data = data or default_data(cfg.data_dir)
     table = load_train(data, check_pixels=False)

@@ -21,7 +21,7 @@ from ..core import distributed as dist
 from ..core.classes import N_CLASSES
 from ..core.config import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, ROOT, Config, ConfigError, load_config, settle_outside
 from ..core.files import CannotWrite, free_mib, writable_folder
-from ..core.machine import RunContext, out_of_memory_advice, pick_device, set_threads
+from ..core.machine import RunContext, loader_workers, out_of_memory_advice, pick_device, set_threads
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
 from ..core.tracker import check_tracker, open_tracker, register_tracker
 from ..data.cache import cache_root
@@ -150,7 +150,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
         if dist.is_main():
             record_prior(run, table)
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
-              f"{cfg.epochs} epochs, outputs in {run}", flush=True)
+              f"{cfg.epochs} epochs, {loader_workers(cfg, ctx.device)} loader workers, outputs in {run}", flush=True)
         boxes, face_stats = detect_faces(cfg, ctx, table, eval_table, outside)
     except BaseException:
         run.unlock()

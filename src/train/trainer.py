@@ -18,7 +18,7 @@ from timm.utils import ModelEmaV3
 from ..core import classes
 from ..core import distributed as dist
 from ..core.classes import PROB_COLS
-from ..core.machine import RunContext, amp_dtype, autocast, peak_memory_gib, seed_everything
+from ..core.machine import RunContext, amp_dtype, autocast, loader_workers, peak_memory_gib, seed_everything
 from ..core.metrics import macro_f1, summarize
 from ..core.progress import progress
 from ..core.run_dir import FoldFiles, RunDir
@@ -98,7 +98,7 @@ def make_batches(cfg, ctx: RunContext, table, rows: FoldRows, mean, std, boxes=N
     weights = balanced_weights(rows.y_train % classes.N_CLASSES) if cfg.sampler == "balanced" else None
     train_plan = BatchPlan(cfg.batch_size, True, **shard, weights=weights)
     val_plan = BatchPlan(cfg.batch_size, False, **shard)
-    augment = PhotoAugment.of(cfg.augment)
+    augment, workers = PhotoAugment.of(cfg.augment), loader_workers(cfg, ctx.device)
     if cfg.cache:
         array = dist.main_first(lambda: training_cache(cfg, ctx, table, boxes))
         photos = CachedPhotos(array, np.flatnonzero(rows.in_train))
@@ -106,8 +106,8 @@ def make_batches(cfg, ctx: RunContext, table, rows: FoldRows, mean, std, boxes=N
     else:
         geo = Geometry(cfg, boxes)
         photos = DecodedPhotos(table.loc[rows.in_train, "path"], geo)
-        val = LoaderBatches(DecodedPhotos(table.loc[rows.in_val, "path"], geo), rows.y_val, val_plan, cfg.num_workers)
-    train = LoaderBatches(photos, rows.y_train, train_plan, cfg.num_workers, augment)
+        val = LoaderBatches(DecodedPhotos(table.loc[rows.in_val, "path"], geo), rows.y_val, val_plan, workers)
+    train = LoaderBatches(photos, rows.y_train, train_plan, workers, augment)
     return train, val, DeviceNormalise(mean, std, ctx.device)
 
 
