@@ -169,24 +169,39 @@ def test_too_few_persons_per_cell_is_a_data_error_with_the_others(tiny_data, tmp
 
 # ---- Ctrl-C ---------------------------------------------------------------------------------
 
-def test_ctrl_c_says_where_the_run_stopped_and_the_same_command_continues(tiny_data, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ctrl_c_says_where_the_run_stopped_and_the_same_command_continues(tiny_data, tmp_path, workers):
+    """Ctrl-C as a terminal sends it: to the whole process group, the loader's (persistent) workers too."""
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "src.stages.train", "--data", str(tiny_data), "--config", "seed", "--name", "c",
-           "--output", str(out), *[o for o in FAST if not o.startswith("epochs")], "epochs=30", "folds=0"]
-    # Ctrl-C as at a terminal: a job started in the background (nohup ... &) inherits SIGINT ignored
+           "--output", str(out), *[o for o in FAST if not o.startswith(("epochs", "num_workers"))], "epochs=30",
+           "folds=0", f"num_workers={workers}"]
+    # a job started in the background (nohup ... &) inherits SIGINT ignored: a terminal's job has it
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), start_new_session=True)
     log = out / "c" / "fold0_log.csv"
     deadline = time.time() + 120
     while not (log.exists() and len(pd.read_csv(log)) >= 1) and time.time() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted after fold 0 epoch" in err and "run the same command to continue" in err
     done = len(pd.read_csv(log))
     assert f"epoch {done};" in err or f"epoch {done - 1};" in err  # the epoch saved when the signal came
+    deadline = time.time() + 10
+    while _group_alive(proc.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _group_alive(proc.pid)  # no loader worker left behind
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 @pytest.mark.parametrize("stage_name,args", [("train", ["--config", "seed"]), ("predict", ["--run", "r", "x.jpg"]),
