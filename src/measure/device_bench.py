@@ -28,7 +28,7 @@ DEVICE_WHEELS = ("facenet-pytorch==2.6.0", "iterative-stratification==0.1.9", "e
                  "simsimd==6.5.16", "stringzilla==5.3.2", "annotated-types", "typing-inspection")
 ROWS = ("seed", "recommended", f"recommended+extra={DEVICE_DIR}/{EXTRA_SRC}+extra_conflicts=drop+age_head=ordinal")
 # on top of the gpu protocol: ImageNet weights that need no network, and the fold a 15-minute lease can afford
-DEVICE_OVERRIDES = ("model=tf_efficientnet_lite0", "pretrained=package", "folds=0", "num_workers=8")
+DEVICE_OVERRIDES = ("model=tf_efficientnet_lite0", "pretrained=package", "folds=0")  # num_workers: auto
 BENCH_NAME = "device"
 
 

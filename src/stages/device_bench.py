@@ -15,7 +15,7 @@ first installed while it stays warm); each `carry` is what `prepare` printed:
 `run` builds input/standin from .device/standin-src when it is not there (every core, about a
 minute on 16), then trains the rows (default: seed, recommended, and recommended with the outside
 faces and the ordinal age head) under `bench --protocol gpu` plus model=tf_efficientnet_lite0
-pretrained=package folds=0 num_workers=8 (weights that need no network; one fold fits a lease),
+pretrained=package folds=0 (weights that need no network; one fold fits a lease; num_workers=auto),
 one bench output/bench/device growing by a row at a time; after every row the table
 (device_results.md / .json) and the step times (device_times.json, with the GPU's name) go to
 --out. A call cut short keeps what it finished; the same command on the same warm machine goes on
