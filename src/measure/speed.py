@@ -42,6 +42,24 @@ def time_loader(batches, device, normalise=None) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def first_batch_s(batches) -> float:
+    """Seconds from an epoch's start to its first batch (the epoch then run to its end)."""
+    t0 = time.perf_counter()
+    epoch = iter(batches)
+    next(epoch)
+    seconds = time.perf_counter() - t0
+    for _ in epoch:
+        pass
+    return seconds
+
+
+def epoch_starts(photos, labels, plan: BatchPlan, workers: int, augment) -> dict:
+    """An epoch's first batch with new workers (what forking them again each epoch cost) and with the
+    persistent ones of the epoch before."""
+    batches = LoaderBatches(photos, labels, plan, workers, augment)
+    return {"epoch_start_new_s": first_batch_s(batches), "epoch_start_persistent_s": first_batch_s(batches)}
+
+
 def time_model(cfg, device, n_images: int) -> float:
     trainer = FoldTrainer(cfg, device, np.arange(18))
     h, w = cfg.img_size
@@ -112,6 +130,8 @@ def loader_rates(cfg, device, paths, labels, plan: BatchPlan) -> tuple[dict, np.
             with one_thread():
                 r[key] = time_loader(batches, torch.device("cpu"))
     r["workers_for_gpu"] = math.ceil(GPU_IMG_S / r["augment_per_worker"])
+    if cfg.num_workers:
+        r.update(epoch_starts(CachedPhotos(array, np.arange(len(paths))), labels, plan, cfg.num_workers, augment))
     return r, array
 
 
@@ -169,8 +189,11 @@ def measure(recipe: str, overrides: list[str], device_setting: str, data: Path |
              f"| **training ÷ model-only** | **{r['training_over_model']:.2f}** |",
              f"| **workers a GPU's {GPU_IMG_S:,} img/s needs** (num_workers) | **{r['workers_for_gpu']}** |"]
     gpu = "" if r["peak_gpu_gib"] is None else f", peak GPU memory {r['peak_gpu_gib']:.2f} GiB"
+    starts = "" if "epoch_start_new_s" not in r else (
+        f"; an epoch's first batch after {r['epoch_start_new_s']:.2f} s with {cfg.num_workers} new workers, "
+        f"{r['epoch_start_persistent_s']:.2f} s with the persistent ones")
     header = (f"{cfg.model} {h}x{w}, batch {cfg.batch_size}, {len(paths)} photos, {device_name}; "
-              f"cache built in {r['cache_build_s']:.1f} s; peak host RAM {r['peak_host_gib']:.2f} GiB{gpu}")
+              f"cache built in {r['cache_build_s']:.1f} s; peak host RAM {r['peak_host_gib']:.2f} GiB{gpu}{starts}")
     print("\n" + header + "\n\n" + "\n".join(lines))
     out.mkdir(parents=True, exist_ok=True)
     stem = f"speed-{device.type}-{time.strftime('%Y%m%d-%H%M%S')}"

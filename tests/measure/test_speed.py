@@ -19,4 +19,13 @@ def test_speed_benchmark_writes_its_table(tiny_data, tmp_path):
     assert "training ÷ model-only" in table and "the augment list (HorizontalFlip)" in table
     assert f"workers a GPU's 6,000 img/s needs** (num_workers) | **{r['workers_for_gpu']}**" in table
     assert r["peak_host_gib"] > 0.1 and r["peak_gpu_gib"] is None  # a CPU run: no GPU figure
-    assert "peak host RAM" in next(out.glob("speed-cpu-*.md")).read_text()
+    assert "peak host RAM" in table and "epoch_start_new_s" not in r  # no workers, nothing to start
+
+
+def test_speed_times_an_epochs_first_batch_with_new_and_persistent_workers(tiny_data, tmp_path):
+    out = tmp_path / "speed"
+    assert stage("speed", ["--data", str(tiny_data), "--images", "24", "--out", str(out), "model=test_efficientnet",
+                       "img_size=32,24", "batch_size=8", "num_workers=2", f"cache_dir={tmp_path / 'c'}"]) == 0
+    r = json.loads(next(out.glob("speed-cpu-*.json")).read_text())
+    assert 0 < r["epoch_start_persistent_s"] < r["epoch_start_new_s"]  # forking two workers is not free
+    assert f"after {r['epoch_start_new_s']:.2f} s with 2 new workers" in next(out.glob("speed-cpu-*.md")).read_text()
