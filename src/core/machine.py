@@ -88,7 +88,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-MAX_AUTO_WORKERS = 16  # a GPU's 6,000 img/s needs ~5 workers with the flip, ~11 with augment=kaggle (320x240)
+MAX_AUTO_WORKERS = 16  # a GPU's 6,000 img/s needs 2-5 workers with the flip, 3-11 with augment=kaggle (320x240)
 
 
 def loader_workers(cfg, device: torch.device) -> int:

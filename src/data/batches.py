@@ -212,7 +212,7 @@ class LoaderBatches(_Batches):
         # the epoch's batches drawn once, here: a DataLoader may iterate its batch sampler more than once
         self.epoch.items = self._items()
         if self.loader is None:
-            # one loader for every epoch: its workers persist (forking 15 of them costs ~0.5 s an epoch), each
+            # one loader for every epoch: its workers persist (bash run.sh speed times what forking them again costs), each
             # epoch's batches reach them through _EpochItems. A generator of the loader's own keeps it from
             # drawing its workers' base seed from torch's global one, which the model's dropout uses; the
             # workers' randomness is the draws' own seeds.
