@@ -690,7 +690,20 @@ def load_saved(path: Path) -> Config:
     return completed(read_yaml(path))
 
 
+def saved_differences(path: Path, cfg: Config, ignore: set[str]) -> list[str]:
+    """Where `cfg` differs from the config saved at `path`, apart from the `ignore` keys: "key X there, Y here"
+    in config.yaml's words (a new default shows as one: a run saved before the key took what the code did)."""
+    saved = load_saved(path)
+    there, here = saved.saved(), cfg.saved()
+    return [f"{k} {_short(there.get(k))} there, {_short(here.get(k))} here" for k in (*KEYS, *RECORDS)
+            if k not in ignore and saved[k] != cfg[k]]
+
+
+def _short(value, width: int = 60) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def matches_saved(path: Path, cfg: Config, ignore: set[str]) -> bool:
     """Does `cfg` equal the config saved at `path`, apart from the `ignore` keys?"""
-    saved = load_saved(path)
-    return all(saved[k] == cfg[k] for k in (*KEYS, *RECORDS) if k not in ignore)
+    return not saved_differences(path, cfg, ignore)

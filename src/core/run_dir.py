@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config, user_path
+from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config, saved_differences, user_path
 from .errors import NotFound, UserError
 from .files import atomic_save, atomic_write_text, first_free
 
@@ -255,6 +255,14 @@ def resumable(run: RunDir, cfg: Config) -> bool:
     return matches_saved(run.config, cfg, RESUME_FREE_KEYS)
 
 
+def not_continued(run: RunDir, cfg: Config) -> str:
+    """Why the same command does not continue an unfinished run (a key changed, or a new default): for the note."""
+    if not run.config.is_file() or run.finished():
+        return ""
+    changes = saved_differences(run.config, cfg, RESUME_FREE_KEYS)
+    return f" (unfinished, of another config: {'; '.join(changes)})" if changes else ""
+
+
 def open_run(name: str, cfg: Config, output: Path) -> RunDir:
     """Continue the unfinished run of the same config, else start a new folder output/<name>[-N];
     either way the folder comes back locked for this process."""
@@ -269,7 +277,8 @@ def open_run(name: str, cfg: Config, output: Path) -> RunDir:
         n += 1
     run.path.mkdir()  # the first free name
     if run.name != name:
-        print(f"note: {output / name} already exists; this run writes to {run}")
+        print(f"note: {output / name} already exists{not_continued(RunDir(output / name), cfg)}; this run writes "
+              f"to {run}")
     run.lock()
     return run
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.classes import PROB_COLS
-from ..core.config import KEYS, ROOT, ConfigError, load_config, matches_saved, settle_outside, user_path
+from ..core.config import KEYS, ROOT, ConfigError, load_config, saved_differences, settle_outside, user_path
 from ..core.errors import UserError
 from ..core.metrics import paired_bootstrap
 from ..core.run_dir import OUTPUT, RESUME_FREE_KEYS, RunDir, read_eval_probs
@@ -40,10 +40,11 @@ def folder(recipe: str) -> str:
     return quote(recipe, safe="+=,.-_:@")
 
 
-def same_config(run: RunDir, recipe: str, overrides: list[str], data: str) -> bool:
-    """Would this recipe, run now on `data`, use the config the finished run used (extra=auto settled by it)?"""
-    return matches_saved(run.config, settle_outside(load_config(recipe, overrides), user_path(data)),
-                         RESUME_FREE_KEYS | {"data_dir", "data", "recipe", "weights"})
+def config_changes(run: RunDir, recipe: str, overrides: list[str], data: str) -> list[str]:
+    """Where this recipe, run now on `data`, differs from the config the finished run used (extra=auto settled
+    by it): none, and the run is reused."""
+    return saved_differences(run.config, settle_outside(load_config(recipe, overrides), user_path(data)),
+                             RESUME_FREE_KEYS | {"data_dir", "data", "recipe", "weights"})
 
 
 BAND_KEYS = ("young_f1", "middle_f1", "old_f1")  # results.json: the mean F1 of each age band's six classes
@@ -199,8 +200,8 @@ def run_recipe(out: Path, name: str, recipe: str, protocol: str, overrides: list
     base, changes = recipe_parts(recipe)
     run = RunDir(out / folder(recipe))
     if run.finished():  # finished earlier under this bench: reuse it
-        if not same_config(run, base, [*overrides, *changes], data):
-            print(f"error: recipe {recipe} has changed since bench {name} ran it ({run}); "
+        if differences := config_changes(run, base, [*overrides, *changes], data):
+            print(f"error: recipe {recipe} has changed since bench {name} ran it ({run}): {'; '.join(differences)}; "
                   f"use another --name", file=sys.stderr)
             return 2
         print(f"bench {name}: recipe {recipe} already finished in {run}, reusing it", flush=True)

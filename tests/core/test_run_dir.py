@@ -52,7 +52,7 @@ def test_load_oof_reads_the_finished_folds_with_person_ids_as_text(tmp_path):
         RunDir(tmp_path / "none").load_oof([0])
 
 
-def test_open_run_continues_the_unfinished_run_of_the_same_config_only(tmp_path):
+def test_open_run_continues_the_unfinished_run_of_the_same_config_only(tmp_path, capsys):
     cfg = load_config("seed", ["epochs=2"]).replace(data="/d")
     first = open_run("r", cfg, tmp_path)
     first.save_config(cfg)
@@ -66,7 +66,9 @@ def test_open_run_continues_the_unfinished_run_of_the_same_config_only(tmp_path)
         return run.path
 
     assert opened(cfg) == first.path  # unfinished, same config: continued
-    assert opened(cfg.replace(epochs=3)) == tmp_path / "r-2"  # another config: a new folder
+    assert opened(cfg.replace(epochs=3)) == tmp_path / "r-2"  # another config: a new folder, and the note says why
+    assert f"note: {first.path} already exists (unfinished, of another config: epochs 2 there, 3 here); this run " \
+           f"writes to {tmp_path / 'r-2'}" in capsys.readouterr().out
     assert opened(cfg.replace(data="/other")) == tmp_path / "r-3"  # other data: new
     assert opened(cfg.replace(threads=1)) == first.path  # machine keys don't count
     first.finish_run({})

@@ -60,7 +60,7 @@ def test_recipe_specs_with_changes():
     assert bench.recipe_parts("seed") == ("seed", [])
 
 
-def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatch):
+def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0"])
     args = ["--data", str(tiny_data), "--recipes", "seed+epochs=1", "--name", "c",
@@ -68,18 +68,24 @@ def test_a_changed_recipe_is_not_silently_reused(tiny_data, tmp_path, monkeypatc
     assert stage("bench", args) == 0
     run = RunDir(tmp_path / "output" / "bench" / "c" / "seed+epochs=1")
     same = ["folds=0", *args[6:], "epochs=1"]
-    assert bench.same_config(run, "seed", same, str(tiny_data))
-    assert not bench.same_config(run, "seed", [*same[:-1], "epochs=2"], str(tiny_data))
+    assert bench.config_changes(run, "seed", same, str(tiny_data)) == []
+    assert bench.config_changes(run, "seed", [*same[:-1], "epochs=2"], str(tiny_data)) == ["epochs 1 there, 2 here"]
     # extra=auto (the recommended recipe) is what the data folder makes it: none here, outside faces with extra/
-    assert bench.same_config(run, "seed", [*same, "extra=auto"], str(tiny_data))
+    assert bench.config_changes(run, "seed", [*same, "extra=auto"], str(tiny_data)) == []
     with_extra = tmp_path / "with-extra"
     shutil.copytree(tiny_data, with_extra)
     (with_extra / "extra").mkdir()
-    assert not bench.same_config(run, "seed", [*same, "extra=auto"], str(with_extra))
+    assert bench.config_changes(run, "seed", [*same, "extra=auto"], str(with_extra))
     # a run made before a key existed still counts as the same recipe (the key has its default)
     text = run.config.read_text()
     run.config.write_text("\n".join(l for l in text.splitlines() if not l.startswith("scheduler:")))
-    assert bench.same_config(run, "seed", same, str(tiny_data))
+    assert bench.config_changes(run, "seed", same, str(tiny_data)) == []
+    # the same bench with a protocol that changed: refused, naming what changed
+    monkeypatch.setitem(bench.PROTOCOLS, "cpu", ["folds=0", "label_smoothing=0.2"])
+    assert stage("bench", args) == 2
+    err = capsys.readouterr().err
+    assert "seed+epochs=1 has changed since bench c ran it" in err
+    assert "label_smoothing 0.1 there, 0.2 here; use another --name" in err
 
 
 FAKE_REFERENCE = '''
