@@ -612,8 +612,7 @@ def resolve_recipe(name_or_path: str) -> Path:
 
 
 # Keys that became entries of `augment` (runs saved with them: `legacy_augment`)
-MOVED_TO_AUGMENT = {"hflip": "HorizontalFlip: {p: 0.5}", "shift_px": "Affine: {translate_px: [-4, 4]}",
-                    "color_jitter": "ColorJitter: {brightness: 0.1, contrast: 0.1, saturation: 0, hue: 0}"}
+MOVED_TO_AUGMENT = ("hflip", "shift_px", "color_jitter")  # keys before `augment`; legacy_augment translates them
 
 
 def legacy_augment(saved: Mapping) -> list:
@@ -628,14 +627,25 @@ def legacy_augment(saved: Mapping) -> list:
          if colour else [])
 
 
-def _check_keys(source: str, keys, records: bool = False) -> None:
-    unknown = sorted(set(keys) - set(KEYS) - (set(RECORDS) if records else set()))
+def _check_keys(source: str, given: Mapping, records: bool = False) -> None:
+    unknown = sorted(set(given) - set(KEYS) - (set(RECORDS) if records else set()))
     if unknown:
-        close = {u: difflib.get_close_matches(u, KEYS, n=1) for u in unknown}
-        hints = "".join(f" {u} is an entry of augment now, e.g. augment: [{MOVED_TO_AUGMENT[u]}]." if u in
-                        MOVED_TO_AUGMENT else f" Did you mean {c[0]} (for {u})?" for u, c in close.items()
-                        if c or u in MOVED_TO_AUGMENT)
+        close = {u: difflib.get_close_matches(u, KEYS, n=1) for u in unknown if u not in MOVED_TO_AUGMENT}
+        hints = _moved_hint(given) + "".join(f" Did you mean {c[0]} (for {u})?" for u, c in close.items() if c)
         raise ConfigError(f"{source}: unknown config key(s) {unknown}.{hints} Known keys: {sorted(KEYS)}")
+
+
+def _moved_hint(given: Mapping) -> str:
+    """The augment list that does what the old keys the user gave did, with their values."""
+    moved = [k for k in MOVED_TO_AUGMENT if k in given]
+    if not moved:
+        return ""
+    names, entries = ", ".join(moved), "is an entry" if len(moved) == 1 else "are entries"
+    try:
+        steps = legacy_augment({"hflip": 0, **{k: given[k] for k in moved}})
+    except (TypeError, ValueError):
+        return f" {names} {entries} of augment now (docs/usage.md#augmentation-an-albumentations-list)."
+    return f" {names} {entries} of augment now: augment: {_short(steps, 300) if steps else 'none'} does what {names} did."
 
 
 def read_yaml(path: Path) -> dict:
@@ -663,7 +673,7 @@ def load_config(recipe: str | None = "seed", overrides: list[str] | None = None)
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         k, v = item.split("=", 1)
-        _check_keys("command line", [k])
+        _check_keys("command line", {k: v})
         raw[k] = v
         sources[k] = "command line"
     return _build(raw, sources)

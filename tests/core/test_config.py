@@ -215,8 +215,15 @@ def test_an_augment_list_reads_from_a_recipe_or_the_command_line_and_is_saved_as
     with pytest.raises(ConfigError, match=r"command line, augment entry 2: augment: HorizontalFlp is not .* "
                                           r"HorizontalFlip"):
         load_config("seed", ["augment=[CLAHE, HorizontalFlp]"])
-    with pytest.raises(ConfigError, match=r"hflip is an entry of augment now, e.g. augment: \[HorizontalFlip"):
+    with pytest.raises(ConfigError, match=r"hflip is an entry of augment now: augment: none does what hflip did"):
         load_config("seed", ["hflip=0"])
+    with pytest.raises(ConfigError, match=r"augment: \[\{HorizontalFlip: \{p: 0.3\}\}\] does what hflip did"):
+        load_config("seed", ["hflip=0.3"])
+    recipe.write_text("shift_px: 6\ncolor_jitter: 0.2\nepoch: 3\n")  # the words of an old recipe, and a typo
+    with pytest.raises(ConfigError, match=r"shift_px, color_jitter are entries of augment now: augment: \[\{Affine: "
+                                          r"\{.*translate_px: \[-6, 6\].*ColorJitter: \{brightness: 0.2.* Did you "
+                                          r"mean epochs \(for epoch\)\?"):
+        load_config(str(recipe))
 
 
 def test_a_run_saved_before_augment_keeps_its_flip_shift_and_colour():
