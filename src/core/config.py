@@ -645,7 +645,8 @@ def _moved_hint(given: Mapping) -> str:
         steps = legacy_augment({"hflip": 0, **{k: given[k] for k in moved}})
     except (TypeError, ValueError):
         return f" {names} {entries} of augment now (docs/usage.md#augmentation-an-albumentations-list)."
-    return f" {names} {entries} of augment now: augment: {_short(steps, 300) if steps else 'none'} does what {names} did."
+    listed = _short(steps, 300) if steps else "none"
+    return f" {names} {entries} of augment now: augment: {listed} does what {names} did."
 
 
 def read_yaml(path: Path) -> dict:

@@ -212,9 +212,9 @@ class LoaderBatches(_Batches):
         # the epoch's batches drawn once, here: a DataLoader may iterate its batch sampler more than once
         self.epoch.items = self._items()
         if self.loader is None:
-            # one loader for every epoch: its workers persist (bash run.sh speed times what forking them again costs), each
-            # epoch's batches reach them through _EpochItems. A generator of the loader's own keeps it from
-            # drawing its workers' base seed from torch's global one, which the model's dropout uses; the
+            # one loader for every epoch: its workers persist (bash run.sh speed times what forking them again
+            # costs), each epoch's batches reach them through _EpochItems. A generator of the loader's own keeps
+            # it from drawing its workers' base seed from torch's global one, which the model's dropout uses; the
             # workers' randomness is the draws' own seeds.
             self.loader = DataLoader(self.dataset, batch_sampler=self.epoch, num_workers=self.num_workers,
                                      pin_memory=self.pin, generator=torch.Generator(),
