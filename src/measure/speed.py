@@ -121,8 +121,9 @@ def loader_rates(cfg, device, paths, labels, plan: BatchPlan) -> tuple[dict, np.
     cached = CachedBatches(array, np.arange(len(paths)), labels, plan)
     time_loader(cached, device)  # page the memmap in
     r["loader_cached"] = time_loader(cached, device)
+    photos = CachedPhotos(array, np.arange(len(paths)))  # what the loader's workers read, as in training
     for key, workers in (("loader_cached_augmented", cfg.num_workers), ("augment_per_worker", 0)):
-        batches = LoaderBatches(CachedPhotos(array, np.arange(len(paths))), labels, plan, workers, augment)
+        batches = LoaderBatches(photos, labels, plan, workers, augment)
         batches.seed(1)
         if workers:
             r[key] = time_loader(batches, device, normalise)
@@ -131,7 +132,7 @@ def loader_rates(cfg, device, paths, labels, plan: BatchPlan) -> tuple[dict, np.
                 r[key] = time_loader(batches, torch.device("cpu"))
     r["workers_for_gpu"] = math.ceil(GPU_IMG_S / r["augment_per_worker"])
     if cfg.num_workers:
-        r.update(epoch_starts(CachedPhotos(array, np.arange(len(paths))), labels, plan, cfg.num_workers, augment))
+        r.update(epoch_starts(photos, labels, plan, cfg.num_workers, augment))
     return r, array
 
 
