@@ -232,6 +232,8 @@ def age_range(raw) -> tuple[int, int] | None:
     s = str(raw).strip()
     if not s:
         return None
+    if s.isdigit():
+        raise ValueError(f"expected a range like 57-59 (one age: {s}-{s}; from {s} up: {s}-120)")
     try:
         lo, hi = (int(x) for x in s.split("-"))
     except ValueError:
@@ -239,6 +241,22 @@ def age_range(raw) -> tuple[int, int] | None:
     if lo > hi:
         raise ValueError("the range is empty")
     return lo, hi
+
+
+OUTSIDE_AGES_AUTO = "auto"  # extra_ages=auto: from the competition's youngest person up (settled with the data)
+
+
+def outside_ages(raw) -> tuple[int, int] | None | str:
+    """extra_ages=: auto (the default: outside persons as old as the competition's youngest or older) | all ('')
+    | a range like 55-120."""
+    s = "" if raw is None or isinstance(raw, (tuple, list)) else str(raw).strip().lower()
+    if s == OUTSIDE_AGES_AUTO:
+        return OUTSIDE_AGES_AUTO
+    return None if s == "all" else age_range(raw)
+
+
+def outside_ages_text(value) -> str:
+    return value if value == OUTSIDE_AGES_AUTO else "all" if value is None else f"{value[0]}-{value[1]}"
 
 
 @dataclass(frozen=True)
@@ -330,16 +348,20 @@ KEYS: dict[str, Key] = {
                  doc="outside face photos without masks, masks drawn on, training-only persons: folders "
                      "(comma-separated) in any layout of extra_format | auto: <data>/extra/ when it is there | "
                      "none ('' too): off"),
-    "extra_ages": Key("", age_range, lambda v: "" if v is None else f"{v[0]}-{v[1]}",
-                      doc="extra: only outside persons of these ages, e.g. 55-120 ('' = all)"),
+    "extra_ages": Key("auto", outside_ages, outside_ages_text,
+                      doc="extra: only outside persons of these ages, e.g. 55-120 | auto: from the competition "
+                          "data's youngest person up (the competition's persons are adults; a download's children "
+                          "are left out and counted) | all"),
     "extra_format": Key("auto", choice("auto", "labels", "utkface", "aaf", "afad", "fairface"),
                         doc="extra: the folders' layout — auto (found from their contents) | labels (labels.csv) | "
                             "utkface | aaf (All-Age-Faces) | afad (AFAD-Full/Lite) | fairface"),
     "extra_race": Key("", text, doc="extra: only outside photos of this race, where the layout names one "
                                     "(FairFace: e.g. 'East Asian'); '' = all"),
-    "extra_conflicts": Key("error", choice("error", "drop"),
-                           doc="extra: one photo listed with two labels (the same file or the same bytes) is an "
-                               "error naming both lines | drop: such photos are left out and counted"),
+    "extra_conflicts": Key("drop", choice("error", "drop"),
+                           doc="extra: one photo listed with two labels (the same file, or the same bytes under "
+                               "two names, as public sets have them) — drop: left out, counted in the first lines "
+                               "and the report, listed in RUN/outside_conflicts.txt | error: refused, naming both "
+                               "lines"),
     "pseudo_from": Key("", text, doc="a finished run whose confident eval photos join every fold's training data"),
     "pseudo_threshold": Key(0.9, number(0, 1), doc="pseudo_from: the least probability of the predicted class"),
     # model
@@ -436,6 +458,7 @@ KEYS: dict[str, Key] = {
 }
 
 DEFAULTS: dict = {k: key.default for k, key in KEYS.items()}
+EXTRA_CHOICES = ("extra_ages", "extra_conflicts", "extra_format", "extra_race")  # act only with extra=
 
 # What a run saved before a key existed actually did, where that differs from today's default:
 # such a run must not count as made with the new default (bench reuse, resume).
@@ -508,7 +531,7 @@ def _cross_checks(values: dict, sources: Mapping[str, str]) -> None:
     """Checks of one key against another: the folds against n_folds, the extra_* keys against extra, the
     augment list and warm-up against what they act on; and decision=auto settled by extra."""
     # these choose among outside photos: without extra= they would do nothing
-    for k in ("extra_ages", "extra_conflicts", "extra_format", "extra_race"):
+    for k in EXTRA_CHOICES:
         if KEYS[k].dump(values[k]) != KEYS[k].default and not values["extra"]:
             raise ConfigError(f"{sources.get(k, 'defaults')}: {k}={KEYS[k].dump(values[k])} without extra=: it "
                               f"chooses among outside photos; set extra=DIR too (or leave {k} out)")
@@ -692,6 +715,8 @@ def completed(saved: Mapping) -> Config:
         raw["ema_warmup"] = DEFAULTS["ema_warmup"]  # no average, nothing to ramp: the run is today's default
     if "augment" not in saved:
         raw["augment"] = legacy_augment(saved)
+    if not raw["extra"]:  # the extra_* keys choose among outside photos: without any, what they held did nothing
+        raw.update({k: DEFAULTS[k] for k in EXTRA_CHOICES})
     if not raw.get("data"):
         raw["data"] = saved.get("data_dir")  # older runs wrote the data folder they used into data_dir
     return _build(raw, {k: "saved config" for k in saved})

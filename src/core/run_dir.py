@@ -11,6 +11,7 @@
     run.lock               held (flock) by the process writing the run; says who it is
     ensemble.onnx (+ ensemble.onnx.json: the folds and checkpoints it holds), audit.csv   export / audit
     age_edge.json          age_head=ordinal: the >=60 edge fitted on the OOF (the eval, predict and export use it)
+    outside_conflicts.txt  extra_conflicts=drop: the outside photos left out for being listed with two labels
     prior.json             the class counts of the competition's training rows and of all rows trained on
                            (outside persons, pseudo-labels): decision=prior puts the competition's prior back
     blend.json             a blend's folder (run.sh blend): its runs, weights and biases
@@ -87,6 +88,7 @@ class RunDir:
         self.blend_record = p / "blend.json"  # a blend's runs, weights and biases
         self.age_edge = p / "age_edge.json"  # age_head=ordinal: the >=60 edge fitted on the OOF (src/infer/age_edge.py)
         self.prior = p / "prior.json"  # class counts: the competition's training rows, and all rows trained on
+        self.outside_conflicts = p / "outside_conflicts.txt"  # extra_conflicts=drop: what was left out, and why
         self.gallery, self.gallery_thumbs = p / "gallery.html", p / "gallery"
         self.tensorboard, self.mlruns, self.wandb = p / "tensorboard", p / "mlruns", p / "wandb"  # tracker=...
         self._lock = None
@@ -227,6 +229,9 @@ class RunDir:
 
     def save_prior(self, competition: list[int], trained: list[int]) -> None:
         atomic_write_text(json.dumps({"competition": competition, "trained": trained}), self.prior)
+
+    def save_outside_conflicts(self, lines) -> None:
+        atomic_write_text("".join(f"{line}\n" for line in lines), self.outside_conflicts)
 
     def read_prior(self) -> dict | None:
         """{"competition": 18 class counts, "trained": 18 class counts}, or None (a run made before prior.json)."""

@@ -20,7 +20,8 @@ import pandas as pd
 from PIL import Image
 
 from ..core import classes
-from ..core.config import ConfigError, comma_items, user_path
+from ..core.config import OUTSIDE_AGES_AUTO, ConfigError, comma_items, user_path
+from ..core.errors import closest_names
 from ..core.files import atomic_write_text
 from ..core.progress import parallel_map, progress
 from ..data.faces import FaceDetector, file_sha1
@@ -41,18 +42,21 @@ SHOT_STATES = {"mask1": "wear", "mask2": "wear", "mask3": "wear", "mask4": "wear
 
 @dataclass(frozen=True)
 class OutsideSet:
-    """The outside photos that may join training (one per content, inside extra_ages), checked, and what
-    the others were: every photo listed is one of them or counted here."""
+    """The outside photos that may join training (one per content, inside the ages), checked, and what the
+    others were: every photo listed is one of them or counted here (a photo named by several list files, with
+    the same label, is one photo)."""
     where: str                  # the folders, for messages
     photos: list[OutsidePhoto]
     digests: list[str]          # SHA-1 of each photo's bytes
-    listed: int
-    duplicates: int             # the same content listed again (with the same labels)
+    listed: int                 # photos (files) listed, each once however many lists name it
+    duplicates: int             # the same content under another name again (with the same labels)
     outside_ages: int
-    conflicting: int = 0        # extra_conflicts=drop: listings of a photo listed with two labels, left out
+    conflicting: int = 0        # extra_conflicts=drop: photos (files) whose content is listed with two labels
     other_race: int = 0         # extra_race: photos of another race
     boundary: int = classes.TRUE_AGE_BOUNDARY  # the training-time >=60 edge (an age range across it: a band head
                                          # trains that photo's mask and gender only)
+    conflicts: tuple[str, ...] = ()  # extra_conflicts=drop: each left-out photo's two listings, one line each
+    ages: tuple[int, int] | None = None  # the ages kept (extra_ages, settled), None: all
 
 
 # ---- labels ---------------------------------------------------------------------------------------
@@ -106,17 +110,42 @@ class OutsideRules:
 
 
 def read_layouts(folders: list[Path], rules: OutsideRules, problems: list[str]) -> list[OutsidePhoto]:
-    """Every folder read as its layout (said, with photos per gender x band); what is wrong to `problems`."""
+    """Every folder read as its layout (said, with photos per gender x band), one entry per photo and label
+    (a photo several list files name with the same label is one); what is wrong to `problems`."""
     photos = []
     for folder in folders:
         before = len(problems)
-        layout, found = read_folder(folder, rules.layout, problems)
-        if rules.race and found and not any(p.race for p in found):
-            problems.append(f"extra_race={rules.race}: {folder} ({layout}) names no race")
+        layout, listings = read_folder(folder, rules.layout, problems)
+        found = first_listings(listings)
+        check_race(folder, layout, found, rules.race, problems)
         if len(problems) == before:
-            print(f"outside photos: {folder} read as {layout}: {len(found)} photos ({cell_counts(found)})", flush=True)
+            files = len({p.path for p in found})
+            again = f" ({len(listings)} listings)" if len(listings) != files else ""
+            print(f"outside photos: {folder} read as {layout}: {files} photos{again} ({cell_counts(found)})",
+                  flush=True)
         photos += found
     return photos
+
+
+def first_listings(listings: list[OutsidePhoto]) -> list[OutsidePhoto]:
+    """Each photo and label once, at its first listing (All-Age-Faces' five lists overlap)."""
+    seen: dict[tuple, OutsidePhoto] = {}
+    for p in listings:
+        seen.setdefault((p.path, p.age_range, p.gender, p.race), p)
+    return list(seen.values())
+
+
+def check_race(folder: Path, layout: str, found: list[OutsidePhoto], race: str, problems: list[str]) -> None:
+    """extra_race= must be a race the folder's layout names (the races it has are said otherwise)."""
+    if not race or not found:
+        return
+    races = sorted({p.race for p in found if p.race})
+    if not races:
+        problems.append(f"extra_race={race}: {folder} ({layout}) names no race; leave extra_race out")
+    elif race.lower() not in {r.lower() for r in races}:
+        close = " or ".join(closest_names(race, races))
+        problems.append(f"extra_race={race}: no photo of {folder} has that race{f' (did you mean {close}?)' if close else ''}"
+                        f"; its races: {', '.join(races)}")
 
 
 def one_band(photo: OutsidePhoto, boundary: int) -> bool:
@@ -129,17 +158,23 @@ def one_band(photo: OutsidePhoto, boundary: int) -> bool:
 def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], check_pixels: bool = True
                  ) -> OutsideSet | None:
     """The outside photos of every folder: labels, pixels, one label per photo, none of the competition's;
-    what is wrong goes to `problems` (None then). One per content is kept, then those of the race, with
-    an age inside the ages (an age range across a band edge too: see `across_bands`)."""
+    what is wrong goes to `problems` (None then). Each photo file is checked and hashed once. One per content
+    is kept (a content listed with two labels: left out and counted with extra_conflicts=drop), then those of
+    the race, with an age inside the ages (an age range across a band edge too: see `across_bands`)."""
     before = len(problems)
     photos = read_layouts(folders, rules, problems)
+    files = list(dict.fromkeys(p.path for p in photos))
     if check_pixels and len(problems) == before:
-        problems += check_images([p.path for p in photos], "checking the outside photos")
+        problems += check_images(files, "checking the outside photos")
     if len(problems) > before:
         return None
-    digests = [file_sha1(p.path) for p in progress(photos, desc="hashing the outside photos", unit="img")]
+    digest_of = {f: file_sha1(f) for f in progress(files, desc="hashing the outside photos", unit="img")}
+    digests = [digest_of[p.path] for p in photos]
     torn_problems, torn = conflicts(photos, digests)
-    problems += ([] if rules.drop_conflicts else torn_problems) + leaks(photos, digests, list(rules.competition))
+    if not rules.drop_conflicts:
+        problems += torn_problems
+    one_each = list({p.path: (p, d) for p, d in zip(photos, digests)}.values())
+    problems += leaks([p for p, _ in one_each], [d for _, d in one_each], list(rules.competition))
     if len(problems) > before:
         return None
     clear = [(d, p) for d, p in zip(digests, photos) if d not in torn]
@@ -147,9 +182,11 @@ def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], 
     raced = {d: p for d, p in unique.items() if not rules.race or p.race.lower() == rules.race.lower()}
     kept = {d: p for d, p in raced.items()
             if rules.ages is None or rules.ages[0] <= p.age_range[0] <= p.age_range[1] <= rules.ages[1]}
-    return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(photos),
-                      len(clear) - len(unique), len(raced) - len(kept), len(photos) - len(clear),
-                      len(unique) - len(raced), rules.boundary)
+    torn_files = sum(digest_of[f] in torn for f in files)
+    return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(files),
+                      len(files) - torn_files - len(unique), len(raced) - len(kept), torn_files,
+                      len(unique) - len(raced), rules.boundary, tuple(torn_problems) if rules.drop_conflicts else (),
+                      rules.ages)
 
 
 def checked_outside(folders: list[Path], rules: OutsideRules = OutsideRules()) -> OutsideSet:
@@ -347,12 +384,12 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     if limit:  # a preview: a sample across the ages, not the first files
         picked = sorted(random.Random(seed).sample(range(len(outside.photos)), min(limit, len(outside.photos))))
         outside = OutsideSet(outside.where, [outside.photos[i] for i in picked], [outside.digests[i] for i in picked],
-                             len(picked), 0, 0, 0, 0, outside.boundary)
+                             len(picked), 0, 0, 0, 0, outside.boundary, ages=outside.ages)
     faces = detect_all(outside.photos, outside.digests, cache_dir, detector)
     usable, no_face, small = usable_faces(outside, faces)
     skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": outside.duplicates,
                "outside_ages": outside.outside_ages, "conflicting_labels": outside.conflicting,
-               "other_race": outside.other_race}
+               "other_race": outside.other_race, "ages_kept": ages_text(outside.ages)}
     stats = summary(outside.listed, usable, skipped, outside.boundary)
     if not usable:
         raise DataError(f"extra={outside.where}", [f"none of its {outside.listed} photos joins training. "
@@ -393,17 +430,31 @@ def summary(photos: int, usable: list, skipped: dict, boundary: int = classes.TR
             "age_exact": len(usable) - ranged, "age_range": ranged, "across_bands": across, **skipped}
 
 
-def outside_rules(cfg, competition: list[str] = ()) -> OutsideRules:
-    return OutsideRules(cfg.extra_ages, cfg.extra_conflicts == "drop", tuple(competition), cfg.extra_format,
-                        cfg.extra_race, cfg.age_boundary)
+COMPETITION_YOUNGEST = 18  # the competition's persons are adults: extra_ages=auto where no data is known (a preview)
+OLDEST = 120
 
 
-def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None) -> OutsidePersons | None:
+def settled_ages(setting, youngest: int | None) -> tuple[int, int] | None:
+    """extra_ages as applied: auto -> from the competition data's youngest person (`youngest`; the competition's
+    18 where no data is known) up; a range, or None (all), as it is."""
+    if setting != OUTSIDE_AGES_AUTO:
+        return setting
+    return (COMPETITION_YOUNGEST if youngest is None else int(youngest), OLDEST)
+
+
+def outside_rules(cfg, competition: list[str] = (), youngest: int | None = None) -> OutsideRules:
+    """The rules of a config's extra_* keys; `youngest`: the competition data's youngest person (extra_ages=auto)."""
+    return OutsideRules(settled_ages(cfg.extra_ages, youngest), cfg.extra_conflicts == "drop", tuple(competition),
+                        cfg.extra_format, cfg.extra_race, cfg.age_boundary)
+
+
+def extra_rows(cfg, cache_dir: Path, outside: OutsideSet | None = None, youngest: int | None = None
+               ) -> OutsidePersons | None:
     """`extra=`/`extra_ages=` of a config: the outside persons (None when off); `outside` as the data check
-    read it, else read here (a fold worker)."""
+    read it, else read here (a fold worker, with the competition data's `youngest` person)."""
     if not cfg.extra:
         return None
-    outside = outside or checked_outside(extra_folders(cfg.extra), outside_rules(cfg))
+    outside = outside or checked_outside(extra_folders(cfg.extra), outside_rules(cfg, youngest=youngest))
     persons = outside_persons(outside, cfg.seed, cache_dir)
     print(f"outside photos ({cfg.extra}): {persons.stats['persons']} persons join training. "
           + skipped_line(persons.stats), flush=True)
@@ -428,9 +479,13 @@ def summary_lines(stats: dict) -> list[str]:
 def skipped_line(stats: dict) -> str:
     return (f"Skipped: {stats['skipped_no_face']} without a face found (or below {MIN_PROB} confidence), "
             f"{stats['skipped_small_face']} with a face under {MIN_FACE} px wide, {stats.get('duplicates', 0)} "
-            f"the same photo again, {stats['outside_ages']} outside extra_ages, {stats.get('conflicting_labels', 0)} "
-            f"listings of a photo listed with two labels (extra_conflicts=drop), {stats.get('other_race', 0)} of "
-            f"another race (extra_race).")
+            f"the same photo again, {stats['outside_ages']} outside the ages kept "
+            f"({stats.get('ages_kept', 'extra_ages')}), {stats.get('conflicting_labels', 0)} listed with two labels "
+            f"(extra_conflicts=drop), {stats.get('other_race', 0)} of another race (extra_race).")
+
+
+def ages_text(ages: tuple[int, int] | None) -> str:
+    return "all ages" if ages is None else f"ages {ages[0]}-{ages[1]}"
 
 
 # ---- the preview stage --------------------------------------------------------------------------

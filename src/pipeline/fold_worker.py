@@ -55,10 +55,11 @@ def train_in_parallel(run: RunDir, ctx: RunContext, folds: list[int], workers: i
 def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
     cfg = run.load_config()
     table = attach_folds(training_table(cfg, ctx.data_dir), run.load_folds())
+    youngest = int(table["age"].min())  # before pseudo-labels: extra_ages=auto as the parent settled it
     if cfg.pseudo_from:  # the same pseudo rows the parent added
         table, _ = add_pseudo(table, pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, load_eval(ctx.data_dir)))
     competition = table["path"].tolist()
-    outside = extra_rows(cfg, ctx.cache_root)  # the same outside persons (drawn once, cached)
+    outside = extra_rows(cfg, ctx.cache_root, youngest=youngest)  # the same outside persons (drawn once, cached)
     if outside is not None:
         table = pd.concat([table, outside.rows], ignore_index=True)
     boxes = None

@@ -96,7 +96,8 @@ def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     outside = None
     if cfg.extra:  # checked against every competition photo, train and eval: none may come back as outside
         competition = [p for t in (table, eval_table) if t is not None for p in t["path"]]
-        outside = read_outside(extra_folders(cfg.extra), outside_rules(cfg, competition), problems)
+        youngest = None if table is None else int(table["age"].min())  # extra_ages=auto: adults as these
+        outside = read_outside(extra_folders(cfg.extra), outside_rules(cfg, competition, youngest), problems)
     if problems:
         raise DataError(str(data_dir) + (f" and extra={cfg.extra}" if cfg.extra else ""), problems)
     return table, eval_table, folds, outside
@@ -139,6 +140,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     try:
         if dist.is_main():
             record_run(run, cfg, folds)
+            record_conflicts(run, outside_set)
         table = attach_folds(table, folds)
         pseudo = None
         if pseudo_labelled is not None:  # fold -1: in every fold's training rows, never in a validation fold
@@ -191,7 +193,11 @@ def outside_settled(cfg: Config, data_dir: Path) -> Config:
     lines: whether outside faces join, from where, and how to turn them off."""
     if cfg.extra != OUTSIDE_AUTO:
         return cfg
-    settled_cfg, found = settle_outside(cfg, data_dir), Path(data_dir) / OUTSIDE_SUBFOLDER
+    found = Path(data_dir) / OUTSIDE_SUBFOLDER
+    if found.exists() and not found.is_dir():
+        raise ConfigError(f"{found}: a file, not a folder; extra=auto reads outside face photos from a folder "
+                          f"{OUTSIDE_SUBFOLDER}/ in the data folder (unpack it there, or extra=none)")
+    settled_cfg = settle_outside(cfg, data_dir)
     if dist.is_main():
         print(f"extra=auto: outside faces from {found} join training (decision={settled_cfg.decision}; extra=none "
               f"turns them off)" if settled_cfg.extra else f"extra=auto: no {found} folder, so no outside faces (a "
@@ -209,6 +215,16 @@ def record_run(run: RunDir, cfg: Config, folds: pd.DataFrame) -> None:
         run.save_folds(folds)
     run.save_config(cfg)
     register_tracker(cfg, run)  # before parallel fold workers open it at once
+
+
+def record_conflicts(run: RunDir, outside: OutsideSet | None) -> None:
+    """extra_conflicts=drop: the outside photos left out for two labels, each with its two listings, in the run
+    folder (said in the first lines; report.md points to it)."""
+    if outside is None or not outside.conflicts:
+        return
+    run.save_outside_conflicts(outside.conflicts)
+    print(f"outside photos: {outside.conflicting} listed with two labels are left out (extra_conflicts=error refuses "
+          f"them instead); each with its two listings: {run.outside_conflicts}", flush=True)
 
 
 def record_prior(run: RunDir, table: pd.DataFrame) -> None:

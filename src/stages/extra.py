@@ -36,11 +36,11 @@ from pathlib import Path
 from PIL import Image
 
 from ..core import classes
-from ..core.config import ConfigError, age_range, config_parser, option_items, user_path
+from ..core.config import ConfigError, config_parser, option_items, user_path
 from ..core.files import first_free, writable_folder
 from ..core.run_dir import OUTPUT
 from ..data.cache import cache_root
-from ..persons.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, summary_lines
+from ..persons.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, settled_ages, summary_lines
 from . import parser, run_stage
 
 
@@ -54,19 +54,24 @@ def parse(argv):
     ap.add_argument("--prepare", action="store_true",
                     help="find the faces of every photo and draw every person into the cache ahead of a run "
                          "(no picture); the run then draws nothing")
-    ap.add_argument("--ages", default="", help="only these ages, e.g. 55-120 (as extra_ages=)")
+    ap.add_argument("--ages", type=config_parser("extra_ages"), default="auto",
+                    help="only these ages, e.g. 55-120 | all | auto: 18 and up, the competition's adults (as "
+                         "extra_ages=; a run's auto starts at its data's youngest person)")
     ap.add_argument("--seed", type=int, default=42, help="the drawing seed (a run uses its seed=)")
     ap.add_argument("--format", type=config_parser("extra_format"), default="auto",
                     help="the folders' layout: auto | labels | utkface | aaf | afad | fairface (as extra_format=)")
     ap.add_argument("--race", default="", help="only photos of this race, where the layout names one (as extra_race=)")
-    ap.add_argument("--conflicts", type=config_parser("extra_conflicts"), default="error",
-                    help="a photo listed with two labels: error (naming both lines) | drop (as extra_conflicts=)")
+    ap.add_argument("--conflicts", type=config_parser("extra_conflicts"), default="drop",
+                    help="a photo listed with two labels: drop (left out and counted) | error (naming both lines) "
+                         "(as extra_conflicts=)")
     ap.add_argument("--cache-dir", default="", help="where landmarks and drawn shots are kept (default output/cache)")
     return ap.parse_args(sys.argv[1:] if argv is None else argv)
 
 
 def preview_file(raw: str | None) -> Path:
     """--out, checked before any work: a new .png or .jpg in a folder that can be written."""
+    if not raw:  # the documented default, in the output folder a fresh clone does not have yet
+        OUTPUT.mkdir(parents=True, exist_ok=True)
     out = user_path(raw) if raw else first_free(OUTPUT, "extra-preview", ".png")
     if out.exists():
         raise ConfigError(f"--out {out}: already exists; this stage never writes over a file")
@@ -89,15 +94,14 @@ def extra(a) -> None:
                           "writes no picture")
     if a.preview < 1:
         raise ConfigError(f"--preview {a.preview}: show at least one person")
-    try:
-        ages = age_range(a.ages)
-    except ValueError as e:
-        raise ConfigError(f"--ages {a.ages}: {e}") from None
     out = None if a.prepare else preview_file(a.out)
     cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
-    rules = OutsideRules(ages, a.conflicts == "drop", layout=a.format, race=a.race)
-    persons = outside_persons(checked_outside([user_path(f) for f in a.source], rules), a.seed, cache,
-                              limit=None if a.prepare else a.preview * 2)
+    rules = OutsideRules(settled_ages(a.ages, None), a.conflicts == "drop", layout=a.format, race=a.race)
+    outside = checked_outside([user_path(f) for f in a.source], rules)
+    if outside.conflicts:
+        print(f"left out: {outside.conflicting} photos listed with two labels (--conflicts error refuses them), "
+              f"e.g.\n  " + "\n  ".join(outside.conflicts[:3]))
+    persons = outside_persons(outside, a.seed, cache, limit=None if a.prepare else a.preview * 2)
     print("\n".join(summary_lines(persons.stats)))
     if out is None:
         print(f"prepared {persons.stats['persons']} persons in {cache} (seed {a.seed}): a run with the same "

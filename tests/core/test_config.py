@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.core.config import ConfigError, Pretrained, completed, load_config, load_saved, save_config, settle_outside
+from src.core.config import KEYS, ConfigError, Pretrained, completed, load_config, load_saved, save_config, settle_outside
 from src.core.errors import closest_names
 
 
@@ -262,3 +262,20 @@ def test_an_augment_list_can_be_a_file_of_its_own_named_or_by_path(tmp_path):
 def _saved(cfg, folder: Path) -> Path:
     save_config(cfg, folder / "config.yaml")
     return folder / "config.yaml"
+
+
+def test_extra_ages_is_auto_all_or_a_range_and_old_runs_without_extra_still_load(tmp_path):
+    parse = KEYS["extra_ages"].parse
+    assert (parse("auto"), parse("all"), parse(""), parse("55-120")) == ("auto", None, None, (55, 120))
+    with pytest.raises(ValueError, match="one age: 55-55; from 55 up: 55-120"):
+        parse("55")
+    cfg = load_config("seed", ["extra=auto"])
+    assert (cfg.extra_ages, cfg.extra_conflicts) == ("auto", "drop")  # the defaults: a download trains as it comes
+    assert load_config("seed", ["extra=auto", "extra_ages=all"]).saved()["extra_ages"] == "all"
+    old = {**load_config("seed").saved(), "extra_ages": "", "extra_conflicts": "error"}  # a run saved before
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    assert load_saved(tmp_path / "config.yaml").extra_conflicts == "drop"  # no extra=: they did nothing
+    with_extra = {**old, "extra": str(tmp_path)}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(with_extra))
+    saved = load_saved(tmp_path / "config.yaml")
+    assert (saved.extra_ages, saved.extra_conflicts) == (None, "error")  # what that run did: all ages, strict

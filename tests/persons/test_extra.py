@@ -300,7 +300,9 @@ def test_a_photo_listed_with_two_labels_is_refused_naming_both_lines(tmp_path):
     assert f"row 6: the same photo ({labels.loc[1, 'file']} and copy.jpg)" in str(e.value)
     dropped = extra.checked_outside([src], extra.OutsideRules(drop_conflicts=True))  # extra_conflicts=drop
     assert [p.path.name for p in dropped.photos] == [labels.loc[2, "file"]]
-    assert dropped.conflicting == 4 and dropped.listed == 5 and dropped.duplicates == dropped.outside_ages == 0
+    # photos (files), not listings: the first file (listed twice), the second and its copy
+    assert dropped.conflicting == 3 and dropped.listed == 4 and dropped.duplicates == dropped.outside_ages == 0
+    assert len(dropped.conflicts) == 2 and "row 6: the same photo" in dropped.conflicts[1]
 
 
 def test_a_photo_outside_the_folder_or_of_the_competition_is_refused(tmp_path, tiny_data):

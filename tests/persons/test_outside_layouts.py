@@ -174,3 +174,72 @@ def test_recommended_without_an_extra_folder_runs_as_before_and_extra_none_turns
     assert "outside" not in capsys.readouterr().out
     saved = load_saved(RunDir(tmp_path / "off" / "r").config)
     assert (saved["extra"], saved["decision"]) == ("", "none")
+
+
+def aaf_download(root, faces):
+    """All-Age-Faces as downloaded: five overlapping list files, one picture stored under two names with two
+    ages (as 12877A64.jpg / 13074A71.jpg are), and a child of 4."""
+    (root / "original images").mkdir(parents=True)
+    (root / "image sets").mkdir()
+    names = ["00000A25.jpg", "00001A45.jpg", "00002A70.jpg", "00003A04.jpg", "00004A64.jpg", "00005A71.jpg"]
+    for name, face in zip(names, [*faces[:5], faces[4]]):
+        shutil.copy(face, root / "original images" / name)
+    lists = {"train.txt": [0, 1, 3, 4], "val.txt": [2, 5], "train_.txt": [0, 1], "val_.txt": [2],
+             "val_shuffle.txt": [2, 0]}
+    for file, picked in lists.items():
+        (root / "image sets" / file).write_text("".join(f"{names[i]} {i % 2}\n" for i in picked))
+    return root
+
+
+def test_a_download_s_overlapping_lists_count_and_hash_each_photo_once(tmp_path, faces, monkeypatch, capsys):
+    folder = aaf_download(tmp_path / "aaf", faces)
+    hashed = []
+    real = extra.file_sha1
+    monkeypatch.setattr(extra, "file_sha1", lambda p: hashed.append(p) or real(p))
+    outside = extra.checked_outside([folder], extra.OutsideRules(drop_conflicts=True))
+    assert f"{folder} read as aaf: 6 photos (11 listings)" in capsys.readouterr().out
+    assert sorted(hashed) == sorted(folder.glob("original images/*.jpg"))  # each once
+    assert outside.listed == 6 and outside.conflicting == 2 and outside.duplicates == 0
+    assert {p.path.name for p in outside.photos} == {"00000A25.jpg", "00001A45.jpg", "00002A70.jpg", "00003A04.jpg"}
+    assert len(outside.conflicts) == 1 and "00004A64.jpg and 00005A71.jpg" in outside.conflicts[0]
+    with pytest.raises(DataError, match="00004A64.jpg and 00005A71.jpg"):  # extra_conflicts=error: as before
+        extra.checked_outside([folder])
+
+
+def test_recommended_trains_with_a_download_as_it_comes(tiny_data, tmp_path, faces, capsys):
+    """DATA/extra/ holding All-Age-Faces as downloaded: the run trains; its first lines say the photos (and
+    listings), the conflicting photos left out and where they are listed, and the children left out."""
+    aaf_download(tiny_data / "extra", faces)
+    assert recommended_fast(tiny_data, tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    youngest = int(pd.read_csv(tiny_data / "train" / "train.csv")["age"].min())
+    run = RunDir(tmp_path / "out" / "r")
+    assert "read as aaf: 6 photos (11 listings)" in out
+    assert f"2 listed with two labels are left out (extra_conflicts=error refuses them instead); each with its two " \
+           f"listings: {run.outside_conflicts}" in out
+    assert f"1 outside the ages kept (ages {youngest}-120)" in out
+    assert "00004A64.jpg and 00005A71.jpg" in run.outside_conflicts.read_text()
+    stats = run.read_metrics()["extra"]
+    assert (stats["photos"], stats["conflicting_labels"], stats["outside_ages"]) == (6, 2, 1)
+    report = run.report.read_text()
+    assert f"`extra_ages=auto`: ages {youngest}-120" in report and "`outside_conflicts.txt` lists each" in report
+    assert load_saved(run.config)["extra_ages"] == "auto"
+
+
+def test_afad_folders_that_are_not_ages_are_said(tmp_path, faces):
+    afad = afad_folder(tmp_path / "afad", faces)
+    (afad / "old" / "111").mkdir(parents=True)
+    shutil.copy(faces[0], afad / "old" / "111" / "x.jpg")
+    with pytest.raises(DataError) as e:
+        extra.checked_outside([afad])
+    assert f"{afad / 'old'}: 'old' is not an age, but it holds AFAD's 111/112 photo folders" in str(e.value)
+    assert f"({afad} has 22, 40, 66)" in str(e.value)
+
+
+def test_a_race_the_folder_does_not_have_is_refused_with_those_it_has(tmp_path, faces):
+    ff = fairface_folder(tmp_path / "ff", faces)
+    with pytest.raises(DataError) as e:
+        extra.checked_outside([ff], extra.OutsideRules(race="East Asain"))
+    assert "extra_race=East Asain: no photo of" in str(e.value) and "did you mean East Asian?" in str(e.value)
+    assert "its races: East Asian, White" in str(e.value)
+    assert len(extra.checked_outside([ff], extra.OutsideRules(race="east asian")).photos) == 3

@@ -248,12 +248,19 @@ def test_outside_photos_that_leave_no_person_are_refused_before_any_folder(tiny_
     noise = noise_folder(tmp_path / "noise")
     setting, words = {"no face": ([f"extra={noise}"], ["none of its 2 photos", "without a face"]),
                       "no age": ([f"extra={faces}", "extra_ages=100-120"], ["none of its 2 photos",
-                                                                           "2 outside extra_ages"]),
+                                                                           "2 outside the ages kept (ages 100-120)"]),
                       "comma": (["extra=,"], ["extra=,", "an empty item"]),
                       "ages alone": (["extra_ages=55-120"], ["extra_ages=55-120 without extra="])}[case]
     out = tmp_path / "out"
     refused(train_fast(tiny_data, out, *setting), capsys, *words)
     assert not (out / "h").exists()
+
+
+def test_a_data_folders_extra_that_is_a_file_is_said(tiny_data, tmp_path, capsys):
+    (tiny_data / "extra").write_bytes(b"PK\x03\x04")  # the download, not unpacked
+    refused(train_fast(tiny_data, tmp_path / "out", "extra=auto"), capsys,
+            f"{tiny_data / 'extra'}: a file, not a folder; extra=auto reads outside face photos from a folder")
+    assert not (tmp_path / "out").exists()
 
 
 def test_data_and_outside_photo_problems_come_in_one_list(tiny_data, tmp_path, capsys):
