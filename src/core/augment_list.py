@@ -30,6 +30,9 @@ from .errors import closest_names
 
 # albumentations' containers of other steps (`transforms:` a list like augment's own)
 CONTAINERS = ("OneOf", "SomeOf", "Sequential", "RandomOrder")
+# transforms that act only through what a YAML recipe cannot hold (built without it, they do nothing)
+NEEDS_CODE = {"Lambda": "acts through Python functions (image=..., mask=...)"}
+DRAWS = 8  # check_output: each step made to act this many times, each draw seeded (the same verdict every time)
 
 
 class Step(NamedTuple):
@@ -86,6 +89,10 @@ def step(index: int, entry) -> Step:
             close = " or ".join(closest_names(key, known))
             raise StepError(index, f"{name} has no parameter {key!r}{f' (did you mean {close}?)' if close else ''}; "
                                    f"its parameters: {', '.join(sorted(known))}")
+    if name in NEEDS_CODE:
+        raise StepError(index, f"{name} {NEEDS_CODE[name]}, which a recipe cannot give; use the transforms that do "
+                               f"the same by their parameters")
+    check_probability(index, name, params)
     if name in CONTAINERS:
         inner = params.get("transforms")
         if not isinstance(inner, list) or not inner:
@@ -94,9 +101,30 @@ def step(index: int, entry) -> Step:
             params["transforms"] = entries(steps(inner))
         except StepError as e:
             raise StepError(index, f"{name}, its transform {e.index + 1}: {e}") from None
+        check_draws(index, name, params)
     built = Step(name, json.dumps(params, sort_keys=True))
     build(built, index)
     return built
+
+
+def check_probability(index: int, name: str, params: dict) -> None:
+    """p is a probability for every step: albumentations checks its transforms' own, not its containers'."""
+    if "p" in params and (isinstance(params["p"], bool) or not isinstance(params["p"], (int, float))
+                          or not 0 <= params["p"] <= 1):
+        raise StepError(index, f"{name}: p={params['p']!r}: a probability, from 0 to 1")
+
+
+def check_draws(index: int, name: str, params: dict) -> None:
+    """SomeOf draws n of its transforms: without replace, no more than it has (albumentations would warn and draw
+    fewer than config.yaml says)."""
+    if name != "SomeOf":
+        return
+    n, count = params.get("n", 1), len(params["transforms"])
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise StepError(index, f"SomeOf: n={n!r}: how many of its transforms to draw, a whole number from 1")
+    if n > count and not params.get("replace", False):
+        raise StepError(index, f"SomeOf: n={n} but it has {count} transform{'s' * (count != 1)}: draw at most "
+                               f"{count}, or give replace: true to draw one more than once")
 
 
 def entry_parts(index: int, entry) -> tuple[str, dict]:
@@ -163,21 +191,47 @@ def compose(recipe_steps: tuple[Step, ...]):
 
 
 def check_output(recipe_steps: tuple[Step, ...], size: tuple[int, int]) -> None:
-    """Each step, made to act (p=1), keeps a uint8 photo of the run's size (H, W): the loader batches them."""
+    """Each step, made to act (p=1) in DRAWS seeded draws, keeps a 3-channel uint8 photo of the run's size (H, W)
+    and changes it: the loader batches them, and a step that never acts is a mistake. The same verdict every time."""
+    for i, s in enumerate(recipe_steps):
+        for inner in (steps(s.params["transforms"]) if s.name in CONTAINERS else (s,)):
+            check_acting(i, inner, tuple(size))
+
+
+@functools.lru_cache(maxsize=256)
+def check_acting(index: int, s: Step, size: tuple[int, int]) -> None:
+    import albumentations as A
+
     h, w = size
     photo = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
-    for i, s in enumerate(recipe_steps):
-        inners = steps(s.params["transforms"]) if s.name in CONTAINERS else (s,)
-        for inner in inners:
-            forced = {"p": 1.0} if "p" in parameter_names(transform_class(i, inner.name)) else {}
-            try:
-                out = build(inner, i, **forced)(image=photo.copy())["image"]
-            except Exception as e:  # what the transform does with a photo: any failure is the recipe's
-                raise StepError(i, f"{inner.name} fails on a {h}x{w} photo: {type(e).__name__}: {e}") from None
-            if out.shape != photo.shape or out.dtype != np.uint8:
-                raise StepError(i, f"{inner.name} turns the {h}x{w} uint8 photo into {out.dtype} "
-                                   f"{'x'.join(map(str, out.shape[:2]))}: the steps must keep the photo's size and "
-                                   f"type (the model's normalisation is done after them; resize with img_size)")
+    forced = {"p": 1.0} if "p" in parameter_names(transform_class(index, s.name)) else {}
+    outs = []
+    for seed in range(DRAWS):
+        try:
+            with warnings.catch_warnings():  # what it says of the check's noise photo is not the recipe's
+                warnings.simplefilter("ignore")
+                outs.append(A.Compose([build(s, index, **forced)], seed=seed)(image=photo.copy())["image"])
+        except StepError:
+            raise
+        except Exception as e:  # what the transform does with a photo: any failure is the recipe's
+            raise StepError(index, f"{s.name} fails on a {h}x{w} photo: {type(e).__name__}: {e}") from None
+    if not all(isinstance(o, np.ndarray) for o in outs):
+        raise StepError(index, f"{s.name} turns the photo into a {type(outs[0]).__name__}: the steps must keep a "
+                               f"uint8 photo (the loader makes the tensors, after the model's normalisation)")
+    channels = {1 if o.ndim == 2 else o.shape[2] for o in outs}
+    if channels != {3}:
+        raise StepError(index, f"{s.name} turns the photo's 3 channels into {'/'.join(map(str, sorted(channels)))}: "
+                               f"the model takes 3-channel (RGB) photos; keep 3 channels (ToGray: num_output_channels: 3)")
+    sizes = sorted({o.shape[:2] for o in outs})
+    if sizes != [(h, w)] or any(o.dtype != np.uint8 for o in outs):
+        drawn = ", ".join(f"{a}x{b}" for a, b in sizes[:3]) + (" ... (its size drawn at random)" if len(sizes) > 1 else "")
+        raise StepError(index, f"{s.name} turns the {h}x{w} uint8 photo into {outs[0].dtype} {drawn}: the steps must "
+                               f"keep the photo's size and type (the model's normalisation is done after them; resize "
+                               f"with img_size)")
+    if all(np.array_equal(o, photo) for o in outs):
+        raise StepError(index, f"{s.name} leaves the photo unchanged even made to act ({DRAWS} draws of p=1): with "
+                               f"these parameters it does nothing (or needs what a recipe cannot give: masks, "
+                               f"boxes, other images)")
 
 
 def entries(recipe_steps: tuple[Step, ...]) -> list:
