@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -176,15 +177,35 @@ def augment_steps(raw) -> tuple:
         raise ValueError(f"not valid YAML: {e}") from None
 
 
+LOOKAHEAD = "lookahead_"  # timm's prefix: any optimiser wrapped in Lookahead (lookahead_adam)
+# what timm's optimisers need beyond timm and torch: the package they import, and what it is for
+OPTIMISER_PACKAGES = {"apex": "NVIDIA apex (built from source against your CUDA; its fused optimisers run on a CUDA "
+                              "GPU only)",
+                      "bitsandbytes": "bitsandbytes (pip install bitsandbytes; its 8-bit optimisers are for CUDA GPUs)"}
+# kron without opt_einsum: timm's own note says its einsums blow up memory (measured: 23 GB on 12 tiny persons)
+NEEDS_OPT_EINSUM = ("kron", "kronc", "kronw")
+
+
 def optimizer_name(raw) -> str:
-    """Any optimiser timm's `create_optimizer_v2` knows, by its own name (timm.optim.list_optimizers())."""
-    from timm.optim import list_optimizers
+    """Any optimiser timm's `create_optimizer_v2` knows, by its own name (timm.optim.list_optimizers()), or
+    `lookahead_` + one; one whose package is not installed here is refused, saying what it needs."""
+    from timm.optim import get_optimizer_info, list_optimizers
 
     name, known = text(raw).strip().lower(), list_optimizers()
-    if name not in known:
-        close = " or ".join(closest_names(name, known))
+    base = name.removeprefix(LOOKAHEAD)
+    if base not in known:
+        prefix = LOOKAHEAD if base != name else ""
+        close = " or ".join(prefix + c for c in closest_names(base, known))
         raise ValueError(f"not an optimiser timm knows{f' (did you mean {close}?)' if close else ''}; "
-                         f"timm's names: {', '.join(known)}")
+                         f"timm's names: {', '.join(known)} (each also as {LOOKAHEAD}NAME)")
+    made_by = get_optimizer_info(base).opt_class
+    package = made_by.split(".")[0] if isinstance(made_by, str) else ""  # timm names the ones it imports lazily
+    if package and importlib.util.find_spec(package) is None:
+        raise ValueError(f"{base} is {made_by}, which needs {OPTIMISER_PACKAGES.get(package, package)}; {package} is "
+                         f"not installed here")
+    if base in NEEDS_OPT_EINSUM and importlib.util.find_spec("opt_einsum") is None:
+        raise ValueError(f"{base} needs opt_einsum (pip install opt_einsum): without it timm's Kron blows up memory "
+                         f"(23 GB on 12 persons at 32x24 here); with it, expect minutes of torch.compile on its first step")
     return name
 
 

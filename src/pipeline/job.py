@@ -39,7 +39,7 @@ from ..persons.extra import OutsidePersons, OutsideSet, extra_folders, extra_row
 from ..persons.pseudo import add_pseudo, pseudo_rows
 from ..report.gallery import write_gallery
 from ..report.run_report import Outcome, build_report, plot_confusion
-from ..train.trainer import train_fold, training_cache
+from ..train.trainer import check_optimiser, train_fold, training_cache
 from .fold_worker import train_in_parallel
 
 DEMO_DIR = ROOT / "input" / "demo"
@@ -181,6 +181,7 @@ def settled(data, recipe: str | None, overrides: list[str], name: str | None) ->
         raise ConfigError(f"batch_size={cfg.batch_size} over {dist.world_size()} processes gives each a batch of one "
                           f"photo, which BatchNorm cannot train on: batch_size >= {2 * dist.world_size()}")
     device = pick_device(dist.init(cfg.device))  # under torchrun: this rank's GPU (or cpu + gloo)
+    check_optimiser(cfg, device, dist.world_size())
     cfg = outside_settled(cfg, data_dir)  # after init: rank 0 says it
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))

@@ -6,6 +6,7 @@ fold must get back (epoch, log, best epoch, throughput counters)."""
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -146,6 +147,31 @@ def optimiser(cfg, model, amp: torch.dtype | None):
     return opt, scaler
 
 
+# a second-order step's graph of the gradients holds a cycle until the next zero_grad(set_to_none=True), which every
+# step does first: torch's warning about it would be said once per run for nothing
+warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph=True", category=UserWarning)
+
+
+def check_optimiser(cfg, device: torch.device, processes: int = 1) -> None:
+    """One step of the config's optimiser on a tiny model on the run's device, before any work: what it needs
+    that this machine lacks (CUDA, a kernel, a second-order backward) is refused now, not in the first batch."""
+    from ..core.config import ConfigError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 3)).to(device)
+    try:
+        opt, _ = optimiser(cfg, model, None)
+        second_order = getattr(opt, "is_second_order", False)
+        model(torch.randn(2, 8, device=device)).square().mean().backward(create_graph=second_order)
+        opt.step()
+    except Exception as e:  # whatever the optimiser needs that is not here
+        raise ConfigError(f"optimizer={cfg.optimizer} cannot train on {device} here: {type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    if second_order and processes > 1:
+        raise ConfigError(f"optimizer={cfg.optimizer} needs a second-order backward (create_graph), which "
+                          f"DistributedDataParallel does not support: train it in one process")
+
+
 @dataclass
 class FoldProgress:
     """What a fold has done so far; last.pt carries it, so a resumed fold ends like an uninterrupted one."""
@@ -243,7 +269,8 @@ class FoldTrainer:
                 self.schedule.step_update(self.update)  # this step's rate (warm-up: from warmup_lr)
             self.update += 1
             self.opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            # a second-order optimiser (adahessian) needs the graph of the gradients, as timm's train.py gives it
+            self.scaler.scale(loss).backward(create_graph=getattr(self.opt, "is_second_order", False))
             self.scaler.step(self.opt)
             self.scaler.update()
             if self.ema is not None:

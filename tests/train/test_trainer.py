@@ -218,3 +218,36 @@ def test_the_issue_27_recipe_keys_train_a_run_to_its_submission(tiny_data, tmp_p
     assert stage("train", ["--data", str(tiny_data), "--config", str(recipe), "--name", "b", "--output",
                            str(tmp_path)]) == 2
     assert not (tmp_path / "b").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("name", ["adahessian", "lookahead_adam"])
+def test_a_second_order_or_lookahead_optimiser_trains_as_timms_train_script_does(tiny_data, tmp_path, name):
+    """adahessian needs the gradients' graph (a RuntimeError mid-training before); lookahead_ is timm's prefix."""
+    from src.core.run_dir import RunDir
+    from tests.helpers import train_fast
+
+    assert train_fast(tiny_data, tmp_path, "folds=0", f"optimizer={name}", name="o") == 0
+    log = pd.read_csv(RunDir(tmp_path / "o").fold(0).log)
+    assert np.isfinite(log["train_loss"]).all() and (tmp_path / "o" / "submission.csv").exists()
+
+
+def test_an_optimiser_this_machine_cannot_run_is_refused_before_any_folder(tiny_data, tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from src.train import trainer
+    from tests.helpers import refused, train_fast
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("apex", "opt_einsum") else real(n, *a))
+    for name, words in {"fusedadam": "fusedadam is apex.optimizers.FusedAdam, which needs NVIDIA apex",
+                        "kron": "kron needs opt_einsum (pip install opt_einsum)"}.items():
+        refused(train_fast(tiny_data, tmp_path / "out", f"optimizer={name}"), capsys, words)
+
+    class CudaOnly(torch.optim.SGD):  # what an optimiser with a CUDA kernel does on a CPU
+        def step(self, closure=None):
+            raise AssertionError("CUDA device required")
+
+    monkeypatch.setattr(trainer, "create_optimizer_v2", lambda model, *a, **k: CudaOnly(model.parameters(), lr=0.1))
+    refused(train_fast(tiny_data, tmp_path / "out"), capsys,
+            "optimizer=adam cannot train on cpu here: AssertionError: CUDA device required")
+    assert not (tmp_path / "out").exists()
