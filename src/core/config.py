@@ -390,7 +390,8 @@ KEYS: dict[str, Key] = {
     "pretrained": Key("false", pretrained, str,
                       doc="false | true (ImageNet: the offline package, else the hub cache, else a download) | "
                           "package | hub (only that source) | path to a state_dict file"),
-    "drop_rate": Key(0.0, number(0, 1), doc="dropout before the classifier (timm's drop_rate)"),
+    "drop_rate": Key(0.0, number(0, 1, hi_open=True),
+                     doc="dropout before the classifier (timm's drop_rate; below 1: at 1 every feature is zeroed)"),
     "ema": Key(0.0, number(0, 1, hi_open=True),
                doc="decay of an exponential moving average of the weights after every step (timm's ModelEmaV3; "
                    "0 = off): validation, the OOF, the eval, predict and export use the averaged weights"),
@@ -575,11 +576,33 @@ def _training_checks(values: dict, sources: Mapping[str, str]) -> None:
     except augment_list.StepError as e:
         where = entry_place(sources.get("augment", "defaults"), "augment", e.index)
         raise ConfigError(f"{where}: augment: {e}") from None
+    _schedule_checks(values, sources)
     if values["sched_step"] == "epoch" and values["warmup_epochs"] % 1:
         where = sources.get("warmup_epochs", "defaults")
         raise ConfigError(f"{where}: warmup_epochs={values['warmup_epochs']:g} with sched_step=epoch: the rate moves "
                           f"once an epoch there, so its warm-up would hold warmup_lr for whole epochs; use "
                           f"sched_step=update (warm-up inside the epoch) or a whole number of epochs")
+
+
+def _schedule_checks(values: dict, sources: Mapping[str, str]) -> None:
+    """A schedule that would train at another rate than the one asked for is refused (docs/usage.md says why each):
+    a floor above lr, a warm-up from above lr or as long as the run, a step decay that grows the rate."""
+    lr, warm, sched = values["lr"], values["warmup_epochs"], values["scheduler"]
+    cases = [("min_lr", sched in ("cosine", "tanh", "poly") and values["min_lr"] > lr,
+              f"min_lr={values['min_lr']:g} is above lr={lr:g}: the {sched} schedule would climb from lr up to min_lr; "
+              f"min_lr is the floor it decays to, below lr"),
+             ("warmup_lr", warm > 0 and values["warmup_lr"] > lr,
+              f"warmup_lr={values['warmup_lr']:g} is above lr={lr:g}: a warm-up climbs from warmup_lr to lr; give "
+              f"warmup_lr below lr"),
+             ("warmup_epochs", warm >= values["epochs"],
+              f"warmup_epochs={warm:g} with epochs={values['epochs']}: the warm-up would last the whole run and lr={lr:g} "
+              f"would never be reached; a warm-up shorter than the run"),
+             ("decay_rate", sched == "step" and values["decay_rate"] > 1,
+              f"decay_rate={values['decay_rate']:g} with scheduler=step: the rate would grow x{values['decay_rate']:g} "
+              f"every {values['decay_epochs']:g} epochs; a decay is a factor below 1 (e.g. 0.1)")]
+    for key, wrong, why in cases:
+        if wrong:
+            raise ConfigError(f"{sources.get(key, 'defaults')}: {why}")
 
 
 def entry_place(where: str, key: str, index: int) -> str:

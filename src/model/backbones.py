@@ -122,3 +122,21 @@ def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
     elif multi:
         model = ProductOfHeads(model)
     return model, mean, std
+
+
+def check_input_size(model: nn.Module, name: str, size: tuple[int, int]) -> None:
+    """The model takes a photo of img_size: one forward pass of a blank photo on the CPU, before any work (a
+    model of a fixed input size, or one whose pooling runs out of pixels, is refused naming the size it takes)."""
+    from ..core.config import ConfigError
+
+    h, w = size
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, h, w))
+    except (RuntimeError, AssertionError, ValueError) as e:
+        info = getattr(model, "pretrained_cfg", None) or getattr(getattr(model, "backbone", None), "pretrained_cfg", {})
+        _, th, tw = info.get("input_size", (3, 0, 0))
+        takes = (f"it takes {th}x{tw} photos only (img_size={th},{tw})" if info.get("fixed_input_size")
+                 else f"it was made for {th}x{tw}; give a larger img_size" if th else "give another img_size")
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"model={name} cannot take img_size={h},{w}: {why}; {takes}") from None

@@ -33,7 +33,7 @@ from ..infer.decision import adjusted_probs, decide_for_run, prior_report, prior
 from ..infer.ensemble import PhotoReading, predict_photos, run_features
 from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
-from ..model.backbones import build_model
+from ..model.backbones import build_model, check_input_size
 from ..model.weights import resolve
 from ..persons.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, outside_rules, read_outside
 from ..persons.pseudo import add_pseudo, pseudo_rows
@@ -185,7 +185,8 @@ def settled(data, recipe: str | None, overrides: list[str], name: str | None) ->
     cfg = outside_settled(cfg, data_dir)  # after init: rank 0 says it
     # found (or refused) before the data is read: a missing download must not cost a validation pass
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
-    build_model(cfg)  # an unknown model, or a weights file that does not fit it, is refused before any folder
+    # an unknown model, weights that do not fit it, or an img_size it cannot take: refused before any folder
+    check_input_size(build_model(cfg)[0], cfg.model, cfg.img_size)
     return cfg, data_dir, device
 
 

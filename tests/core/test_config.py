@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -302,3 +303,22 @@ def test_a_random_output_size_is_judged_the_same_every_time():
             load_config("seed", ["augment=[RandomScale: {scale_limit: 0.02}]"])
         augment_list.check_acting.cache_clear()
     assert load_config("seed", ["augment=[SomeOf: {transforms: [CLAHE], n: 2, replace: true}]"]).augment
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["scheduler=cosine", "lr=1e-4", "min_lr=1e-3"], "min_lr=0.001 is above lr=0.0001: the cosine schedule would climb"),
+    (["warmup_epochs=1", "epochs=3", "lr=1e-4", "warmup_lr=1e-3"], "warmup_lr=0.001 is above lr=0.0001"),
+    (["warmup_epochs=3", "epochs=3"], "warmup_epochs=3 with epochs=3: the warm-up would last the whole run"),
+    (["scheduler=step", "decay_rate=10"], "decay_rate=10 with scheduler=step: the rate would grow x10 every 3 epochs"),
+    (["drop_rate=1"], "drop_rate=1: must be < 1"),
+])
+def test_a_schedule_that_trains_at_another_rate_is_refused_saying_why(overrides, words):
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        load_config("seed", overrides)
+
+
+def test_the_same_keys_where_they_do_not_act_are_accepted():
+    assert load_config("seed", ["min_lr=1e-3"]).min_lr == 1e-3  # scheduler=none: no floor to decay to
+    assert load_config("seed", ["scheduler=poly", "decay_rate=2"]).decay_rate == 2  # poly: its power
+    assert load_config("seed", ["warmup_lr=1e-3"]).warmup_lr == 1e-3  # no warm-up
+    assert load_config("seed", ["epochs=3", "warmup_epochs=2.5"]).warmup_epochs == 2.5

@@ -344,3 +344,14 @@ def test_a_stray_comma_in_a_list_option_is_named(stage_name, args, capsys):
     with pytest.raises(SystemExit) as e:
         stage(stage_name, args)
     assert e.value.code == 2 and "an empty item between commas" in capsys.readouterr().err
+
+
+def test_an_img_size_the_model_cannot_take_is_refused_naming_the_size_it_takes(tiny_data, tmp_path, capsys):
+    """vit_tiny_patch16_224 img_size=224 was a traceback after the run folder was made (a ViT's size is fixed)."""
+    import timm
+
+    takes = timm.create_model("test_vit").pretrained_cfg["input_size"][1:]
+    refused(train_fast(tiny_data, tmp_path / "out", "model=test_vit"), capsys,
+            "model=test_vit cannot take img_size=32,24: ",
+            f"it takes {takes[0]}x{takes[1]} photos only (img_size={takes[0]},{takes[1]})")
+    assert not (tmp_path / "out").exists()
