@@ -15,13 +15,19 @@ def interrupted(kind, value, tb) -> None:
     exit 130, never a traceback. Stages that can say more (where a run stopped) catch it themselves first;
     the files they write are written whole or not at all (core/files.py: atomic_*), so nothing is left half-made."""
     if issubclass(kind, KeyboardInterrupt):
-        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        stage = spec.name.rsplit(".", 1)[-1] if spec else os.path.basename(sys.argv[0])
         with contextlib.suppress(Exception):  # a closed pipe must not turn this into a traceback
-            print(f"\ninterrupted (Ctrl-C): bash run.sh {stage} stopped", file=sys.stderr, flush=True)
+            print(f"\n{stopped_line()}", file=sys.stderr, flush=True)
             sys.stdout.flush()
         os._exit(130)
     sys.__excepthook__(kind, value, tb)
+
+
+def stopped_line() -> str:
+    """The documented line of a Ctrl-C that has nothing more to say: `interrupted (Ctrl-C): bash run.sh STAGE
+    stopped`."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    stage = spec.name.rsplit(".", 1)[-1] if spec else os.path.basename(sys.argv[0])
+    return f"interrupted (Ctrl-C): bash run.sh {stage} stopped"
 
 
 # set before the stage module itself runs (python -m src.stages.X imports this package first)
@@ -58,10 +64,11 @@ def unknown_stage(word: str) -> str:
     return f"'{word}' is not a stage, nor a key=value override.{hint}\n{listing()}"
 
 
-def run_stage(work: Callable[[], int | None], interrupted: str = "interrupted", then: str = "") -> int:
+def run_stage(work: Callable[[], int | None], interrupted: str = "", then: str = "") -> int:
     """Every stage's work, answered one way: a UserError (bad data, config, weights or paths, a run busy or
     missing, a full disk: core/errors.py) -> `error: <its message>` and exit 2, no traceback; Ctrl-C -> where
-    it stopped (the interrupt's own message, else `interrupted`), `then` (how to continue) and exit 130.
+    it stopped (the interrupt's own message, else `interrupted`, else `stopped_line`), `then` (how to continue) and
+    exit 130.
     Returns the work's own exit code (None: 0)."""
     from ..core.errors import UserError
     from ..core.files import writing_errors
@@ -73,7 +80,7 @@ def run_stage(work: Callable[[], int | None], interrupted: str = "interrupted", 
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"\n{e or interrupted}{then}", file=sys.stderr)
+        print(f"\n{str(e) or interrupted or stopped_line()}{then}", file=sys.stderr)  # a bare Ctrl-C's text is ""
         return 130
 
 

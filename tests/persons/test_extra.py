@@ -246,6 +246,10 @@ def test_the_preview_stage_writes_a_contact_sheet_and_never_over_a_file(tmp_path
     assert "already exists" in err and "Traceback" not in err
     assert stage("extra", ["--from", "nowhere", "--out", "x.png"]) == 2
     assert "nowhere: not a folder" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+    fresh = tmp_path / "clone" / "output"  # a fresh clone has no output/ yet: the default --out makes it
+    monkeypatch.setattr("src.stages.extra.OUTPUT", fresh)
+    assert stage("extra", ["--from", "photos", "--preview", "1", "--cache-dir", "cache"]) == 0
+    assert Image.open(fresh / "extra-preview.png").size[0] == 7 * 96
 
 
 # ---- hardening: what leaks, vanishes or changes on a rerun ---------------------------------------

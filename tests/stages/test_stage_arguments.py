@@ -355,3 +355,23 @@ def test_progress_off_a_terminal_is_one_line_per_loop(tiny_data, tmp_path, capsy
     assert "\r" not in captured.err and "\r" not in captured.out
     assert "fold 0 epoch 1/1: " in captured.err  # the epoch's line: batches, seconds, loss
 
+
+
+def test_a_bare_ctrl_c_inside_a_stage_is_one_line_with_words(tmp_path, tiny_data, capsys, monkeypatch):
+    """Ctrl-C while `extra --prepare` or a training draws masks was exit 130 with two blank lines: a bare
+    KeyboardInterrupt's text is ""."""
+    from src.persons.demo import generate_outside
+    from src.pipeline import job
+    from src.stages import extra
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    faces = generate_outside(tmp_path / "faces", n=2, seed=1)
+    monkeypatch.setattr(extra, "outside_persons", ctrl_c)
+    assert stage("extra", ["--from", str(faces), "--prepare", "--cache-dir", str(tmp_path / "c")]) == 130
+    err = capsys.readouterr().err  # the progress lines of the checks before it, then a blank line and its own
+    assert re.search(r"\n\ninterrupted \(Ctrl-C\): bash run\.sh \S+ stopped\n$", err), err
+    monkeypatch.setattr(job, "extra_rows", ctrl_c)
+    assert stage("train", ["--data", str(tiny_data), "--output", str(tmp_path / "out"), *FAST, f"extra={faces}"]) == 130
+    assert capsys.readouterr().err.endswith("\n\ninterrupted before training began; nothing to continue\n")
