@@ -189,12 +189,13 @@ class RunDir:
         return json.loads(self.age_edge.read_text())["edge"] if self.age_edge.exists() else None
 
     def decision_biases(self) -> list[float] | None:
-        """decision=bias or prior: the per-class log-probability biases the finished run's eval used (predict
-        and the export add them too); None without a decision (or before the run finished)."""
+        """decision=bias, auto or prior: the per-class log-probability biases the finished run's eval used (predict
+        and the export add them too); None without a decision, one that applied none (auto), or before the run
+        finished."""
         if not self.metrics.is_file():
             return None
         decision = self.read_metrics().get("decision")
-        return decision["biases"] if decision else None
+        return decision["biases"] if isinstance(decision, dict) and decision.get("applied", True) else None
 
     # ---- the ONNX export ----------------------------------------------------------------------
     def model_state(self) -> dict:

@@ -13,7 +13,6 @@ TTA-averaged P(age >= t): the same product the model forms per view, taken after
 """
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -22,10 +21,9 @@ import pandas as pd
 from ..core import classes
 from ..core.metrics import fast_macro_f1
 from ..core.run_dir import RunDir
-from .decision import held_out
+from .decision import held_out, nested_parts
 
 EDGES = tuple(range(50, 61))  # the edges tried: the published teams trained boundaries 55-59
-PARTS = 5                     # one trained fold: its persons in this many groups for the nested estimate
 
 
 def probs_at_edge(probs: np.ndarray, curves: np.ndarray, edge: int) -> np.ndarray:
@@ -49,14 +47,6 @@ def fit_edge(probs: np.ndarray, curves: np.ndarray, y: np.ndarray, start: int) -
         if f1 > best + 1e-12:
             best_edge, best = edge, f1
     return best_edge, best
-
-
-def nested_parts(folds: np.ndarray, persons: np.ndarray) -> tuple[np.ndarray, str]:
-    """The parts the nested estimate holds out: the folds, or with one fold groups of whole persons."""
-    if len(np.unique(folds)) > 1:
-        return folds, "folds"
-    group = np.array([int(hashlib.sha1(str(p).encode()).hexdigest(), 16) % PARTS for p in persons])
-    return group, f"{PARTS} groups of persons"
 
 
 def decide_edge(oof: pd.DataFrame, start: int) -> tuple[int, dict]:

@@ -19,7 +19,7 @@ from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run, r
 from ..data.cache import cache_root
 from ..data.tables import DataError, load_eval
 from .age_edge import oof_probs_as_eval
-from .decision import adjusted_probs, decide, fit_biases, held_out, prior_biases
+from .decision import adjusted_probs, decide, fit_biases, held_out, nested_parts, prior_biases
 from .ensemble import PhotoReading, run_features
 from .grouping import TOP, apply_grouping
 from .submission import write_submission
@@ -34,7 +34,19 @@ class Inputs:
     oof: pd.DataFrame          # fold, person, shot, label of each OOF photo
     oof_probs: list[np.ndarray]
     eval_ids: np.ndarray
-    eval_probs: list[np.ndarray]
+    eval_probs: list[np.ndarray]   # as the runs' models gave them: each run's own decision taken off
+    eval_as_made: list[np.ndarray]  # each run's eval as it was made (its decision on): what the blend is compared with
+
+
+def decided_biases(run: RunDir) -> tuple[np.ndarray | None, str | None]:
+    """(the biases a run's eval_probs.csv carries: its decision's, or a blend's; why its eval cannot be blended)."""
+    metrics = run.read_metrics() if run.metrics.exists() else {}
+    if metrics.get("grouping"):
+        return None, (f"{run}: its eval probabilities are grouped into persons (group_eval), which cannot be taken "
+                      f"off again; blend the run made without group_eval, and give blend --group-eval")
+    biases = json.loads(run.blend_record.read_text()).get("biases") if run.blend_record.exists() \
+        else run.decision_biases()
+    return (None if biases is None else np.array(biases)), None
 
 
 def load_inputs(runs: list[RunDir]) -> Inputs:
@@ -42,7 +54,7 @@ def load_inputs(runs: list[RunDir]) -> Inputs:
     first = runs[0]
     folds = first.load_folds()[["person", "fold"]]
     base = first.load_oof().sort_values(["person", "shot"], kind="stable").reset_index(drop=True)
-    probs, evals, problems = [], [], []
+    probs, evals, made, problems = [], [], [], []
     eval_ids = None
     for run in runs:
         if not run.folds.exists() or not run.load_folds()[["person", "fold"]].equals(folds):
@@ -63,10 +75,15 @@ def load_inputs(runs: list[RunDir]) -> Inputs:
         elif not np.array_equal(ev["ImageID"].to_numpy(), eval_ids):
             problems.append(f"{run.eval_probs}: other eval photos than {first.eval_probs}")
             continue
-        evals.append(ev[PROB_COLS].to_numpy())
+        biases, refusal = decided_biases(run)
+        if refusal:
+            problems.append(refusal)
+            continue
+        made.append(ev[PROB_COLS].to_numpy())  # the blend decides on the models' probabilities: a run's biases off
+        evals.append(made[-1] if biases is None else adjusted_probs(made[-1], -biases))
     if problems:
         raise DataError("the runs to blend", problems)
-    return Inputs(runs, base[["fold", "person", "shot", "label", "path"]], probs, eval_ids, evals)
+    return Inputs(runs, base[["fold", "person", "shot", "label", "path"]], probs, eval_ids, evals, made)
 
 
 def mix(probs: list[np.ndarray], w: np.ndarray) -> np.ndarray:
@@ -93,7 +110,7 @@ def fit(probs: list[np.ndarray], y: np.ndarray, decision: str, prior: np.ndarray
         ) -> tuple[np.ndarray, np.ndarray | None]:
     """(weights, biases or None) fitted on these rows; decision=prior: the runs' prior biases, not fitted."""
     w = fit_weights(probs, y)
-    b = fit_biases(mix(probs, w), y) if decision == "bias" else prior
+    b = fit_biases(mix(probs, w), y) if decision in ("bias", "auto") else prior
     return w, b
 
 
@@ -107,14 +124,32 @@ def runs_prior(runs: list[RunDir]) -> np.ndarray:
     return np.mean([prior_biases(**prior) for prior in priors.values()], axis=0)
 
 
-def nested(probs: list[np.ndarray], y: np.ndarray, folds: np.ndarray, decision: str,
+def nested(probs: list[np.ndarray], y: np.ndarray, parts: np.ndarray, decision: str,
            prior: np.ndarray | None = None) -> np.ndarray | None:
-    """Out-of-fold decisions: weights and biases fitted on the other folds, for each fold in turn."""
+    """Out-of-fold decisions: weights and biases fitted on the other parts (folds, or groups of persons), for
+    each part in turn."""
     def predict_fold(fit_rows, held):
         w, b = fit([p[fit_rows] for p in probs], y[fit_rows], decision, prior)
         return decide(mix([p[held] for p in probs], w), b)
 
-    return held_out(folds, predict_fold)
+    return held_out(parts, predict_fold)
+
+
+def settled_blend_decision(probs: list[np.ndarray], y: np.ndarray, parts: np.ndarray, decision: str,
+                           prior: np.ndarray | None) -> tuple[str, np.ndarray | None, str]:
+    """(the decision made, the nested predictions, why): auto fits the biases and keeps them only where the
+    nested blend with them beats the nested blend without (as a run's decision=auto)."""
+    nested_pred = nested(probs, y, parts, decision, prior)
+    if decision != "auto":
+        return decision, nested_pred, f"--decision {decision}"
+    plain = nested(probs, y, parts, "none")
+    if nested_pred is None:
+        return "none", plain, "--decision auto: no nested estimate, so no biases"
+    with_b, without = fast_macro_f1(y, nested_pred), fast_macro_f1(y, plain)
+    keep = with_b > without
+    return ("bias" if keep else "none"), (nested_pred if keep else plain), (
+        f"--decision auto: nested {with_b:.4f} with the biases {'beats' if keep else 'does not beat'} "
+        f"{without:.4f} without")
 
 
 def blend(run_names: list[str], decision: str = "none", name: str | None = None, output: Path = OUTPUT,
@@ -127,7 +162,7 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
     data_dir = first_cfg.data
     eval_table = load_eval(data_dir, check_pixels=False).set_index("ImageID").loc[inputs.eval_ids].reset_index()
     singles = {r.name: fast_macro_f1(y, p.argmax(1)) for r, p in zip(runs, inputs.oof_probs)}
-    single_evals = list(inputs.eval_probs)  # each run alone, as it was made: what the blend is compared with
+    single_evals = inputs.eval_as_made  # each run alone, as it was made: what the blend is compared with
     grouping = None
     if group_eval:  # persons grouped by the first run's fold models' features (src/infer/grouping.py)
         reading = PhotoReading(first_cfg, pick_device("auto"), cache_root(first_cfg.cache_dir, output))
@@ -136,8 +171,9 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
         inputs.oof_probs, inputs.eval_probs, grouping = apply_grouping(inputs.oof, inputs.oof_probs, oof_f,
                                                                        inputs.eval_probs, eval_f, group_eval)
     prior = runs_prior(runs) if decision == "prior" else None
+    parts, nested_by = nested_parts(folds, inputs.oof["person"].to_numpy())
+    decision, nested_pred, why = settled_blend_decision(inputs.oof_probs, y, parts, decision, prior)
     w, b = fit(inputs.oof_probs, y, decision, prior)
-    nested_pred = nested(inputs.oof_probs, y, folds, decision, prior)
 
     def final(probs: list[np.ndarray]) -> np.ndarray:  # blended, then decided: the argmax is the class
         blended = mix(probs, w)
@@ -151,7 +187,8 @@ def blend(run_names: list[str], decision: str = "none", name: str | None = None,
         eval_metrics = write_submission(out, eval_table, eval_final)
         result = {
             "run": out.name, "runs": [str(r.path) for r in runs], "weights": [float(x) for x in w],
-            "decision": decision, "biases": None if b is None else [float(x) for x in b],
+            "decision": decision, "decision_why": why, "nested_by": nested_by,
+            "biases": None if b is None else [float(x) for x in b],
             "oof": {**summarize(y, oof_final), "in_sample": True},
             "oof_single_runs": singles,
             "oof_nested_f1": None if nested_pred is None else fast_macro_f1(y, nested_pred),
@@ -180,11 +217,11 @@ def report(r: dict) -> str:
         name = Path(path).name
         lines.append(f"| {name} | {w:.3f} | {r['oof_single_runs'][name]:.4f} |")
     nested_f1 = r["oof_nested_f1"]
-    lines += ["", f"Decision: `{r['decision']}`" + (f", biases {np.round(r['biases'], 2).tolist()}" if r["biases"] else ""),
+    lines += ["", f"Decision: `{r['decision']}`" + (f", biases {np.round(r['biases'], 2).tolist()}" if r["biases"] else "")
+              + (f" ({r['decision_why']})" if r.get("decision_why") else ""),
               "", f"- OOF macro-F1, fitted and scored on the same OOF (optimistic): {r['oof']['f1']:.4f}",
-              "- OOF macro-F1, nested (fitted on the other folds, scored on each fold): " +
-              (f"{nested_f1:.4f}" if nested_f1 is not None else
-               "not possible: the runs trained one fold, so nothing was held out of the fit")]
+              f"- OOF macro-F1, nested (fitted without each of the {r.get('nested_by', 'folds')}, scored on it): " +
+              (f"{nested_f1:.4f}" if nested_f1 is not None else "not possible")]
     if r.get("grouping"):
         g = r["grouping"]
         q = g["oof"]

@@ -11,6 +11,8 @@ whole persons, so no person is in both).
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ..core.metrics import fast_macro_f1
@@ -100,17 +102,40 @@ def held_out(folds: np.ndarray, predict_fold) -> np.ndarray | None:
     return pred
 
 
-def nested_estimate(probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[float, np.ndarray] | None:
-    """(macro-F1 of out-of-fold decisions, those decisions): biases fitted on the other folds for
-    each fold in turn. None with fewer than two folds."""
-    pred = held_out(folds, lambda fit, held: decide(probs[held], fit_biases(probs[fit], y[fit])))
+PARTS = 5  # one trained fold: its persons in this many groups for a nested estimate
+
+
+def nested_parts(folds: np.ndarray, persons: np.ndarray) -> tuple[np.ndarray, str]:
+    """The parts a nested estimate holds out: the folds, or with one fold groups of whole persons (a person's
+    photos stay together)."""
+    if len(np.unique(folds)) > 1:
+        return folds, "folds"
+    group = np.array([int(hashlib.sha1(str(p).encode()).hexdigest(), 16) % PARTS for p in persons])
+    return group, f"{PARTS} groups of persons"
+
+
+def nested_estimate(probs: np.ndarray, y: np.ndarray, parts: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """(macro-F1 of out-of-fold decisions, those decisions): biases fitted on the other parts for
+    each part in turn. None with fewer than two parts."""
+    pred = held_out(parts, lambda fit, held: decide(probs[held], fit_biases(probs[fit], y[fit])))
     return None if pred is None else (fast_macro_f1(y, pred), pred)
 
 
-def decide_for_run(oof_probs: np.ndarray, y: np.ndarray, folds: np.ndarray) -> tuple[np.ndarray, dict]:
-    """`decision=bias` for one run: (biases fitted on all its OOF, what to report about them)."""
+def decide_for_run(oof_probs: np.ndarray, y: np.ndarray, folds: np.ndarray, persons: np.ndarray,
+                   auto: bool = False) -> tuple[np.ndarray | None, dict]:
+    """`decision=bias` (or auto) for one run: (the biases to apply, None: none; what to report about them).
+    Fitted on all its OOF; checked nested, over its folds or five groups of its persons. `auto` applies them
+    only where the nested score beats plain argmax (18 biases fitted on a few hundred persons can overfit)."""
     b = fit_biases(oof_probs, y)
-    nested = nested_estimate(oof_probs, y, folds)
-    return b, {"biases": [float(x) for x in b], "oof_f1_argmax": fast_macro_f1(y, oof_probs.argmax(1)),
-               "oof_f1_in_sample": fast_macro_f1(y, decide(oof_probs, b)),
-               "oof_f1_nested": None if nested is None else nested[0]}
+    parts, by = nested_parts(folds, persons)
+    nested = nested_estimate(oof_probs, y, parts)
+    argmax_f1 = fast_macro_f1(y, oof_probs.argmax(1))
+    nested_f1 = None if nested is None else nested[0]
+    applied = not auto or (nested_f1 is not None and nested_f1 > argmax_f1)
+    why = ("decision=bias" if not auto else
+           f"decision=auto: nested {nested_f1:.4f} {'beats' if applied else 'does not beat'} argmax {argmax_f1:.4f}"
+           if nested_f1 is not None else "decision=auto: no nested estimate, so no biases")
+    return (b if applied else None), {
+        "biases": [float(x) for x in b], "oof_f1_argmax": argmax_f1,
+        "oof_f1_in_sample": fast_macro_f1(y, decide(oof_probs, b)), "oof_f1_nested": nested_f1, "nested_by": by,
+        "applied": applied, "why": why}

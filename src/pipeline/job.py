@@ -128,8 +128,10 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
     outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
     if outside is not None and cfg.decision != "none":
-        how = ("decided for macro-F1 by biases fitted on the competition's persons (the OOF)" if cfg.decision == "bias"
-               else "put back to the competition's class prior")
+        how = {"bias": "decided for macro-F1 by biases fitted on the competition's persons (the OOF)",
+               "auto": "decided for macro-F1 by biases fitted on the competition's persons (the OOF) if they beat "
+                       "plain argmax on persons held out of their fit",
+               "prior": "put back to the competition's class prior"}[cfg.decision]
         print(f"decision={cfg.decision}: the eval's classes are {how}, as the outside persons shift the class prior "
               f"(decision=none turns it off)", flush=True)
 
@@ -283,11 +285,11 @@ def train_folds(job: Job) -> list[dict]:
 def post_hoc(job: Job, probs):
     """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
     persons grouped (`group_eval`, src/infer/grouping.py), then the decision (`decision=bias`: fitted for
-    macro-F1; `decision=prior`: the competition's class prior put back; src/infer/decision.py).
+    macro-F1; `auto`: the same where it beats argmax nested; `decision=prior`: the competition's class prior put back; src/infer/decision.py).
     Returns (eval probabilities, what grouping reported, what the decision reported)."""
     cfg, run = job.cfg, job.run
     grouping = decision = None
-    if cfg.group_eval or cfg.decision == "bias":  # the steps fitted on the OOF
+    if cfg.group_eval or cfg.decision in ("bias", "auto"):  # the steps fitted on the OOF
         oof = run.load_oof(list(cfg.folds))
         oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
         if cfg.group_eval:
@@ -295,9 +297,11 @@ def post_hoc(job: Job, probs):
                                          reading(job), TOP)
             (oof_probs,), (probs,), grouping = apply_grouping(oof, [oof_probs], oof_f, [probs], eval_f,
                                                               cfg.group_eval)
-        if cfg.decision == "bias":
-            biases, decision = decide_for_run(oof_probs, y, oof_folds)
-            probs = adjusted_probs(probs, biases)
+        if cfg.decision in ("bias", "auto"):
+            biases, decision = decide_for_run(oof_probs, y, oof_folds, oof["person"].to_numpy(), cfg.decision == "auto")
+            probs = probs if biases is None else adjusted_probs(probs, biases)
+            chosen = "argmax of log p + the biases" if decision["applied"] else "plain argmax"
+            print(f"{decision['why']}: the eval's classes are {chosen}", flush=True)
             prior = run.read_prior()
             if prior and prior["trained"] != prior["competition"]:  # outside persons, pseudo-labels: both shown
                 decision.update(prior_shares(prior))

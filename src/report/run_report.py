@@ -141,13 +141,16 @@ def decision_section(cfg, decision: dict) -> list[str]:
         return ["## Decision (`decision=prior`): the competition's class prior put back", "",
                 "Eval log-probabilities + log(competition prior / trained prior), per class (%):", "", *priors,
                 f"- biases: {[round(b, 2) for b in decision['biases']]}", ""]
-    nested = decision["oof_f1_nested"]
-    return ["## Decision (`decision=bias`)", "",
-            "Eval classes are argmax(log p + bias), the biases fitted on this run's OOF for macro-F1. "
-            "OOF scores above are plain argmax.", "",
+    nested, applied = decision["oof_f1_nested"], decision.get("applied", True)
+    by = decision.get("nested_by", "folds")
+    what = ("Eval classes are argmax(log p + bias), the biases fitted on this run's OOF for macro-F1." if applied else
+            "Eval classes are plain argmax: the biases fitted on this run's OOF did not beat it on persons held out "
+            "of their fit.")
+    return [f"## Decision (`decision={cfg['decision']}`): {'biases applied' if applied else 'no biases'}", "",
+            f"{what} {decision.get('why', 'decision=bias')}. OOF scores above are plain argmax.", "",
             f"- OOF macro-F1: argmax {decision['oof_f1_argmax']:.4f}; with the biases, fitted on the same OOF "
-            f"(optimistic) {decision['oof_f1_in_sample']:.4f}; nested (fitted on the other folds) " +
-            (f"{nested:.4f}" if nested is not None else "not possible (one fold trained)"),
+            f"(optimistic) {decision['oof_f1_in_sample']:.4f}; nested (fitted without each of the {by}) " +
+            (f"{nested:.4f}" if nested is not None else "not possible"),
             f"- biases: {[round(b, 2) for b in decision['biases']]}",
             *(["- the class prior the run trained on differs from the competition's (%):", *priors] if priors else []),
             ""]

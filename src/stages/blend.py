@@ -5,10 +5,11 @@
 The runs must share the data, the folds (folds.csv) and the trained folds, and their eval photos.
 Weights (non-negative, summing to 1) minimise the log-loss of the blended out-of-fold
 probabilities; with `--decision bias` per-class biases on the blend's log-probabilities are then
-fitted on the same OOF for macro-F1 (src/infer/decision.py). One run alone is fine: only the decision
-applies. The estimate reported is honest: weights and biases fitted on the other folds' OOF and
-scored on each fold in turn (needs two or more trained folds; the report says when it could not be
-made). Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the
+fitted on the same OOF for macro-F1 (src/infer/decision.py); `--decision auto` keeps them only where the
+nested estimate with them beats the one without. Every decision is the blend's own, made on the runs'
+probabilities: the biases a run trained with decision=bias/auto/prior put on its eval are taken off first.
+One run alone is fine: only the decision applies. The estimate reported is honest: weights and biases
+fitted without each fold (with one trained fold, each of five groups of its persons) and scored on it. Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the
 blend's log-probabilities plus the biases: its argmax is the submission), metrics.json, report.md.
 """
 from __future__ import annotations
@@ -24,7 +25,9 @@ from . import parser, run_stage, void
 def main(argv=None) -> int:
     ap = parser("run.sh blend", __doc__)
     ap.add_argument("--runs", required=True, type=option_items("--runs"), help="comma-separated run names or folders")
-    ap.add_argument("--decision", type=config_parser("decision"), default="none", help="none | bias | prior")
+    ap.add_argument("--decision", type=config_parser("decision"), default="none",
+                    help="none | bias | prior | auto (the biases only where their nested score beats the blend's "
+                         "plain argmax), each on the runs' own probabilities (a run's decision is taken off first)")
     ap.add_argument("--group-eval", type=config_parser("group_eval"), default=0, metavar="N",
                     help="group eval photos into persons of N photos (the competition: 7); 0 = off")
     ap.add_argument("--name", help="the blend's folder under --output (default: blend-A+B)")

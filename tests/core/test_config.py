@@ -135,16 +135,17 @@ def test_head_init_and_resize_are_checked(bad):
         load_config("seed", [bad])
 
 
-def test_decision_auto_is_bias_with_outside_photos_and_none_without():
+def test_decision_auto_stays_auto_with_outside_photos_and_is_none_without():
+    """auto with outside photos is decided after training (biases where they beat argmax nested)."""
     assert load_config("seed").decision == "none"
-    assert load_config("seed", ["extra=/photos"]).decision == "bias"
+    assert load_config("seed", ["extra=/photos"]).decision == "auto"
     assert load_config("seed", ["extra=/photos", "decision=none"]).decision == "none"  # said: kept
     assert load_config("seed", ["decision=bias"]).decision == "bias"
-    assert load_config("seed", ["extra=/photos"]).saved()["decision"] == "bias"  # config.yaml holds the choice
+    assert load_config("seed", ["extra=/photos"]).saved()["decision"] == "auto"
 
 
 def test_extra_auto_is_the_data_folders_extra_and_none_turns_it_off(tmp_path):
-    """extra=auto waits for the data folder: its extra/ when it is a folder (decision=auto then bias), else no
+    """extra=auto waits for the data folder: its extra/ when it is a folder (decision=auto stays), else no
     outside faces (decision none); extra=none is off, even over a recipe that says auto."""
     data = tmp_path / "data"
     data.mkdir()
@@ -153,7 +154,7 @@ def test_extra_auto_is_the_data_folders_extra_and_none_turns_it_off(tmp_path):
     assert (settle_outside(auto, data).extra, settle_outside(auto, data).decision) == ("", "none")
     (data / "extra").mkdir()
     found = settle_outside(auto, data)
-    assert (found.extra, found.decision) == (str((data / "extra").resolve()), "bias")
+    assert (found.extra, found.decision) == (str((data / "extra").resolve()), "auto")
     assert found.saved()["extra"] == str((data / "extra").resolve())  # config.yaml holds the folder it used
     assert settle_outside(load_config("seed", ["extra=AUTO", "decision=prior"]), data).decision == "prior"
     off = load_config("seed", ["extra=auto", "extra=none"])

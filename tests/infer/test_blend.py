@@ -77,3 +77,43 @@ def test_blend_decision_prior_uses_the_runs_recorded_priors(two_runs, tmp_path, 
     refused_code = stage("blend", ["--runs", f"{a.path},{b.path}", "--decision", "prior", "--output",
                                    str(tmp_path / "out")])
     assert refused_code == 2 and f"{b.prior}: missing" in capsys.readouterr().err
+
+
+def test_blend_decides_on_the_runs_own_probabilities_not_on_their_decision(two_runs, tmp_path):
+    """A run trained with decision=bias carries its biases in eval_probs.csv: blend takes them off first, so
+    --decision none is the models' argmax and --decision prior shifts by the prior alone (it was prior + the
+    run's biases)."""
+    import json
+
+    from src.infer.decision import adjusted_probs
+
+    a, _, _, _ = two_runs
+    raw = pd.read_csv(a.eval_probs)[PROB_COLS].to_numpy()
+    biases = np.where(np.arange(18) % 3 == 2, 1.5, 0.0)  # what decision=bias put on the eval: >=60 pushed up
+    decided = adjusted_probs(raw, biases)
+    table = pd.read_csv(a.eval_probs)
+    table[PROB_COLS] = decided
+    table.to_csv(a.eval_probs, index=False, float_format="%.6f")
+    a.metrics.write_text(json.dumps({"decision": {"biases": biases.tolist(), "applied": True}}))
+    counts = np.arange(1, 19)
+    a.save_prior(counts.tolist(), (counts * 2).tolist())
+    for decision, shift in (("none", np.zeros(18)), ("prior", blend.prior_biases(counts, counts * 2))):
+        blend.blend([str(a.path)], decision, f"b-{decision}", tmp_path / "out")
+        got = pd.read_csv(RunDir(tmp_path / "out" / f"b-{decision}").eval_probs)[PROB_COLS].to_numpy()
+        np.testing.assert_allclose(got, adjusted_probs(raw, shift), atol=2e-4)
+    a.metrics.write_text(json.dumps({"decision": {"biases": biases.tolist(), "applied": False}}))  # auto chose none
+    table.assign(**{c: raw[:, i] for i, c in enumerate(PROB_COLS)}).to_csv(a.eval_probs, index=False)
+    blend.blend([str(a.path)], "none", "b-auto", tmp_path / "out")
+    got = pd.read_csv(RunDir(tmp_path / "out" / "b-auto").eval_probs)[PROB_COLS].to_numpy()
+    np.testing.assert_allclose(got, raw, atol=2e-6)
+
+
+def test_blend_auto_keeps_the_biases_only_where_they_beat_argmax_nested(two_runs, tmp_path):
+    a, b, _, _ = two_runs
+    r = blend.blend([str(a.path), str(b.path)], "auto", "auto", tmp_path / "out")
+    inputs = blend.load_inputs([a, b])
+    y, folds = inputs.oof["label"].to_numpy(), inputs.oof["fold"].to_numpy()
+    plain, with_b = (blend.fast_macro_f1(y, blend.nested(inputs.oof_probs, y, folds, d)) for d in ("none", "bias"))
+    keep = with_b > plain
+    assert r["decision"] == ("bias" if keep else "none") and (r["biases"] is not None) == keep
+    assert "--decision auto: nested" in r["decision_why"] and r["nested_by"] == "folds"

@@ -56,3 +56,24 @@ def test_decision_prior_puts_the_prior_back_in_a_run_with_outside_persons(tiny_d
     assert "decision=prior" in run.report.read_text()
     eval_probs = pd.read_csv(run.eval_probs)[classes.PROB_COLS].to_numpy()
     assert eval_probs.sum(1) == pytest.approx(1, abs=1e-4)
+
+
+def test_auto_applies_the_biases_only_where_they_beat_argmax_on_held_out_persons():
+    """decision=auto with one trained fold: the biases are checked over five groups of its persons; fitted on
+    noise they do not beat argmax there, so none are applied; on a real shift they are."""
+    from src.infer.decision import decide_for_run
+
+    rng = np.random.default_rng(3)
+    n = 1400
+    persons = np.repeat(np.arange(n // 7), 7)
+    y = np.repeat(rng.integers(0, 18, n // 7), 7)
+    noise = softmax(rng.normal(0, 1, (n, 18)) + 2.0 * np.eye(18)[y])
+    biases, report = decide_for_run(noise, y, np.zeros(n, int), persons, auto=True)
+    assert report["nested_by"] == "5 groups of persons" and report["oof_f1_nested"] is not None
+    assert report["applied"] == (report["oof_f1_nested"] > report["oof_f1_argmax"])
+    assert (biases is None) != report["applied"]
+    shifted, ys = shifted_case(1400, seed=2)
+    biases, report = decide_for_run(shifted, ys, np.zeros(1400, int), np.repeat(np.arange(200), 7), auto=True)
+    assert report["applied"] and biases is not None and "beats argmax" in report["why"]
+    forced, report = decide_for_run(noise, y, np.zeros(n, int), persons)  # decision=bias: the user's choice
+    assert forced is not None and report["applied"]

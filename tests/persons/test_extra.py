@@ -230,7 +230,7 @@ def test_a_run_with_outside_persons_scores_the_competition_persons_alone(tiny_da
     assert stats["outside_ages"] == int((ages < 30).sum()) and stats["photos"] == 6
     report = run.report.read_text()
     assert "## Outside persons" in report and f"{stats['persons']} outside persons" in report
-    assert run.load_config().decision == "bias" and "decision=bias" in report  # decision=auto with extra
+    assert run.load_config().decision == "auto" and "## Decision (`decision=auto`)" in report  # with extra
 
 
 def test_the_preview_stage_writes_a_contact_sheet_and_never_over_a_file(tmp_path, monkeypatch, capsys):

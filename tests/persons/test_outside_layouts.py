@@ -139,24 +139,27 @@ def recommended_fast(data, out, *more) -> int:
 @pytest.mark.parametrize("layout", ["aaf", "afad", "fairface"])
 def test_recommended_trains_with_the_data_folders_extra_in_any_layout(tiny_data, tmp_path, faces, capsys, layout):
     """DATA/extra/ as a public set is downloaded: the recommended recipe finds it, says so and which layout it
-    read, trains with its persons and decides the eval for macro-F1 on the competition's persons (decision=auto ->
-    bias, fitted on the OOF), the prior the outside persons shifted in prior.json and the report.
+    read, trains with its persons and decides the eval for macro-F1 on the competition's persons (decision=auto:
+    biases fitted on the OOF, applied where they beat argmax nested), the prior the outside persons shifted in
+    prior.json and the report.
     FairFace with a band head at age_boundary=55: its 50-59 face spans two bands and trains mask and gender."""
     make = {"aaf": aaf_folder, "afad": afad_folder, "fairface": fairface_folder}[layout]
     folder = make(tiny_data / "extra", faces)
     more = ["age_head=band"] if layout == "fairface" else []
     assert recommended_fast(tiny_data, tmp_path / "out", *more) == 0
     out = capsys.readouterr().out
-    assert f"extra=auto: outside faces from {folder} join training (decision=bias" in out.splitlines()[0]
+    assert f"extra=auto: outside faces from {folder} join training (decision=auto" in out.splitlines()[0]
     assert f"{folder.resolve()} read as {layout}: " in out
     run = RunDir(tmp_path / "out" / "r")
     saved = load_saved(run.config)
-    assert (saved["extra"], saved["decision"]) == (str(folder.resolve()), "bias")
+    assert (saved["extra"], saved["decision"]) == (str(folder.resolve()), "auto")
     persons = run.read_metrics()["extra"]["persons"]
     prior = run.read_prior()
     assert persons > 0 and sum(prior["trained"]) - sum(prior["competition"]) == 7 * persons
     decision = run.read_metrics()["decision"]
     assert len(decision["biases"]) == 18 and decision["trained_prior"] != decision["competition_prior"]
+    assert decision["nested_by"] == "5 groups of persons" and decision["why"] in out  # one fold: groups of persons
+    assert decision["applied"] == (decision["oof_f1_nested"] > decision["oof_f1_argmax"])
     assert "the class prior the run trained on differs from the competition's" in run.report.read_text()
     if layout == "fairface":
         assert run.read_metrics()["extra"]["across_bands"] == 1 and "1 of them across a band edge" in \
