@@ -32,9 +32,12 @@ def csv_rows(path: Path) -> list[dict]:
     return list(csv.DictReader(io.StringIO(path.read_text())))
 
 
-def same(a, b) -> bool:
+def same(a, b, own: tuple[str, str] = ("", "")) -> bool:
     """Nested dicts/lists of tensors, arrays and plain values (a checkpoint, a JSON file, CSV rows):
-    equal, tensors and arrays exactly; keys and columns that measure the machine left out."""
+    equal, tensors and arrays exactly; keys and columns that measure the machine left out; `own`: the two runs'
+    own names or folders, which name the run and no number (the same command twice makes RUN and RUN-2)."""
+    if isinstance(a, str) and isinstance(b, str) and all(own):
+        return a == b or a.replace(own[0], "\0") == b.replace(own[1], "\0")
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
             and a.dtype == b.dtype and torch.equal(a, b)
@@ -43,18 +46,21 @@ def same(a, b) -> bool:
             and np.array_equal(a, b)
     if isinstance(a, dict) and isinstance(b, dict):
         ka = {k for k in a if not machine(str(k))}
-        return ka == {k for k in b if not machine(str(k))} and all(same(a[k], b[k]) for k in ka)
+        return ka == {k for k in b if not machine(str(k))} and all(same(a[k], b[k], own) for k in ka)
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y, own) for x, y in zip(a, b))
     return a == b
 
 
 def same_values(a: Path, b: Path) -> bool:
-    """The two files hold the same values apart from the machine's measurements."""
-    if a.suffix == ".json":
-        return same(json.loads(a.read_text()), json.loads(b.read_text()))
+    """The two files hold the same values apart from the machine's measurements and their runs' own names."""
+    own = (a.parent.name, b.parent.name) if a.parent.name != b.parent.name else ("", "")
+    paths = (str(a.parent), str(b.parent))
+    if a.suffix == ".json":  # a run's folder is named whole: first its path, then its name alone
+        return same(json.loads(a.read_text().replace(json.dumps(paths[0])[1:-1], "\u0000")),
+                    json.loads(b.read_text().replace(json.dumps(paths[1])[1:-1], "\u0000")), own)
     if a.suffix == ".csv":
-        return same(csv_rows(a), csv_rows(b))
+        return same(csv_rows(a), csv_rows(b), own)
     if a.suffix == ".pt":
         load = dict(map_location="cpu", weights_only=False)
         return same(torch.load(a, **load), torch.load(b, **load))

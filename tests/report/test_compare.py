@@ -56,3 +56,20 @@ def test_a_changed_number_a_changed_weight_and_a_missing_file_are_named(tiny_run
 
 def test_a_run_that_is_not_there_is_refused(tiny_run, tmp_path, capsys):
     refused(stage("compare", [str(tiny_run.path), str(tmp_path / "nowhere")]), capsys, "nowhere", "config.yaml")
+
+
+def test_the_same_command_twice_is_the_same_numbers_under_two_names(tiny_data_master, tiny_run, tmp_path, capsys):
+    """RUN and RUN-2 of one command: only the run's own name differs (it was 'metrics.json DIFFERENT')."""
+    from src.core.run_dir import RunDir
+    from tests.helpers import train_fast
+
+    first = copy_run(tiny_run, tmp_path / "tiny")
+    assert train_fast(tiny_data_master, tmp_path, name="tiny") == 0  # finished: the same command makes tiny-2
+    again = RunDir(tmp_path / "tiny-2")
+    assert json.loads(again.metrics.read_text())["run"] == "tiny-2"
+    capsys.readouterr()
+    assert stage("compare", [str(first.path), str(again.path)]) == 0, capsys.readouterr().out
+    m = json.loads(again.metrics.read_text())
+    m["oof"]["f1"] += 0.01  # a number still counts
+    again.metrics.write_text(json.dumps(m))
+    assert verdicts(first, again)["metrics.json"] == "DIFFERENT"
