@@ -174,6 +174,11 @@ class RunDir:
         folds = self.finished_folds() if folds is None else folds
         if not folds:
             raise NotFound(f"{self.path}: no finished fold to predict with")
+        missing = [k for k in folds if not self.fold(k).best.is_file()]
+        if missing:
+            raise NotFound(f"{', '.join(str(self.fold(k).best) for k in missing)}: missing (fold "
+                           f"{', '.join(map(str, missing))} of this run has no checkpoint: unfinished, or its files were "
+                           f"removed or moved); run its training command again to finish it, or use a run that has them")
         return [self.fold(k).best for k in folds]
 
     def load_oof(self, folds: list[int] | None = None) -> pd.DataFrame:

@@ -375,3 +375,16 @@ def test_a_bare_ctrl_c_inside_a_stage_is_one_line_with_words(tmp_path, tiny_data
     monkeypatch.setattr(job, "extra_rows", ctrl_c)
     assert stage("train", ["--data", str(tiny_data), "--output", str(tmp_path / "out"), *FAST, f"extra={faces}"]) == 130
     assert capsys.readouterr().err.endswith("\n\ninterrupted before training began; nothing to continue\n")
+
+
+def test_a_run_whose_checkpoint_is_gone_is_refused_by_every_stage_that_needs_it(tiny_run, tiny_data_master, tmp_path,
+                                                                                 capsys):
+    """A regression: export / predict / blend --group-eval of such a run printed torch.load's FileNotFoundError."""
+    run = copy_run(tiny_run, tmp_path / "gone")
+    run.fold(0).best.unlink()
+    photo = sorted((tiny_data_master / "eval" / "images").iterdir())[0]
+    for name, argv in {"export": ["--run", str(run.path)],
+                       "predict": ["--run", str(run.path), "--out", str(tmp_path / "p.csv"), str(photo)],
+                       "blend": ["--runs", str(run.path), "--group-eval", "7", "--output", str(tmp_path / "b")]}.items():
+        refused(stage(name, argv), capsys, f"{run.fold(0).best}: missing (fold 0 of this run has no checkpoint")
+    assert not (tmp_path / "p.csv").exists() and not (tmp_path / "b" / "blend-gone").exists()
