@@ -199,3 +199,15 @@ def test_a_blend_rows_options_are_its_last_parts_and_its_recipe_keeps_its_own():
     assert bench.blend_parts(f"blend:{trained}+decision=prior") == ([trained], "prior", 0)
     assert bench.blend_parts(f"blend:{trained}+decision=bias+group_eval=7") == ([trained], "bias", 7)
     assert bench.blend_parts("blend:seed|seed+lr=3e-3") == (["seed", "seed+lr=3e-3"], "none", 0)
+
+
+def test_the_plot_of_a_bench_where_every_score_is_zero_warns_nothing(tmp_path):
+    import warnings
+
+    from src.measure.bench import plot
+
+    zero = {"eval_f1": 0.0, "oof_f1": 0.0, "mask_f1": 0.0, "gender_f1": 0.0, "age_f1": 0.0}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "identical low and high xlims" was one
+        plot([{**zero, "recipe": "seed"}, {**zero, "recipe": "recommended"}], "seed", tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").stat().st_size > 0
