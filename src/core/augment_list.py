@@ -115,15 +115,15 @@ def check_probability(index: int, name: str, params: dict) -> None:
 
 
 def check_draws(index: int, name: str, params: dict) -> None:
-    """SomeOf draws n of its transforms: without replace, no more than it has (albumentations would warn and draw
-    fewer than config.yaml says)."""
-    if name != "SomeOf":
+    """SomeOf (and RandomOrder, one of its kind) draws n of its transforms: without replace, no more than it has
+    (albumentations would warn and draw fewer than config.yaml says)."""
+    if name not in ("SomeOf", "RandomOrder"):
         return
     n, count = params.get("n", 1), len(params["transforms"])
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise StepError(index, f"SomeOf: n={n!r}: how many of its transforms to draw, a whole number from 1")
+        raise StepError(index, f"{name}: n={n!r}: how many of its transforms to draw, a whole number from 1")
     if n > count and not params.get("replace", False):
-        raise StepError(index, f"SomeOf: n={n} but it has {count} transform{'s' * (count != 1)}: draw at most "
+        raise StepError(index, f"{name}: n={n} but it has {count} transform{'s' * (count != 1)}: draw at most "
                                f"{count}, or give replace: true to draw one more than once")
 
 

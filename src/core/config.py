@@ -400,8 +400,8 @@ KEYS: dict[str, Key] = {
     "ema_warmup": Key(True, boolean,
                       doc="ramp the average's decay up as timm's use_warmup does: at update k it is "
                           "min(ema, 1 - k^(-2/3)), so a short run's average is not mostly its initial weights"),
-    "drop_path": Key(0.0, number(0, 1),
-                     doc="stochastic depth (timm's drop_path_rate; 0 = off), where the model has it"),
+    "drop_path": Key(0.0, number(0, 1, hi_open=True),
+                     doc="stochastic depth (timm's drop_path_rate; 0 = off, below 1), where the model has it"),
     "head_init": Key("torch", choice("torch", "timm"),
                      doc="torch: PyTorch's default Linear init of the classifier | timm: the model's own"),
     "head": Key("single", choice("single", "multi"),
@@ -600,6 +600,9 @@ def _schedule_checks(values: dict, sources: Mapping[str, str]) -> None:
              ("warmup_epochs", warm >= values["epochs"],
               f"warmup_epochs={warm:g} with epochs={values['epochs']}: the warm-up would last the whole run and lr={lr:g} "
               f"would never be reached; a warm-up shorter than the run"),
+             ("decay_epochs", sched == "step" and values["decay_epochs"] >= values["epochs"],
+              f"decay_epochs={values['decay_epochs']:g} with scheduler=step and epochs={values['epochs']}: the rate "
+              f"would never decay (scheduler=none says so); decay_epochs below epochs"),
              ("decay_rate", sched == "step" and values["decay_rate"] > 1,
               f"decay_rate={values['decay_rate']:g} with scheduler=step: the rate would grow x{values['decay_rate']:g} "
               f"every {values['decay_epochs']:g} epochs; a decay is a factor below 1 (e.g. 0.1)")]

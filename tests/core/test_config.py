@@ -199,6 +199,7 @@ augment:
     ("OneOf: {transforms: [CLAHE, RandomGamma], p: 2}", r"line 5: augment: OneOf: p=2: a probability, from 0 to 1"),
     ("SomeOf: {transforms: [CLAHE, RandomGamma], n: 3, p: -1}", r"line 5: augment: SomeOf: p=-1: a probability"),
     ("SomeOf: {transforms: [CLAHE, RandomGamma], n: 3}", r"line 5: augment: SomeOf: n=3 but it has 2 transforms"),
+    ("RandomOrder: {transforms: [CLAHE, RandomGamma], n: 3}", r"line 5: augment: RandomOrder: n=3 but it has 2"),
     ("Lambda: {}", r"line 5: augment: Lambda acts through Python functions .*which a recipe cannot give"),
     ("OneOf: {transforms: [CLAHE, Lambda]}", r"line 5: augment: OneOf, its transform 2: Lambda acts through Python"),
     ("ToGray: {num_output_channels: 1}", r"line 5: augment: ToGray turns the photo's 3 channels into 1: the model takes "
@@ -312,6 +313,10 @@ def test_a_random_output_size_is_judged_the_same_every_time():
     (["warmup_epochs=3", "epochs=3"], "warmup_epochs=3 with epochs=3: the warm-up would last the whole run"),
     (["scheduler=step", "decay_rate=10"], "decay_rate=10 with scheduler=step: the rate would grow x10 every 3 epochs"),
     (["drop_rate=1"], "drop_rate=1: must be < 1"),
+    # the second pass: the same families
+    (["drop_path=1"], "drop_path=1: must be < 1"),
+    (["scheduler=step", "epochs=3", "decay_epochs=3"], "decay_epochs=3 with scheduler=step and epochs=3: the rate "
+                                                       "would never decay"),
 ])
 def test_a_schedule_that_trains_at_another_rate_is_refused_saying_why(overrides, words):
     with pytest.raises(ConfigError, match=re.escape(words)):

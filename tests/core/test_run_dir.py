@@ -11,6 +11,7 @@ from src.core.run_dir import RunBusy, RunDir, find_run, open_run
 
 def _finish_fold(run: RunDir, k: int) -> None:
     run.fold(k).oof.write_text("fold,person,label\n")
+    run.fold(k).best.write_bytes(b"a checkpoint")
     run.finish_fold(k, {"fold": k})
 
 
@@ -25,6 +26,9 @@ def test_a_fold_is_finished_only_by_its_marker_and_the_list_reads_the_markers(tm
     assert run.best_checkpoints() == [tmp_path / "fold1_best.pt", tmp_path / "fold10_best.pt"]
     with pytest.raises(FileNotFoundError, match="no finished fold"):
         RunDir(tmp_path / "empty").best_checkpoints()
+    run.fold(10).best.unlink()  # finished, its checkpoint removed: named, not a torch.load traceback later
+    with pytest.raises(FileNotFoundError, match=r"fold10_best.pt: missing \(fold 10 of this run has no checkpoint"):
+        run.best_checkpoints()
 
 
 def test_the_run_is_finished_by_its_marker_written_after_the_metrics(tmp_path):
