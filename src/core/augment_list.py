@@ -221,10 +221,12 @@ def check_acting(index: int, s: Step, size: tuple[int, int]) -> None:
     channels = {1 if o.ndim == 2 else o.shape[2] for o in outs}
     if channels != {3}:
         raise StepError(index, f"{s.name} turns the photo's 3 channels into {'/'.join(map(str, sorted(channels)))}: "
-                               f"the model takes 3-channel (RGB) photos; keep 3 channels (ToGray: num_output_channels: 3)")
+                               f"the model takes 3-channel (RGB) photos; keep 3 channels (ToGray: "
+                               f"num_output_channels: 3)")
     sizes = sorted({o.shape[:2] for o in outs})
     if sizes != [(h, w)] or any(o.dtype != np.uint8 for o in outs):
-        drawn = ", ".join(f"{a}x{b}" for a, b in sizes[:3]) + (" ... (its size drawn at random)" if len(sizes) > 1 else "")
+        drawn = ", ".join(f"{a}x{b}" for a, b in sizes[:3]) + (
+            " ... (its size drawn at random)" if len(sizes) > 1 else "")
         raise StepError(index, f"{s.name} turns the {h}x{w} uint8 photo into {outs[0].dtype} {drawn}: the steps must "
                                f"keep the photo's size and type (the model's normalisation is done after them; resize "
                                f"with img_size)")

@@ -205,7 +205,8 @@ def optimizer_name(raw) -> str:
                          f"not installed here")
     if base in NEEDS_OPT_EINSUM and importlib.util.find_spec("opt_einsum") is None:
         raise ValueError(f"{base} needs opt_einsum (pip install opt_einsum): without it timm's Kron blows up memory "
-                         f"(23 GB on 12 persons at 32x24 here); with it, expect minutes of torch.compile on its first step")
+                         f"(23 GB on 12 persons at 32x24 here); with it, expect minutes of torch.compile on its "
+                         f"first step")
     return name
 
 
@@ -598,8 +599,8 @@ def _schedule_checks(values: dict, sources: Mapping[str, str]) -> None:
               f"warmup_lr={values['warmup_lr']:g} is above lr={lr:g}: a warm-up climbs from warmup_lr to lr; give "
               f"warmup_lr below lr"),
              ("warmup_epochs", warm >= values["epochs"],
-              f"warmup_epochs={warm:g} with epochs={values['epochs']}: the warm-up would last the whole run and lr={lr:g} "
-              f"would never be reached; a warm-up shorter than the run"),
+              f"warmup_epochs={warm:g} with epochs={values['epochs']}: the warm-up would last the whole run and "
+              f"lr={lr:g} would never be reached; a warm-up shorter than the run"),
              ("decay_epochs", sched == "step" and values["decay_epochs"] >= values["epochs"],
               f"decay_epochs={values['decay_epochs']:g} with scheduler=step and epochs={values['epochs']}: the rate "
               f"would never decay (scheduler=none says so); decay_epochs below epochs"),

@@ -177,8 +177,9 @@ class RunDir:
         missing = [k for k in folds if not self.fold(k).best.is_file()]
         if missing:
             raise NotFound(f"{', '.join(str(self.fold(k).best) for k in missing)}: missing (fold "
-                           f"{', '.join(map(str, missing))} of this run has no checkpoint: unfinished, or its files were "
-                           f"removed or moved); run its training command again to finish it, or use a run that has them")
+                           f"{', '.join(map(str, missing))} of this run has no checkpoint: unfinished, or its files "
+                           f"were removed or moved); run its training command again to finish it, or use a run that "
+                           f"has them")
         return [self.fold(k).best for k in folds]
 
     def load_oof(self, folds: list[int] | None = None) -> pd.DataFrame:

@@ -217,8 +217,8 @@ def report(r: dict) -> str:
         name = Path(path).name
         lines.append(f"| {name} | {w:.3f} | {r['oof_single_runs'][name]:.4f} |")
     nested_f1 = r["oof_nested_f1"]
-    lines += ["", f"Decision: `{r['decision']}`" + (f", biases {np.round(r['biases'], 2).tolist()}" if r["biases"] else "")
-              + (f" ({r['decision_why']})" if r.get("decision_why") else ""),
+    biases = f", biases {np.round(r['biases'], 2).tolist()}" if r["biases"] else ""
+    lines += ["", f"Decision: `{r['decision']}`{biases}" + (f" ({r['decision_why']})" if r.get("decision_why") else ""),
               "", f"- OOF macro-F1, fitted and scored on the same OOF (optimistic): {r['oof']['f1']:.4f}",
               f"- OOF macro-F1, nested (fitted without each of the {r.get('nested_by', 'folds')}, scored on it): " +
               (f"{nested_f1:.4f}" if nested_f1 is not None else "not possible")]

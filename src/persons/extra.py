@@ -144,8 +144,8 @@ def check_race(folder: Path, layout: str, found: list[OutsidePhoto], race: str, 
         problems.append(f"extra_race={race}: {folder} ({layout}) names no race; leave extra_race out")
     elif race.lower() not in {r.lower() for r in races}:
         close = " or ".join(closest_names(race, races))
-        problems.append(f"extra_race={race}: no photo of {folder} has that race{f' (did you mean {close}?)' if close else ''}"
-                        f"; its races: {', '.join(races)}")
+        hint = f" (did you mean {close}?)" if close else ""
+        problems.append(f"extra_race={race}: no photo of {folder} has that race{hint}; its races: {', '.join(races)}")
 
 
 def one_band(photo: OutsidePhoto, boundary: int) -> bool:

@@ -174,9 +174,9 @@ def read_afad(folder: Path, problems: list[str]) -> list[OutsidePhoto]:
     for odd in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.isdigit() and not is_hidden(d)):
         if any((odd / g).is_dir() for g in AFAD_GENDERS):
             ages = sorted((d.name for d in folder.iterdir() if d.is_dir() and d.name.isdigit()), key=int)
+            shown = ", ".join(ages[:3]) + (" ..." if len(ages) > 3 else "")
             problems.append(f"{odd}: '{odd.name}' is not an age, but it holds AFAD's 111/112 photo folders; AFAD's "
-                            f"age folders are numbers ({folder} has {', '.join(ages[:3])}{' ...' if len(ages) > 3 else ''}"
-                            f"): rename it to its age, or move it out")
+                            f"age folders are numbers ({folder} has {shown}): rename it to its age, or move it out")
     for age_dir in sorted(d for d in folder.iterdir() if d.is_dir() and d.name.isdigit()):
         age = parse_age(age_dir.name)
         for gender_dir in sorted(d for d in age_dir.iterdir() if d.is_dir()):

@@ -285,7 +285,8 @@ def train_folds(job: Job) -> list[dict]:
 def post_hoc(job: Job, probs):
     """The opt-in steps after the fold ensemble, fitted on the run's OOF (at the eval's age edge):
     persons grouped (`group_eval`, src/infer/grouping.py), then the decision (`decision=bias`: fitted for
-    macro-F1; `auto`: the same where it beats argmax nested; `decision=prior`: the competition's class prior put back; src/infer/decision.py).
+    macro-F1; `auto`: the same where it beats argmax nested; `decision=prior`: the competition's class prior put
+    back; src/infer/decision.py).
     Returns (eval probabilities, what grouping reported, what the decision reported)."""
     cfg, run = job.cfg, job.run
     grouping = decision = None

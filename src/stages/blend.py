@@ -1,6 +1,6 @@
 """Blend finished runs, and decide for macro-F1: post-hoc, from what the runs saved (seconds).
 
-    bash run.sh blend --runs A[,B,...] [--decision bias] [--group-eval 7] [--name NAME]
+    bash run.sh blend --runs A[,B,...] [--decision none|bias|prior|auto] [--group-eval 7] [--name NAME]
 
 The runs must share the data, the folds (folds.csv) and the trained folds, and their eval photos.
 Weights (non-negative, summing to 1) minimise the log-loss of the blended out-of-fold
@@ -9,8 +9,9 @@ fitted on the same OOF for macro-F1 (src/infer/decision.py); `--decision auto` k
 nested estimate with them beats the one without. Every decision is the blend's own, made on the runs'
 probabilities: the biases a run trained with decision=bias/auto/prior put on its eval are taken off first.
 One run alone is fine: only the decision applies. The estimate reported is honest: weights and biases
-fitted without each fold (with one trained fold, each of five groups of its persons) and scored on it. Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the
-blend's log-probabilities plus the biases: its argmax is the submission), metrics.json, report.md.
+fitted without each fold (with one trained fold, each of five groups of its persons) and scored on it.
+Writes a run folder like the pipeline's: submission.csv, eval_probs.csv (softmax of the blend's
+log-probabilities plus the biases: its argmax is the submission), metrics.json, report.md.
 """
 from __future__ import annotations
 

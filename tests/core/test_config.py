@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.core.config import KEYS, ConfigError, Pretrained, completed, load_config, load_saved, save_config, settle_outside
+from src.core.config import (KEYS, ConfigError, Pretrained, completed, load_config, load_saved, save_config,
+                             settle_outside)
 from src.core.errors import closest_names
 
 
@@ -202,8 +203,8 @@ augment:
     ("RandomOrder: {transforms: [CLAHE, RandomGamma], n: 3}", r"line 5: augment: RandomOrder: n=3 but it has 2"),
     ("Lambda: {}", r"line 5: augment: Lambda acts through Python functions .*which a recipe cannot give"),
     ("OneOf: {transforms: [CLAHE, Lambda]}", r"line 5: augment: OneOf, its transform 2: Lambda acts through Python"),
-    ("ToGray: {num_output_channels: 1}", r"line 5: augment: ToGray turns the photo's 3 channels into 1: the model takes "
-                                         r"3-channel"),
+    ("ToGray: {num_output_channels: 1}", r"line 5: augment: ToGray turns the photo's 3 channels into 1: the model "
+                                         r"takes 3-channel"),
     ("Affine: {}", r"line 5: augment: Affine leaves the photo unchanged even made to act"),
 ])
 def test_a_recipes_augment_list_is_checked_by_albumentations_naming_the_file_the_line_and_the_close_name(
@@ -308,7 +309,8 @@ def test_a_random_output_size_is_judged_the_same_every_time():
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["scheduler=cosine", "lr=1e-4", "min_lr=1e-3"], "min_lr=0.001 is above lr=0.0001: the cosine schedule would climb"),
+    (["scheduler=cosine", "lr=1e-4", "min_lr=1e-3"], "min_lr=0.001 is above lr=0.0001: the cosine schedule would "
+                                                     "climb"),
     (["warmup_epochs=1", "epochs=3", "lr=1e-4", "warmup_lr=1e-3"], "warmup_lr=0.001 is above lr=0.0001"),
     (["warmup_epochs=3", "epochs=3"], "warmup_epochs=3 with epochs=3: the warm-up would last the whole run"),
     (["scheduler=step", "decay_rate=10"], "decay_rate=10 with scheduler=step: the rate would grow x10 every 3 epochs"),

@@ -385,6 +385,7 @@ def test_a_run_whose_checkpoint_is_gone_is_refused_by_every_stage_that_needs_it(
     photo = sorted((tiny_data_master / "eval" / "images").iterdir())[0]
     for name, argv in {"export": ["--run", str(run.path)],
                        "predict": ["--run", str(run.path), "--out", str(tmp_path / "p.csv"), str(photo)],
-                       "blend": ["--runs", str(run.path), "--group-eval", "7", "--output", str(tmp_path / "b")]}.items():
+                       "blend": ["--runs", str(run.path), "--group-eval", "7", "--output", str(tmp_path / "b")],
+                       }.items():
         refused(stage(name, argv), capsys, f"{run.fold(0).best}: missing (fold 0 of this run has no checkpoint")
     assert not (tmp_path / "p.csv").exists() and not (tmp_path / "b" / "blend-gone").exists()
