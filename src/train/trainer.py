@@ -157,13 +157,13 @@ def check_optimiser(cfg, device: torch.device, processes: int = 1) -> None:
     that this machine lacks (CUDA, a kernel, a second-order backward) is refused now, not in the first batch."""
     from ..core.config import ConfigError
 
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 3)).to(device)
     try:
-        opt, _ = optimiser(cfg, model, None)
-        second_order = getattr(opt, "is_second_order", False)
-        model(torch.randn(2, 8, device=device)).square().mean().backward(create_graph=second_order)
-        opt.step()
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the run's draws untouched
+            model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Linear(4, 3)).to(device)
+            opt, _ = optimiser(cfg, model, None)
+            second_order = getattr(opt, "is_second_order", False)
+            model(torch.randn(2, 8, device=device)).square().mean().backward(create_graph=second_order)
+            opt.step()
     except Exception as e:  # whatever the optimiser needs that is not here
         raise ConfigError(f"optimizer={cfg.optimizer} cannot train on {device} here: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
