@@ -19,6 +19,7 @@ from timm.utils import ModelEmaV3
 from ..core import classes
 from ..core import distributed as dist
 from ..core.classes import PROB_COLS
+from ..core.files import atomic_write_text
 from ..core.machine import RunContext, amp_dtype, autocast, loader_workers, peak_memory_gib, seed_everything
 from ..core.metrics import macro_f1, summarize
 from ..core.progress import progress
@@ -390,7 +391,8 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
             improved = prog.add(row, val["f1"], probs, curves, ep["images"], ep["seconds"])
             if not dist.is_main():
                 continue  # every rank took the same decisions; rank 0 alone writes
-            pd.DataFrame(prog.log).to_csv(files.log, index=False, float_format="%.5f")
+            # whole or not at all: a Ctrl-C while it was written left a truncated log ("no epoch saved yet")
+            atomic_write_text(pd.DataFrame(prog.log).to_csv(index=False, float_format="%.5f"), files.log)
             trainer.save(run, files, fold, prog, val["f1"], improved)
             print(f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: loss {row['train_loss']:.4f} "
                   f"val F1 {val['f1']:.4f} acc {val['acc']:.4f} (mask {val['mask_f1']:.3f} "
