@@ -75,7 +75,7 @@ class MultiTaskLoss(nn.Module):
     def forward(self, joint: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         lp = joint.float().view(-1, 3, 2, 3)
         marginals = (lp.logsumexp(dim=(2, 3)), lp.logsumexp(dim=(1, 3)), lp.logsumexp(dim=(1, 2)))
-        targets = (target // 6, (target // 3) % 2, target % 3)  # labels.decode, kept on the device
+        targets = (target // 6, (target // 3) % 2, target % 3)  # classes.decode, kept on the device
         return sum(w * loss(m, t) for w, loss, m, t in zip(self.weights, self.heads, marginals, targets) if w)
 
 
@@ -116,7 +116,7 @@ class MaskGenderLoss(nn.Module):
 
 
 class OrdinalAgeLoss(nn.Module):
-    """age_head=ordinal (models.OrdinalAge in training mode: 18 joint log-probabilities, then the logits
+    """age_head=ordinal (backbones.OrdinalAge in training mode: 18 joint log-probabilities, then the logits
     of P(age >= t)). Mask x gender: `MaskGenderLoss`. Age: binary cross-entropy of every P(age >= t) against
     the exact age, summed over t (that sum grows with the error in years, CORAL's loss), divided by AGE_SCALE
     so a decade's error weighs about as much as one class's cross-entropy. An age known only as a range

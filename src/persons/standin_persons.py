@@ -1,6 +1,6 @@
 """Name the persons of the stand-in's eval photos, so the bench's intervals resample whole persons.
 
-The command and its manual: src/stages/standin_persons.py (`bash run.sh standin_persons --help`).
+The command and its manual: src/stages/standin_persons.py (`python -m src.stages.standin_persons --help`).
 """
 from __future__ import annotations
 

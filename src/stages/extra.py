@@ -37,6 +37,7 @@ from PIL import Image
 
 from ..core import classes
 from ..core.config import ConfigError, config_parser, option_items, user_path
+from ..core.errors import Exists
 from ..core.files import first_free, writable_folder
 from ..core.run_dir import OUTPUT
 from ..data.cache import cache_root
@@ -74,7 +75,7 @@ def preview_file(raw: str | None) -> Path:
         OUTPUT.mkdir(parents=True, exist_ok=True)
     out = user_path(raw) if raw else first_free(OUTPUT, "extra-preview", ".png")
     if out.exists():
-        raise ConfigError(f"--out {out}: already exists; this stage never writes over a file")
+        raise Exists(f"--out {out}: already exists; this stage never writes over a file")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
