@@ -206,15 +206,15 @@ def check_acting(index: int, s: Step, size: tuple[int, int]) -> None:
     photo = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
     forced = {"p": 1.0} if "p" in parameter_names(transform_class(index, s.name)) else {}
     outs = []
-    for seed in range(DRAWS):
-        try:
-            with warnings.catch_warnings():  # what it says of the check's noise photo is not the recipe's
-                warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # what a transform says of the check's noise photo is not the recipe's
+        warnings.simplefilter("ignore")
+        for seed in range(DRAWS):
+            try:
                 outs.append(A.Compose([build(s, index, **forced)], seed=seed)(image=photo.copy())["image"])
-        except StepError:
-            raise
-        except Exception as e:  # what the transform does with a photo: any failure is the recipe's
-            raise StepError(index, f"{s.name} fails on a {h}x{w} photo: {type(e).__name__}: {e}") from None
+            except StepError:
+                raise
+            except Exception as e:  # what the transform does with a photo: any failure is the recipe's
+                raise StepError(index, f"{s.name} fails on a {h}x{w} photo: {type(e).__name__}: {e}") from None
     if not all(isinstance(o, np.ndarray) for o in outs):
         raise StepError(index, f"{s.name} turns the photo into a {type(outs[0]).__name__}: the steps must keep a "
                                f"uint8 photo (the loader makes the tensors, after the model's normalisation)")

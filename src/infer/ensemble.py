@@ -203,7 +203,8 @@ def run_features(run: RunDir, oof_paths: list[str], oof_folds: np.ndarray, eval_
     device = reading.device
     eval_batches = photo_batches(eval_paths, reading)  # decoded once for every fold
     oof_feats, eval_feats = None, []
-    for checkpoint, k in zip(run.best_checkpoints([int(k) for k in np.unique(oof_folds)]), np.unique(oof_folds)):
+    folds = [int(k) for k in np.unique(oof_folds)]
+    for k, checkpoint in zip(folds, run.best_checkpoints(folds)):  # a missing checkpoint named, not a traceback
         fm = load_fold_model(checkpoint, device)
         sel = np.flatnonzero(oof_folds == k)
         f = photo_features([fm], photo_batches([oof_paths[i] for i in sel], reading), device, top)

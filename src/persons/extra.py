@@ -183,10 +183,11 @@ def read_outside(folders: list[Path], rules: OutsideRules, problems: list[str], 
     kept = {d: p for d, p in raced.items()
             if rules.ages is None or rules.ages[0] <= p.age_range[0] <= p.age_range[1] <= rules.ages[1]}
     torn_files = sum(digest_of[f] in torn for f in files)
-    return OutsideSet(",".join(map(str, folders)), list(kept.values()), list(kept), len(files),
-                      len(files) - torn_files - len(unique), len(raced) - len(kept), torn_files,
-                      len(unique) - len(raced), rules.boundary, tuple(torn_problems) if rules.drop_conflicts else (),
-                      rules.ages)
+    return OutsideSet(where=",".join(map(str, folders)), photos=list(kept.values()), digests=list(kept),
+                      listed=len(files), duplicates=len(files) - torn_files - len(unique),
+                      outside_ages=len(raced) - len(kept), conflicting=torn_files, other_race=len(unique) - len(raced),
+                      boundary=rules.boundary, conflicts=tuple(torn_problems) if rules.drop_conflicts else (),
+                      ages=rules.ages)
 
 
 def checked_outside(folders: list[Path], rules: OutsideRules = OutsideRules()) -> OutsideSet:
@@ -383,8 +384,9 @@ def outside_persons(outside: OutsideSet, seed: int, cache_dir: Path, detector=No
     """The outside photos as training persons; a DataError when none of them joins."""
     if limit:  # a preview: a sample across the ages, not the first files
         picked = sorted(random.Random(seed).sample(range(len(outside.photos)), min(limit, len(outside.photos))))
-        outside = OutsideSet(outside.where, [outside.photos[i] for i in picked], [outside.digests[i] for i in picked],
-                             len(picked), 0, 0, 0, 0, outside.boundary, ages=outside.ages)
+        outside = OutsideSet(where=outside.where, photos=[outside.photos[i] for i in picked],
+                             digests=[outside.digests[i] for i in picked], listed=len(picked), duplicates=0,
+                             outside_ages=0, boundary=outside.boundary, ages=outside.ages)
     faces = detect_all(outside.photos, outside.digests, cache_dir, detector)
     usable, no_face, small = usable_faces(outside, faces)
     skipped = {"skipped_no_face": no_face, "skipped_small_face": small, "duplicates": outside.duplicates,

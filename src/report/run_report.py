@@ -102,7 +102,7 @@ def extra_section(cfg, extra: dict) -> list[str]:
     ages = f"`extra_ages={cfg.saved()['extra_ages']}`" + (f": {extra['ages_kept']}" if "ages_kept" in extra else "")
     torn = [f"{extra['conflicting_labels']} photos listed with two labels (the same file, or the same bytes under two "
             f"names) were left out (`extra_conflicts=drop`); `outside_conflicts.txt` lists each with its two "
-            f"listings.", ""] if extra.get("conflicting_labels") and cfg["extra_conflicts"] == "drop" else []
+            f"listings.", ""] if extra.get("conflicting_labels") else []  # counted only when dropped
     return [f"## Outside persons (`extra={cfg['extra']}`, {ages})", "", *summary_lines(extra), "", *torn,
             "They joined every fold's training data and no validation fold: every score above is on the "
             "competition's persons alone.", ""]
