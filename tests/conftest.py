@@ -4,7 +4,7 @@ import pytest
 
 from src.core.run_dir import RunDir
 from src.model import weights
-from src.persons.demo import generate
+from src.data.demo import generate
 from tests.helpers import train_fast
 
 # tiny and fast: a few persons, small pictures

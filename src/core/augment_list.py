@@ -80,8 +80,15 @@ def steps(raw) -> tuple[Step, ...]:
 
 
 def step(index: int, entry) -> Step:
-    """One entry: `Name`, `{Name: {param: value}}` or a Step -> a Step, checked by building it."""
+    """One entry: `Name`, `{Name: {param: value}}` or a Step -> a Step, checked by building it (once per entry and
+    process: a config read, replaced and saved again builds nothing again)."""
     name, params = entry_parts(index, entry)
+    return checked_step(index, name, json.dumps(params, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=1024)
+def checked_step(index: int, name: str, params_json: str) -> Step:
+    params = json.loads(params_json)
     cls = transform_class(index, name)
     known = parameter_names(cls)
     for key in params:

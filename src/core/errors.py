@@ -34,3 +34,7 @@ def closest_names(word: str, known) -> list[str]:
     by_edits = sorted((edit_distance(word.lower(), k.lower()), k) for k in known)
     nearest = [k for d, k in by_edits if d == by_edits[0][0] and d <= 2] if by_edits else []
     return nearest or difflib.get_close_matches(word, list(known), n=1)
+
+
+class ConfigError(UserError, ValueError):
+    """A recipe file or override that cannot be applied."""

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError
-from .errors import UserError
+from .errors import ConfigError, UserError
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-MAX_AUTO_WORKERS = 16  # a GPU's 6,000 img/s needs 2-5 workers with the flip, 3-11 with augment=kaggle (320x240)
+MAX_AUTO_WORKERS = 16  # what a GPU's augmenting needs is measured by `bash run.sh speed` (docs/results.md, issue 27)
 
 
 def loader_workers(cfg, device: torch.device) -> int:
     """How many loader processes num_workers= means here: a number as set; auto on a GPU the cores this
     process may use, shared with the others training on this machine (torchrun's local ranks, parallel
     folds), less one for the process itself (at most MAX_AUTO_WORKERS), and on the CPU one: the model trains
-    on the same cores, and one worker augments ~1,400 photos/s against its tens."""
+    on the same cores, and one worker augments far faster than it trains (docs/results.md, issue 27)."""
     if cfg.num_workers != "auto":
         return cfg.num_workers
     if device.type != "cuda":

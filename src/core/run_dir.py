@@ -34,9 +34,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import ROOT, Config, ConfigError, load_saved, matches_saved, save_config, saved_differences, user_path
-from .errors import NotFound, UserError
+from .config import Config, load_saved, matches_saved, save_config, saved_differences
+from .errors import ConfigError, NotFound, UserError
 from .files import atomic_save, atomic_write_text, first_free
+from .paths import ROOT, user_path
 
 OUTPUT = ROOT / "output"
 # a fold's marker, or (runs made before markers existed) its result.json, the fold's last file then

@@ -19,7 +19,7 @@ import uuid
 
 import yaml
 
-from .config import ConfigError
+from .errors import ConfigError
 from .run_dir import RunDir
 
 EPOCH_SCALARS = ("train_loss", "lr", "val_f1", "val_acc", "val_nll", "mask_f1", "gender_f1", "age_f1", "train_img_s")

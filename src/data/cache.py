@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.config import user_path
 from ..core.files import free_mib
+from ..core.paths import user_path
 from ..core.progress import parallel_map
 from .faces import DETECT_SIDE, MIN_PROB
 from .transforms import Geometry

@@ -24,6 +24,13 @@ from ..core import classes
 from .tables import DataError
 
 NEAR_BOUNDARY = 55  # ages NEAR_BOUNDARY..59 sit next to the >=60 band (the seed trains them as >=55)
+# the fold of rows that train in every fold and are never validated: outside persons, pseudo-labelled eval photos
+TRAIN_ONLY = -1
+
+
+def in_folds(table: pd.DataFrame) -> pd.Series:
+    """The rows of the competition's own persons (those with a fold), not the TRAIN_ONLY ones."""
+    return table["fold"] != TRAIN_ONLY
 
 
 def person_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -22,8 +22,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from ..core import classes
-from ..core.config import CONFIG_DIR, ROOT, user_path
 from ..core.errors import UserError
+from ..core.paths import CONFIG_DIR, ROOT, user_path
 from ..core.progress import parallel_map
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}

@@ -17,10 +17,11 @@ import torch
 import torch.nn as nn
 
 from ..core import classes
-from ..core.config import Config, Pretrained, completed
+from ..core.config import Config, saved_config
 from ..core.machine import amp_dtype, autocast, loader_workers
 from ..core.progress import progress
 from ..core.run_dir import RunDir
+from ..core.values import Pretrained
 from ..data.batches import BatchPlan, CachedBatches, DecodedPhotos, LoaderBatches
 from ..data.cache import load_or_build
 from ..data.transforms import DeviceNormalise, Geometry
@@ -86,7 +87,7 @@ def load_fold_model(ckpt_path: Path, device: torch.device, channels_last: bool =
     """Rebuild the architecture from the checkpoint's config, then load its weights. `age_edge`: where an
     ordinal age head starts the >=60 band (the edge fitted on the run's OOF; None: its training edge)."""
     ckpt = RunDir.load_checkpoint(ckpt_path)
-    cfg = completed(ckpt["config"])
+    cfg = saved_config(ckpt["config"])
     model, _, _ = build_model(cfg.replace(pretrained=Pretrained("none")))  # the checkpoint carries all weights
     model.load_state_dict(ckpt["model"])
     if age_edge is not None and hasattr(model, "edge"):

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.classes import PROB_COLS
-from ..core.config import KEYS, ROOT, ConfigError, load_config, saved_differences, settle_outside, user_path
-from ..core.errors import UserError
+from ..core.config import load_config, saved_differences, settle_outside
+from ..core.errors import ConfigError, UserError
+from ..core.keys import KEYS
 from ..core.metrics import paired_bootstrap
+from ..core.paths import ROOT, user_path
 from ..core.run_dir import OUTPUT, RESUME_FREE_KEYS, RunDir, read_eval_probs
 from ..data.tables import load_eval
 from ..infer import blend

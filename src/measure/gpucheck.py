@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.config import ROOT
+from ..core.paths import ROOT
 from ..core.run_dir import RunDir
 from ..data.tables import Layout, load_eval
-from ..persons.demo import generate
+from ..data.demo import generate
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.config import ROOT, ConfigError, load_config
+from ..core.config import load_config
+from ..core.errors import ConfigError
 from ..core.metrics import summarize
+from ..core.paths import ROOT
 from ..core.run_dir import RunDir
 from ..data.tables import Layout, load_eval, read_image
 from ..infer.submission import write_eval_probs

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.config import ROOT, load_config
+from ..core.config import load_config
 from ..core.files import writable_folder
 from ..core.machine import loader_workers, peak_memory_gib, pick_device, set_threads
+from ..core.paths import ROOT
 from ..core.run_dir import OUTPUT
 from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches
 from ..data.cache import cache_root, load_or_build
@@ -144,7 +145,7 @@ def default_data(configured: str) -> Path:
         return found
     full = ROOT / "input" / "demo_full"
     if not Layout(full).has_train():
-        from ..persons.demo import generate
+        from ..data.demo import generate
         print(f"generating full-size synthetic photos in {full}")
         generate(full, n_train=150, n_eval=5, size=(384, 512))
     return full

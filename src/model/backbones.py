@@ -127,7 +127,7 @@ def build_model(cfg) -> tuple[torch.nn.Module, tuple, tuple]:
 def check_input_size(model: nn.Module, name: str, size: tuple[int, int]) -> None:
     """The model takes a photo of img_size: one forward pass of a blank photo on the CPU, before any work (a
     model of a fixed input size, or one whose pooling runs out of pixels, is refused naming the size it takes)."""
-    from ..core.config import ConfigError
+    from ..core.errors import ConfigError
 
     h, w = size
     try:

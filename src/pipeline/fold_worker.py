@@ -15,18 +15,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import torch
 
-from ..core.config import ROOT
 from ..core.machine import RunContext, WorkerError, pick_device, set_threads
+from ..core.paths import ROOT
 from ..core.run_dir import RunDir
-from ..data.faces import face_boxes
-from ..data.folds import attach_folds
 from ..data.tables import load_eval, training_table
-from ..persons.extra import extra_rows
-from ..persons.pseudo import add_pseudo, pseudo_rows
 from ..train.trainer import train_fold
+from .training_table import training_boxes, training_rows
 
 
 def train_in_parallel(run: RunDir, ctx: RunContext, folds: list[int], workers: int) -> None:
@@ -53,20 +49,14 @@ def train_in_parallel(run: RunDir, ctx: RunContext, folds: list[int], workers: i
 
 
 def work(run: RunDir, folds: list[int], ctx: RunContext) -> None:
+    """The parent's training table built again from the run folder (its config, folds and the cached outside
+    persons), then each fold trained."""
     cfg = run.load_config()
-    table = attach_folds(training_table(cfg, ctx.data_dir), run.load_folds())
-    youngest = int(table["age"].min())  # before pseudo-labels: extra_ages=auto as the parent settled it
-    if cfg.pseudo_from:  # the same pseudo rows the parent added
-        table, _ = add_pseudo(table, pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, load_eval(ctx.data_dir)))
-    competition = table["path"].tolist()
-    outside = extra_rows(cfg, ctx.cache_root, youngest=youngest)  # the same outside persons (drawn once, cached)
-    if outside is not None:
-        table = pd.concat([table, outside.rows], ignore_index=True)
-    boxes = None
-    if cfg.crop == "face":  # the parent's cache; outside persons' boxes come with their drawing
-        boxes = {**face_boxes(competition, ctx.cache_root), **(outside.boxes if outside else {})}
+    eval_table = load_eval(ctx.data_dir) if cfg.pseudo_from else None  # the pseudo rows are picked from it
+    training = training_rows(cfg, training_table(cfg, ctx.data_dir), run.load_folds(), eval_table, ctx.cache_root)
+    boxes = training_boxes(cfg, training, ctx.cache_root)  # the parent's cache
     for fold in folds:
-        train_fold(cfg, ctx, table, fold, run, boxes)
+        train_fold(cfg, ctx, training.rows, fold, run, boxes)
 
 
 def main(argv=None) -> int:

@@ -19,14 +19,16 @@ import torch
 
 from ..core import distributed as dist
 from ..core.classes import N_CLASSES
-from ..core.config import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, ROOT, Config, ConfigError, load_config, settle_outside
+from ..core.config import Config, load_config, settle_outside
+from ..core.errors import ConfigError
 from ..core.files import CannotWrite, free_mib, writable_folder
 from ..core.machine import RunContext, loader_workers, out_of_memory_advice, pick_device, set_threads
+from ..core.paths import ROOT
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
 from ..core.tracker import check_tracker, open_tracker, register_tracker
+from ..core.values import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, folders_text
 from ..data.cache import cache_root
-from ..data.faces import face_boxes
-from ..data.folds import attach_folds, make_folds
+from ..data.folds import in_folds, make_folds
 from ..data.tables import DataError, Layout, find_data, load_eval, training_table
 from ..infer.age_edge import fit_for_run, oof_probs_as_eval
 from ..infer.decision import adjusted_probs, decide_for_run, prior_report, prior_shares
@@ -34,13 +36,14 @@ from ..infer.ensemble import PhotoReading, predict_photos, run_features
 from ..infer.grouping import TOP, apply_grouping
 from ..infer.submission import write_submission
 from ..model.backbones import build_model, check_input_size
+from ..model.losses import check_loss
 from ..model.weights import resolve
-from ..persons.extra import OutsidePersons, OutsideSet, extra_folders, extra_rows, outside_rules, read_outside
-from ..persons.pseudo import add_pseudo, pseudo_rows
+from ..persons.outside_set import OutsideSet, outside_rules, read_outside
 from ..report.gallery import write_gallery
 from ..report.run_report import Outcome, build_report, plot_confusion
 from ..train.trainer import check_optimiser, train_fold, training_cache
 from .fold_worker import train_in_parallel
+from .training_table import TrainingTable, training_boxes, training_rows
 
 DEMO_DIR = ROOT / "input" / "demo"
 
@@ -57,11 +60,11 @@ class Job:
     face_stats: dict | None
     started: float
     pseudo: dict | None = None  # pseudo_from: how many eval photos joined training, per class
-    extra: dict | None = None   # extra: how many outside persons joined training, and how many were skipped
+    outside: dict | None = None  # extra=: how many outside persons joined training, and how many were skipped
 
 
 def ensure_demo_data() -> None:
-    from ..persons.demo import generate
+    from ..data.demo import generate
 
     if not Layout(DEMO_DIR).has_train():
         print(f"no data given and {ROOT / 'input/data'} is absent: generating the demo dataset in {DEMO_DIR}")
@@ -97,9 +100,9 @@ def load_data(cfg: Config, data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, 
     if cfg.extra:  # checked against every competition photo, train and eval: none may come back as outside
         competition = [p for t in (table, eval_table) if t is not None for p in t["path"]]
         youngest = None if table is None else int(table["age"].min())  # extra_ages=auto: adults as these
-        outside = read_outside(extra_folders(cfg.extra), outside_rules(cfg, competition, youngest), problems)
+        outside = read_outside(list(cfg.extra), outside_rules(cfg, competition, youngest), problems)
     if problems:
-        raise DataError(str(data_dir) + (f" and extra={cfg.extra}" if cfg.extra else ""), problems)
+        raise DataError(str(data_dir) + (f" and extra={folders_text(cfg.extra)}" if cfg.extra else ""), problems)
     return table, eval_table, folds, outside
 
 
@@ -124,16 +127,9 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
     print(f"train: {table['person'].nunique()} persons, {len(table)} images; eval: {len(eval_table)} images"
           f"{' (with answers)' if 'true' in eval_table else ''}", flush=True)
     check_cache_space(cfg, ctx, len(table) + len(eval_table) + 7 * len(outside_set.photos if outside_set else []))
-    pseudo_labelled = pseudo_rows(cfg.pseudo_from, cfg.pseudo_threshold, eval_table) if cfg.pseudo_from else None
-    # fold -1, after the folds: they change none; rank 0 draws, the other ranks read its cache
-    outside = dist.main_first(lambda: extra_rows(cfg, ctx.cache_root, outside_set))
-    if outside is not None and cfg.decision != "none":
-        how = {"bias": "decided for macro-F1 by biases fitted on the competition's persons (the OOF)",
-               "auto": "decided for macro-F1 by biases fitted on the competition's persons (the OOF) if they beat "
-                       "plain argmax on persons held out of their fit",
-               "prior": "put back to the competition's class prior"}[cfg.decision]
-        print(f"decision={cfg.decision}: the eval's classes are {how}, as the outside persons shift the class prior "
-              f"(decision=none turns it off)", flush=True)
+    # before the run folder: a bad pseudo_from is refused, and the outside persons are drawn (folds unchanged)
+    training = training_rows(cfg, table, folds, eval_table, ctx.cache_root, outside_set)
+    say_decision(cfg, training)
 
     # rank 0 opens (and locks) the folder; the other ranks learn its path
     opened = open_run(name or cfg.recipe, cfg, ctx.output) if dist.is_main() else None
@@ -143,24 +139,28 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
         if dist.is_main():
             record_run(run, cfg, folds)
             record_conflicts(run, outside_set)
-        table = attach_folds(table, folds)
-        pseudo = None
-        if pseudo_labelled is not None:  # fold -1: in every fold's training rows, never in a validation fold
-            table, pseudo = add_pseudo(table, pseudo_labelled)
-            print(f"pseudo-labels from {cfg.pseudo_from}: {pseudo['photos']} eval photos at p >= "
-                  f"{cfg.pseudo_threshold} join the training data", flush=True)
-        if outside is not None:
-            table = pd.concat([table, outside.rows], ignore_index=True)  # age_lo/age_hi: NaN (exact) for the others
-        if dist.is_main():
-            record_prior(run, table)
+            record_prior(run, training.rows)
         print(f"run {run.name}: model {cfg.model}, folds {list(cfg.folds)} of {cfg.n_folds}, "
               f"{cfg.epochs} epochs, {loader_workers(cfg, ctx.device)} loader workers, outputs in {run}", flush=True)
-        boxes, face_stats = detect_faces(cfg, ctx, table, eval_table, outside)
+        boxes, face_stats = detect_faces(cfg, ctx, training, eval_table)
     except BaseException:
         run.unlock()
         raise
-    return Job(cfg=cfg, ctx=ctx, run=run, table=table, eval_table=eval_table, boxes=boxes, face_stats=face_stats,
-               started=started, pseudo=pseudo, extra=outside.stats if outside else None)
+    return Job(cfg=cfg, ctx=ctx, run=run, table=training.rows, eval_table=eval_table, boxes=boxes,
+               face_stats=face_stats, started=started, pseudo=training.pseudo,
+               outside=training.outside.stats if training.outside else None)
+
+
+def say_decision(cfg: Config, training: TrainingTable) -> None:
+    """With outside persons the eval's decision is said in the first lines: how it is made, how to turn it off."""
+    if training.outside is None or cfg.decision == "none":
+        return
+    how = {"bias": "decided for macro-F1 by biases fitted on the competition's persons (the OOF)",
+           "auto": "decided for macro-F1 by biases fitted on the competition's persons (the OOF) if they beat "
+                   "plain argmax on persons held out of their fit",
+           "prior": "put back to the competition's class prior"}[cfg.decision]
+    print(f"decision={cfg.decision}: the eval's classes are {how}, as the outside persons shift the class prior "
+          f"(decision=none turns it off)", flush=True)
 
 
 def settled(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
@@ -189,19 +189,17 @@ def settled(data, recipe: str | None, overrides: list[str], name: str | None) ->
     cfg = cfg.replace(weights=resolve(cfg.model, cfg.pretrained).record(), data=str(data_dir))
     # an unknown model, weights that do not fit it, or an img_size it cannot take: refused before any folder
     check_input_size(build_model(cfg)[0], cfg.model, cfg.img_size)
+    check_loss(cfg.loss)
     return cfg, data_dir, device
 
 
 def outside_settled(cfg: Config, data_dir: Path) -> Config:
-    """extra=auto (the recommended recipe) settled by the data folder (`settle_outside`), and said in the first
-    lines: whether outside faces join, from where, and how to turn them off."""
+    """extra=auto (the recommended recipe) settled by the data folder (config.settle_outside), and said in the
+    first lines: whether outside faces join, from where, and how to turn them off."""
     if cfg.extra != OUTSIDE_AUTO:
         return cfg
-    found = Path(data_dir) / OUTSIDE_SUBFOLDER
-    if found.exists() and not found.is_dir():
-        raise ConfigError(f"{found}: a file, not a folder; extra=auto reads outside face photos from a folder "
-                          f"{OUTSIDE_SUBFOLDER}/ in the data folder (unpack it there, or extra=none)")
     settled_cfg = settle_outside(cfg, data_dir)
+    found = Path(data_dir) / OUTSIDE_SUBFOLDER
     if dist.is_main():
         print(f"extra=auto: outside faces from {found} join training (decision={settled_cfg.decision}; extra=none "
               f"turns them off)" if settled_cfg.extra else f"extra=auto: no {found} folder, so no outside faces (a "
@@ -237,7 +235,7 @@ def record_prior(run: RunDir, table: pd.DataFrame) -> None:
     def count(rows: pd.DataFrame) -> list[int]:
         return [int(c) for c in np.bincount(rows["label"].to_numpy(dtype=int), minlength=N_CLASSES)]
 
-    run.save_prior(count(table[table["fold"] >= 0]), count(table))
+    run.save_prior(count(table[in_folds(table)]), count(table))
 
 
 def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:
@@ -252,16 +250,15 @@ def check_cache_space(cfg: Config, ctx: RunContext, photos: int) -> None:
                           f"elsewhere, or cache=false)")
 
 
-def detect_faces(cfg: Config, ctx: RunContext, table, eval_table, outside: OutsidePersons | None
+def detect_faces(cfg: Config, ctx: RunContext, training: TrainingTable, eval_table: pd.DataFrame
                  ) -> tuple[dict | None, dict | None]:
-    """crop=face: boxes for every train and eval photo (cached by content; an outside person's shots have
-    theirs from the landmarks they were drawn by), and fallback counts."""
-    if cfg.crop != "face":
+    """crop=face: boxes for every train and eval photo (pipeline/training_table.training_boxes), and how many
+    photos had no face found (said, and in the report)."""
+    eval_paths = eval_table["path"].tolist()
+    boxes = training_boxes(cfg, training, ctx.cache_root, eval_paths)
+    if boxes is None:
         return None, None
-    competition = table.loc[table["fold"] >= 0, "path"].tolist()
-    train_paths, eval_paths = table["path"].tolist(), eval_table["path"].tolist()
-    boxes = dist.main_first(lambda: face_boxes(competition + eval_paths, ctx.cache_root))  # others read its cache
-    boxes.update(outside.boxes if outside else {})
+    train_paths, outside = training.rows["path"].tolist(), training.outside
     stats = {"train_photos": len(train_paths), "train_fallbacks": sum(boxes[p] is None for p in train_paths),
              "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths),
              "outside_photos": len(outside.boxes) if outside else 0}
@@ -329,7 +326,7 @@ def finish(job: Job, results: list[dict]) -> dict:
         plot_confusion(eval_table["true"].to_numpy(), probs.argmax(1),
                        f"eval confusion ({len(eval_table)} images, {len(ckpts)}-fold ensemble)", run.confusion_eval)
     outcome = Outcome(folds=results, eval=eval_metrics, face_crops=job.face_stats, decision=decision, grouping=grouping,
-                      pseudo=job.pseudo, extra=job.extra, age_edge=edge_report)
+                      pseudo=job.pseudo, extra=job.outside, age_edge=edge_report)
     metrics = build_report(run, cfg, list(cfg.folds), outcome)
     gallery = write_gallery(run)
     with open_tracker(cfg, run) as tracker:

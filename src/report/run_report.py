@@ -16,7 +16,7 @@ from ..core import classes  # noqa: E402
 from ..core.classes import PROB_COLS  # noqa: E402
 from ..core.metrics import confusion, summarize  # noqa: E402
 from ..core.run_dir import RunDir  # noqa: E402
-from ..persons.extra import summary_lines  # noqa: E402
+from ..persons.outside_persons import summary_lines  # noqa: E402
 
 
 def plot_confusion(y_true, y_pred, title: str, path: Path) -> None:
@@ -68,7 +68,7 @@ class Outcome:
     decision: dict | None = None                      # decision=bias
     grouping: dict | None = None                      # group_eval
     pseudo: dict | None = None                        # pseudo_from
-    extra: dict | None = None                         # extra=: outside persons
+    extra: dict | None = None                         # extra=: outside persons (metrics.json says it as the key)
     age_edge: dict | None = None                      # age_head=ordinal: the fitted edge
 
     def metrics(self) -> dict:
@@ -98,12 +98,12 @@ def pseudo_section(cfg, pseudo: dict) -> list[str]:
             "The eval score of this run is transductive: it trained on the eval photos' predicted labels.", ""]
 
 
-def extra_section(cfg, extra: dict) -> list[str]:
+def outside_section(cfg, extra: dict) -> list[str]:
     ages = f"`extra_ages={cfg.saved()['extra_ages']}`" + (f": {extra['ages_kept']}" if "ages_kept" in extra else "")
     torn = [f"{extra['conflicting_labels']} photos listed with two labels (the same file, or the same bytes under two "
             f"names) were left out (`extra_conflicts=drop`); `outside_conflicts.txt` lists each with its two "
             f"listings.", ""] if extra.get("conflicting_labels") else []  # counted only when dropped
-    return [f"## Outside persons (`extra={cfg['extra']}`, {ages})", "", *summary_lines(extra), "", *torn,
+    return [f"## Outside persons (`extra={cfg.saved()['extra']}`, {ages})", "", *summary_lines(extra), "", *torn,
             "They joined every fold's training data and no validation fold: every score above is on the "
             "competition's persons alone.", ""]
 
@@ -190,7 +190,7 @@ def per_class_section(run: RunDir, overall: dict) -> list[str]:
 
 
 # the optional sections, in report order: the Outcome field each reports, and how
-OPTIONAL_SECTIONS = (("pseudo", pseudo_section), ("extra", extra_section), ("age_edge", age_edge_section),
+OPTIONAL_SECTIONS = (("pseudo", pseudo_section), ("extra", outside_section), ("age_edge", age_edge_section),
                      ("grouping", grouping_section), ("decision", decision_section),
                      ("face_crops", face_crops_section))
 

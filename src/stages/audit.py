@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import user_path
+from ..core.paths import user_path
 from ..core.run_dir import find_run
 from ..report.audit import read_noise_log, score_against_noise, write_audit
 from . import parser, run_stage

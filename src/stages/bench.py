@@ -25,8 +25,10 @@ from __future__ import annotations
 import sys
 import time
 
-from ..core.config import DEFAULTS, option_items, user_path
 from ..core.errors import NotFound
+from ..core.keys import DEFAULTS
+from ..core.paths import user_path
+from ..core.values import option_items
 from ..data.tables import find_data
 from ..measure import reference
 from ..measure.bench import PROTOCOLS, bench_folder, check_recipes, run_bench

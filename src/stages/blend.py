@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import config_parser, option_items, user_path
+from ..core.config import config_parser
+from ..core.paths import user_path
 from ..core.run_dir import OUTPUT
+from ..core.values import option_items
 from ..infer.blend import blend
 from . import parser, run_stage, void
 

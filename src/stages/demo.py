@@ -1,4 +1,4 @@
-"""Write the synthetic demo dataset (src/persons/demo.py) to a folder.
+"""Write the synthetic demo dataset (src/data/demo.py) to a folder.
 
     python -m src.stages.demo OUT_DIR [--train N] [--eval N] [--seed S]
 """
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import user_path
-from ..persons.demo import generate
+from ..core.paths import user_path
+from ..data.demo import generate
 from . import parser, run_stage
 
 

@@ -24,7 +24,7 @@ wide, is skipped and counted. Landmarks are cached by the photo's content
 (<cache>/extra_faces.csv), the drawn shots by photo content, seed and SYNTH_VERSION
 (<cache>/extra/<key>/), so a rerun draws nothing again.
 
-Outside persons are training-only: their rows carry fold -1 (like pseudo-labels), so they are in
+Outside persons are training-only: their rows carry fold TRAIN_ONLY (like pseudo-labels), so they are in
 every fold's training data and in no validation fold, the OOF and every score stay on the
 competition's persons, and the competition persons' folds are made before they join.
 """
@@ -36,12 +36,15 @@ from pathlib import Path
 from PIL import Image
 
 from ..core import classes
-from ..core.config import ConfigError, config_parser, option_items, user_path
-from ..core.errors import Exists
+from ..core.config import config_parser
+from ..core.errors import ConfigError, Exists
 from ..core.files import first_free, writable_folder
+from ..core.paths import user_path
 from ..core.run_dir import OUTPUT
+from ..core.values import option_items
 from ..data.cache import cache_root
-from ..persons.extra import OutsideRules, checked_outside, contact_sheet, outside_persons, settled_ages, summary_lines
+from ..persons.outside_persons import contact_sheet, outside_persons, summary_lines
+from ..persons.outside_set import OutsideRules, checked_outside, settled_ages
 from . import parser, run_stage
 
 
@@ -97,7 +100,8 @@ def extra(a) -> None:
         raise ConfigError(f"--preview {a.preview}: show at least one person")
     out = None if a.prepare else preview_file(a.out)
     cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
-    rules = OutsideRules(settled_ages(a.ages, None), a.conflicts == "drop", layout=a.format, race=a.race)
+    rules = OutsideRules(ages=settled_ages(a.ages, None), drop_conflicts=a.conflicts == "drop", layout=a.format,
+                         race=a.race)
     outside = checked_outside([user_path(f) for f in a.source], rules)
     if outside.conflicts:
         print(f"left out: {outside.conflicting} photos listed with two labels (--conflicts error refuses them), "

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import user_path
 from ..core.errors import Exists, UserError
+from ..core.paths import user_path
 from ..core.run_dir import OUTPUT
 from ..measure.gpucheck import CHECKS, run_checks, table, write_summary
 from . import parser, run_stage

@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ..core.config import user_path
 from ..core.errors import Exists, NotFound, UserError
 from ..core.files import writable_folder
+from ..core.paths import user_path
 from ..core.run_dir import RunDir, find_run
 from ..infer.predict import collect_images, compare_engines, predict
 from . import parser, run_stage

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import user_path
+from ..core.paths import user_path
 from ..core.run_dir import OUTPUT
 from ..measure.speed import measure
 from . import parser, run_stage

@@ -12,10 +12,10 @@ import sys
 
 import pandas as pd
 
-from ..core.config import user_path
 from ..core.errors import NotFound, UserError
+from ..core.paths import user_path
 from ..data.tables import Layout
-from ..persons.standin_persons import eval_persons
+from ..data.standin_persons import eval_persons
 from . import parser, run_stage
 
 

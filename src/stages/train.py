@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import user_path
+from ..core.paths import user_path
 from ..core.run_dir import OUTPUT
 from ..pipeline.job import run_job
 from . import listing, parser, run_stage, unknown_stage, void

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from ..core.config import Pretrained, user_path
 from ..core.files import writable_folder
+from ..core.paths import user_path
+from ..core.values import Pretrained
 from ..model.weights import WeightsError, file_sha256, load_resolved, resolve, save_state_file
 from . import parser, run_stage
 

@@ -62,7 +62,8 @@ def lr_schedule(cfg, opt: torch.optim.Optimizer, updates_per_epoch: int):
     schedule, _ = create_scheduler_v2(
         opt, "constant" if cfg.scheduler == "none" else cfg.scheduler, num_epochs=cfg.epochs,
         decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, min_lr=cfg.min_lr, warmup_lr=cfg.warmup_lr,
-        warmup_epochs=cfg.warmup_epochs, step_on_epochs=cfg.sched_step == "epoch", updates_per_epoch=updates_per_epoch)
+        warmup_epochs=cfg.warmup_epochs, step_on_epochs=cfg.sched_step == "epoch", updates_per_epoch=updates_per_epoch,
+        **cfg.scheduler_args)
     return schedule
 
 
@@ -140,9 +141,9 @@ def gather_epoch(ep: dict) -> dict:
 
 def optimiser(cfg, model, amp: torch.dtype | None):
     """timm's optimiser of the config's name (adam: torch's Adam, as every run before this key), and the loss
-    scaler AMP needs."""
+    scaler AMP needs; optimizer_args pass to the optimiser as they are (timm's opt-kwargs)."""
     opt = create_optimizer_v2(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                              layer_decay=cfg.layer_decay or None)
+                              layer_decay=cfg.layer_decay or None, **cfg.optimizer_args)
     # bf16 needs no loss scaling; fp16 does (its small gradients would underflow)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     return opt, scaler
@@ -156,7 +157,7 @@ warnings.filterwarnings("ignore", message=r"Using backward\(\) with create_graph
 def check_optimiser(cfg, device: torch.device, processes: int = 1) -> None:
     """One step of the config's optimiser on a tiny model on the run's device, before any work: what it needs
     that this machine lacks (CUDA, a kernel, a second-order backward) is refused now, not in the first batch."""
-    from ..core.config import ConfigError
+    from ..core.errors import ConfigError
 
     try:
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the run's draws untouched
@@ -301,7 +302,7 @@ class FoldTrainer:
     def weights_state(self, fold: int, epoch: int, val_f1: float) -> dict:
         """What best.pt holds: the weights that predict (`predicting`) and what predicting with them needs."""
         return {"model": cpu_state(self.predicting),
-                "epoch": epoch, "val_f1": val_f1, "config": self.cfg.saved(), "mean": self.mean, "std": self.std,
+                "epoch": epoch, "val_f1": val_f1, "config": self.cfg.stamped(), "mean": self.mean, "std": self.std,
                 "fold": fold}
 
     def save(self, run: RunDir, files: FoldFiles, fold: int, prog: FoldProgress, val_f1: float,

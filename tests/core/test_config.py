@@ -4,9 +4,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.core.config import (KEYS, ConfigError, Pretrained, completed, load_config, load_saved, save_config,
-                             settle_outside)
-from src.core.errors import closest_names
+from src.core.config import load_config, load_saved, save_config, saved_config, settle_outside
+from src.core.errors import ConfigError, closest_names
+from src.core.keys import KEYS
+from src.core.paths import CONFIG_DIR
+from src.core.values import Pretrained
 
 
 def test_seed_recipe_is_the_default():
@@ -27,7 +29,6 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("bad, words", [
     (["epoch=3"], "unknown config key"),
     (["epochs=three"], "expected an integer"),
-    (["loss=hinge"], "choose one of focal"),
     (["folds=7"], "0..4"),
     (["img_size=a,b"], "expected H or H,W"),
     (["epochs"], "key=value"),
@@ -107,11 +108,11 @@ def test_a_bad_value_in_a_recipe_file_names_the_file(tmp_path):
 
 
 def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_path):
-    from src.core.config import completed, matches_saved
+    from src.core.config import matches_saved, saved_config
     cfg = load_config("seed")
     assert (cfg.head_init, cfg.resize) == ("torch", "antialias")  # today's defaults
     old = {k: v for k, v in cfg.saved().items() if k not in ("head_init", "resize")}
-    assert (completed(old).head_init, completed(old).resize) == ("timm", "plain")
+    assert (saved_config(old).head_init, saved_config(old).resize) == ("timm", "plain")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
     assert not matches_saved(tmp_path / "config.yaml", cfg, set())  # trained otherwise: not the same run
     as_then = load_config("seed", ["head_init=timm", "resize=plain"]).replace(data="input/data")
@@ -121,7 +122,7 @@ def test_runs_saved_before_a_key_existed_count_as_what_the_code_then_did(tmp_pat
 def test_a_run_saved_before_ema_warmup_had_no_ramp_and_one_without_an_average_is_todays(tmp_path):
     from src.core.config import matches_saved
     averaged = {k: v for k, v in load_config("seed", ["ema=0.99"]).saved().items() if k != "ema_warmup"}
-    assert completed(averaged).ema_warmup is False  # what the code then did
+    assert saved_config(averaged).ema_warmup is False  # what the code then did
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(averaged))
     assert not matches_saved(tmp_path / "config.yaml", load_config("seed", ["ema=0.99"]), {"data"})
     assert matches_saved(tmp_path / "config.yaml", load_config("seed", ["ema=0.99", "ema_warmup=false"]), {"data"})
@@ -152,14 +153,14 @@ def test_extra_auto_is_the_data_folders_extra_and_none_turns_it_off(tmp_path):
     data.mkdir()
     auto = load_config("seed", ["extra=auto"])
     assert (auto.extra, auto.decision) == ("auto", "auto")  # not settled without the data folder
-    assert (settle_outside(auto, data).extra, settle_outside(auto, data).decision) == ("", "none")
+    assert (settle_outside(auto, data).extra, settle_outside(auto, data).decision) == ((), "none")
     (data / "extra").mkdir()
     found = settle_outside(auto, data)
-    assert (found.extra, found.decision) == (str((data / "extra").resolve()), "auto")
+    assert (found.extra, found.decision) == (((data / "extra").resolve(),), "auto")  # held as its folders
     assert found.saved()["extra"] == str((data / "extra").resolve())  # config.yaml holds the folder it used
     assert settle_outside(load_config("seed", ["extra=AUTO", "decision=prior"]), data).decision == "prior"
     off = load_config("seed", ["extra=auto", "extra=none"])
-    assert (off.extra, off.decision, settle_outside(off, data).extra) == ("", "none", "")
+    assert (off.extra, off.decision, settle_outside(off, data).extra) == ((), "none", ())
     assert load_config("seed", ["extra=auto", "extra_conflicts=drop"]).extra_conflicts == "drop"
 
 
@@ -242,11 +243,11 @@ def test_an_augment_list_reads_from_a_recipe_or_the_command_line_and_is_saved_as
 
 
 def test_a_run_saved_before_augment_keeps_its_flip_shift_and_colour():
-    old = completed({"hflip": 0.25, "shift_px": 2, "color_jitter": 0.2})
+    old = saved_config({"hflip": 0.25, "shift_px": 2, "color_jitter": 0.2})
     assert [(s.name, s.params.get("p")) for s in old.augment] == [("HorizontalFlip", 0.25), ("Affine", 1.0),
                                                                  ("ColorJitter", 1.0)]
     assert old.augment[1].params["translate_px"] == [-2, 2]
-    assert completed({"hflip": 0.0}).augment == () and completed({}).augment == load_config("seed").augment
+    assert saved_config({"hflip": 0.0}).augment == () and saved_config({}).augment == load_config("seed").augment
 
 
 def test_a_warm_up_of_part_of_an_epoch_needs_the_schedule_stepped_per_update():
@@ -330,3 +331,46 @@ def test_the_same_keys_where_they_do_not_act_are_accepted():
     assert load_config("seed", ["scheduler=poly", "decay_rate=2"]).decay_rate == 2  # poly: its power
     assert load_config("seed", ["warmup_lr=1e-3"]).warmup_lr == 1e-3  # no warm-up
     assert load_config("seed", ["epochs=3", "warmup_epochs=2.5"]).warmup_epochs == 2.5
+
+
+def test_a_recipe_builds_on_another_and_holds_only_its_changes(tmp_path):
+    """recommended = seed + its changes (none of seed's keys repeated); a recipe's own key wins over its base's;
+    its errors name the file that holds the key; a base beside the recipe is found there; a circle is refused."""
+    seed_text = yaml.safe_load((CONFIG_DIR / "seed.yaml").read_text())
+    own = yaml.safe_load((CONFIG_DIR / "recommended.yaml").read_text())
+    assert own.pop("base") == "seed" and all(own[k] != seed_text[k] for k in set(own) & set(seed_text))
+    rec, seed = load_config("recommended"), load_config("seed")
+    assert rec.recipe == "recommended" and (rec.model, rec.age_boundary, rec.lr) == (seed.model, 55, 5e-4)
+    (tmp_path / "mine.yaml").write_text("base: recommended\nepochs: 3\n")
+    (tmp_path / "top.yaml").write_text("base: mine.yaml\nlr: 1.0e-3\nepochs: zwei\n")
+    mine = load_config(str(tmp_path / "mine.yaml"))
+    assert (mine.recipe, mine.epochs, mine.scheduler, mine.model) == ("mine", 3, "cosine", seed.model)
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'top.yaml'}: epochs=zwei"):
+        load_config(str(tmp_path / "top.yaml"))
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="builds on itself"):
+        load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "c.yaml").write_text("base: nothere\n")
+    with pytest.raises(ConfigError, match="config 'nothere' not found"):
+        load_config(str(tmp_path / "c.yaml"))
+    assert "base" not in rec.saved()  # config.yaml holds every key resolved, not the recipe's chain
+
+
+def test_an_optimisers_and_a_schedules_own_arguments_pass_through_checked_by_name():
+    cfg = load_config("seed", ["optimizer=sgd", "optimizer_args={momentum: 0.8, nesterov: false}",
+                               "scheduler=cosine", "scheduler_args={cycle_limit: 2, cycle_decay: 0.5}"])
+    assert dict(cfg.optimizer_args) == {"momentum": 0.8, "nesterov": False}
+    assert cfg.saved()["scheduler_args"] == {"cycle_decay": 0.5, "cycle_limit": 2}
+    assert load_config("seed", ["optimizer=adamw", "optimizer_args={betas: [0.9, 0.99]}"]).saved()[
+        "optimizer_args"] == {"betas": [0.9, 0.99]}  # a list stays a list in config.yaml
+    with pytest.raises(ConfigError, match=r"optimizer=sgd takes no argument momentun \(did you mean momentum\?\)"):
+        load_config("seed", ["optimizer=sgd", "optimizer_args={momentun: 0.8}"])
+    with pytest.raises(ConfigError, match=r"optimizer_args: lr is set by the pipeline; set lr= instead"):
+        load_config("seed", ["optimizer_args={lr: 0.1}"])
+    with pytest.raises(ConfigError, match=r"scheduler_args: num_epochs is set by the pipeline; set epochs= instead"):
+        load_config("seed", ["scheduler_args={num_epochs: 3}"])
+    with pytest.raises(ConfigError, match=r"create_scheduler_v2 takes no argument cycle_lmit"):
+        load_config("seed", ["scheduler_args={cycle_lmit: 3}"])
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config("seed", ["optimizer_args=[1, 2]"])

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from src.core.config import ConfigError, load_config
+from src.core.config import load_config
+from src.core.errors import ConfigError
 from src.core.machine import MAX_AUTO_WORKERS, loader_workers
 
 

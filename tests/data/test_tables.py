@@ -159,7 +159,7 @@ def test_bad_corrections_rejected(tiny_data, tmp_path):
 
 
 def test_shipped_competition_corrections_parse_and_are_opt_in():
-    from src.core.config import DEFAULTS
+    from src.core.keys import DEFAULTS
     from src.data.tables import corrections_path, load_corrections
     assert DEFAULTS["corrections"] == ""  # never applied unless asked for
     path = corrections_path("competition")

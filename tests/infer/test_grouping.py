@@ -87,7 +87,8 @@ def test_a_run_with_group_eval_and_decision_bias_reports_both(tiny_data, tmp_pat
 
 @pytest.mark.parametrize("bad", ["group_eval=1", "group_eval=-2"])
 def test_group_size_is_checked(bad):
-    from src.core.config import ConfigError, load_config
+    from src.core.config import load_config
+    from src.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="group_eval"):
         load_config("seed", [bad])

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from src.core.classes import AGE_THRESHOLDS
-from src.core.config import LOSSES, load_config
-from src.model.losses import FocalLoss, build_loss, inverse_frequency_weights, pack_targets, unpack
+from src.core.config import load_config
+from src.core.errors import ConfigError
+from src.model.losses import LOSS_MAKERS, FocalLoss, build_loss, inverse_frequency_weights, pack_targets, unpack
 
 
 def test_focal_loss_equals_hand_computation():
@@ -45,7 +46,7 @@ def test_inverse_frequency_weights():
 
 def _hand_loss(name: str, logits: list[list[float]], target: list[int], train: list[int], gamma: float,
                eps: float) -> float:
-    """Each loss of config.LOSSES written out in plain Python, from its definition."""
+    """Each loss of the loss table (losses.LOSS_MAKERS) written out in plain Python, from its definition."""
     probs = [[math.exp(v) / sum(math.exp(u) for u in row) for v in row] for row in logits]
     n, c = len(target), len(logits[0])
     nll = [-math.log(p[t]) for p, t in zip(probs, target)]
@@ -69,7 +70,7 @@ def _hand_loss(name: str, logits: list[list[float]], target: list[int], train: l
             "focal_f1": focal + soft_f1}[name]
 
 
-@pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("name", list(LOSS_MAKERS))
 def test_every_loss_equals_its_hand_value(name):
     torch.manual_seed(1)
     logits = (torch.randn(5, 18) * 2).double()
@@ -156,6 +157,11 @@ def test_a_band_head_learns_only_mask_and_gender_of_a_range_across_a_band_edge()
         logits, torch.tensor(labels)).item(), rel=1e-6)
 
 
-def test_every_loss_name_the_config_accepts_has_its_maker_and_no_other():
-    from src.model.losses import LOSS_MAKERS
-    assert set(LOSS_MAKERS) == set(LOSSES)
+def test_an_unknown_loss_is_refused_naming_the_tables_losses_and_the_closest(tiny_data, tmp_path):
+    """The loss choices are the table's own names: a misspelt one is refused with them, before any run folder."""
+    with pytest.raises(ConfigError, match=r"loss=focl: .*did you mean focal\?; choose one of focal, ce, "):
+        build_loss(load_config("seed", ["loss=focl"]), np.array([0, 1, 2]))
+    from tests.helpers import FAST, stage
+    out = tmp_path / "out"
+    assert stage("train", ["--data", str(tiny_data), "--output", str(out), *FAST, "loss=hinge"]) == 2
+    assert not out.exists() or not any(out.iterdir())

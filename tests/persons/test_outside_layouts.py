@@ -5,11 +5,12 @@ import shutil
 import pandas as pd
 import pytest
 
-from src.core.config import KEYS, load_saved
+from src.core.config import load_saved
+from src.core.keys import KEYS
 from src.core.run_dir import RunDir
 from src.data.tables import DataError
-from src.persons import extra
-from src.persons.demo import generate_outside
+from src.persons import outside_persons, outside_set
+from src.data.demo import generate_outside
 from src.persons.outside_layouts import FORMATS, LAYOUTS, parse_age_range, read_folder
 from tests.helpers import FAST, stage
 
@@ -65,7 +66,7 @@ def test_each_layout_is_found_and_read_with_its_own_conventions(tmp_path, faces,
         assert layout == name and not problems
         got = {((p.age, p.age_hi) if p.age_hi else p.age, p.gender) for p in photos}
         assert got == expected[name], name
-    outside = extra.checked_outside([folders["aaf"], folders["afad"]])
+    outside = outside_set.checked_outside([folders["aaf"], folders["afad"]])
     assert outside.listed == 6 and len(outside.photos) == 6
     out = capsys.readouterr().out
     assert f"{folders['aaf']} read as aaf: 3 photos (male <30 0, male 30-59 1, male >=60 1, female <30 1" in out
@@ -74,22 +75,22 @@ def test_each_layout_is_found_and_read_with_its_own_conventions(tmp_path, faces,
 
 def test_an_age_range_across_a_band_edge_joins_and_is_counted(tmp_path, faces):
     folder = fairface_folder(tmp_path / "ff", faces)
-    at_60 = extra.checked_outside([folder])
+    at_60 = outside_set.checked_outside([folder])
     assert sorted(p.age_range for p in at_60.photos) == [(20, 29), (30, 39), (50, 59), (70, 120)]
-    at_55 = extra.checked_outside([folder], extra.OutsideRules(boundary=55))  # 50-59 straddles the training edge
+    at_55 = outside_set.checked_outside([folder], outside_set.OutsideRules(boundary=55))  # 50-59 straddles the training edge
     assert len(at_55.photos) == 4 and at_55.boundary == 55  # joins: a band head learns its mask and gender
     usable = [(p, d, None) for p, d in zip(at_55.photos, at_55.digests)]
-    stats = extra.summary(at_55.listed, usable, {}, at_55.boundary)
+    stats = outside_persons.summary(at_55.listed, usable, {}, at_55.boundary)
     assert (stats["age_exact"], stats["age_range"], stats["across_bands"]) == (0, 4, 1)
-    assert extra.summary(at_60.listed, usable, {}, 60)["across_bands"] == 0
-    assert "4 known only as a range, 1 of them across a band edge" in extra.summary_lines(
+    assert outside_persons.summary(at_60.listed, usable, {}, 60)["across_bands"] == 0
+    assert "4 known only as a range, 1 of them across a band edge" in outside_persons.summary_lines(
         {**stats, "skipped_no_face": 0, "skipped_small_face": 0, "outside_ages": 0})[1]
-    old = extra.checked_outside([folder], extra.OutsideRules(ages=(55, 120)))  # a range must lie inside extra_ages
+    old = outside_set.checked_outside([folder], outside_set.OutsideRules(ages=(55, 120)))  # a range must lie inside extra_ages
     assert [p.age_range for p in old.photos] == [(70, 120)] and old.outside_ages == 3
-    asian = extra.checked_outside([folder], extra.OutsideRules(race="east asian"))
+    asian = outside_set.checked_outside([folder], outside_set.OutsideRules(race="east asian"))
     assert len(asian.photos) == 3 and asian.other_race == 1
     with pytest.raises(DataError, match="names no race"):
-        extra.checked_outside([afad_folder(tmp_path / "afad", faces)], extra.OutsideRules(race="White"))
+        outside_set.checked_outside([afad_folder(tmp_path / "afad", faces)], outside_set.OutsideRules(race="White"))
 
 
 def test_fairface_age_ranges_parse_and_nothing_else_does():
@@ -102,8 +103,8 @@ def test_fairface_age_ranges_parse_and_nothing_else_does():
 def test_an_ambiguous_folder_asks_for_extra_format_and_it_decides(tmp_path, faces):
     folder = fairface_folder(afad_folder(tmp_path / "both", faces), faces)
     with pytest.raises(DataError, match="looks like afad and fairface; choose one with extra_format="):
-        extra.checked_outside([folder])
-    assert len(extra.checked_outside([folder], extra.OutsideRules(layout="afad")).photos) == 3
+        outside_set.checked_outside([folder])
+    assert len(outside_set.checked_outside([folder], outside_set.OutsideRules(layout="afad")).photos) == 3
 
 
 def test_malformed_layouts_are_refused_naming_file_and_line(tmp_path, faces):
@@ -114,7 +115,7 @@ def test_malformed_layouts_are_refused_naming_file_and_line(tmp_path, faces):
     (afad / "40" / "113").mkdir()
     ff = fairface_folder(tmp_path / "ff", faces, ages=("20-29", "adult", "30-39", "40-49"))
     with pytest.raises(DataError) as e:
-        extra.checked_outside([aaf, afad, ff])
+        outside_set.checked_outside([aaf, afad, ff])
     msg = str(e.value)
     assert "val.txt line 2: '00009A45.jpg 2' is not All-Age-Faces'" in msg
     assert f"{afad / '40' / '113'}: not AFAD's" in msg
@@ -152,7 +153,7 @@ def test_recommended_trains_with_the_data_folders_extra_in_any_layout(tiny_data,
     assert f"{folder.resolve()} read as {layout}: " in out
     run = RunDir(tmp_path / "out" / "r")
     saved = load_saved(run.config)
-    assert (saved["extra"], saved["decision"]) == (str(folder.resolve()), "auto")
+    assert (saved.saved()["extra"], saved["decision"]) == (str(folder.resolve()), "auto")  # as config.yaml says
     persons = run.read_metrics()["extra"]["persons"]
     prior = run.read_prior()
     assert persons > 0 and sum(prior["trained"]) - sum(prior["competition"]) == 7 * persons
@@ -171,12 +172,12 @@ def test_recommended_without_an_extra_folder_runs_as_before_and_extra_none_turns
     assert recommended_fast(tiny_data, tmp_path / "out") == 0
     assert f"extra=auto: no {tiny_data / 'extra'} folder, so no outside faces" in capsys.readouterr().out
     saved = load_saved(RunDir(tmp_path / "out" / "r").config)
-    assert (saved["extra"], saved["decision"]) == ("", "none")
+    assert (saved.saved()["extra"], saved["decision"]) == ("", "none")
     aaf_folder(tiny_data / "extra", faces)
     assert recommended_fast(tiny_data, tmp_path / "off", "extra=none") == 0
     assert "outside" not in capsys.readouterr().out
     saved = load_saved(RunDir(tmp_path / "off" / "r").config)
-    assert (saved["extra"], saved["decision"]) == ("", "none")
+    assert (saved.saved()["extra"], saved["decision"]) == ("", "none")
 
 
 def aaf_download(root, faces):
@@ -197,16 +198,16 @@ def aaf_download(root, faces):
 def test_a_download_s_overlapping_lists_count_and_hash_each_photo_once(tmp_path, faces, monkeypatch, capsys):
     folder = aaf_download(tmp_path / "aaf", faces)
     hashed = []
-    real = extra.file_sha1
-    monkeypatch.setattr(extra, "file_sha1", lambda p: hashed.append(p) or real(p))
-    outside = extra.checked_outside([folder], extra.OutsideRules(drop_conflicts=True))
+    real = outside_set.file_sha1
+    monkeypatch.setattr(outside_set, "file_sha1", lambda p: hashed.append(p) or real(p))
+    outside = outside_set.checked_outside([folder], outside_set.OutsideRules(drop_conflicts=True))
     assert f"{folder} read as aaf: 6 photos (11 listings)" in capsys.readouterr().out
     assert sorted(hashed) == sorted(folder.glob("original images/*.jpg"))  # each once
     assert outside.listed == 6 and outside.conflicting == 2 and outside.duplicates == 0
     assert {p.path.name for p in outside.photos} == {"00000A25.jpg", "00001A45.jpg", "00002A70.jpg", "00003A04.jpg"}
     assert len(outside.conflicts) == 1 and "00004A64.jpg and 00005A71.jpg" in outside.conflicts[0]
     with pytest.raises(DataError, match="00004A64.jpg and 00005A71.jpg"):  # extra_conflicts=error: as before
-        extra.checked_outside([folder])
+        outside_set.checked_outside([folder])
 
 
 def test_recommended_trains_with_a_download_as_it_comes(tiny_data, tmp_path, faces, capsys):
@@ -234,7 +235,7 @@ def test_afad_folders_that_are_not_ages_are_said(tmp_path, faces):
     (afad / "old" / "111").mkdir(parents=True)
     shutil.copy(faces[0], afad / "old" / "111" / "x.jpg")
     with pytest.raises(DataError) as e:
-        extra.checked_outside([afad])
+        outside_set.checked_outside([afad])
     assert f"{afad / 'old'}: 'old' is not an age, but it holds AFAD's 111/112 photo folders" in str(e.value)
     assert f"({afad} has 22, 40, 66)" in str(e.value)
 
@@ -242,7 +243,7 @@ def test_afad_folders_that_are_not_ages_are_said(tmp_path, faces):
 def test_a_race_the_folder_does_not_have_is_refused_with_those_it_has(tmp_path, faces):
     ff = fairface_folder(tmp_path / "ff", faces)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([ff], extra.OutsideRules(race="East Asain"))
+        outside_set.checked_outside([ff], outside_set.OutsideRules(race="East Asain"))
     assert "extra_race=East Asain: no photo of" in str(e.value) and "did you mean East Asian?" in str(e.value)
     assert "its races: East Asian, White" in str(e.value)
-    assert len(extra.checked_outside([ff], extra.OutsideRules(race="east asian")).photos) == 3
+    assert len(outside_set.checked_outside([ff], outside_set.OutsideRules(race="east asian")).photos) == 3

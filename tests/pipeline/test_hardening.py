@@ -14,7 +14,7 @@ from src.core.config import load_config
 from src.data.tables import DataError, load_train, read_image
 from src.infer import predict
 from src.measure import bench
-from src.persons.demo import generate_outside
+from src.data.demo import generate_outside
 from src.pipeline.job import prepare
 from tests.helpers import FAST, copy_run, refused, stage, train_fast
 
@@ -300,7 +300,7 @@ def test_path_keys_are_saved_resolved_and_a_run_continues_from_elsewhere(tiny_da
     assert job.face_stats["outside_photos"] == len(outside) and job.face_stats["train_photos"] == len(job.table)
     monkeypatch.chdir(tmp_path / "elsewhere")  # the saved config, read from another folder: the same files
     cfg = load_config(str(job.run.config))
-    assert cfg.extra == saved["extra"] and cfg.cache_dir == saved["cache_dir"]
+    assert cfg.saved()["extra"] == saved["extra"] and cfg.cache_dir == saved["cache_dir"]
 
 
 def test_overrides_go_anywhere_on_the_command_line(tiny_data, tmp_path):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from src.core import classes
 from src.core.classes import PROB_COLS
-from src.core.config import ROOT
+from src.core.paths import ROOT
 from src.core.run_dir import RunDir
 from src.data.tables import training_table
 from src.report import gallery

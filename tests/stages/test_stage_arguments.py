@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from src.core.config import ROOT
+from src.core.paths import ROOT
 from src.core.run_dir import RunDir
 from src.stages import STAGES
 from tests.helpers import FAST, copy_run, refused, stage, train_fast
@@ -360,8 +360,8 @@ def test_progress_off_a_terminal_is_one_line_per_loop(tiny_data, tmp_path, capsy
 def test_a_bare_ctrl_c_inside_a_stage_is_one_line_with_words(tmp_path, tiny_data, capsys, monkeypatch):
     """Ctrl-C while `extra --prepare` or a training draws masks was exit 130 with two blank lines: a bare
     KeyboardInterrupt's text is ""."""
-    from src.persons.demo import generate_outside
-    from src.pipeline import job
+    from src.data.demo import generate_outside
+    from src.pipeline import training_table
     from src.stages import extra
 
     def ctrl_c(*args, **kwargs):
@@ -372,7 +372,7 @@ def test_a_bare_ctrl_c_inside_a_stage_is_one_line_with_words(tmp_path, tiny_data
     assert stage("extra", ["--from", str(faces), "--prepare", "--cache-dir", str(tmp_path / "c")]) == 130
     err = capsys.readouterr().err  # the progress lines of the checks before it, then a blank line and its own
     assert re.search(r"\n\ninterrupted \(Ctrl-C\): bash run\.sh \S+ stopped\n$", err), err
-    monkeypatch.setattr(job, "extra_rows", ctrl_c)
+    monkeypatch.setattr(training_table, "outside_rows", ctrl_c)
     assert stage("train", ["--data", str(tiny_data), "--output", str(tmp_path / "out"), *FAST, f"extra={faces}"]) == 130
     assert capsys.readouterr().err.endswith("\n\ninterrupted before training began; nothing to continue\n")
 

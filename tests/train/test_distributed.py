@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from src.core.config import ROOT
+from src.core.paths import ROOT
 from src.data.batches import batch_positions
 
 # GroupNorm model: nothing couples samples inside a batch, so 2 ranks x 7 images must reproduce 1 process x 14

@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from src.core.config import ROOT
+from src.core.paths import ROOT
 from tests.helpers import FAST
 
 

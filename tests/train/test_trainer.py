@@ -135,6 +135,20 @@ def test_the_default_optimiser_is_torchs_adam_step_for_step_and_others_come_from
     assert sorted(g["weight_decay"] for g in sgd.param_groups) == [0.0, 0.01]  # biases and norms: none
 
 
+def test_optimizer_args_and_scheduler_args_reach_the_optimiser_and_the_schedule():
+    """The libraries' own arguments pass through as they are: sgd's momentum and Nesterov, adamw's betas; a
+    cosine with k_decay=2 follows lr (1 + cos(pi e^2 / E^2)) / 2 (timm's k-decay)."""
+    from src.train.trainer import optimiser
+    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "optimizer=sgd",
+                               "optimizer_args={momentum: 0.8, nesterov: false}"])
+    sgd = optimiser(cfg, build_model(cfg)[0], None)[0]
+    assert (sgd.defaults["momentum"], sgd.defaults["nesterov"]) == (0.8, False)
+    adamw = optimiser(cfg.replace(optimizer="adamw", optimizer_args="{betas: [0.8, 0.9]}"), build_model(cfg)[0], None)[0]
+    assert tuple(adamw.defaults["betas"]) == (0.8, 0.9)
+    k2 = rates(load_config("seed", [*TINY_MODEL, "scheduler=cosine", "sched_step=epoch", "scheduler_args={k_decay: 2}"]), 1)
+    assert [steps[0] for steps in k2] == pytest.approx([0.5 * (1 + math.cos(math.pi * e**2 / 16)) for e in range(4)])
+
+
 def test_each_step_sets_every_groups_rate_times_its_layer_decay_share():
     cfg = load_config("seed", [*TINY_MODEL, "layer_decay=0.5", "scheduler=cosine", "lr=1e-3"])
     from src.train.trainer import FoldTrainer

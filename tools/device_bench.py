@@ -1,12 +1,28 @@
-"""The gpu bench, ready for a lent GPU machine: the stand-in built there from its sources, then the
-gpu-protocol rows `seed`, `recommended` and the recommended way with outside faces, one bench.
+"""The gpu bench for a lent GPU machine: the team's own tooling for the workplace's device tool, not a stage a
+user runs (a user with a GPU runs `bash run.sh bench --protocol gpu`, which this drives).
 
-The command and its manual: src/stages/device_bench.py. Here, where there is a network and ../shared:
-`prepare` fills the git-ignored .device/ with what the machine lacks (the stand-in's sources, the
-outside photos, wheels for the packages its image does not hold) and says how to carry it; there,
-`run` builds the stand-in (once per machine) and trains the rows in order, the table copied out
-after each row, so a call cut short by its time limit still returns what it finished.
+Here, once (network and ../shared needed; fills the git-ignored .device/, about 95 MiB):
+
+    .venv/bin/python -m tools.device_bench prepare
+
+then two calls of the device tool, the second right after the first (the machine keeps what the
+first installed while it stays warm); each `carry` is what `prepare` printed:
+
+    1. carry [.device/wheels, .device/aaf-extra]:
+       python3 -m pip install -q --no-index --no-deps --target .device/site .device/wheels/*.whl
+    2. carry [.device/standin-src]:
+       PYTHONPATH=.device/site python3 -m src.stages.device_bench run --out $OUT
+
+`run` builds input/standin from .device/standin-src when it is not there (every core, about a
+minute on 16), then trains the rows (default: seed, recommended, and recommended with the outside
+faces and the ordinal age head) under `bench --protocol gpu` plus model=tf_efficientnet_lite0
+pretrained=package folds=0 (weights that need no network; one fold fits a lease; num_workers=auto),
+one bench output/bench/device growing by a row at a time; after every row the table
+(device_results.md / .json) and the step times (device_times.json, with the GPU's name) go to
+--out. A call cut short keeps what it finished; the same command on the same warm machine goes on
+from there (finished rows are reused). --rows picks rows; key=value overrides go on top.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,6 +31,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from src.core.errors import UserError
+from src.core.paths import ROOT, user_path
+from src.core.values import option_items
+from src.measure import bench, reference
+from src.stages import parser, run_stage
 
 DEVICE_DIR = ".device"        # in the repository, git-ignored: what travels with `carry`
 STANDIN_SRC = "standin-src"   # ../shared/standin: the AAF photos + landmarks, mask templates, builder, manifest
@@ -85,8 +107,6 @@ def build_standin(src: Path, data: Path, log) -> None:
 def bench_rows(data: Path, rows: list[str], overrides: list[str]) -> int:
     """One gpu-protocol bench over `rows` (finished ones reused, as `bash run.sh bench` does): 0, or 2 when a
     recipe is refused (said on stderr)."""
-    from ..core.errors import UserError
-    from . import bench, reference
 
     settings = [*DEVICE_OVERRIDES, *overrides]
     try:
@@ -100,9 +120,7 @@ def bench_rows(data: Path, rows: list[str], overrides: list[str]) -> int:
 
 def copy_out(out: Path, times: dict) -> None:
     """The bench's table, its numbers and the step times into `out` (what comes back from the machine)."""
-    from .bench import OUTPUT
-
-    folder = OUTPUT / "bench" / BENCH_NAME
+    folder = bench.OUTPUT / "bench" / BENCH_NAME
     for name in ("results.md", "results.json"):
         if (folder / name).is_file():
             shutil.copy2(folder / name, out / f"device_{name}")
@@ -137,3 +155,31 @@ def device_name() -> str:
     except Exception as e:  # the name is a record, not a condition of the run
         return f"unknown ({e})"
 
+
+def main(argv=None) -> int:
+    ap = parser("python -m tools.device_bench", __doc__)
+    sub = ap.add_subparsers(dest="step", required=True)
+    prep = sub.add_parser("prepare", help="fill .device/ with what the machine lacks")
+    prep.add_argument("--shared", type=user_path, default=ROOT.parent / "shared", help="the team's shared folder")
+    prep.add_argument("--no-wheels", action="store_true", help="copy the data only (no pip download)")
+    go = sub.add_parser("run", help="on the device: build the stand-in, train the rows")
+    go.add_argument("--out", type=user_path, required=True, help="where the tables go ($OUT)")
+    go.add_argument("--data", type=user_path, default=ROOT / "input" / "standin", help="the stand-in (built here when "
+                                                                                      "missing)")
+    go.add_argument("--sources", type=user_path, default=ROOT / DEVICE_DIR / STANDIN_SRC)
+    go.add_argument("--rows", type=option_items("--rows"), default=",".join(ROWS), help="bench recipes, in order")
+    go.add_argument("overrides", nargs="*", metavar="key=value", help="on top of the device's settings")
+    a = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    return run_stage(lambda: step(a))
+
+
+def step(a) -> int | None:
+    if a.step == "prepare":
+        for i, carry in enumerate(prepare(a.shared, ROOT / DEVICE_DIR, not a.no_wheels), 1):
+            print(f"call {i}: carry {carry['carry']} ({carry['MiB']} MiB of the 64 a call takes)")
+        return 0
+    return run(Path(a.data), a.rows, Path(a.out), a.overrides, Path(a.sources))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

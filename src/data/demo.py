@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 
 from ..core import classes
 from ..core.errors import Exists
-from ..data.tables import Layout
+from .tables import Layout
 
 W, H = 96, 128  # 3:4 like the competition's 384x512
 MASK_COLOURS = [(40, 90, 200), (230, 230, 235), (20, 20, 25), (200, 60, 140), (60, 160, 90)]

@@ -13,9 +13,10 @@ from PIL import Image
 
 from src.core.config import load_config
 from src.core.run_dir import RunDir
+from src.data.folds import TRAIN_ONLY
 from src.data.tables import DataError
-from src.persons import extra
-from src.persons.demo import generate_outside
+from src.persons import outside_faces, outside_persons, outside_set, outside_shots
+from src.data.demo import generate_outside
 from src.persons.mask_draw import SHAPES, Face, draw
 from src.pipeline import job as pipeline
 from src.train.trainer import split_masks
@@ -74,7 +75,7 @@ def test_masks_land_where_the_landmarks_say(shape, angle):
 
 def drawn(src, seed: int, cache, detector=None, ages=None) -> tuple[pd.DataFrame, dict]:
     """(rows, stats) of the outside persons of folder `src`."""
-    persons = extra.outside_persons(extra.checked_outside([src], extra.OutsideRules(ages)), seed, cache, detector)
+    persons = outside_persons.outside_persons(outside_set.checked_outside([src], outside_set.OutsideRules(ages)), seed, cache, detector)
     return persons.rows, persons.stats
 
 
@@ -85,7 +86,7 @@ def test_shots_of_an_outside_person_follow_the_competition_layout(tmp_path):
     assert stats["duplicates"] == 0
     assert stats["persons"] >= 3 and sum(stats["per_cell"].values()) == stats["persons"]
     labels = pd.read_csv(src / "labels.csv")
-    assert len(rows) == 7 * stats["persons"] and (rows["fold"] == extra.EXTRA_FOLD).all()
+    assert len(rows) == 7 * stats["persons"] and (rows["fold"] == TRAIN_ONLY).all()
     for person, shots in rows.groupby("person"):
         assert sorted(shots["shot"]) == sorted(["mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask",
                                                 "normal"])
@@ -123,7 +124,7 @@ def test_the_same_photo_twice_is_one_person_and_counted(tmp_path):
 def test_a_doubtful_face_is_skipped_and_a_sure_one_kept(tmp_path):
     src = generate_outside(tmp_path / "photos", n=2, seed=1)
     face = Face(np.vstack([EYES, NOSE, MOUTH]) * 0.75, tuple(np.array(BOX) * 0.75))
-    answers = iter([(face, extra.MIN_PROB - 0.01), (face, extra.MIN_PROB + 0.01)])
+    answers = iter([(face, outside_persons.MIN_PROB - 0.01), (face, outside_persons.MIN_PROB + 0.01)])
     rows, stats = drawn(src, 0, tmp_path / "cache", detector=lambda img: next(answers))
     assert stats["skipped_no_face"] == 1 and stats["persons"] == 1 and len(rows) == 7
 
@@ -131,14 +132,14 @@ def test_a_doubtful_face_is_skipped_and_a_sure_one_kept(tmp_path):
 def test_extra_ages_keeps_only_those_ages(tmp_path):
     src = generate_outside(tmp_path / "photos", n=10, seed=2)
     ages = pd.read_csv(src / "labels.csv")["age"]
-    outside = extra.checked_outside([src], extra.OutsideRules((55, 120)))
+    outside = outside_set.checked_outside([src], outside_set.OutsideRules((55, 120)))
     assert sorted(p.age for p in outside.photos) == sorted(a for a in ages if a >= 55)
     assert outside.outside_ages == int((ages < 55).sum()) and outside.listed == 10
 
 
 def test_utkface_names_are_read(tmp_path):
     src = generate_outside(tmp_path / "utk", n=5, seed=4, utkface=True)
-    photos = extra.checked_outside([src]).photos
+    photos = outside_set.checked_outside([src]).photos
     assert len(photos) == 5
     for p in photos:
         age, gender = p.path.name.split("_")[:2]
@@ -184,7 +185,7 @@ CASES = ["columns", "age", "gender", "missing", "unreadable", "empty", "utk"]
 def test_bad_outside_photos_are_refused_naming_the_file(tmp_path, case):
     src, expected = bad_folder(tmp_path, case)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src])
+        outside_set.checked_outside([src])
     assert expected in str(e.value) and str(src) in str(e.value)
 
 
@@ -205,8 +206,8 @@ def test_outside_persons_train_every_fold_and_are_never_validated(tiny_data, tmp
     job = pipeline.prepare(tiny_data, "seed", [*FAST, "extra=photos"], "x", tmp_path / "out")
     try:
         outside = job.table["person"].str.startswith("extra_").to_numpy()
-        assert outside.sum() == 7 * job.extra["persons"] > 0
-        assert (job.table.loc[outside, "fold"] == extra.EXTRA_FOLD).all()
+        assert outside.sum() == 7 * job.outside["persons"] > 0
+        assert (job.table.loc[outside, "fold"] == TRAIN_ONLY).all()
         for fold in (0, 1):
             in_train, in_val = split_masks(job.cfg, job.table, fold)
             assert in_train[outside].all() and not in_val[outside].any()
@@ -275,7 +276,7 @@ def test_fresh_resumed_and_redrawn_persons_are_byte_identical(tmp_path):
     assert fresh["path"].tolist() == redrawn["path"].tolist()
     for a, b, c in zip(fresh["path"], redrawn["path"], other["path"]):
         assert Path(a).read_bytes() == Path(b).read_bytes() == Path(c).read_bytes()
-    assert (Path(fresh["path"][0]).parent / extra.BOXES).is_file()
+    assert (Path(fresh["path"][0]).parent / outside_shots.BOXES).is_file()
 
 
 def test_no_outside_person_left_is_refused_with_the_skip_counts(tmp_path):
@@ -298,11 +299,11 @@ def test_a_photo_listed_with_two_labels_is_refused_naming_both_lines(tmp_path):
     other = labels.iloc[[1]].assign(file="copy.jpg", gender="female" if labels.loc[1, "gender"] == "male" else "male")
     pd.concat([labels, again, other]).to_csv(src / "labels.csv", index=False)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src])
+        outside_set.checked_outside([src])
     assert "row 2 and" in str(e.value) and "row 5: the same photo" in str(e.value)
     assert "row 3 and" in str(e.value)
     assert f"row 6: the same photo ({labels.loc[1, 'file']} and copy.jpg)" in str(e.value)
-    dropped = extra.checked_outside([src], extra.OutsideRules(drop_conflicts=True))  # extra_conflicts=drop
+    dropped = outside_set.checked_outside([src], outside_set.OutsideRules(drop_conflicts=True))  # extra_conflicts=drop
     assert [p.path.name for p in dropped.photos] == [labels.loc[2, "file"]]
     # photos (files), not listings: the first file (listed twice), the second and its copy
     assert dropped.conflicting == 3 and dropped.listed == 4 and dropped.duplicates == dropped.outside_ages == 0
@@ -319,12 +320,12 @@ def test_a_photo_outside_the_folder_or_of_the_competition_is_refused(tmp_path, t
                                "age": ["40"] * 3, "gender": ["male"] * 3})
     pd.concat([labels, extra_rows]).to_csv(src / "labels.csv", index=False)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src])
+        outside_set.checked_outside([src])
     assert "row 4: file '../" in str(e.value) and f"row 5: file '{eval_photo}' lies outside" in str(e.value)
     labels_ok = pd.concat([labels, extra_rows.iloc[[2]]])
     labels_ok.to_csv(src / "labels.csv", index=False)
     with pytest.raises(DataError) as e:
-        extra.checked_outside([src], extra.OutsideRules(competition=(str(eval_photo), str(train_photo))))
+        outside_set.checked_outside([src], outside_set.OutsideRules(competition=(str(eval_photo), str(train_photo))))
     assert f"row 4: {src / 'mine.jpg'} is the competition's photo {train_photo}" in str(e.value)
 
 
@@ -333,7 +334,7 @@ def test_a_header_only_labels_csv_says_it_lists_no_photos(tmp_path):
     src.mkdir()
     (src / "labels.csv").write_text("file,age,gender\n")
     with pytest.raises(DataError, match="lists no photos"):
-        extra.checked_outside([src])
+        outside_set.checked_outside([src])
 
 
 def test_a_killed_drawing_leaves_no_draft_behind_for_long(tmp_path):
@@ -344,7 +345,7 @@ def test_a_killed_drawing_leaves_no_draft_behind_for_long(tmp_path):
         (d / "mask1.jpg").write_bytes(b"half")
     hours_ago = time.time() - 2 * 3600
     os.utime(stale, (hours_ago, hours_ago))
-    extra.clear_stale_drafts(root)
+    outside_shots.clear_stale_drafts(root)
     assert not stale.exists() and live.exists()  # a fresh draft may be another run's, drawing now
 
 
@@ -355,9 +356,9 @@ def test_prepare_draws_every_person_ahead_and_the_run_draws_nothing(tiny_data, t
     said = capsys.readouterr().out
     drawn = sorted(p.name for p in (cache / "extra").iterdir())
     assert "prepared" in said and len(drawn) >= 3 and not list(tmp_path.glob("*.png"))
-    monkeypatch.setattr(extra, "person_shots", lambda *a: pytest.fail("drawn again"))  # the run finds them all
-    monkeypatch.setattr(extra, "LandmarkDetector", lambda: pytest.fail("detected again"))
-    persons = extra.extra_rows(load_config("seed", [f"extra={faces}", "seed=42"]), cache)
+    monkeypatch.setattr(outside_shots, "person_shots", lambda *a: pytest.fail("drawn again"))  # the run finds them all
+    monkeypatch.setattr(outside_faces, "LandmarkDetector", lambda: pytest.fail("detected again"))
+    persons = outside_persons.outside_rows(load_config("seed", [f"extra={faces}", "seed=42"]), cache)
     assert persons.stats["persons"] == len(drawn)
     assert stage("extra", ["--from", str(faces), "--prepare", "--out", "x.png"]) == 2
     assert "--prepare draws every person" in capsys.readouterr().err

@@ -2,9 +2,9 @@
 import json
 
 from src.measure import bench
-from src.measure.device_bench import DEVICE_OVERRIDES, ROWS, STANDIN_PARTS, carry_sets, copy_sources
-from src.persons.demo import generate_outside
-from tests.helpers import stage
+from tools import device_bench
+from tools.device_bench import DEVICE_OVERRIDES, ROWS, STANDIN_PARTS, carry_sets, copy_sources
+from src.data.demo import generate_outside
 
 TINY = ["model=test_efficientnet", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=1",
         "batch_size=16", "n_folds=2", "num_workers=0", "lr=1e-3", "threads=2"]
@@ -15,7 +15,7 @@ def test_the_device_run_trains_every_row_and_copies_the_table_out_after_each(tin
     faces = generate_outside(tmp_path / "faces", n=4, seed=2)
     rows = ["seed", f"seed+extra={faces}+extra_conflicts=drop+age_head=ordinal"]  # the shape of ROWS, tiny
     out = tmp_path / "OUT"
-    assert stage("device_bench", ["run", "--out", str(out), "--data", str(tiny_data), "--rows", ",".join(rows),
+    assert device_bench.main(["run", "--out", str(out), "--data", str(tiny_data), "--rows", ",".join(rows),
                                   *TINY]) == 0
     table = (out / "device_results.md").read_text()
     assert all(f"| {r} |" in table for r in rows) and "protocol `gpu`" in table
@@ -24,7 +24,7 @@ def test_the_device_run_trains_every_row_and_copies_the_table_out_after_each(tin
     results = json.loads((out / "device_results.json").read_text())
     assert results["overrides"][:len(DEVICE_OVERRIDES)] == list(DEVICE_OVERRIDES)
     # the same command again on the same machine: every row reused, nothing trained
-    assert stage("device_bench", ["run", "--out", str(out), "--data", str(tiny_data), "--rows", ",".join(rows),
+    assert device_bench.main(["run", "--out", str(out), "--data", str(tiny_data), "--rows", ",".join(rows),
                                   *TINY]) == 0
     assert all(v["seconds"] < 30 for v in json.loads((out / "device_times.json").read_text())["rows"].values())
 
@@ -32,7 +32,7 @@ def test_the_device_run_trains_every_row_and_copies_the_table_out_after_each(tin
 def test_a_refused_row_stops_the_run_with_2_and_keeps_what_finished(tiny_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "OUTPUT", tmp_path / "output")
     out = tmp_path / "OUT"
-    assert stage("device_bench", ["run", "--out", str(out), "--data", str(tiny_data), "--rows", "seed,sede",
+    assert device_bench.main(["run", "--out", str(out), "--data", str(tiny_data), "--rows", "seed,sede",
                                   *TINY]) == 2
     assert "sede" in capsys.readouterr().err
     times = json.loads((out / "device_times.json").read_text())
