@@ -158,7 +158,7 @@ KEYS: dict[str, Key] = {
                          "decay_epochs)"),
     "sched_step": Key("update", choice("update", "epoch"),
                       doc="update: the schedule moves after every optimiser step (timm's train.py; warm-up inside the "
-                          "first epoch) | epoch: once per epoch (what runs made before this key did)"),
+                          "first epoch) | epoch: once per epoch"),
     "warmup_epochs": Key(0.0, number(0), doc="linear warm-up from warmup_lr to lr over this many epochs (0.5: half "
                                              "an epoch), inside the schedule"),
     "warmup_lr": Key(1e-5, number(0), doc="warmup_epochs: the rate it starts from"),

@@ -30,7 +30,7 @@ def resize(img: np.ndarray, h: int, w: int, how: str = "antialias") -> np.ndarra
     `antialias`: PIL's bilinear filter, whose footprint grows with the downscale factor, so every
     source pixel counts (what the reference implementation and torchvision do). `plain`: OpenCV
     bilinear, which samples 2x2 pixels per output pixel and aliases hair and skin texture on the
-    2.7-4x downscales used here (what the pipeline did before; LEGACY for older runs).
+    2.7-4x downscales used here (what the pipeline did before; core/migrations.py reads older runs so).
     """
     if img.shape[:2] == (h, w):
         return img

@@ -78,7 +78,7 @@ class FoldModel:
     model: nn.Module
     mean: tuple
     std: tuple
-    cfg: Config  # as trained; an older run is completed with what the code then did (config.LEGACY)
+    cfg: Config  # as trained (a run saved by an older version read as it was made: core/migrations.py)
     name: str
 
 

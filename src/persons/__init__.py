@@ -1,4 +1,5 @@
-"""Training persons beyond the competition's own: outside face photos as they come (`outside_layouts`), checked
-and given drawn masks (`extra`, `mask_draw`), confident eval photos of a finished run (`pseudo`), the synthetic
-demo set (`demo`) and the stand-in's held-out persons (`standin_persons`). Built on data/ (the competition's
-input path); the pipeline joins them to a fold's training rows."""
+"""Training persons beyond the competition's own, all of them training-only (fold TRAIN_ONLY): outside persons —
+face photos as public sets come (`outside_layouts`), checked (`outside_set`), their landmarks found
+(`outside_faces`), seven shots with drawn masks each (`outside_shots`, `mask_draw`), joined as persons
+(`outside_persons`) — and confident eval photos of a finished run (`pseudo`). Built on data/ (the competition's
+input path); pipeline/training_table.py joins them to the competition's rows."""

@@ -154,7 +154,7 @@ def audit_rows(run: RunDir, oof: pd.DataFrame) -> tuple[list[dict], str]:
 
 def page_data(run: RunDir, folder: Path) -> dict:
     cfg = run.load_config()
-    data_dir = cfg.data  # older runs' data_dir is read into this record (config.completed)
+    data_dir = cfg.data  # the data folder the run used (core/migrations.py fills it for older runs)
     sets, persons, audit, audit_source = {}, [], [], ""
     found = oof_set(run, folder)
     if found is not None:

@@ -140,7 +140,7 @@ def gather_epoch(ep: dict) -> dict:
 
 
 def optimiser(cfg, model, amp: torch.dtype | None):
-    """timm's optimiser of the config's name (adam: torch's Adam, as every run before this key), and the loss
+    """timm's optimiser of the config's name (adam: torch's Adam), and the loss
     scaler AMP needs; optimizer_args pass to the optimiser as they are (timm's opt-kwargs)."""
     opt = create_optimizer_v2(model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay,
                               layer_decay=cfg.layer_decay or None, **cfg.optimizer_args)

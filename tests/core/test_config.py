@@ -374,3 +374,18 @@ def test_an_optimisers_and_a_schedules_own_arguments_pass_through_checked_by_nam
         load_config("seed", ["scheduler_args={cycle_lmit: 3}"])
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_config("seed", ["optimizer_args=[1, 2]"])
+
+
+def test_an_augment_step_is_built_once_however_often_the_config_is_read_or_replaced(monkeypatch):
+    """albumentations builds a step to check it (and 8 seeded draws to see it act); a config read again, replaced
+    or saved and read back builds nothing again."""
+    from src.core import augment_list
+    built, real = [], augment_list.build
+    monkeypatch.setattr(augment_list, "build", lambda *a, **k: built.append(a[0].name) or real(*a, **k))
+    augment_list.checked_step.cache_clear()
+    augment_list.check_acting.cache_clear()
+    cfg = load_config("seed", ["augment=[{Affine: {rotate: [-7, 7], p: 0.5}}]"])
+    assert built.count("Affine") == 1 + augment_list.DRAWS
+    built.clear()
+    load_config("seed", ["augment=[{Affine: {rotate: [-7, 7], p: 0.5}}]"]).replace(lr=1e-3)
+    assert saved_config(cfg.stamped()).augment == cfg.augment and built == []
