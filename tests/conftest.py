@@ -3,8 +3,8 @@ import shutil
 import pytest
 
 from src.core.run_dir import RunDir
-from src.model import weights
 from src.data.demo import generate
+from src.model import weights
 from tests.helpers import train_fast
 
 # tiny and fast: a few persons, small pictures

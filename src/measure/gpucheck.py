@@ -17,8 +17,8 @@ import pandas as pd
 
 from ..core.paths import ROOT
 from ..core.run_dir import RunDir
-from ..data.tables import Layout, load_eval
 from ..data.demo import generate
+from ..data.tables import Layout, load_eval
 
 CHECKS = ("fp32", "bf16", "fp16", "resume", "torchrun", "parallel", "onnx", "speed")
 F1_TOLERANCE = 0.1  # mixed precision against full precision, on a 6-epoch demo model

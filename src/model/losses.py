@@ -184,7 +184,7 @@ LOSS_MAKERS: dict[str, Callable[..., nn.Module]] = {
 
 
 def check_loss(name: str) -> None:
-    """loss= names a loss of LOSS_MAKERS (checked before any work: pipeline/job.settled)."""
+    """loss= names a loss of LOSS_MAKERS (checked before any work: pipeline/job.run_settings)."""
     if name not in LOSS_MAKERS:
         close = " or ".join(closest_names(name, LOSS_MAKERS))
         raise ConfigError(f"loss={name}: not a loss of the table (model/losses.LOSS_MAKERS)"

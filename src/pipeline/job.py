@@ -41,7 +41,8 @@ from ..model.weights import resolve
 from ..persons.outside_set import OutsideSet, outside_rules, read_outside
 from ..report.gallery import write_gallery
 from ..report.run_report import Outcome, build_report, plot_confusion
-from ..train.trainer import check_optimiser, train_fold, training_cache
+from ..train.optimisation import check_optimiser
+from ..train.trainer import train_fold, training_cache
 from .fold_worker import train_in_parallel
 from .training_table import TrainingTable, training_boxes, training_rows
 
@@ -112,7 +113,7 @@ def prepare(data: str | Path | None = None, recipe: str | None = None, overrides
 
     Everything the user typed is checked before any folder is made or any photo read."""
     started = time.perf_counter()
-    cfg, data_dir, device = settled(data, recipe, list(overrides or []), name)
+    cfg, data_dir, device = run_settings(data, recipe, list(overrides or []), name)
     if data_dir == DEMO_DIR:
         ensure_demo_data()
     if not dist.is_main():
@@ -163,7 +164,7 @@ def say_decision(cfg: Config, training: TrainingTable) -> None:
           f"(decision=none turns it off)", flush=True)
 
 
-def settled(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
+def run_settings(data, recipe: str | None, overrides: list[str], name: str | None) -> tuple[Config, Path, torch.device]:
     """(the config, the data folder, this process's device): the demo's recipe when there is no data;
     a bad run name, a missing tracker, an unknown model or weights that do not fit it refused here."""
     cfg = load_config(recipe or "seed", overrides)
@@ -292,7 +293,7 @@ def post_hoc(job: Job, probs):
         oof_probs, y, oof_folds = oof_probs_as_eval(run, oof), oof["label"].to_numpy(), oof["fold"].to_numpy()
         if cfg.group_eval:
             oof_f, eval_f = run_features(run, oof["path"].tolist(), oof_folds, job.eval_table["path"].tolist(),
-                                         reading(job), TOP)
+                                         photo_reading(job), TOP)
             (oof_probs,), (probs,), grouping = apply_grouping(oof, [oof_probs], oof_f, [probs], eval_f,
                                                               cfg.group_eval)
         if cfg.decision in ("bias", "auto"):
@@ -309,7 +310,7 @@ def post_hoc(job: Job, probs):
     return probs, grouping, decision
 
 
-def reading(job: Job) -> PhotoReading:
+def photo_reading(job: Job) -> PhotoReading:
     return PhotoReading(job.cfg, job.ctx.device, job.ctx.cache_root, job.boxes)
 
 
@@ -319,7 +320,7 @@ def finish(job: Job, results: list[dict]) -> dict:
     ckpts = run.best_checkpoints(list(cfg.folds))
     age_edge, edge_report = fit_for_run(run, list(cfg.folds), cfg.age_boundary) if cfg.age_head == "ordinal" \
         else (None, None)
-    probs = predict_photos(ckpts, eval_table["path"].tolist(), reading(job), age_edge)
+    probs = predict_photos(ckpts, eval_table["path"].tolist(), photo_reading(job), age_edge)
     probs, grouping, decision = post_hoc(job, probs)
     eval_metrics = write_submission(run, eval_table, probs)
     if eval_metrics:

@@ -14,8 +14,8 @@ import pandas as pd
 
 from ..core.errors import NotFound, UserError
 from ..core.paths import user_path
-from ..data.tables import Layout
 from ..data.standin_persons import eval_persons
+from ..data.tables import Layout
 from . import parser, run_stage
 
 

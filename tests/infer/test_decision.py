@@ -8,8 +8,8 @@ import pytest
 from src.core import classes
 from src.core.metrics import fast_macro_f1
 from src.core.run_dir import RunDir
-from src.infer.decision import decide, fit_biases, nested_estimate, prior_biases
 from src.data.demo import generate_outside
+from src.infer.decision import decide, fit_biases, nested_estimate, prior_biases
 from tests.helpers import shifted_case, softmax, train_fast
 
 

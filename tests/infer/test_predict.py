@@ -6,8 +6,8 @@ from PIL import Image
 
 from src.core.classes import PROB_COLS
 from src.core.run_dir import RunDir
-from src.infer import predict
 from src.data.demo import generate_outside
+from src.infer import predict
 from tests.helpers import copy_run, stage, train_fast
 
 

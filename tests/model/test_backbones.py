@@ -148,7 +148,7 @@ def test_drop_path_reaches_the_model_and_a_model_without_it_is_refused():
 def test_layer_decay_groups_a_wrapped_backbone_by_its_own_blocks(head):
     """timm's layer-wise decay on our heads around a backbone: the stem gets the smallest share of the rate,
     the classifier and the head's own parameters (the ordinal cutpoints) the whole rate."""
-    from src.train.trainer import optimiser
+    from src.train.optimisation import optimiser
     cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "layer_decay=0.7", *head])
     model = build_model(cfg)[0]
     names = {id(p): n for n, p in model.named_parameters()}

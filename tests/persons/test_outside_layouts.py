@@ -8,9 +8,9 @@ import pytest
 from src.core.config import load_saved
 from src.core.keys import KEYS
 from src.core.run_dir import RunDir
+from src.data.demo import generate_outside
 from src.data.tables import DataError
 from src.persons import outside_persons, outside_set
-from src.data.demo import generate_outside
 from src.persons.outside_layouts import FORMATS, LAYOUTS, parse_age_range, read_folder
 from tests.helpers import FAST, stage
 

@@ -13,10 +13,10 @@ from PIL import Image
 
 from src.core.config import load_config
 from src.core.run_dir import RunDir
+from src.data.demo import generate_outside
 from src.data.folds import TRAIN_ONLY
 from src.data.tables import DataError
 from src.persons import outside_faces, outside_persons, outside_set, outside_shots
-from src.data.demo import generate_outside
 from src.persons.mask_draw import SHAPES, Face, draw
 from src.pipeline import job as pipeline
 from src.train.trainer import split_masks

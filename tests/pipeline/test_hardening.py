@@ -11,10 +11,10 @@ import yaml
 from PIL import Image
 
 from src.core.config import load_config
+from src.data.demo import generate_outside
 from src.data.tables import DataError, load_train, read_image
 from src.infer import predict
 from src.measure import bench
-from src.data.demo import generate_outside
 from src.pipeline.job import prepare
 from tests.helpers import FAST, copy_run, refused, stage, train_fast
 

@@ -1,10 +1,10 @@
 """The gpu bench prepared for a lent GPU machine, dry-run on the CPU at tiny settings."""
 import json
 
+from src.data.demo import generate_outside
 from src.measure import bench
 from tools import device_bench
 from tools.device_bench import DEVICE_OVERRIDES, ROWS, STANDIN_PARTS, carry_sets, copy_sources
-from src.data.demo import generate_outside
 
 TINY = ["model=test_efficientnet", "pretrained=false", "img_size=32,24", "crop_frac=1.0", "epochs=1",
         "batch_size=16", "n_folds=2", "num_workers=0", "lr=1e-3", "threads=2"]

@@ -9,7 +9,6 @@ from src.core import classes
 from src.core.config import load_config
 from src.data.batches import BatchPlan, CachedBatches, balanced_weights
 from src.data.transforms import HalfCutMix
-from src.model.backbones import build_model
 from src.model.losses import unpack
 from src.train.trainer import split_masks, training_labels, training_targets
 
@@ -115,40 +114,6 @@ def test_the_rate_moves_every_step_and_warms_up_inside_the_first_epoch():
     assert [steps[0] for steps in step] == [1.0, 1.0, 0.5, 0.5]
 
 
-def test_the_default_optimiser_is_torchs_adam_step_for_step_and_others_come_from_timm():
-    """optimizer=adam (every run before the key) makes the same updates as torch.optim.Adam on all
-    parameters; the others are timm's (sgd: momentum 0.9, Nesterov); weight decay skips biases and norms."""
-    from src.train.trainer import optimiser
-    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "lr=1e-3"])
-    torch.manual_seed(0)
-    ours, theirs = build_model(cfg)[0], build_model(cfg)[0]
-    theirs.load_state_dict(ours.state_dict())
-    x, y = torch.randn(4, 3, 32, 24), torch.randint(0, 18, (4,))
-    for model, opt in ((ours, optimiser(cfg, ours, None)[0]), (theirs, torch.optim.Adam(theirs.parameters(), lr=1e-3))):
-        for _ in range(3):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
-    sgd = optimiser(cfg.replace(optimizer="sgd", weight_decay=0.01), ours, None)[0]
-    assert type(sgd) is torch.optim.SGD and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
-    assert sorted(g["weight_decay"] for g in sgd.param_groups) == [0.0, 0.01]  # biases and norms: none
-
-
-def test_optimizer_args_and_scheduler_args_reach_the_optimiser_and_the_schedule():
-    """The libraries' own arguments pass through as they are: sgd's momentum and Nesterov, adamw's betas; a
-    cosine with k_decay=2 follows lr (1 + cos(pi e^2 / E^2)) / 2 (timm's k-decay)."""
-    from src.train.trainer import optimiser
-    cfg = load_config("seed", ["model=test_efficientnet", "pretrained=false", "optimizer=sgd",
-                               "optimizer_args={momentum: 0.8, nesterov: false}"])
-    sgd = optimiser(cfg, build_model(cfg)[0], None)[0]
-    assert (sgd.defaults["momentum"], sgd.defaults["nesterov"]) == (0.8, False)
-    adamw = optimiser(cfg.replace(optimizer="adamw", optimizer_args="{betas: [0.8, 0.9]}"), build_model(cfg)[0], None)[0]
-    assert tuple(adamw.defaults["betas"]) == (0.8, 0.9)
-    k2 = rates(load_config("seed", [*TINY_MODEL, "scheduler=cosine", "sched_step=epoch", "scheduler_args={k_decay: 2}"]), 1)
-    assert [steps[0] for steps in k2] == pytest.approx([0.5 * (1 + math.cos(math.pi * e**2 / 16)) for e in range(4)])
-
-
 def test_each_step_sets_every_groups_rate_times_its_layer_decay_share():
     cfg = load_config("seed", [*TINY_MODEL, "layer_decay=0.5", "scheduler=cosine", "lr=1e-3"])
     from src.train.trainer import FoldTrainer
@@ -243,25 +208,3 @@ def test_a_second_order_or_lookahead_optimiser_trains_as_timms_train_script_does
     assert train_fast(tiny_data, tmp_path, "folds=0", f"optimizer={name}", name="o") == 0
     log = pd.read_csv(RunDir(tmp_path / "o").fold(0).log)
     assert np.isfinite(log["train_loss"]).all() and (tmp_path / "o" / "submission.csv").exists()
-
-
-def test_an_optimiser_this_machine_cannot_run_is_refused_before_any_folder(tiny_data, tmp_path, capsys, monkeypatch):
-    import importlib.util
-
-    from src.train import trainer
-    from tests.helpers import refused, train_fast
-
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n in ("apex", "opt_einsum") else real(n, *a))
-    for name, words in {"fusedadam": "fusedadam is apex.optimizers.FusedAdam, which needs NVIDIA apex",
-                        "kron": "kron needs opt_einsum (pip install opt_einsum)"}.items():
-        refused(train_fast(tiny_data, tmp_path / "out", f"optimizer={name}"), capsys, words)
-
-    class CudaOnly(torch.optim.SGD):  # what an optimiser with a CUDA kernel does on a CPU
-        def step(self, closure=None):
-            raise AssertionError("CUDA device required")
-
-    monkeypatch.setattr(trainer, "create_optimizer_v2", lambda model, *a, **k: CudaOnly(model.parameters(), lr=0.1))
-    refused(train_fast(tiny_data, tmp_path / "out"), capsys,
-            "optimizer=adam cannot train on cpu here: AssertionError: CUDA device required")
-    assert not (tmp_path / "out").exists()
