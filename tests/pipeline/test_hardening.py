@@ -355,3 +355,18 @@ def test_an_img_size_the_model_cannot_take_is_refused_naming_the_size_it_takes(t
             "model=test_vit cannot take img_size=32,24: ",
             f"it takes {takes[0]}x{takes[1]} photos only (img_size={takes[0]},{takes[1]})")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_typed_path_with_dots_is_read_and_saved_normalised(tiny_data, tmp_path, monkeypatch, capsys):
+    """`--data tools/../data` and `extra=x/../faces` are the folders themselves: the first lines, config.yaml and
+    the run's records name them without `..` (once they read `.../tools/../data/extra`)."""
+    generate_outside(tmp_path / "faces", n=2, seed=4)
+    (tmp_path / "tools").mkdir()
+    monkeypatch.chdir(tmp_path)
+    dotted = Path("tools") / ".." / os.path.relpath(tiny_data, tmp_path)
+    job = prepare(dotted, "seed", [*FAST, "extra=tools/../faces", "folds=0"], "dots", tmp_path / "out")
+    job.run.unlock()
+    out = capsys.readouterr().out
+    assert f"checking {tiny_data} ..." in out and "/../" not in out and "tools" not in out
+    saved = yaml.safe_load(job.run.config.read_text())
+    assert (saved["data"], saved["extra"]) == (str(tiny_data), str(tmp_path / "faces"))
