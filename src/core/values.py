@@ -110,10 +110,10 @@ Folders = tuple[Path, ...]
 
 
 def outside_folders(raw) -> Folders | str:
-    """extra=: `A,B` -> the folders, each resolved from where the user stands (normalised); `none` (or '') -> ();
-    `auto` kept as auto until the data folder is known (config.settle_outside)."""
-    if isinstance(raw, tuple):
-        return raw
+    """extra=: `A,B` (or a YAML list) -> the folders, each resolved from where the user stands (normalised);
+    `none` (or '') -> (); `auto` kept as auto until the data folder is known (config.settle_outside)."""
+    if isinstance(raw, (list, tuple)):  # a recipe's YAML list, or the value itself
+        return tuple(user_path(str(p)) for p in raw)
     s = text(raw).strip()
     if s.lower() in ("none", OUTSIDE_AUTO):
         return () if s.lower() == "none" else OUTSIDE_AUTO

@@ -162,6 +162,8 @@ def test_extra_auto_is_the_data_folders_extra_and_none_turns_it_off(tmp_path):
     off = load_config("seed", ["extra=auto", "extra=none"])
     assert (off.extra, off.decision, settle_outside(off, data).extra) == ((), "none", ())
     assert load_config("seed", ["extra=auto", "extra_conflicts=drop"]).extra_conflicts == "drop"
+    (tmp_path / "listed.yaml").write_text("base: seed\nextra: [a, b/../c]\n")  # a recipe's YAML list of folders
+    assert load_config(str(tmp_path / "listed.yaml")).saved()["extra"] == f"{Path.cwd() / 'a'},{Path.cwd() / 'c'}"
 
 
 def test_an_optimiser_is_any_of_timms_by_name_and_a_misspelt_one_is_refused_with_the_close_ones():
