@@ -12,6 +12,7 @@
 #   bash run.sh extra --from DIR [--preview 24] [--out FILE.png]                 outside photos with drawn masks
 #   bash run.sh blend --runs A[,B...] [--decision bias] [--name N]              blend runs, decide for macro-F1
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
+#   bash run.sh tune [--space NAME|FILE] [--trials N] [--jobs N] [--storage URL]  search a recipe (Optuna)
 #   bash run.sh weights MODEL... [--out DIR]                                     fetch ImageNet weights as files
 #   bash run.sh gpucheck [--out DIR] [--only CHECKS]                             the GPU path end to end
 set -euo pipefail
@@ -59,7 +60,7 @@ case "${1:-}" in
         browser
         exec "$PY" -m pytest -q tests "$@"
         ;;
-    train|predict|export|audit|gallery|compare|extra|blend|bench|speed|weights|gpucheck)
+    train|predict|export|audit|gallery|compare|extra|blend|bench|tune|speed|weights|gpucheck)
         # each stage is one thin module, src/stages/<stage>.py (the list: src/stages/__init__.py)
         stage=$1
         shift

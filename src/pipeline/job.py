@@ -12,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,7 @@ class Job:
     started: float
     pseudo: dict | None = None  # pseudo_from: how many eval photos joined training, per class
     outside: dict | None = None  # extra=: how many outside persons joined training, and how many were skipped
+    on_epoch: Callable[[int, int, float], None] | None = None  # after each saved epoch (fold, epoch, val F1): tune's
 
 
 def ensure_demo_data() -> None:
@@ -277,7 +279,7 @@ def train_folds(job: Job) -> list[dict]:
             training_cache(cfg, job.ctx, job.table, job.boxes)
         train_in_parallel(job.run, job.ctx, folds, cfg.parallel_folds)
     # folds finished by parallel workers (or an earlier try) are skipped
-    return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes) for fold in folds]
+    return [train_fold(cfg, job.ctx, job.table, fold, job.run, job.boxes, job.on_epoch) for fold in folds]
 
 
 def post_hoc(job: Job, probs):

@@ -31,8 +31,7 @@ class TrainingTable:
 
 
 def training_rows(cfg, competition: pd.DataFrame, folds: pd.DataFrame, eval_table: pd.DataFrame | None,
-                  cache_root: Path,
-                  outside_set: OutsideSet | None = None) -> TrainingTable:
+                  cache_root: Path, outside_set: OutsideSet | None = None) -> TrainingTable:
     """The competition's rows with their `folds`, the pseudo rows (pseudo_from=, picked from `eval_table`), the
     outside persons (extra=; `outside_set` as the data check read it, else read again with extra_ages=auto as
     this data's youngest person settles it; rank 0 draws, other ranks read its cache)."""

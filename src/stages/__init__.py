@@ -45,6 +45,7 @@ STAGES = {
     "extra": "outside photos with drawn masks, as a contact sheet  --from DIR [--preview 24] [--out FILE.png]",
     "blend": "blend runs, group persons, decide for macro-F1  --runs A[,B...] [--decision bias] [--group-eval 7]",
     "bench": "recipes trained under one protocol, one table  [--protocol cpu|gpu] [--recipes seed,recommended]",
+    "tune": "search for the best recipe on your data (Optuna), checked on unseen folds  [--space NAME] [--trials N]",
     "speed": "where training time goes  [--device cpu|cuda] [--images N] [key=value ...]",
     "weights": "fetch + verify ImageNet weights, save them as files  MODEL... [--out DIR]",
     "gpucheck": "the whole GPU path, checked on the demo data  [--out DIR] [--only CHECKS]",

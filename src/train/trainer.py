@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -305,8 +306,10 @@ def write_oof(files: FoldFiles, fold: int, va: pd.DataFrame, probs: np.ndarray, 
     oof.to_csv(files.oof, index=False, float_format="%.6f")
 
 
-def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir, boxes: dict | None = None) -> dict:
-    """Train on every fold but `fold`, validate on `fold` (true age boundary), save its files."""
+def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir, boxes: dict | None = None,
+               on_epoch: Callable[[int, int, float], None] | None = None) -> dict:
+    """Train on every fold but `fold`, validate on `fold` (true age boundary), save its files; `on_epoch(fold,
+    epoch, val_f1)` after each epoch is saved (a search's pruner may stop the run there: it resumes from it)."""
     files = run.fold(fold)
     if files.finished():
         print(f"fold {fold}: already finished in {run}, skipping", flush=True)
@@ -352,6 +355,8 @@ def train_fold(cfg, ctx: RunContext, table: pd.DataFrame, fold: int, run: RunDir
                   f"gender {val['gender_f1']:.3f} age {val['age_f1']:.3f}) "
                   f"{row['train_img_s']:.1f} img/s{'  *best' if improved else ''}", flush=True)
             tracker.epoch(fold, row)
+            if on_epoch is not None:
+                on_epoch(fold, epoch, val["f1"])
 
     result = {"fold": fold, "best_epoch": prog.best["epoch"], "best_f1": prog.best["f1"],
               "train_img_s": prog.train_images / max(prog.train_seconds, 1e-9), "train_seconds": prog.train_seconds,
