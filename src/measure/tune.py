@@ -21,8 +21,8 @@ from pathlib import Path
 from ..core.errors import ConfigError, UserError
 from ..core.paths import ROOT
 from ..core.run_dir import RunDir
-from ..pipeline.job import finish, prepare, train_folds
 from ..core.values import OUTSIDE_SUBFOLDER
+from ..pipeline.job import finish, prepare, train_folds
 from .tune_space import Dimension, read_space, sample, without_outside
 
 PRUNERS = ("median", "hyperband", "none")

@@ -71,8 +71,8 @@ def study_settings(a) -> tuple[tune.StudySettings, str]:
     check_run_name(name)
     settings = tune.StudySettings(name=name, data=str(found), recipe=a.config, space=str(space),
                                   space_sha1=hashlib.sha1(space.read_bytes()).hexdigest(),
-                                  overrides=tuple(overrides), pruner=a.pruner, seed=load_config(a.config, overrides).seed,
-                                  output=str(a.output))
+                                  overrides=tuple(overrides), pruner=a.pruner,
+                                  seed=load_config(a.config, overrides).seed, output=str(a.output))
     dims = settings.dimensions()  # the space read and checked, outside faces only where DATA/extra/ is
     check_with_recipe(dims, a.config, overrides)
     run_settings(found, a.config, overrides, name)  # the model, weights, optimiser and loss: refused now, not per trial

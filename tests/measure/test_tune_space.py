@@ -39,7 +39,8 @@ def test_the_default_space_reads_and_a_conditional_key_is_drawn_only_where_its_c
 
 
 @pytest.mark.parametrize("text, words", [
-    ("lr: {log_float: [1.0e-4, 1.0e-2]}\nlrr: {float: [0.1, 0.2]}\n", r"line 2: lrr: not a config key \(did you mean lr"),
+    ("lr: {log_float: [1.0e-4, 1.0e-2]}\nlrr: {float: [0.1, 0.2]}\n",
+     r"line 2: lrr: not a config key \(did you mean lr"),
     ("lr: {log_flaot: [1.0e-4, 1.0e-2]}\n", r"line 1: lr: log_flaot is not a distribution \(did you mean log_float"),
     ("age_boundary: {int: [20, 60]}\n", r"line 1: age_boundary: 20: must be in 31..60"),
     ("loss: {choice: [focal, hinge]}\n", r"line 1: loss: 'hinge': loss=hinge: not a loss of the table"),
