@@ -27,6 +27,8 @@ from .tune_space import Dimension, read_space, sample, without_outside
 
 PRUNERS = ("median", "hyperband", "none")
 COUNTED = ("COMPLETE", "PRUNED")  # trial states that count towards --trials (a failed one is drawn again)
+# what must agree for a command to join a study (paths may differ from machine to machine)
+SAME_STUDY = ("recipe", "space_sha1", "overrides", "pruner", "seed")
 
 
 @dataclass(frozen=True)
@@ -83,13 +85,13 @@ def open_study(settings: StudySettings, storage: str, steps: int, worker: int = 
     except Exception as e:  # sqlalchemy's or optuna's: an unwritable file, a server not there, a bad URL
         raise ConfigError(f"--storage {storage}: cannot open the study there: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    saved = study.user_attrs.get("settings")
+    mine, saved = json.loads(json.dumps(asdict(settings))), study.user_attrs.get("settings")
     if saved is None:
-        study.set_user_attr("settings", json.loads(json.dumps(asdict(settings))))
-    elif saved != json.loads(json.dumps(asdict(settings))):
-        changed = [k for k in saved if saved[k] != json.loads(json.dumps(asdict(settings)))[k]]
-        raise ConfigError(f"study {settings.name} in {storage} was made with other settings ({', '.join(changed)}: "
-                          f"{', '.join(f'{saved[k]}' for k in changed)}); use another --name")
+        study.set_user_attr("settings", mine)
+    elif changed := [k for k in SAME_STUDY if saved.get(k) != mine[k]]:
+        raise ConfigError(f"study {settings.name} in {storage} was made with other settings ("
+                          f"{'; '.join(f'{k} {saved.get(k)} there, {mine[k]} here' for k in changed)}); use another "
+                          f"--name")
     return study
 
 

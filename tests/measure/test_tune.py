@@ -103,3 +103,19 @@ def test_bad_input_is_refused_before_any_trial(tiny_data, tmp_path, capsys, opti
         args = options + args if options[0] != "--trials" else args + options
     refused(stage("tune", args), capsys, words)
     assert not (tmp_path / "out" / "tune" / "s" / "trials").exists()
+
+
+def test_a_study_is_joined_only_with_the_same_settings_wherever_its_paths_are(tmp_path):
+    from dataclasses import replace
+
+    from src.core.errors import ConfigError
+    settings = tune.StudySettings(name="s", data=str(tmp_path / "data"), recipe="seed", space="space.yaml",
+                                  space_sha1="abc", overrides=("folds=0",), pruner="median", seed=42,
+                                  output=str(tmp_path / "out"))
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    tune.open_study(settings, storage, 3)
+    tune.open_study(replace(settings, data="/elsewhere/data", output="/elsewhere/out"), storage, 3)  # another machine
+    with pytest.raises(ConfigError, match="pruner median there, none here.*use another --name"):
+        tune.open_study(replace(settings, pruner="none"), storage, 3)
+    with pytest.raises(ConfigError, match="space_sha1 abc there, def here"):
+        tune.open_study(replace(settings, space_sha1="def"), storage, 3)
