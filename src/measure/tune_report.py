@@ -28,7 +28,8 @@ def trials_table(study) -> pd.DataFrame:
             continue
         seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
         steps = sorted(t.intermediate_values)
-        rows.append({"trial": t.number, "state": t.state.name.lower(), "oof_f1": t.value,
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "oof_f1": t.value if t.state.name == "COMPLETE" else None,  # a pruned one's: its last epoch
                      "epochs_reported": len(steps), "last_val_f1": t.intermediate_values[steps[-1]] if steps else None,
                      "seconds": seconds, "changes": " ".join(t.user_attrs.get("changes", [])),
                      "run": t.user_attrs.get("run", ""), "note": t.user_attrs.get("refused", "")})
