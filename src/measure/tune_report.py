@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from ..core.classes import PROB_COLS
 from ..core.config import load_config
 from ..core.metrics import paired_bootstrap
 from ..core.paths import CONFIG_DIR
 from ..core.run_dir import RunDir
-from ..infer.age_edge import oof_probs_as_eval
 from ..pipeline.job import run_job
 from .tune import StudySettings, trial_name
 
@@ -90,9 +90,9 @@ def best_recipe(settings: StudySettings, best, path: Path) -> list[str]:
 
 
 def unseen_scores(run: RunDir, folds: list[int]) -> pd.DataFrame:
-    """A run's OOF predictions of `folds` (at the eval's age edge), one row a photo in a fixed order."""
+    """A run's OOF predictions of `folds` as its report scores them, one row a photo in a fixed order."""
     oof = run.load_oof(folds).sort_values("path").reset_index(drop=True)
-    oof["pred"] = oof_probs_as_eval(run, oof).argmax(1)
+    oof["pred"] = oof[PROB_COLS].to_numpy().argmax(1)
     return oof
 
 
