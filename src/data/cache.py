@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..core.files import free_mib
+from ..core.files import atomic_write_text, free_mib
 from ..core.paths import user_path
 from ..core.progress import parallel_map
 from .faces import DETECT_SIDE, MIN_PROB
@@ -66,8 +67,8 @@ def load_or_build(paths: list[str], cfg, root: Path, desc: str = "caching images
             return np.load(array_path, mmap_mode="r")
         print(f"cache {array_path.name} is stale (images changed since it was built): rebuilding", flush=True)
     build(paths, cfg, array_path, desc, boxes)
-    meta_path.write_text(json.dumps({**conf, "n": len(paths), "fingerprint": current,
-                                     "first": paths[:1]}, indent=1))
+    atomic_write_text(json.dumps({**conf, "n": len(paths), "fingerprint": current, "first": paths[:1]}, indent=1),
+                      meta_path)
     return np.load(array_path, mmap_mode="r")
 
 
@@ -86,9 +87,24 @@ def reserve(path: Path) -> None:
                       str(path)) from None
 
 
+PART_HOURS = 1  # a half-built cache file older than this belongs to a process that was killed
+
+
+def clear_stale_parts(array_path: Path) -> None:
+    """Remove the half-built files of this cache left by killed processes; a younger one may be another
+    process's (a tune worker, a fold worker) building the same cache now."""
+    old = time.time() - PART_HOURS * 3600
+    for part in array_path.parent.glob(f"{array_path.name}.*.part.npy"):
+        if part.stat().st_mtime < old:
+            part.unlink(missing_ok=True)
+
+
 def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None = None) -> None:
+    """The cache file, written under a name of this process's own and moved into place whole: two processes
+    building the same cache at once (tune's workers) each finish, the file the same bytes either way."""
     h, w = cfg.img_size
-    tmp = array_path.with_name(array_path.name + ".part.npy")
+    clear_stale_parts(array_path)
+    tmp = array_path.with_name(f"{array_path.name}.{os.getpid()}.part.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
     reserve(tmp)
     if boxes is not None:  # boxes are keyed by the paths as given; the cache uses resolved paths

@@ -67,5 +67,5 @@ def test_a_value_the_recipe_refuses_with_the_others_is_named_before_any_trial(tm
                     "cosine}}\n")
     with pytest.raises(ConfigError, match=r"line 2: warmup_epochs=2.0 with --config seed: .*the warm-up would last"):
         check_with_recipe(read_space(path), "seed", ["epochs=2"])
-    with pytest.raises(ConfigError, match="not a space of configs/tune/ \\(default\\)"):
+    with pytest.raises(ConfigError, match=r"not a space of configs/tune/ \(default, quick"):
         space_file("defualt")

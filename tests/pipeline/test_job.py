@@ -127,10 +127,10 @@ def test_out_of_memory_names_what_to_lower_and_the_run_continues(tiny_data, out_
 
     real = pipeline.train_fold
 
-    def oom_in_fold_1(cfg, ctx, table, fold, run, boxes=None):
+    def oom_in_fold_1(cfg, ctx, table, fold, run, boxes=None, on_epoch=None):
         if fold == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(cfg, ctx, table, fold, run, boxes)
+        return real(cfg, ctx, table, fold, run, boxes, on_epoch)
 
     monkeypatch.setattr(pipeline, "train_fold", oom_in_fold_1)
     assert _run(tiny_data, "oom") == 2
