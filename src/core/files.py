@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -84,9 +85,9 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    """The file whole or not at all; its temp name is this process's own, so two processes writing the same
-    file at once (workers sharing a cache) each move a whole file into place."""
+    """The file whole or not at all; its temp name is its own, so two writers of the same file at once (workers
+    sharing a cache) each move a whole file into place."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -100,11 +101,11 @@ def clear_stale_parts(array_path: Path) -> None:
 
 
 def build(paths: list[str], cfg, array_path: Path, desc: str, boxes: dict | None = None) -> None:
-    """The cache file, written under a name of this process's own and moved into place whole: two processes
+    """The cache file, written under a name of its own and moved into place whole: two processes (or threads)
     building the same cache at once (tune's workers) each finish, the file the same bytes either way."""
     h, w = cfg.img_size
     clear_stale_parts(array_path)
-    tmp = array_path.with_name(f"{array_path.name}.{os.getpid()}.part.npy")
+    tmp = array_path.with_name(f"{array_path.name}.{uuid.uuid4().hex[:12]}.part.npy")
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), h, w, 3))
     reserve(tmp)
     if boxes is not None:  # boxes are keyed by the paths as given; the cache uses resolved paths

@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 
@@ -105,6 +106,36 @@ def test_interrupted_build_leaves_no_usable_cache(tiny_data, cfg, monkeypatch):
     assert not list(_root(cfg).glob("*[0-9a-f].npy"))  # only a .part file, if anything
     monkeypatch.setattr(transforms, "read_image", real_read)
     assert cache.load_or_build(paths, cfg, _root(cfg)).shape[0] == 10
+
+
+def test_two_builders_of_one_cache_at_once_both_finish_and_a_killed_ones_part_is_cleared(tiny_data, cfg):
+    """tune's workers build the same cache together: each writes its own half-built file and moves it into place
+    (one shared name let the second's rename find the first's file gone); a half-built file older than an hour
+    is a killed process's and goes."""
+    paths, built, errors = _paths(tiny_data), [], []
+    slow = threading.Barrier(2)
+
+    def build():
+        try:
+            slow.wait()
+            built.append(np.asarray(cache.load_or_build(paths, cfg, _root(cfg))).copy())
+        except Exception as e:  # what the test reports
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(built) == 2 and np.array_equal(built[0], built[1])
+    array = next(p for p in _root(cfg).glob("*.npy") if ".part" not in p.name)
+    stale, fresh = array.with_name(array.name + ".dead.part.npy"), array.with_name(array.name + ".busy.part.npy")
+    for part in (stale, fresh):
+        part.write_bytes(b"half")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    cache.clear_stale_parts(array)
+    assert not stale.exists() and fresh.exists()
 
 
 AUGMENT = load_config("seed", ["augment=[HorizontalFlip: {p: 0.5}, Affine: {translate_px: [-2, 2], p: 0.7}, "
