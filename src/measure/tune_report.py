@@ -14,7 +14,6 @@ import yaml
 from ..core.classes import PROB_COLS
 from ..core.config import load_config
 from ..core.metrics import paired_bootstrap
-from ..core.paths import CONFIG_DIR
 from ..core.run_dir import RunDir
 from ..pipeline.job import run_job
 from .tune import StudySettings, trial_name
@@ -71,21 +70,15 @@ def plots(study, folder: Path) -> list[str]:
     return written
 
 
-def recipe_text(settings: StudySettings) -> str:
-    """How the best recipe names its base: a recipe of configs/ by name, else the file's path."""
-    path = Path(settings.recipe)
-    return path.stem if (CONFIG_DIR / f"{path.stem}.yaml").is_file() and not path.is_file() else str(path.resolve())
-
-
 def best_recipe(settings: StudySettings, best, path: Path) -> list[str]:
-    """best.yaml: the base recipe, the user's overrides (not the folds searched) and the best trial's changes;
-    returns those key=value changes."""
+    """best.yaml: the base recipe (a name of configs/, or a file's full path), the user's overrides (not the folds
+    searched) and the best trial's changes; returns those key=value changes."""
     changes = [o for o in settings.overrides if not o.startswith("folds=")] + list(best.user_attrs["changes"])
     values = {k: yaml.safe_load(v) if v.strip() else "" for k, v in (c.split("=", 1) for c in changes)}
     header = (f"# The best trial of study {settings.name} (trial {best.number}: OOF macro-F1 {best.value:.4f} on the "
               f"folds it searched,\n# optimistic: chosen among its trials). On folds the search never saw: "
               f"report.md. Run it: bash run.sh --config {path}\n")
-    path.write_text(header + yaml.safe_dump({"base": recipe_text(settings), **values}, sort_keys=False))
+    path.write_text(header + yaml.safe_dump({"base": settings.recipe, **values}, sort_keys=False))
     return changes
 
 

@@ -67,15 +67,17 @@ def study_settings(a) -> tuple[tune.StudySettings, str]:
         raise NotFound("no --data, and neither input/data nor input/standin exists")
     space = space_file(a.space)
     overrides = list(a.overrides) if any(o.startswith("folds=") for o in a.overrides) else [*a.overrides, "folds=0"]
-    name = a.name or f"{user_path(a.config).stem if a.config.endswith('.yaml') else a.config}-{space.stem}"
+    typed = user_path(a.config)  # a recipe file is held by its full path: the workers start in the repository
+    recipe = str(typed) if typed.is_file() else a.config
+    name = a.name or f"{typed.stem if typed.is_file() else a.config}-{space.stem}"
     check_run_name(name)
-    settings = tune.StudySettings(name=name, data=str(found), recipe=a.config, space=str(space),
+    settings = tune.StudySettings(name=name, data=str(found), recipe=recipe, space=str(space),
                                   space_sha1=hashlib.sha1(space.read_bytes()).hexdigest(),
                                   overrides=tuple(overrides), pruner=a.pruner,
-                                  seed=load_config(a.config, overrides).seed, output=str(a.output))
+                                  seed=load_config(recipe, overrides).seed, output=str(a.output))
     dims = settings.dimensions()  # the space read and checked, outside faces only where DATA/extra/ is
-    check_with_recipe(dims, a.config, overrides)
-    run_settings(found, a.config, overrides, name)  # the model, weights, optimiser and loss: refused now, not per trial
+    check_with_recipe(dims, recipe, overrides)
+    run_settings(found, recipe, overrides, name)  # the model, weights, optimiser and loss: refused now, not per trial
     writable_folder(settings.folder, "the study's folder")
     settings.folder.mkdir(parents=True, exist_ok=True)  # its runs, report and (by default) its SQLite file
     return settings, a.storage or tune.default_storage(settings.folder)
