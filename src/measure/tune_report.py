@@ -25,7 +25,7 @@ def trials_table(study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         if "surplus" in t.user_attrs:  # drawn after the last trial was taken by another worker: never ran
             continue
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None
+        seconds = round((t.datetime_complete - t.datetime_start).total_seconds()) if t.datetime_complete else None
         steps = sorted(t.intermediate_values)
         rows.append({"trial": t.number, "state": t.state.name.lower(),
                      "oof_f1": t.value if t.state.name == "COMPLETE" else None,  # a pruned one's: its last epoch
