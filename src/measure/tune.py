@@ -80,8 +80,10 @@ def open_study(settings: StudySettings, storage: str, steps: int, worker: int = 
         rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180,
                                          heartbeat_stale_trial_callback=retry)
         study = optuna.create_study(study_name=settings.name, storage=rdb, direction="maximize", load_if_exists=True,
-                                    sampler=optuna.samplers.TPESampler(seed=settings.seed + worker),
                                     pruner=make_pruner(settings.pruner, steps))
+        # seeded by what the study holds and the worker: a study continued (or joined) draws on, never the same
+        # first draws again
+        study.sampler = optuna.samplers.TPESampler(seed=settings.seed + 7919 * len(study.get_trials()) + worker)
     except Exception as e:  # sqlalchemy's or optuna's: an unwritable file, a server not there, a bad URL
         raise ConfigError(f"--storage {storage}: cannot open the study there: {type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}") from None
@@ -129,10 +131,17 @@ def reporter(trial, epochs: int, folds: list[int]):
 
 def run_trial(settings: StudySettings, trial) -> float:
     """One trial: its drawn changes trained as a run (or found finished), its OOF macro-F1."""
+    import optuna
+
     changes = sample(settings.dimensions(), trial)
     name = trial_name(changes)
     trial.set_user_attr("run", name)
     trial.set_user_attr("changes", changes)
+    same = [t.number for t in trial.study.get_trials(deepcopy=False)
+            if t.state.name in COUNTED and t.number != trial.number and t.params == trial.params]
+    if same:  # a small space drawn twice: counted, not trained again
+        trial.set_user_attr("duplicate_of", same[0])
+        raise optuna.TrialPruned(f"the same changes as trial {same[0]}")
     print(f"\n=== tune {settings.name}: trial {trial.number}: {' '.join(changes) or '(the recipe as it is)'} ===",
           flush=True)
     done = RunDir(settings.folder / "trials" / name)

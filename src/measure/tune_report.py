@@ -31,8 +31,14 @@ def trials_table(study) -> pd.DataFrame:
                      "oof_f1": t.value if t.state.name == "COMPLETE" else None,  # a pruned one's: its last epoch
                      "epochs_reported": len(steps), "last_val_f1": t.intermediate_values[steps[-1]] if steps else None,
                      "seconds": seconds, "changes": " ".join(t.user_attrs.get("changes", [])),
-                     "run": t.user_attrs.get("run", ""), "note": t.user_attrs.get("refused", "")})
+                     "run": t.user_attrs.get("run", ""), "note": note(t)})
     return pd.DataFrame(rows)
+
+
+def note(trial) -> str:
+    if "duplicate_of" in trial.user_attrs:
+        return f"the same changes as trial {trial.user_attrs['duplicate_of']}: not trained again"
+    return trial.user_attrs.get("refused", "")
 
 
 def markdown(table: pd.DataFrame) -> str:

@@ -51,6 +51,10 @@ def test_a_study_prunes_reports_writes_its_best_recipe_checks_it_unseen_and_the_
     capsys.readouterr()
     assert stage("tune", tune_args(tiny_data, tmp_path, 6)) == 0  # the same command: nothing left to train
     assert "6 of 6 trials finished" in capsys.readouterr().out and len(states(study_of(tmp_path))) == 6
+    # continued to 7: the new trial draws on (a process seeded as the first replayed its first draws)
+    assert stage("tune", tune_args(tiny_data, tmp_path, 7)) == 0
+    trials = study_of(tmp_path).trials
+    assert len(trials) == 7 and all(trials[6].params != t.params for t in trials[:6])
 
 
 def test_ctrl_c_in_a_trial_is_130_and_the_same_command_draws_it_again_and_continues_its_run(tiny_data, tmp_path,
