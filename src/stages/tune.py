@@ -75,12 +75,26 @@ def study_settings(a) -> tuple[tune.StudySettings, str]:
                                   space_sha1=hashlib.sha1(space.read_bytes()).hexdigest(),
                                   overrides=tuple(overrides), pruner=a.pruner,
                                   seed=load_config(recipe, overrides).seed, output=str(a.output))
+    check_confirm_folds(a.confirm_folds, load_config(recipe, overrides))
     dims = settings.dimensions()  # the space read and checked, outside faces only where DATA/extra/ is
     check_with_recipe(dims, recipe, overrides)
     run_settings(found, recipe, overrides, name)  # the model, weights, optimiser and loss: refused now, not per trial
     writable_folder(settings.folder, "the study's folder")
     settings.folder.mkdir(parents=True, exist_ok=True)  # its runs, report and (by default) its SQLite file
     return settings, a.storage or tune.default_storage(settings.folder)
+
+
+def check_confirm_folds(asked: list[int] | None, cfg) -> None:
+    """--confirm-folds: folds of the run that the search does not validate on (else the check is not honest)."""
+    if asked is None:
+        return
+    wrong = [f for f in asked if not 0 <= f < cfg.n_folds]
+    searched = sorted(set(asked) & set(cfg.folds))
+    if wrong or searched:
+        raise ConfigError(f"--confirm-folds {','.join(map(str, asked))}: " + (
+            f"fold numbers are 0..{cfg.n_folds - 1} (n_folds={cfg.n_folds})" if wrong else
+            f"fold(s) {searched} are searched (folds={','.join(map(str, cfg.folds))}); the check needs folds the "
+            f"search never validated on"))
 
 
 def search(a) -> int:

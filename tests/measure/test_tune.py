@@ -99,6 +99,8 @@ def test_two_workers_share_one_sqlite_study_and_make_exactly_its_trials(tiny_dat
     (["--storage", "sqlite:////proc/no/such/study.db"], [], SPACE,
      "--storage sqlite:////proc/no/such/study.db: cannot open the study there"),
     ([], ["model=resnet_no_such"], SPACE, "resnet_no_such"),  # what a run refuses, refused before the first trial
+    (["--confirm-folds", "0"], [], SPACE, "--confirm-folds 0: fold(s) [0] are searched"),
+    (["--confirm-folds", "5"], [], SPACE, "--confirm-folds 5: fold numbers are 0..1"),
 ])
 def test_bad_input_is_refused_before_any_trial(tiny_data, tmp_path, capsys, options, keys, space, words):
     (tmp_path / "space.yaml").write_text(space)
