@@ -122,7 +122,7 @@ def config_parser(key: str) -> Callable:
 def resolve_recipe(name_or_path: str, beside: Path | None = None) -> Path:
     """`seed` -> configs/seed.yaml; an existing file (from where the user stands, or for a `base:` beside the
     recipe naming it) is used as is."""
-    p = (beside / name_or_path) if beside is not None else user_path(name_or_path)
+    p = user_path(beside / name_or_path if beside is not None else name_or_path)  # normalised: a circle is seen
     if p.is_file():
         return p
     candidate = CONFIG_DIR / f"{name_or_path}.yaml"

@@ -353,6 +353,10 @@ def test_a_recipe_builds_on_another_and_holds_only_its_changes(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="builds on itself"):
         load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "d.yaml").write_text("base: sub/../d.yaml\n")  # itself, spelt otherwise
+    with pytest.raises(ConfigError, match="builds on itself"):
+        load_config(str(tmp_path / "d.yaml"))
     (tmp_path / "c.yaml").write_text("base: nothere\n")
     with pytest.raises(ConfigError, match="config 'nothere' not found"):
         load_config(str(tmp_path / "c.yaml"))
