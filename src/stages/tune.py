@@ -71,11 +71,12 @@ def study_settings(a) -> tuple[tune.StudySettings, str]:
     recipe = str(typed) if typed.is_file() else a.config
     name = a.name or f"{typed.stem if typed.is_file() else a.config}-{space.stem}"
     check_run_name(name)
+    cfg = load_config(recipe, overrides)
     settings = tune.StudySettings(name=name, data=str(found), recipe=recipe, space=str(space),
                                   space_sha1=hashlib.sha1(space.read_bytes()).hexdigest(),
                                   overrides=tuple(overrides), pruner=a.pruner,
-                                  seed=load_config(recipe, overrides).seed, output=str(a.output))
-    check_confirm_folds(a.confirm_folds, load_config(recipe, overrides))
+                                  seed=cfg.seed, output=str(a.output))
+    check_confirm_folds(a.confirm_folds, cfg)
     dims = settings.dimensions()  # the space read and checked, outside faces only where DATA/extra/ is
     check_with_recipe(dims, recipe, overrides)
     run_settings(found, recipe, overrides, name)  # the model, weights, optimiser and loss: refused now, not per trial
