@@ -133,6 +133,11 @@ KEYS: dict[str, Key] = {
     "crop": Key("center", choice("center", "face"),
                 doc="center | face (MTCNN box + face_margin; centre crop where no face is found)"),
     "face_margin": Key(0.3, number(0)),
+    "background": Key("keep", choice("keep", "grabcut", "selfie"),
+                      doc="keep | grabcut (OpenCV, seeded from the face box or the centre) | selfie (MediaPipe Selfie "
+                          "Segmentation): the background removed where the photo is decoded (src/data/background.py)"),
+    "background_fill": Key("mean", choice("mean", "blur"),
+                           doc="what replaces a removed background: mean (ImageNet's mean colour) | blur"),
     "augment": Key([{"HorizontalFlip": {"p": 0.5}}], augment_steps, augment_list.entries,
                    doc="training augmentation: a list of albumentations transforms by their own names, run per "
                        "photo in the loader's workers on the cached crops, e.g. [HorizontalFlip: {p: 0.5}, Affine: "

@@ -24,6 +24,7 @@ import numpy as np
 from ..core.files import atomic_write_text, free_mib
 from ..core.paths import user_path
 from ..core.progress import parallel_map
+from .background import background_settings
 from .faces import DETECT_SIDE, MIN_PROB
 from .transforms import Geometry
 
@@ -36,6 +37,7 @@ def settings(cfg) -> dict:
             "resize": cfg.resize}
     if cfg.crop == "face":  # boxes follow from the file contents and these detector settings
         conf.update(face_margin=cfg.face_margin, detect_side=DETECT_SIDE, min_prob=MIN_PROB)
+    conf.update(background_settings(cfg.background, cfg.background_fill))  # nothing for keep: its names stay
     return conf
 
 

@@ -1,8 +1,9 @@
 """Preprocessing in two parts.
 
-`Geometry` (deterministic): decode the photo, cut a window of it (around its face for crop=face,
-else the centre `crop_frac` of each side, also the fallback when no face was found) and resize
-that once with `resize` (antialiased by default). Its uint8 output is what the cache stores.
+`Geometry` (deterministic): decode the photo, remove its background (`background`, data/background.py), cut a
+window of it (around its face for crop=face, else the centre `crop_frac` of each side, also the fallback when no
+face was found) and resize that once with `resize` (antialiased by default). Its uint8 output is what the cache
+stores.
 Random: `PhotoAugment`, the recipe's albumentations list on each uint8 photo in the loader's workers,
 seeded per draw, for both photo sources (the cache and the decoder), so cache on and off give the same
 numbers. On whole batches on the training device: `HalfCutMix` (left and right halves of two faces) and
@@ -19,6 +20,7 @@ import torch
 from PIL import Image
 
 from ..core import augment_list
+from .background import Background, composite
 from .faces import face_window
 from .tables import read_image
 
@@ -47,24 +49,36 @@ def centre_window(img_h: int, img_w: int, crop_frac: float) -> tuple[int, int, i
 
 
 class Geometry:
-    """path -> uint8 (H, W, 3): a window of the photo (the face crop when a box is known for it, else
-    the centre crop), cut in the photo's own pixels and then resized once."""
+    """path -> uint8 (H, W, 3): the photo with its background removed (`background`, where set), then a window
+    of it (the face crop when crop=face and a box is known for it, else the centre crop), cut in the photo's own
+    pixels and resized once. A known face box also seeds GrabCut (background=grabcut)."""
 
     def __init__(self, cfg, boxes: dict | None = None):
         self.h, self.w = cfg.img_size
         self.how = cfg.resize
         self.crop_frac = cfg.crop_frac
-        self.boxes = boxes if cfg.crop == "face" else None
+        self.crop_face = cfg.crop == "face"
+        self.boxes = boxes or {}
         self.margin = cfg.face_margin
+        self.background = Background.of(cfg)
 
     def __call__(self, path) -> np.ndarray:
+        return self.view(path)[0]
+
+    def view(self, path) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the photo as the model sees it, the window's alpha: 1 kept, 0 filled; None with background=keep)."""
         img = read_image(path)
-        box = self.boxes.get(str(path)) if self.boxes is not None else None
-        if box is None:
+        box = self.boxes.get(str(path))
+        alpha = None
+        if self.background is not None:
+            alpha = self.background.alpha(img, box)
+            img = composite(img, alpha, self.background.fill)
+        if box is None or not self.crop_face:
             x1, y1, x2, y2 = centre_window(img.shape[0], img.shape[1], self.crop_frac)
         else:
             x1, y1, x2, y2 = face_window(box, img.shape[0], img.shape[1], self.h, self.w, self.margin)
-        return resize(np.ascontiguousarray(img[y1:y2, x1:x2]), self.h, self.w, self.how)
+        view = resize(np.ascontiguousarray(img[y1:y2, x1:x2]), self.h, self.w, self.how)
+        return view, None if alpha is None else alpha[y1:y2, x1:x2]
 
 
 def normaliser(mean, std) -> A.Compose:

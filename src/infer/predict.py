@@ -17,6 +17,7 @@ from ..core.classes import PROB_COLS
 from ..core.errors import NotFound
 from ..core.progress import progress
 from ..core.run_dir import OUTPUT, RunDir
+from ..data.background import check_background
 from ..data.cache import cache_root
 from ..data.faces import face_boxes
 from ..data.transforms import Geometry, normaliser
@@ -56,6 +57,7 @@ def load_ensemble(run: RunDir) -> tuple[list[FoldModel], Preprocess]:
     """(every finished fold's model on the CPU, channels-last: oneDNN's fast layout; the preprocessing)."""
     edge = run.fitted_age_edge()  # age_head=ordinal: the edge the run's eval used
     models = [load_fold_model(ck, torch.device("cpu"), True, edge) for ck in run.best_checkpoints()]
+    check_background(models[0].cfg.background)  # the run's background removal runs here too, or nothing does
     return models, Preprocess(models[0])
 
 

@@ -28,6 +28,7 @@ from ..core.paths import ROOT
 from ..core.run_dir import OUTPUT, RunDir, check_run_name, find_run, open_run
 from ..core.tracker import check_tracker, open_tracker, register_tracker
 from ..core.values import OUTSIDE_AUTO, OUTSIDE_SUBFOLDER, folders_text
+from ..data.background import check_background
 from ..data.cache import cache_root
 from ..data.folds import in_folds, make_folds
 from ..data.tables import DataError, Layout, find_data, load_eval, training_table
@@ -58,7 +59,7 @@ class Job:
     run: RunDir
     table: pd.DataFrame        # training photos, with their fold
     eval_table: pd.DataFrame
-    boxes: dict | None         # crop=face: the face box of every photo
+    boxes: dict | None         # crop=face: the face box of every photo (background=grabcut: outside persons')
     face_stats: dict | None
     started: float
     pseudo: dict | None = None  # pseudo_from: how many eval photos joined training, per class
@@ -193,6 +194,7 @@ def run_settings(data, recipe: str | None, overrides: list[str], name: str | Non
     # an unknown model, weights that do not fit it, or an img_size it cannot take: refused before any folder
     check_input_size(build_model(cfg)[0], cfg.model, cfg.img_size)
     check_loss(cfg.loss)
+    check_background(cfg.background)
     return cfg, data_dir, device
 
 
@@ -259,8 +261,8 @@ def detect_faces(cfg: Config, ctx: RunContext, training: TrainingTable, eval_tab
     photos had no face found (said, and in the report)."""
     eval_paths = eval_table["path"].tolist()
     boxes = training_boxes(cfg, training, ctx.cache_root, eval_paths)
-    if boxes is None:
-        return None, None
+    if boxes is None or cfg.crop != "face":  # (background=grabcut's outside boxes: no crops to count)
+        return boxes, None
     train_paths, outside = training.rows["path"].tolist(), training.outside
     stats = {"train_photos": len(train_paths), "train_fallbacks": sum(boxes[p] is None for p in train_paths),
              "eval_photos": len(eval_paths), "eval_fallbacks": sum(boxes[p] is None for p in eval_paths),

@@ -51,9 +51,11 @@ def training_rows(cfg, competition: pd.DataFrame, folds: pd.DataFrame, eval_tabl
 def training_boxes(cfg, training: TrainingTable, cache_root: Path, eval_paths: list[str] = ()) -> dict | None:
     """crop=face: the face box of every training row (and of `eval_paths`, which hold the pseudo-labelled photos):
     the detector's for photos (cached by content; rank 0 finds them, the others read its cache), an outside
-    person's shots those they were drawn by."""
+    person's shots those they were drawn by. Otherwise only the outside persons' boxes, where background=grabcut
+    seeds from them (no detector runs for it: the competition's photos are seeded at their centre)."""
     if cfg.crop != "face":
-        return None
+        known = training.outside.boxes if training.outside else {}
+        return dict(known) if cfg.background == "grabcut" and known else None
     pseudo = training.rows.loc[training.rows["shot"] == PSEUDO_SHOT, "path"].tolist()  # eval photos themselves
     photos = training.competition_paths + (list(eval_paths) or pseudo)
     boxes = dist.main_first(lambda: face_boxes(photos, cache_root))
