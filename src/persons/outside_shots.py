@@ -74,11 +74,16 @@ def person_shots(img: np.ndarray, face: Face, rng: random.Random) -> dict[str, t
 BOXES = "boxes.json"  # in a drawn person's folder: each shot's face box (crop=face crops outside persons by it)
 
 
+def drawn(folder: Path) -> bool:
+    """A drawn person's folder is complete: its 7 shots and their boxes."""
+    return (folder / BOXES).is_file() and all((folder / f"{s}.jpg").is_file() for s in classes.SHOTS)
+
+
 def synthesise(photo: OutsidePhoto, digest: str, face: Face, seed: int, root: Path) -> Path:
     """The folder of the photo's 7 shots under `root`, drawn once (a function of content, seed, version)."""
     key = hashlib.sha1(f"{digest}-{seed}-{SYNTH_VERSION}-{CANVAS}-{FACE_WIDTH}-{FACE_CENTRE}".encode()).hexdigest()[:20]
     folder = root / key
-    if (folder / BOXES).is_file() and all((folder / f"{s}.jpg").is_file() for s in classes.SHOTS):
+    if drawn(folder):
         return folder
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
@@ -88,9 +93,15 @@ def synthesise(photo: OutsidePhoto, digest: str, face: Face, seed: int, root: Pa
             Image.fromarray(img).save(tmp / f"{shot}.jpg", quality=92)
         boxes = {shot: [round(float(v), 2) for v in f.box] for shot, (_, f) in shots.items()}
         (tmp / BOXES).write_text(json.dumps(boxes, sort_keys=True))
-        if folder.exists():  # a half-made folder of a killed run
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
+        if drawn(folder):  # another process (a tune worker, a second bench) drew the same shots meanwhile
+            return folder
+        if folder.exists():  # a half-made folder (a file of it deleted by hand)
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process's folder took the name between the check and the move
+            if not drawn(folder):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

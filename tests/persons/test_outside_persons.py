@@ -3,6 +3,7 @@ refusals, and outside persons kept out of validation, the OOF and the competitio
 import json
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -335,6 +336,36 @@ def test_a_header_only_labels_csv_says_it_lists_no_photos(tmp_path):
     (src / "labels.csv").write_text("file,age,gender\n")
     with pytest.raises(DataError, match="lists no photos"):
         outside_set.checked_outside([src])
+
+
+def test_a_person_drawn_meanwhile_by_another_process_is_used_not_an_error(tmp_path, monkeypatch):
+    """Two benches (or tune workers) on one cache draw the same person at once: the second to finish finds the
+    first's complete folder and uses it (it used to fail moving its own onto it: 'Directory not empty')."""
+    src = generate_outside(tmp_path / "photos", n=3, seed=2)
+    fresh, _ = drawn(src, 7, tmp_path / "a", detector=unrounded_detector)
+    first = Path(fresh["path"][0]).parent
+    keep = {f.name: f.read_bytes() for f in first.iterdir()}
+    shutil.rmtree(tmp_path / "a" / "extra")
+    real, real_rmtree = outside_shots.person_shots, shutil.rmtree
+
+    def the_other_process_finishes_first(*args):
+        shots = real(*args)
+        if not first.exists():  # the other process's folder lands while this one draws
+            first.mkdir(parents=True)
+            for name, data in keep.items():
+                (first / name).write_bytes(data)
+        return shots
+
+    def rmtree(path, *args, **kw):  # the other process may be reading its shots (its cache build): never removed
+        assert Path(path) != first, "removed a complete person drawn by another process"
+        real_rmtree(path, *args, **kw)
+
+    monkeypatch.setattr(outside_shots, "person_shots", the_other_process_finishes_first)
+    monkeypatch.setattr(outside_shots.shutil, "rmtree", rmtree)
+    again, _ = drawn(src, 7, tmp_path / "a", detector=lambda img: pytest.fail("detected again"))
+    assert again["path"].tolist() == fresh["path"].tolist()
+    assert {f.name: f.read_bytes() for f in first.iterdir()} == keep
+    assert not [d for d in first.parent.iterdir() if d.name.startswith(".")]  # this process's draft removed
 
 
 def test_a_killed_drawing_leaves_no_draft_behind_for_long(tmp_path):
