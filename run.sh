@@ -10,6 +10,7 @@
 #   bash run.sh gallery --run RUN                                                the error-analysis page
 #   bash run.sh compare RUN_A RUN_B                                              the same numbers?
 #   bash run.sh extra --from DIR [--preview 24] [--out FILE.png]                 outside photos with drawn masks
+#   bash run.sh background [--preview 12] [--methods grabcut,selfie] [--out FILE]  the photos without backgrounds
 #   bash run.sh blend --runs A[,B...] [--decision bias] [--name N]              blend runs, decide for macro-F1
 #   bash run.sh bench [--protocol cpu|gpu] [--recipes seed,recommended]          recipes compared
 #   bash run.sh tune [--space NAME|FILE] [--trials N] [--jobs N] [--storage URL]  search a recipe (Optuna)
@@ -60,7 +61,7 @@ case "${1:-}" in
         browser
         exec "$PY" -m pytest -q tests "$@"
         ;;
-    train|predict|export|audit|gallery|compare|extra|blend|bench|tune|speed|weights|gpucheck)
+    train|predict|export|audit|gallery|compare|extra|background|blend|bench|tune|speed|weights|gpucheck)
         # each stage is one thin module, src/stages/<stage>.py (the list: src/stages/__init__.py)
         stage=$1
         shift

@@ -35,6 +35,8 @@ from .values import (
     worker_count,
 )
 
+BACKGROUNDS = ("keep", "grabcut", "selfie")  # background=: src/data/background.py does each
+
 
 def joined(values, fmt="{}") -> str:
     return ",".join(fmt.format(v) for v in values)
@@ -133,7 +135,7 @@ KEYS: dict[str, Key] = {
     "crop": Key("center", choice("center", "face"),
                 doc="center | face (MTCNN box + face_margin; centre crop where no face is found)"),
     "face_margin": Key(0.3, number(0)),
-    "background": Key("keep", choice("keep", "grabcut", "selfie"),
+    "background": Key("keep", choice(*BACKGROUNDS),
                       doc="keep | grabcut (OpenCV, seeded from the face box or the centre) | selfie (MediaPipe Selfie "
                           "Segmentation): the background removed where the photo is decoded (src/data/background.py)"),
     "background_fill": Key("mean", choice("mean", "blur"),

@@ -130,11 +130,11 @@ def grabcut_alpha(img: np.ndarray, box) -> np.ndarray:
     try:
         cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), labels, None, np.zeros((1, 65)), np.zeros((1, 65)),
                     GRABCUT_ROUNDS, cv2.GC_INIT_WITH_MASK)
-    except cv2.error:  # a photo of one flat colour has no colour models to fit: kept whole
+    except cv2.error:  # too few pixels of a seed for its colour model (a thumbnail-sized photo): kept whole
         return np.ones((h, w), np.float32)
     fg = ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.float32)
-    fg = cv2.GaussianBlur(fg, (0, 0), 1.0)
-    return cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
+    soft = cv2.resize(cv2.GaussianBlur(fg, (0, 0), 1.0), (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip((soft - 0.02) / 0.96, 0, 1)  # a soft edge, and the photo or the fill exactly beyond it
 
 
 _local = threading.local()  # one segmenter per thread (a MediaPipe graph runs one photo at a time)

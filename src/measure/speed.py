@@ -15,10 +15,18 @@ import torch
 
 from ..core.config import load_config
 from ..core.files import writable_folder
+from ..core.keys import BACKGROUNDS
 from ..core.machine import loader_workers, peak_memory_gib, pick_device, set_threads
 from ..core.paths import ROOT
 from ..core.run_dir import OUTPUT
-from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches
+from ..data.background import BackgroundError, check_background
+from ..data.batches import (
+    BatchPlan,
+    CachedBatches,
+    CachedPhotos,
+    DecodedPhotos,
+    LoaderBatches,
+)
 from ..data.cache import cache_root, load_or_build
 from ..data.tables import Layout, find_data, load_train
 from ..data.transforms import DeviceNormalise, Geometry, PhotoAugment
@@ -104,6 +112,31 @@ def one_thread():
 
 
 GPU_IMG_S = 6000  # what one GPU trains a small backbone at (docs/results.md): the loader must keep up
+COMPETITION_PHOTOS = 18_900  # the competition's training photos: what a background method costs once
+BACKGROUND_PHOTOS = 64  # photos each background method is timed on
+BIG_MACHINE_CORES = 16
+
+
+def background_rates(cfg, paths: list[str]) -> dict:
+    """Per background method (those this machine can run): photos per second per core of the whole decode
+    (read, removal, crop, resize) over CPU time, so a method's own threads count, and the competition's
+    photos once on a 16-core machine."""
+    sample, rates = paths[:BACKGROUND_PHOTOS], {}
+    for method in BACKGROUNDS:
+        try:
+            check_background(method)
+        except BackgroundError as e:
+            print(f"background={method} not timed: {e}", flush=True)
+            continue
+        geometry = Geometry(cfg.replace(background=method))
+        geometry(sample[0])  # a segmenter's start is not a photo's cost
+        cpu = time.process_time()
+        for path in sample:
+            geometry(path)
+        per_core = len(sample) / max(time.process_time() - cpu, 1e-9)
+        rates[method] = {"photos_per_s_per_core": per_core,
+                         "competition_on_16_cores_s": COMPETITION_PHOTOS / (per_core * BIG_MACHINE_CORES)}
+    return rates
 
 
 def loader_rates(cfg, device, paths, labels, plan: BatchPlan) -> tuple[dict, np.ndarray]:
@@ -173,6 +206,7 @@ def measure(recipe: str, overrides: list[str], device_setting: str, data: Path |
     r, array = loader_rates(cfg, device, paths, labels, plan)
     r["model_only"] = time_model(cfg, device, len(paths))
     r["training"] = time_training(cfg, device, array, labels, plan)
+    r["background"] = background_rates(cfg, paths)
     r.update(peak_memory_gib(device))
     r["cached_over_naive"] = r["loader_cached"] / r["loader_naive"]
     r["training_over_model"] = r["training"] / r["model_only"]
@@ -190,6 +224,10 @@ def measure(recipe: str, overrides: list[str], device_setting: str, data: Path |
              f"| **cached ÷ naive loader** (data path) | **{r['cached_over_naive']:.1f}×** |",
              f"| **training ÷ model-only** | **{r['training_over_model']:.2f}** |",
              f"| **workers a GPU's {GPU_IMG_S:,} img/s needs** (num_workers) | **{r['workers_for_gpu']}** |"]
+    lines += ["", f"| background= (decode, removal, crop, resize; {min(len(paths), BACKGROUND_PHOTOS)} photos) | "
+              f"photos/s per core | the competition's {COMPETITION_PHOTOS:,} photos once, {BIG_MACHINE_CORES} cores |",
+              "|---|---|---|"] + [f"| {m} | {v['photos_per_s_per_core']:.1f} | {v['competition_on_16_cores_s']:.0f} s |"
+                                  for m, v in r["background"].items()]
     gpu = "" if r["peak_gpu_gib"] is None else f", peak GPU memory {r['peak_gpu_gib']:.2f} GiB"
     starts = "" if "epoch_start_new_s" not in r else (
         f"; an epoch's first batch after {r['epoch_start_new_s']:.2f} s with {cfg.num_workers} new workers, "

@@ -19,8 +19,11 @@ from ..core.classes import PROB_COLS
 from ..core.errors import NotFound
 from ..core.files import atomic_write_text, writing_errors
 from ..core.progress import parallel_map
-from ..core.run_dir import RunDir, read_eval_probs
+from ..core.run_dir import OUTPUT, RunDir, read_eval_probs
+from ..data.cache import cache_root
+from ..data.faces import face_boxes
 from ..data.tables import DataError, Layout, load_eval
+from ..data.transforms import Geometry
 from .audit import as_corrections, candidates, person_scores
 
 PAGE = Path(__file__).with_name("gallery_page.html")
@@ -28,37 +31,56 @@ THUMB = (96, 128)  # width, height: the competition's 3:4
 THUMB_QUALITY = 70  # small files, faces still legible (sizes measured: docs/results.md)
 
 
-def thumb_name(path: Path) -> str:
-    """A thumbnail's file name (less its .jpg, which the page adds): changes when the photo is replaced."""
+def thumb_name(path: Path, view: str = "") -> str:
+    """A thumbnail's file name (less its .jpg, which the page adds): changes when the photo is replaced, or
+    when it shows another view of it (`view`: the background setting the model saw it with)."""
     try:
         st = path.stat()
-        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}{view}"
     except OSError:
         key = f"{path}|missing"
     return hashlib.sha1(key.encode()).hexdigest()[:14]
 
 
-def make_thumb(src: Path, dst: Path) -> bool:
-    """One small JPEG (decoded at 1/2..1/8 scale by the JPEG decoder itself: fast); False when unreadable."""
+def opened(src: Path, view: Geometry | None) -> Image.Image:
+    """The photo (decoded at 1/2..1/8 scale by the JPEG decoder itself: fast), or as the model saw it."""
+    if view is not None:
+        return Image.fromarray(view(str(src)))
+    with Image.open(src) as im:
+        im.draft("RGB", (THUMB[0] * 2, THUMB[1] * 2))
+        return im.convert("RGB")
+
+
+def make_thumb(src: Path, dst: Path, view: Geometry | None = None) -> bool:
+    """One small JPEG; False when the photo cannot be read."""
     try:
-        with Image.open(src) as im:
-            im.draft("RGB", (THUMB[0] * 2, THUMB[1] * 2))
-            im = im.convert("RGB")
-            im.thumbnail(THUMB, Image.Resampling.BILINEAR)
-            tmp = dst.with_name(dst.name + ".tmp")
-            im.save(tmp, "JPEG", quality=THUMB_QUALITY)
-            os.replace(tmp, dst)
+        im = opened(src, view)
+        im.thumbnail(THUMB, Image.Resampling.BILINEAR)
+        tmp = dst.with_name(dst.name + ".tmp")
+        im.save(tmp, "JPEG", quality=THUMB_QUALITY)
+        os.replace(tmp, dst)
         return True
-    except OSError:
+    except (OSError, ValueError):  # unreadable (read_image's error for a photo it cannot decode)
         return False
 
 
-def make_thumbs(paths: list[Path], folder: Path) -> tuple[list[str], int]:
+def model_view(cfg, paths: list[Path]) -> Geometry | None:
+    """With a background removed (background= other than keep), the thumbnails show the photo as the model saw
+    it: cut out, filled, cropped and resized (crop=face: by the boxes the run's cache holds)."""
+    if cfg.background == "keep":
+        return None
+    boxes = face_boxes([str(p) for p in paths], cache_root(cfg.cache_dir, OUTPUT)) if cfg.crop == "face" else None
+    return Geometry(cfg, boxes)
+
+
+def make_thumbs(paths: list[Path], folder: Path, cfg) -> tuple[list[str], int]:
     """Thumbnail names for the photos (made where missing) and how many photos could not be read."""
     folder.mkdir(exist_ok=True)
-    names = [thumb_name(p) for p in paths]
+    setting = "" if cfg.background == "keep" else f"|{cfg.background}|{cfg.background_fill}|{cfg.crop}"
+    names = [thumb_name(p, setting) for p in paths]
     todo = [(p, folder / f"{n}.jpg") for p, n in dict(zip(paths, names)).items() if not (folder / f"{n}.jpg").exists()]
-    ok = parallel_map(lambda job: make_thumb(*job), todo, min(8, os.cpu_count() or 1),
+    view = model_view(cfg, [p for p, _ in todo]) if todo else None
+    ok = parallel_map(lambda job: make_thumb(*job, view), todo, min(8, os.cpu_count() or 1),
                       "making the gallery's thumbnails")
     bad = {dst.stem for (_, dst), good in zip(todo, ok) if not good}
     return ["" if n in bad else n for n in names], len(bad)
@@ -75,7 +97,7 @@ def permille(probs: np.ndarray) -> list[int]:
     return np.rint(probs * 1000).astype(int).ravel().tolist()
 
 
-def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
+def oof_set(run: RunDir, folder: Path, cfg) -> tuple[dict, pd.DataFrame] | None:
     """The out-of-fold photos of every finished fold, and the table they came from."""
     try:
         oof = run.load_oof()
@@ -88,7 +110,7 @@ def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
     persons = list(dict.fromkeys(oof["person"]))
     index = {p: i for i, p in enumerate(persons)}
     paths = [Path(p) for p in oof["path"]]
-    thumbs, unreadable = make_thumbs(paths, folder)
+    thumbs, unreadable = make_thumbs(paths, folder, cfg)
     data = {"n": len(oof), "true": oof["label"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
             "p": permille(probs), "fold": oof["fold"].astype(int).tolist(),
             "person": [index[p] for p in oof["person"]], "shot": [classes.SHOTS.index(s) for s in oof["shot"]],
@@ -96,9 +118,10 @@ def oof_set(run: RunDir, folder: Path) -> tuple[dict, pd.DataFrame] | None:
     return data, oof
 
 
-def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
+def eval_set(run: RunDir, cfg, folder: Path) -> dict | None:
     """The eval photos with the run's probabilities, when eval/answers.csv gives their truth."""
     probs_table = read_eval_probs(run)
+    data_dir = cfg.data
     if probs_table is None or not data_dir:
         return None
     try:
@@ -114,7 +137,7 @@ def eval_set(run: RunDir, data_dir: str, folder: Path) -> dict | None:
         return None
     probs = table[PROB_COLS].to_numpy()
     paths = [Path(p) for p in table["path"]]
-    thumbs, unreadable = make_thumbs(paths, folder)
+    thumbs, unreadable = make_thumbs(paths, folder, cfg)
     return {"n": len(table), "true": table["true"].astype(int).tolist(), "pred": probs.argmax(1).tolist(),
             "p": permille(probs), "thumb": thumbs, **located(paths), "unreadable": unreadable}  # rel: the ImageID
 
@@ -156,12 +179,12 @@ def page_data(run: RunDir, folder: Path) -> dict:
     cfg = run.load_config()
     data_dir = cfg.data  # the data folder the run used (core/migrations.py fills it for older runs)
     sets, persons, audit, audit_source = {}, [], [], ""
-    found = oof_set(run, folder)
+    found = oof_set(run, folder, cfg)
     if found is not None:
         sets["oof"], oof = found
         persons = person_rows(oof, data_dir)
         audit, audit_source = audit_rows(run, oof)
-    ev = eval_set(run, data_dir, folder)
+    ev = eval_set(run, cfg, folder)
     if ev is not None:
         sets["eval"] = ev
     if not sets:

@@ -7,6 +7,7 @@ import contextlib
 import difflib
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 
@@ -43,6 +44,7 @@ STAGES = {
     "gallery": "the error-analysis page RUN/gallery.html  --run RUN",
     "compare": "are two runs the same numbers (apart from the machine's times)?  RUN_A RUN_B",
     "extra": "outside photos with drawn masks, as a contact sheet  --from DIR [--preview 24] [--out FILE.png]",
+    "background": "the photos as the model sees them with backgrounds removed, and the fill by class  [--preview 12]",
     "blend": "blend runs, group persons, decide for macro-F1  --runs A[,B...] [--decision bias] [--group-eval 7]",
     "bench": "recipes trained under one protocol, one table  [--protocol cpu|gpu] [--recipes seed,recommended]",
     "tune": "search for the best recipe on your data (Optuna), checked on unseen folds  [--space NAME] [--trials N]",
@@ -94,3 +96,23 @@ def parser(prog: str, manual: str | None, **kw) -> argparse.ArgumentParser:
     option guessed from an abbreviation."""
     return argparse.ArgumentParser(prog=prog, description=manual, allow_abbrev=False,
                                    formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
+def picture_file(raw: str | None, folder: Path, stem: str) -> Path:
+    """A stage's --out picture, checked before any work: a new .png or .jpg in a folder that can be written
+    (default: <folder>/<stem>.png, or -2, -3, ... beside it; never over a file)."""
+    from ..core.errors import ConfigError, Exists
+    from ..core.files import first_free, writable_folder
+    from ..core.paths import user_path
+
+    if not raw:  # the documented default, in the output folder a fresh clone does not have yet
+        folder.mkdir(parents=True, exist_ok=True)
+    out = user_path(raw) if raw else first_free(folder, stem, ".png")
+    if out.exists():
+        raise Exists(f"--out {out}: already exists; this stage never writes over a file")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise ConfigError(f"--out {out}: write a .png or .jpg")
+    writable_folder(out.parent, "--out")  # said now, not after the drawing
+    return out

@@ -31,21 +31,20 @@ competition's persons, and the competition persons' folds are made before they j
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from PIL import Image
 
 from ..core import classes
 from ..core.config import config_parser
-from ..core.errors import ConfigError, Exists
-from ..core.files import first_free, writable_folder
+from ..core.errors import ConfigError
+from ..core.files import writable_folder
 from ..core.paths import user_path
 from ..core.run_dir import OUTPUT
 from ..core.values import option_items
 from ..data.cache import cache_root
 from ..persons.outside_persons import contact_sheet, outside_persons, summary_lines
 from ..persons.outside_set import OutsideRules, checked_outside, settled_ages
-from . import parser, run_stage
+from . import parser, picture_file, run_stage
 
 
 def parse(argv):
@@ -72,21 +71,6 @@ def parse(argv):
     return ap.parse_args(sys.argv[1:] if argv is None else argv)
 
 
-def preview_file(raw: str | None) -> Path:
-    """--out, checked before any work: a new .png or .jpg in a folder that can be written."""
-    if not raw:  # the documented default, in the output folder a fresh clone does not have yet
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-    out = user_path(raw) if raw else first_free(OUTPUT, "extra-preview", ".png")
-    if out.exists():
-        raise Exists(f"--out {out}: already exists; this stage never writes over a file")
-    if not out.parent.is_dir():
-        raise ConfigError(f"--out {out}: its folder {out.parent} does not exist")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise ConfigError(f"--out {out}: write a .png or .jpg")
-    writable_folder(out.parent, "--out")  # said now, not after the drawing
-    return out
-
-
 def main(argv=None) -> int:
     a = parse(argv)
     return run_stage(lambda: extra(a))
@@ -98,7 +82,7 @@ def extra(a) -> None:
                           "writes no picture")
     if a.preview < 1:
         raise ConfigError(f"--preview {a.preview}: show at least one person")
-    out = None if a.prepare else preview_file(a.out)
+    out = None if a.prepare else picture_file(a.out, OUTPUT, "extra-preview")
     cache = writable_folder(cache_root(str(user_path(a.cache_dir)) if a.cache_dir else "", OUTPUT), "--cache-dir")
     rules = OutsideRules(ages=settled_ages(a.ages, None), drop_conflicts=a.conflicts == "drop", layout=a.format,
                          race=a.race)

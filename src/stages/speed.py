@@ -11,6 +11,10 @@ Measures, on the same N photos and the same config (default: the seed recipe):
                     workers (num_workers) a GPU's 6,000 img/s needs
   model only        forward + backward + optimiser step on random tensors already on the device
   training          the real training loop (cached photos + the augment list) over the same photos
+  background=       for each method (keep, grabcut, selfie: those this machine can run), the photo's whole
+                    decode (read, background removal, crop, resize) over 64 photos: photos per second per core
+                    (CPU time, so a method's own threads count) and the competition's 18,900 photos once on 16
+                    cores (the cache's build: once per setting, then every run reads it)
 and prints images/second with the ratios cached/naive and training/model-only.
 """
 from __future__ import annotations

@@ -6,6 +6,7 @@ from PIL import Image
 
 from src.core.classes import PROB_COLS
 from src.core.run_dir import RunDir
+from src.data.background import Background
 from src.data.demo import generate_outside
 from src.infer import predict
 from tests.helpers import copy_run, stage, train_fast
@@ -109,3 +110,24 @@ def test_predict_and_the_export_decide_as_the_runs_eval_did(tiny_data_master, tm
     predict.export_onnx(run)
     by_onnx = predict.predict(run, paths, "onnx")[PROB_COLS].to_numpy(float)
     np.testing.assert_allclose(by_onnx, saved, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["grabcut", "selfie"])
+def test_predict_removes_the_background_as_the_runs_eval_did(method, tiny_data_master, tmp_path, monkeypatch):
+    """background= set: eval read the cut-out photos from the cache (outside persons seeded by their drawn boxes),
+    predict and the ONNX path cut each file out themselves, and give the same probabilities."""
+    if method == "selfie":
+        pytest.importorskip("mediapipe")
+    faces = generate_outside(tmp_path / "faces", n=3, seed=3)
+    assert train_fast(tiny_data_master, tmp_path, f"extra={faces}", f"background={method}", "folds=0",
+                      name="b") == 0
+    run = RunDir(tmp_path / "b")
+    info = pd.read_csv(tiny_data_master / "eval" / "info.csv")
+    paths = [tiny_data_master / "eval" / "images" / i for i in info["ImageID"]]
+    saved = pd.read_csv(run.eval_probs)[PROB_COLS].to_numpy(float)
+    np.testing.assert_allclose(predict.predict(run, paths, "torch")[PROB_COLS].to_numpy(float), saved, atol=2e-5)
+    predict.export_onnx(run)
+    np.testing.assert_allclose(predict.predict(run, paths, "onnx")[PROB_COLS].to_numpy(float), saved, atol=1e-4)
+    monkeypatch.setattr(Background, "of", classmethod(lambda cls, cfg: None))  # the photos as they are
+    kept = predict.predict(run, paths, "torch")[PROB_COLS].to_numpy(float)
+    assert not np.allclose(kept, saved, atol=2e-5)  # the removal is what makes them agree

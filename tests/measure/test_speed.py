@@ -20,6 +20,12 @@ def test_speed_benchmark_writes_its_table(tiny_data, tmp_path):
     assert f"workers a GPU's 6,000 img/s needs** (num_workers) | **{r['workers_for_gpu']}**" in table
     assert r["peak_host_gib"] > 0.1 and r["peak_gpu_gib"] is None  # a CPU run: no GPU figure
     assert "peak host RAM" in table and "epoch_start_new_s" not in r  # no workers, nothing to start
+    for method, rate in r["background"].items():  # each method this machine can run, per core and for the
+        cost = 18_900 / (rate["photos_per_s_per_core"] * 16)  # competition's photos on 16 cores
+        assert rate["photos_per_s_per_core"] > 0 and abs(rate["competition_on_16_cores_s"] - cost) < 1e-6
+        assert f"| {method} | {rate['photos_per_s_per_core']:.1f} | {cost:.0f} s |" in table
+    assert {"keep", "grabcut"} <= set(r["background"])
+    assert r["background"]["keep"]["photos_per_s_per_core"] > r["background"]["grabcut"]["photos_per_s_per_core"]
 
 
 def test_speed_times_an_epochs_first_batch_with_new_and_persistent_workers(tiny_data, tmp_path):

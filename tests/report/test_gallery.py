@@ -14,8 +14,10 @@ from PIL import Image
 
 from src.core import classes
 from src.core.classes import PROB_COLS
+from src.core.config import load_config
 from src.core.paths import ROOT
 from src.core.run_dir import RunDir
+from src.data import background
 from src.data.tables import training_table
 from src.report import gallery
 from tests.helpers import copy_run, fake_run, softmax, stage
@@ -86,9 +88,26 @@ def test_a_replaced_photo_gets_a_new_thumbnail_and_an_unreadable_one_a_blank(tmp
     assert gallery.thumb_name(photo) != first
     broken = tmp_path / "b.jpg"
     broken.write_bytes(b"not a photo")
-    names, bad = gallery.make_thumbs([photo, broken], tmp_path / "thumbs")
+    names, bad = gallery.make_thumbs([photo, broken], tmp_path / "thumbs", load_config("seed"))
     assert names[0] and names[1] == "" and bad == 1
     assert sorted(p.name for p in (tmp_path / "thumbs").iterdir()) == [f"{names[0]}.jpg"]  # no partial file left
+
+
+def test_with_the_background_removed_the_thumbnails_show_what_the_model_saw(tmp_path):
+    """A run with background= other than keep: its gallery's photos are the model's views (cut out and filled),
+    in thumbnails of their own; keep's are the photos themselves."""
+    photo = tmp_path / "a.jpg"
+    img = np.zeros((512, 384, 3), np.uint8)
+    img[:] = (40, 160, 60)  # a green room
+    img[120:420, 110:274] = (230, 120, 90)  # a warm person in the middle
+    Image.fromarray(img).save(photo, quality=95)
+    cfg = load_config("seed", ["img_size=128,96", "crop_frac=1.0"])
+    (plain,), _ = gallery.make_thumbs([photo], tmp_path / "thumbs", cfg)
+    (cut,), _ = gallery.make_thumbs([photo], tmp_path / "thumbs", cfg.replace(background="grabcut"))
+    assert plain != cut
+    corner = lambda name: np.asarray(Image.open(tmp_path / "thumbs" / f"{name}.jpg"))[2:8, 2:8].mean((0, 1))
+    assert np.abs(corner(plain) - (40, 160, 60)).max() < 12
+    assert np.abs(corner(cut) - background.MEAN_RGB).max() < 12  # the fill, as the model saw it
 
 
 def test_gallery_errors_name_the_run_and_exit_2(tmp_path, capsys, trained):
