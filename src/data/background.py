@@ -186,7 +186,7 @@ def background_settings(method: str, fill: str) -> dict:
 
 class Background:
     """(photo, face box or None) -> the photo with its background filled, at the photo's size; also its alpha
-    (1 the person, 0 the fill) for what the preview measures. `keep` returns the photo itself."""
+    (1 the person, 0 the fill) for what the preview measures. `keep` has none: Background.of gives None."""
 
     def __init__(self, method: str, fill: str):
         self.method, self.fill = method, fill
