@@ -105,6 +105,18 @@ def test_training_with_and_without_the_cache_gives_the_same_numbers(tiny_data, o
     assert la[cols].equals(lb[cols])
 
 
+def test_the_background_is_removed_alike_in_the_loaders_worker_processes(tiny_data, out_dir):
+    """cache=false: each worker process cuts the photos out itself (the segmenter made in each, after the fork)
+    and gives the pixels the cache holds."""
+    pytest.importorskip("mediapipe")
+    opts = ["folds=0", "background=selfie", "background_fill=blur"]
+    assert _run(tiny_data, "cached", *opts, "cache=true", "num_workers=0") == 0
+    assert _run(tiny_data, "plain", *opts, "cache=false", "num_workers=2") == 0
+    a, b = out_dir / "cached", out_dir / "plain"
+    assert (a / "fold0_oof.csv").read_bytes() == (b / "fold0_oof.csv").read_bytes()
+    assert (a / "submission.csv").read_bytes() == (b / "submission.csv").read_bytes()
+
+
 def test_quality_options_run_end_to_end(tiny_data, out_dir):
     assert _run(tiny_data, "opts", "folds=0", "head=multi", "cutmix=0.5", "sampler=balanced", "loss=focal_f1",
                 "drop_ages=57-59", f"augment={SHIFT_AND_COLOUR}") == 0
