@@ -127,8 +127,12 @@ def export_onnx(run: RunDir, loaded: tuple[list[FoldModel], Preprocess] | None =
                       verbose=False)
     tmp.replace(out)
     run.record_export()
+    cfg = models[0].cfg
+    removed = "" if cfg.background == "keep" else (f"; the photos' background removed first (background="
+                                                   f"{cfg.background}, background_fill={cfg.background_fill}: the "
+                                                   f"network does not do it, `bash run.sh predict` does)")
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): input 'image' (batch, 3, {h}, {w}) normalised, "
-          f"output 'probs' (batch, 18)")
+          f"output 'probs' (batch, 18){removed}")
     return out
 
 

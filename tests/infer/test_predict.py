@@ -113,7 +113,8 @@ def test_predict_and_the_export_decide_as_the_runs_eval_did(tiny_data_master, tm
 
 
 @pytest.mark.parametrize("method", ["grabcut", "selfie"])
-def test_predict_removes_the_background_as_the_runs_eval_did(method, tiny_data_master, tmp_path, monkeypatch):
+def test_predict_removes_the_background_as_the_runs_eval_did(method, tiny_data_master, tmp_path, monkeypatch,
+                                                              capsys):
     """background= set: eval read the cut-out photos from the cache (outside persons seeded by their drawn boxes),
     predict and the ONNX path cut each file out themselves, and give the same probabilities."""
     if method == "selfie":
@@ -127,6 +128,7 @@ def test_predict_removes_the_background_as_the_runs_eval_did(method, tiny_data_m
     saved = pd.read_csv(run.eval_probs)[PROB_COLS].to_numpy(float)
     np.testing.assert_allclose(predict.predict(run, paths, "torch")[PROB_COLS].to_numpy(float), saved, atol=2e-5)
     predict.export_onnx(run)
+    assert f"background removed first (background={method}" in capsys.readouterr().out  # the network does not
     np.testing.assert_allclose(predict.predict(run, paths, "onnx")[PROB_COLS].to_numpy(float), saved, atol=1e-4)
     monkeypatch.setattr(Background, "of", classmethod(lambda cls, cfg: None))  # the photos as they are
     kept = predict.predict(run, paths, "torch")[PROB_COLS].to_numpy(float)
