@@ -20,13 +20,7 @@ from ..core.machine import loader_workers, peak_memory_gib, pick_device, set_thr
 from ..core.paths import ROOT
 from ..core.run_dir import OUTPUT
 from ..data.background import BackgroundError, check_background
-from ..data.batches import (
-    BatchPlan,
-    CachedBatches,
-    CachedPhotos,
-    DecodedPhotos,
-    LoaderBatches,
-)
+from ..data.batches import BatchPlan, CachedBatches, CachedPhotos, DecodedPhotos, LoaderBatches
 from ..data.cache import cache_root, load_or_build
 from ..data.tables import Layout, find_data, load_train
 from ..data.transforms import DeviceNormalise, Geometry, PhotoAugment
