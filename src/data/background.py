@@ -145,8 +145,8 @@ def selfie_alpha(img: np.ndarray, box=None) -> np.ndarray:
     """float32 (h, w) in [0, 1]: MediaPipe's person probability, sharpened around one half (the face box is not
     needed: the segmenter finds the person)."""
     segmenter = getattr(_local, "selfie", None)
-    if segmenter is None:  # made, and run once, with its start-up lines silenced
-        selfie_model_file()
+    if segmenter is None:  # made, and run once, with its start-up lines silenced (never in a forked process:
+        selfie_model_file()  # Background.worker_start)
         with quiet_stderr():
             from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
             segmenter = _local.selfie = SelfieSegmentation(model_selection=0)
@@ -197,6 +197,13 @@ class Background:
     @classmethod
     def of(cls, cfg) -> Background | None:
         return None if cfg.background == "keep" else cls(cfg.background, cfg.background_fill)
+
+    @property
+    def worker_start(self) -> str | None:
+        """How a loader's worker processes must start to run this method: MediaPipe's graphs do not survive a
+        fork (a forked process hangs on the parent's graph, or aborts making its own), so the segmenter's
+        workers are spawned, fresh interpreters; GrabCut forks like the plain decode."""
+        return "spawn" if self.method == "selfie" else None
 
     def alpha(self, img: np.ndarray, box=None) -> np.ndarray:
         return ALPHA[self.method](img, box)

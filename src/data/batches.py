@@ -27,10 +27,15 @@ from torch.utils.data import DataLoader, Dataset
 
 
 class DecodedPhotos:
-    """photo i -> `Geometry`'s uint8 (H, W, 3): decoded, cropped and resized from its file."""
+    """photo i -> `Geometry`'s uint8 (H, W, 3): decoded, cropped and resized from its file. `worker_start`: how
+    the loader's worker processes must start to decode (None: forked, the default)."""
 
     def __init__(self, paths, geometry):
         self.paths, self.geometry = list(paths), geometry
+
+    @property
+    def worker_start(self) -> str | None:
+        return self.geometry.worker_start
 
     def __len__(self):
         return len(self.paths)
@@ -216,9 +221,10 @@ class LoaderBatches(_Batches):
             # costs), each epoch's batches reach them through _EpochItems. A generator of the loader's own keeps
             # it from drawing its workers' base seed from torch's global one, which the model's dropout uses; the
             # workers' randomness is the draws' own seeds.
+            start = getattr(self.dataset.photos, "worker_start", None) if self.num_workers else None
             self.loader = DataLoader(self.dataset, batch_sampler=self.epoch, num_workers=self.num_workers,
                                      pin_memory=self.pin, generator=torch.Generator(),
-                                     persistent_workers=self.num_workers > 0)
+                                     persistent_workers=self.num_workers > 0, multiprocessing_context=start)
         for x, y in self.loader:
             yield x.permute(0, 3, 1, 2), y  # NHWC memory, like the cache's batches
 

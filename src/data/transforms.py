@@ -62,6 +62,11 @@ class Geometry:
         self.margin = cfg.face_margin
         self.background = Background.of(cfg)
 
+    @property
+    def worker_start(self) -> str | None:
+        """How a loader's worker processes must start to run this (None: forked; background.worker_start)."""
+        return None if self.background is None else self.background.worker_start
+
     def __call__(self, path) -> np.ndarray:
         return self.view(path)[0]
 

@@ -1,6 +1,7 @@
 """A tiny end-to-end run (seconds): folds -> train -> TTA ensemble -> submission -> report."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -106,9 +107,12 @@ def test_training_with_and_without_the_cache_gives_the_same_numbers(tiny_data, o
 
 
 def test_the_background_is_removed_alike_in_the_loaders_worker_processes(tiny_data, out_dir):
-    """cache=false: each worker process cuts the photos out itself (the segmenter made in each, after the fork)
-    and gives the pixels the cache holds."""
+    """cache=false: each worker process cuts the photos out itself and gives the pixels the cache holds, also in
+    a process whose main thread ran the segmenter already (as an earlier run in a bench or a study leaves it): a
+    worker forked from it would wait forever on that graph, or abort making its own."""
     pytest.importorskip("mediapipe")
+    from src.data.background import selfie_alpha
+    selfie_alpha(np.zeros((64, 64, 3), np.uint8))
     opts = ["folds=0", "background=selfie", "background_fill=blur"]
     assert _run(tiny_data, "cached", *opts, "cache=true", "num_workers=0") == 0
     assert _run(tiny_data, "plain", *opts, "cache=false", "num_workers=2") == 0
