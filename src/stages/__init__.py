@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import difflib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -31,8 +32,18 @@ def stopped_line() -> str:
     return f"interrupted (Ctrl-C): bash run.sh {stage} stopped"
 
 
-# set before the stage module itself runs (python -m src.stages.X imports this package first)
+def ctrl_c_while_loading(signum, frame) -> None:
+    """SIGINT until the stage's work starts: the line and exit 130 at once. Raised as KeyboardInterrupt there, it
+    could land in a library's import inside a bare `except:` (OpenCV's loader has one) and be swallowed: the
+    stage would then run on as if Ctrl-C had not been pressed."""
+    interrupted(KeyboardInterrupt, KeyboardInterrupt(), None)
+
+
+# set before the stage module itself runs (python -m src.stages.X imports this package first; "-m" is argv[0]
+# while it does), so Ctrl-C while torch and the rest load is one line too; run_stage hands Ctrl-C back to Python
 sys.excepthook = interrupted
+if sys.argv[:1] == ["-m"]:
+    signal.signal(signal.SIGINT, ctrl_c_while_loading)
 
 STAGES = {
     "(none)": "the whole job: data check, folds, training, fold ensemble on eval, report  [key=value ...]",
@@ -76,6 +87,8 @@ def run_stage(work: Callable[[], int | None], interrupted: str = "", then: str =
     from ..core.errors import UserError
     from ..core.files import writing_errors
 
+    if signal.getsignal(signal.SIGINT) is ctrl_c_while_loading:  # from here stages say where Ctrl-C stopped them
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with writing_errors():
             return work() or 0

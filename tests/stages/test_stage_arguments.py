@@ -220,6 +220,18 @@ def test_ctrl_c_while_the_libraries_load_is_one_line_and_130(stage_name, args, t
         assert "Traceback" not in err and err.strip() == f"interrupted (Ctrl-C): bash run.sh {stage_name} stopped"
 
 
+def test_ctrl_c_inside_a_librarys_bare_except_while_loading_still_stops_the_stage(tmp_path):
+    """OpenCV's loader runs part of its import under a bare `except:`: a KeyboardInterrupt raised there is
+    swallowed and the stage ran on. Until the stage's work starts, Ctrl-C ends it at once."""
+    swallowing = ("import sys; sys.argv = ['-m']; import os, signal, time, src.stages\n"
+                  "try:\n    os.kill(os.getpid(), signal.SIGINT); time.sleep(2)\nexcept:\n    pass\n"
+                  "print('ran on')")
+    done = subprocess.run([sys.executable, "-c", swallowing], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130 and "ran on" not in done.stdout
+    assert done.stderr.strip().startswith("interrupted (Ctrl-C): bash run.sh") and "Traceback" not in done.stderr
+
+
 # ---- every stage's arguments ----------------------------------------------------------------
 
 def test_blend_options_take_the_config_keys_parsers(capsys):
