@@ -145,8 +145,9 @@ def selfie_alpha(img: np.ndarray, box=None) -> np.ndarray:
     """float32 (h, w) in [0, 1]: MediaPipe's person probability, sharpened around one half (the face box is not
     needed: the segmenter finds the person)."""
     segmenter = getattr(_local, "selfie", None)
-    if segmenter is None:  # made, and run once, with its start-up lines silenced (never in a forked process:
-        selfie_model_file()  # Background.worker_start)
+    # never made in a forked process (Background.worker_start: a fork hangs on the parent's graph)
+    if segmenter is None:  # made, and run once, with its start-up lines silenced
+        selfie_model_file()
         with quiet_stderr():
             from mediapipe.python.solutions.selfie_segmentation import SelfieSegmentation
             segmenter = _local.selfie = SelfieSegmentation(model_selection=0)

@@ -221,7 +221,7 @@ class LoaderBatches(_Batches):
             # costs), each epoch's batches reach them through _EpochItems. A generator of the loader's own keeps
             # it from drawing its workers' base seed from torch's global one, which the model's dropout uses; the
             # workers' randomness is the draws' own seeds.
-            start = getattr(self.dataset.photos, "worker_start", None) if self.num_workers else None
+            start = getattr(self.dataset.photos, "worker_start", None) if self.num_workers else None  # any source
             self.loader = DataLoader(self.dataset, batch_sampler=self.epoch, num_workers=self.num_workers,
                                      pin_memory=self.pin, generator=torch.Generator(),
                                      persistent_workers=self.num_workers > 0, multiprocessing_context=start)

@@ -9,6 +9,8 @@ gender and age band, and the largest gap between two groups of one task.
 """
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -43,7 +45,7 @@ def views(cfg, paths: list[str], methods: list[str], boxes: dict | None) -> dict
             view, alpha = geometry.view(path)
             return view, 0.0 if alpha is None else float(1 - alpha.mean())
 
-        out[method] = parallel_map(one, paths, 2, f"background={method}")
+        out[method] = parallel_map(one, paths, os.cpu_count() or 1, f"background={method}")  # as the cache builds
     return out
 
 
